@@ -1,0 +1,466 @@
+"""Safetensors checkpoints: save, load into a chosen storage dtype, fp8 / scaled fp8.
+
+File format: a safetensors file whose metadata holds the model config as JSON
+under ``"harmony_config"`` and the format version under
+``"harmony_format_version"``. Tensor names are the model's state-dict names
+(``video_model.blocks.0.self_attn.q.weight``, ...); upstream layouts (Wan2.2,
+Ovi) are renamed by ``harmony.keymap`` on load.
+
+fp8 storage follows the ComfyUI scaled-fp8 convention: a top-level
+``scaled_fp8`` tensor (empty; its dtype names the fp8 format) and, per
+quantised layer, ``<name>.scale_weight`` (float32 scalar); the real weight is
+``fp8_weight * scale_weight``. Only the Linear weights inside the transformer
+blocks are quantised; norms, biases, modulation tables, embeddings and heads
+keep their precision.
+
+Storage dtype (what the weights are kept in) is separate from compute dtype
+(what the activations use): the cast-on-use layers of ``harmony.ops`` cast
+each weight to the activation dtype when it is used. See ``compute_dtype``.
+
+Checkpoints are never unpickled: ``.pt`` / ``.ckpt`` / ``.bin`` files are
+refused with a message saying to convert them to safetensors.
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+from contextlib import contextmanager
+
+import torch
+import torch.nn as nn
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+FORMAT_VERSION = "1"
+CONFIG_KEY = "harmony_config"
+VERSION_KEY = "harmony_format_version"
+SCALED_FP8_KEY = "scaled_fp8"
+
+DTYPES = {
+    "auto": None,  # keep what the file stores
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+    "fp32": torch.float32,
+    "fp8_e4m3fn": torch.float8_e4m3fn,
+    "fp8_e5m2": torch.float8_e5m2,
+}
+"""Storage dtypes accepted by ``load_model(dtype=...)``."""
+
+FP8_FORMATS = {
+    "e4m3fn": (torch.float8_e4m3fn, False),
+    "e5m2": (torch.float8_e5m2, False),
+    "scaled_e4m3fn": (torch.float8_e4m3fn, True),
+}
+"""``save_model(fp8=...)`` choices: name -> (fp8 dtype, with scale_weight)."""
+
+FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle")
+_MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be loaded into the model, with the reason."""
+
+
+# --------------------------------------------------------------------------- dtypes
+
+
+def parse_dtype(dtype) -> torch.dtype | None:
+    """Storage dtype for a name in ``DTYPES`` (``None`` for "auto") or a torch dtype."""
+    if isinstance(dtype, torch.dtype):
+        if dtype not in [d for d in DTYPES.values() if d is not None]:
+            raise ValueError(f"unsupported storage dtype {dtype}; expected one of {list(DTYPES)}")
+        return dtype
+    if dtype is None:
+        return None
+    if dtype not in DTYPES:
+        raise ValueError(
+            f"unknown dtype {dtype!r}; expected one of: {', '.join(DTYPES)}"
+        )
+    return DTYPES[dtype]
+
+
+def compute_dtype(model: nn.Module, device="cpu") -> torch.dtype:
+    """Activation dtype for a model whose weights are stored as they are now.
+
+    fp8 storage computes in bf16 on CUDA and in fp32 elsewhere; otherwise the
+    dtype holding most of the floating-point weight bytes.
+    """
+    by_dtype: dict[torch.dtype, int] = {}
+    for t in model.state_dict().values():
+        if t.is_floating_point():
+            by_dtype[t.dtype] = by_dtype.get(t.dtype, 0) + t.numel() * t.element_size()
+    if not by_dtype:
+        return torch.float32
+    if any(d in FP8_DTYPES for d in by_dtype):
+        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    return max(by_dtype, key=by_dtype.get)
+
+
+def weight_bytes(model: nn.Module) -> int:
+    """Bytes of everything the model saves (parameters and persistent buffers)."""
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
+
+
+# --------------------------------------------------------------------------- fp8
+
+
+def quantizable_weights(model: nn.Module) -> list[str]:
+    """State-dict names of the Linear weights inside transformer blocks.
+
+    These are the tensors fp8 storage quantises; everything else keeps its
+    precision.
+    """
+    names = []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear) and "blocks" in name.split("."):
+            names.append(f"{name}.weight")
+    return names
+
+
+def quantize_fp8(weight: torch.Tensor, fp8_dtype: torch.dtype, scaled: bool):
+    """``(fp8 weight, scale or None)`` with ``weight ≈ fp8.float() * scale``.
+
+    The scale is one float32 scalar per tensor (ComfyUI's convention):
+    ``max|w| / fp8_max``, so the largest weight maps to the top of the fp8 range.
+    Values beyond the fp8 range are clamped (no inf / NaN).
+    """
+    w = weight.detach().float()
+    fp8_max = torch.finfo(fp8_dtype).max
+    if not scaled:
+        return w.clamp(-fp8_max, fp8_max).to(fp8_dtype), None
+    scale = (w.abs().max() / fp8_max).clamp(min=torch.finfo(torch.float32).tiny)
+    return (w / scale).clamp(-fp8_max, fp8_max).to(fp8_dtype), scale.reshape(())
+
+
+def _real_weight(weight: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
+    """The float32 weight a (possibly scaled fp8) stored weight stands for."""
+    w = weight.float()
+    if scale is None:
+        return w
+    scale = scale.float()
+    if scale.numel() > 1:
+        scale = scale.reshape(-1, *([1] * (w.dim() - 1)))
+    return w * scale
+
+
+# --------------------------------------------------------------------------- save
+
+
+def save_model(model: nn.Module, path, metadata: dict | None = None, dtype=None, fp8: str | None = None):
+    """Write ``model`` to a safetensors file at ``path``.
+
+    dtype: "bf16" | "fp16" | "fp32" | None (keep) for every floating tensor that
+    is not fp8-quantised. fp8: None | "e4m3fn" | "e5m2" | "scaled_e4m3fn" for the
+    block Linear weights. The file is written to a temporary name and renamed,
+    so a failed save leaves nothing behind.
+    """
+    out_dtype = parse_dtype(dtype)
+    if out_dtype in FP8_DTYPES:
+        raise ValueError(f"dtype={dtype!r} is for loading; to write fp8 use fp8= one of {list(FP8_FORMATS)}")
+    if fp8 is not None and fp8 not in FP8_FORMATS:
+        raise ValueError(f"unknown fp8 format {fp8!r}; expected one of: {', '.join(FP8_FORMATS)} (or None)")
+
+    state = model.state_dict()
+    quantize = set(quantizable_weights(model)) if fp8 else set()
+    tensors: dict[str, torch.Tensor] = {}
+    any_scale = False
+    for key, t in state.items():
+        if key.endswith(".scale_weight") or key == SCALED_FP8_KEY:
+            continue  # written together with its weight
+        if t.is_meta:
+            raise CheckpointError(f"cannot save {key}: it is on the meta device (weights were never loaded)")
+        scale_key = key[: -len("weight")] + "scale_weight" if key.endswith("weight") else None
+        scale = state.get(scale_key) if scale_key else None
+        if key in quantize:
+            fp8_dtype, scaled = FP8_FORMATS[fp8]
+            q, new_scale = quantize_fp8(_real_weight(t, scale), fp8_dtype, scaled)
+            tensors[key] = q
+            if new_scale is not None:
+                tensors[scale_key] = new_scale
+                any_scale = True
+        elif t.dtype in FP8_DTYPES and out_dtype is not None:
+            tensors[key] = _real_weight(t, scale).to(out_dtype)  # dequantise
+        elif t.dtype in FP8_DTYPES:
+            tensors[key] = t  # keep stored fp8 (and its scale) as is
+            if scale is not None:
+                tensors[scale_key] = scale.float()
+                any_scale = True
+        elif out_dtype is not None and t.is_floating_point():
+            tensors[key] = t.to(out_dtype)
+        else:
+            tensors[key] = t
+    if any_scale:
+        fp8_dtype = next(t.dtype for k, t in tensors.items() if t.dtype in FP8_DTYPES)
+        tensors[SCALED_FP8_KEY] = torch.empty(0, dtype=fp8_dtype)
+    tensors = {k: t.detach().to("cpu").contiguous() for k, t in tensors.items()}
+
+    meta = {VERSION_KEY: FORMAT_VERSION, "format": "pt"}
+    cfg = getattr(model, "cfg", None)
+    if cfg is not None and hasattr(cfg, "to_dict"):
+        meta[CONFIG_KEY] = json.dumps(cfg.to_dict())
+    if fp8:
+        meta["harmony_fp8"] = fp8
+    for k, v in (metadata or {}).items():
+        meta[str(k)] = v if isinstance(v, str) else json.dumps(v)
+
+    path = os.fspath(path)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        save_file(tensors, tmp, metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def convert(in_path, out_path, fp8: str | None = None, dtype=None, config=None):
+    """Re-write a checkpoint (any layout ``load_model`` reads) in our layout.
+
+    ``python -m harmony convert IN OUT --fp8 scaled_e4m3fn``. Weights are read
+    in the file's own dtype, so quantising starts from the stored precision.
+    """
+    if os.path.exists(out_path) and os.path.exists(in_path) and os.path.samefile(in_path, out_path):
+        raise ValueError(f"convert: output {out_path} is the input file; choose another output path")
+    model = load_model(in_path, dtype="auto", device="cpu", config=config)
+    return save_model(model, out_path, metadata={"converted_from": os.path.basename(os.fspath(in_path))},
+                      dtype=dtype, fp8=fp8)
+
+
+# --------------------------------------------------------------------------- load
+
+
+def check_safetensors_file(path) -> str:
+    """Return ``path`` if it is a readable safetensors file; raise a clear error otherwise.
+
+    Reads only the 8-byte length and the JSON header; never unpickles.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if os.path.isdir(path):
+        raise CheckpointError(f"checkpoint path {path} is a folder; pass the .safetensors file inside it")
+    refuse = (
+        f"{path} is not a safetensors file{{why}}. Harmony loads weights from safetensors only and never "
+        "unpickles checkpoints (.pt/.pth/.ckpt/.bin can run code when loaded). Convert it to safetensors in "
+        "an environment you trust (torch.load, then safetensors.torch.save_file) and load that file."
+    )
+    if path.lower().endswith(PICKLE_SUFFIXES):
+        raise CheckpointError(refuse.format(why=f" (suffix {os.path.splitext(path)[1]!r})"))
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if head[:4] == b"PK\x03\x04":
+            raise CheckpointError(refuse.format(why=" (it is a zip archive, the torch.save format)"))
+        if head[:1] == b"\x80":
+            raise CheckpointError(refuse.format(why=" (it is a Python pickle)"))
+        if len(head) < 8:
+            raise CheckpointError(refuse.format(why=f" (only {size} bytes long)"))
+        (n,) = struct.unpack("<Q", head)
+        if n == 0 or n > min(_MAX_HEADER_BYTES, size - 8):
+            raise CheckpointError(refuse.format(why=" (no valid safetensors header)"))
+        header = f.read(n)
+    try:
+        parsed = json.loads(header)
+        if not isinstance(parsed, dict):
+            raise ValueError
+    except ValueError:
+        raise CheckpointError(refuse.format(why=" (its header is not safetensors JSON)")) from None
+    return path
+
+
+def load_model(path, dtype="auto", device="cpu", config=None, ops=None):
+    """Build a ``HarmonyModel`` from a safetensors file, tensor by tensor.
+
+    dtype: storage dtype, one of ``DTYPES``. "auto" keeps the file's dtypes
+    (fp8 and scaled fp8 stay fp8); "bf16"/"fp16"/"fp32" cast every floating
+    tensor (dequantising fp8); "fp8_e4m3fn"/"fp8_e5m2" store the block Linear
+    weights in fp8 and the rest in the compute dtype. The model is built on
+    the meta device and each tensor goes straight to ``device`` in its storage
+    dtype, so no full-precision copy of the whole model is made.
+    config: a HarmonyConfig, its dict, or a config name; default the file's
+    ``harmony_config`` metadata. Sets ``model.compute_dtype``.
+    """
+    storage = parse_dtype(dtype)
+    path = check_safetensors_file(path)
+    device = torch.device(device)
+    with safe_open(path, framework="pt", device="cpu") as f:
+        file_keys = list(f.keys())
+        cfg = _resolve_config(config, f.metadata() or {}, path, file_keys)
+        model = build_empty_model(cfg, ops)
+        names = _model_to_file_names(model, file_keys, path, cfg)
+        _check_shapes(model, names, f, path)
+
+        quantize = set(quantizable_weights(model))
+        rest_dtype = storage
+        if storage in FP8_DTYPES:
+            rest_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        state = {}
+        for key, file_key in names.items():
+            t = f.get_tensor(file_key)
+            scale_key = file_key[: -len("weight")] + "scale_weight" if file_key.endswith("weight") else None
+            scale = f.get_tensor(scale_key) if scale_key in names.file_scales else None
+            if key in quantize and storage in FP8_DTYPES:
+                if t.dtype == storage:
+                    stored = t  # already this fp8 format: keep, with its scale
+                else:
+                    stored, scale = quantize_fp8(_real_weight(t, scale), storage, scaled=False)
+            elif t.dtype in FP8_DTYPES and storage is None:
+                stored = t  # "auto": keep the file's fp8 and its scale
+            elif t.dtype in FP8_DTYPES:
+                stored, scale = _real_weight(t, scale).to(rest_dtype), None
+            else:
+                target = rest_dtype if t.is_floating_point() else None
+                stored, scale = (t.to(target) if target is not None else t), None
+            state[key] = stored.to(device)
+            if scale is not None:
+                module = model.get_submodule(key.rsplit(".", 1)[0])
+                module.register_buffer("scale_weight", torch.empty((), device="meta"))
+                state[key[: -len("weight")] + "scale_weight"] = scale.float().to(device)
+    model.load_state_dict(state, strict=True, assign=True)
+    left = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
+    if left:
+        raise CheckpointError(f"{path}: these tensors were not loaded (model bug?): {_listing(left)}")
+    model.eval()
+    model.compute_dtype = compute_dtype(model, device)
+    return model
+
+
+# --------------------------------------------------------------------------- load helpers
+
+
+def build_empty_model(cfg, ops=None) -> nn.Module:
+    """``HarmonyModel(cfg, ops)`` with parameters on the meta device (no memory).
+
+    Buffers are built normally (they are small and may be computed tables that
+    a checkpoint does not hold).
+    """
+    from harmony.model import HarmonyModel
+
+    with _parameters_on_meta():
+        return HarmonyModel(cfg, ops) if ops is not None else HarmonyModel(cfg)
+
+
+@contextmanager
+def _parameters_on_meta():
+    """While active, every parameter a module registers is moved to the meta device."""
+    register = nn.Module.register_parameter
+
+    def register_on_meta(module, name, param):
+        register(module, name, param)
+        if param is not None and not param.is_meta:
+            module._parameters[name] = type(param)(param.to("meta"), requires_grad=param.requires_grad)
+
+    nn.Module.register_parameter = register_on_meta
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = register
+
+
+def _resolve_config(config, metadata: dict, path: str, file_keys):
+    from harmony import config as config_mod
+
+    if config is None:
+        text = metadata.get(CONFIG_KEY)
+        if text is None:
+            hint = _layout_hint(file_keys)
+            raise CheckpointError(
+                f"{path} has no '{CONFIG_KEY}' metadata, so the model size is unknown{hint}. "
+                "Pass config= (a HarmonyConfig or a name for harmony.config.get_config)."
+            )
+        version = metadata.get(VERSION_KEY, FORMAT_VERSION)
+        if version != FORMAT_VERSION:
+            raise CheckpointError(
+                f"{path} has {VERSION_KEY}={version!r}; this version of harmony reads {FORMAT_VERSION!r}"
+            )
+        config = json.loads(text)
+    if isinstance(config, str):
+        return config_mod.get_config(config)
+    if isinstance(config, dict):
+        return config_mod.HarmonyConfig.from_dict(config)
+    return config
+
+
+class _Names(dict):
+    """model key -> file key, plus the file's ``scale_weight`` keys."""
+
+    file_scales: set
+
+
+def _model_to_file_names(model: nn.Module, file_keys, path: str, cfg) -> _Names:
+    """Match the model's state-dict keys to the file's; raise listing any mismatch."""
+    ignored = {k for k in file_keys if k == SCALED_FP8_KEY or k.endswith((".scale_weight", ".scale_input"))}
+    weight_keys = [k for k in file_keys if k not in ignored]
+    rename = _upstream_renames(weight_keys)  # file key -> model key
+    model_keys = [k for k in model.state_dict().keys()]
+    by_model = {rename.get(k, k): k for k in weight_keys}
+    missing = [k for k in model_keys if k not in by_model]
+    unexpected = [k for k in weight_keys if rename.get(k, k) not in set(model_keys)]
+    if missing or unexpected:
+        name = getattr(cfg, "name", None)
+        parts = [f"{path}: the checkpoint's tensors do not match the model"
+                 + (f" (config {name!r})" if name else "") + "."]
+        if missing:
+            parts.append(f"  missing from the file ({len(missing)}): {_listing(missing)}")
+        if unexpected:
+            parts.append(f"  unexpected in the file ({len(unexpected)}): {_listing(unexpected)}")
+        parts.append(f"  hint:{_layout_hint(file_keys) or ' the file matches no known layout'}. "
+                     "Check that the file and the config are for the same model.")
+        raise CheckpointError("\n".join(parts))
+    names = _Names((k, by_model[k]) for k in model_keys)
+    names.file_scales = {k for k in ignored if k.endswith(".scale_weight")}
+    return names
+
+
+def _check_shapes(model: nn.Module, names: dict, f, path: str):
+    """Compare every tensor's shape in the file header with the model, before loading any."""
+    expected = model.state_dict()
+    bad = []
+    for key, file_key in names.items():
+        shape = tuple(f.get_slice(file_key).get_shape())
+        want = tuple(expected[key].shape)
+        if shape != want:
+            bad.append(f"{file_key}: file {list(shape)} vs model {list(want)}")
+    if bad:
+        raise CheckpointError(
+            f"{path}: {len(bad)} tensor(s) have the wrong shape for this model config: "
+            + "; ".join(bad[:10]) + (f"; ... ({len(bad) - 10} more)" if len(bad) > 10 else "")
+            + ". The checkpoint was made for a different model size; pass the matching config."
+        )
+
+
+def _listing(keys, first: int = 10) -> str:
+    shown = ", ".join(keys[:first])
+    return shown + (f", ... (+{len(keys) - first} more)" if len(keys) > first else "")
+
+
+def _keymap():
+    try:
+        from harmony import keymap
+    except ImportError:
+        return None
+    return keymap
+
+
+def _upstream_renames(file_keys) -> dict:
+    """file key -> our key for upstream layouts (via harmony.keymap); {} for ours."""
+    keymap = _keymap()
+    if keymap is None or not hasattr(keymap, "from_upstream"):
+        return {}
+    mapped = keymap.from_upstream({k: k for k in file_keys})
+    return {src: ours for ours, src in mapped.items() if ours != src}
+
+
+def _layout_hint(file_keys) -> str:
+    """`` — this looks like ...`` from keymap.detect_layout, or ""."""
+    keymap = _keymap()
+    if keymap is None or not hasattr(keymap, "detect_layout"):
+        return ""
+    try:
+        layout = keymap.detect_layout(list(file_keys))
+    except Exception:  # a hint must never hide the real error
+        return ""
+    return f" — this looks like {layout}" if layout else ""

@@ -1,0 +1,267 @@
+"""HarmonyPipeline: text / audio / video in, synchronized audio-video out.
+
+One object holds the dual-tower model, its text conditioner and the codecs,
+and runs the four jobs, chosen by what is given:
+
+| job  | given                       | generated       |
+|------|-----------------------------|-----------------|
+| T2AV | prompt (+ caption, transcript, reference voice) | video and audio |
+| I2AV | the above + ``first_frame``  | video and audio |
+| A2V  | the above + ``driving_audio``| video           |
+| V2A  | the above + ``driving_video``| audio           |
+
+Used by ``python -m harmony generate`` and by the ComfyUI nodes.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+
+from .model import Conditioning
+from .sampling import Guidance, Job, sample
+
+ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
+DEFAULT_MODEL = os.path.join(ASSETS, "harmony_tiny.safetensors")
+
+DEMO_PROMPT = "a red ball bounces three times on a blue floor"
+DEMO_CAPTION = "three bright bounces"
+
+MIN_SECONDS = 1.0
+
+
+@dataclass
+class AVLatent:
+    """The joint audio-video latent passed between sampler and decoder."""
+
+    video: torch.Tensor  # [B, Cv, F, h, w]
+    audio: torch.Tensor  # [B, La, Ca]
+    fps: float
+    sample_rate: int
+    seconds: float
+    job: str = "T2AV"
+    info: dict = field(default_factory=dict)
+
+
+def _log(msg: str):
+    print(f"[harmony] {msg}", flush=True)
+
+
+class HarmonyPipeline:
+    def __init__(self, model, conditioner, codecs, device=None, compute_dtype=torch.float32,
+                 offload=None, max_seconds: float = 6.0, log: Callable[[str], None] = _log):
+        self.model, self.conditioner, self.codecs = model, conditioner, codecs
+        self.device = torch.device(device or "cpu")
+        self.compute_dtype = compute_dtype
+        self.offload = offload
+        self.max_seconds = max_seconds
+        self.log = log
+        self.fps = float(codecs.video.fps)
+        self.sample_rate = int(codecs.audio.sample_rate)
+        self._anchors = None
+
+    # ------------------------------------------------------------------ load
+    @classmethod
+    def from_pretrained(cls, path: Optional[str] = None, dtype: str = "auto", offload: str = "none",
+                        resident_blocks: Optional[int] = None, attention: str = "sdpa",
+                        device=None, log: Callable[[str], None] = _log) -> "HarmonyPipeline":
+        """Load a Harmony model file (default: the bundled tiny model).
+
+        ``dtype``: weight storage (auto, bf16, fp16, fp32, fp8_e4m3fn, fp8_e5m2;
+        scaled-fp8 files are recognised by their contents). ``offload``: "none",
+        "block_swap" (``resident_blocks`` layers stay on the device) or "cpu".
+        """
+        from . import attention as attn
+        from .checkpoint import load_model
+        from .codecs import load_codecs
+        from .conditioner import Conditioner
+
+        path = path or DEFAULT_MODEL
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        attn.set_backend(attention)
+        store_device = "cpu" if offload in ("cpu", "block_swap") else device
+        model = load_model(path, dtype=dtype, device=store_device)
+        cfg = model.cfg
+        text_path = path.replace(".safetensors", ".text.safetensors")
+        if not os.path.exists(text_path):
+            raise FileNotFoundError(
+                f"model file {path!r} has no text-encoder file beside it ({text_path!r}). Harmony "
+                "models trained by this project ship both; for umT5-conditioned checkpoints "
+                "(Wan2.2 / Ovi) pass text embeddings directly instead of using encode_text().")
+        conditioner = Conditioner.from_file(text_path, cfg).to(device)
+        codecs = load_codecs().to(device)
+        compute = torch.float32 if device.type == "cpu" else torch.bfloat16
+        off = None
+        if offload == "block_swap":
+            from .offload import BlockSwap
+            off = BlockSwap(model, resident_blocks=resident_blocks or 0, device=device)
+        elif offload == "cpu":
+            from .offload import cpu_offload
+            off = cpu_offload(model, device)
+        elif offload != "none":
+            raise ValueError(f"offload {offload!r} is unknown; use 'none', 'block_swap' or 'cpu'")
+        else:
+            model.to(device)
+        max_s = float(cfg.meta.get("max_seconds", 6.0)) if getattr(cfg, "meta", None) else 6.0
+        return cls(model, conditioner, codecs, device, compute, off, max_s, log)
+
+    # ------------------------------------------------------------ condition
+    @torch.no_grad()
+    def encode_text(self, prompt: str, audio_caption: str = "", transcript: str = "") -> Conditioning:
+        """Prompt, audio caption and transcript -> text contexts of both towers."""
+        for name, v in (("prompt", prompt), ("audio_caption", audio_caption), ("transcript", transcript)):
+            if not isinstance(v, str):
+                raise TypeError(f"{name} must be a string, got {type(v).__name__}")
+        return self.conditioner([prompt], [audio_caption], [transcript], [None], device=self.device)
+
+    @torch.no_grad()
+    def encode_audio(self, wave: torch.Tensor, sample_rate: int, seconds: Optional[float] = None,
+                     name: str = "audio") -> torch.Tensor:
+        """Waveform ``[C, T]`` or ``[T]`` at any rate -> audio latent ``[1, La, Ca]``."""
+        from .media import resample_audio
+
+        wave = torch.as_tensor(wave, dtype=torch.float32)
+        if wave.dim() == 3:  # ComfyUI AUDIO: [B, C, T]
+            wave = wave[0]
+        if wave.dim() == 1:
+            wave = wave[None]
+        if wave.dim() != 2 or wave.shape[-1] == 0:
+            raise ValueError(f"{name}: expected a waveform [channels, samples], got shape {tuple(wave.shape)}")
+        mono = wave.mean(0)
+        if sample_rate != self.sample_rate:
+            mono = torch.as_tensor(resample_audio(mono, sample_rate, self.sample_rate), dtype=torch.float32)
+        if seconds is not None:
+            n = int(round(seconds * self.sample_rate))
+            mono = torch.nn.functional.pad(mono[:n], (0, max(0, n - mono.shape[-1])))
+        return self.codecs.audio.encode(mono[None].to(self.device))
+
+    def conform_frames(self, frames, fps: Optional[float] = None, name: str = "video") -> torch.Tensor:
+        """Frames ``[F, H, W, 3]`` in 0..1 at any size / fps -> the model's fps and frame size."""
+        from .media import resample_video, resize_frames
+
+        frames = torch.as_tensor(frames, dtype=torch.float32)
+        if frames.dim() == 3:
+            frames = frames[None]
+        if frames.dim() != 4 or frames.shape[-1] != 3:
+            raise ValueError(f"{name}: expected frames [F, H, W, 3] (RGB, 0..1), got shape {tuple(frames.shape)}")
+        if fps is not None and abs(fps - self.fps) > 1e-3:
+            self.log(f"{name}: resampling {frames.shape[0]} frames from {fps:g} fps to {self.fps:g} fps")
+            frames = torch.as_tensor(resample_video(frames, fps, self.fps))
+        h, w = self.frame_size
+        if tuple(frames.shape[1:3]) != (h, w):
+            self.log(f"{name}: resizing {frames.shape[2]}x{frames.shape[1]} to {w}x{h}")
+            frames = torch.as_tensor(resize_frames(frames, h, w))
+        return frames.clamp(0, 1)
+
+    @torch.no_grad()
+    def encode_video(self, frames: torch.Tensor, fps: Optional[float] = None,
+                     n_frames: Optional[int] = None, name: str = "video") -> torch.Tensor:
+        """Frames ``[F, H, W, 3]`` in 0..1 at any size / fps -> video latent ``[1, C, F', h, w]``."""
+        frames = self.conform_frames(frames, fps, name)
+        if n_frames is not None:
+            if frames.shape[0] < n_frames:  # hold the last frame
+                frames = torch.cat([frames, frames[-1:].expand(n_frames - frames.shape[0], -1, -1, -1)])
+            frames = frames[:n_frames]
+        return self.codecs.video.encode(frames[None].to(self.device))
+
+    @property
+    def frame_size(self):
+        return tuple(getattr(self.codecs.video, "frame_size", (64, 64)))
+
+    def anchors(self):
+        """(silent-audio token [Ca], blank video frame [Cv, 1, h, w]) for SyncCFG."""
+        if self._anchors is None:
+            silence = torch.zeros(1, int(self.sample_rate), device=self.device)
+            silent = self.codecs.audio.encode(silence)[0].mean(0)
+            h, w = self.frame_size
+            grey = torch.full((1, 1, h, w, 3), 0.5, device=self.device)
+            blank = self.codecs.video.encode(grey)[0]
+            self._anchors = (silent, blank)
+        return self._anchors
+
+    # ---------------------------------------------------------------- sample
+    def _plan_seconds(self, seconds, driving_audio, driving_video):
+        """Clip length: requested, or the driving media's, capped to what the model supports."""
+        media = None
+        if driving_audio is not None:
+            wave, sr = driving_audio
+            media = ("driving audio", torch.as_tensor(wave).shape[-1] / float(sr))
+        elif driving_video is not None:
+            frames, fps = driving_video
+            media = ("driving video", torch.as_tensor(frames).shape[0] / float(fps or self.fps))
+        if media is not None:
+            name, length = media
+            if length < MIN_SECONDS:
+                raise ValueError(f"{name} is {length:.2f} s long; at least {MIN_SECONDS:g} s is needed. "
+                                 "Use a longer clip.")
+            if seconds is None or seconds > length:
+                if seconds is not None:
+                    self.log(f"{name} is {length:.2f} s: generating {length:.2f} s instead of {seconds:g} s")
+                seconds = length
+        seconds = float(seconds if seconds is not None else 3.0)
+        if seconds < MIN_SECONDS:
+            raise ValueError(f"seconds must be at least {MIN_SECONDS:g}, got {seconds:g}")
+        if seconds > self.max_seconds:
+            self.log(f"{seconds:g} s is longer than this model supports; capped to {self.max_seconds:g} s")
+            seconds = self.max_seconds
+        return seconds
+
+    @torch.no_grad()
+    def sample(self, cond: Conditioning, seconds: Optional[float] = None, seed: int = 0, steps: int = 20,
+               shift: float = 5.0, sv: float = 3.0, sa: float = 2.0, text_cfg: float = 1.0,
+               guidance: str = "synccfg", solver: str = "dpmpp_2m", first_frame=None,
+               driving_audio=None, driving_video=None, ref_voice=None,
+               callback: Optional[Callable] = None, cancel: Optional[Callable] = None,
+               batched: bool = True) -> AVLatent:
+        """Sample a joint latent. ``driving_audio``/``ref_voice``: ``(wave [C,T], sr)``;
+        ``driving_video``: ``(frames [F,H,W,3], fps)``; ``first_frame``: ``[H,W,3]``."""
+        seconds = self._plan_seconds(seconds, driving_audio, driving_video)
+        n_frames = int(round(seconds * self.fps))
+        n_audio = int(round(seconds * self.codecs.audio.latent_rate))
+        cond = Conditioning(cond.video_context, cond.audio_context, cond.ref_audio)
+        if ref_voice is not None:
+            cond.ref_audio = self.encode_audio(*ref_voice, name="reference voice")
+        job = Job()
+        if driving_audio is not None:
+            job.clean_audio = self.encode_audio(*driving_audio, seconds=seconds, name="driving audio")
+        if driving_video is not None:
+            job.clean_video = self.encode_video(driving_video[0], driving_video[1], n_frames, "driving video")
+        if first_frame is not None and driving_video is None:
+            ff = torch.as_tensor(first_frame, dtype=torch.float32)
+            ff = ff[:1] if ff.dim() == 4 else ff[None]
+            job.first_frame = self.encode_video(ff, None, 1, "first frame")[:, :, :1]
+        h, w = self.frame_size
+        probe = self.codecs.video.encode(torch.zeros(1, 1, h, w, 3, device=self.device))
+        cv, lh, lw = probe.shape[1], probe.shape[3], probe.shape[4]
+        f_lat = 1 + (n_frames - 1) // int(getattr(self.codecs.video, "temporal_stride", 1))
+        gen = torch.Generator().manual_seed(int(seed))
+        noise_v = torch.randn(1, cv, f_lat, lh, lw, generator=gen).to(self.device, self.compute_dtype)
+        noise_a = torch.randn(1, n_audio, self.codecs.audio.latent_channels, generator=gen)
+        noise_a = noise_a.to(self.device, self.compute_dtype)
+        silent, blank = self.anchors()
+        uncond = None
+        if guidance == "cfg" or text_cfg != 1.0:
+            uncond = self.encode_text("", "", "")
+            uncond.ref_audio = cond.ref_audio
+        self.log(f"{job.name}: {seconds:g} s, {steps} steps, {guidance} (sv={sv:g}, sa={sa:g}, "
+                 f"text_cfg={text_cfg:g}), solver {solver}, seed {seed}")
+        zv, za = sample(self.model, cond, noise_v, noise_a, steps=steps, shift=shift,
+                        guidance=Guidance(guidance, sv, sa, text_cfg, batched), job=job,
+                        uncond=uncond, silent_audio_token=silent, blank_video_frame=blank,
+                        solver=solver, callback=callback, cancel=cancel)
+        return AVLatent(zv.float(), za.float(), self.fps, self.sample_rate, seconds, job.name,
+                        {"seed": seed, "steps": steps, "guidance": guidance, "sv": sv, "sa": sa})
+
+    # ---------------------------------------------------------------- decode
+    @torch.no_grad()
+    def decode(self, latent: AVLatent):
+        """-> (frames [F, H, W, 3] float 0..1, wave [1, T] float, sample_rate, fps)."""
+        if not isinstance(latent, AVLatent):
+            raise TypeError(f"decode expects an AVLatent, got {type(latent).__name__}")
+        frames = self.codecs.video.decode(latent.video.to(self.device))[0].clamp(0, 1).cpu()
+        wave = self.codecs.audio.decode(latent.audio.to(self.device))[0].clamp(-1, 1).cpu()
+        n = int(round(latent.seconds * self.sample_rate))
+        wave = wave.reshape(1, -1)[:, :n]
+        return frames, wave, self.sample_rate, latent.fps

@@ -1,0 +1,93 @@
+"""Rotary position embeddings (RoPE) for the two towers.
+
+A RoPE table here is a pair ``(cos, sin)`` of float32 tensors ``[L, head_dim/2]``:
+one angle per token and complex pair of channels ``(x[2i], x[2i+1])``. Angles
+are computed in float64 (as Wan does) and stored in float32.
+
+- Video (Wan): 3-D. Each head's pairs are split (t, h, w) =
+  ``d-4*(d//6), 2*(d//6), 2*(d//6)`` real channels; the t pairs turn with the
+  latent-frame position, h with the row, w with the column.
+- Audio (Ovi): 1-D. Only the first ``d-4*(d//6)`` channels (the same pairs and
+  frequencies as the video t axis) turn, with the audio token's *position on the
+  time axis*; the rest pass unrotated. Ovi uses position ``j * 0.19676``; the
+  paper's RoPE alignment uses ``j * F_video / L_audio`` (`rescale_positions`), so
+  audio token j sits where its time falls on the video latent-frame timeline.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import torch
+
+
+class Rope(NamedTuple):
+    cos: torch.Tensor  # [L, head_dim/2] float32
+    sin: torch.Tensor
+
+    def __getitem__(self, idx):  # row slice of the table, e.g. rope[ref:]
+        if isinstance(idx, int):
+            return tuple.__getitem__(self, idx)
+        return Rope(self.cos[idx], self.sin[idx])
+
+
+def axis_frequencies(channels: int, theta: float = 10000.0) -> torch.Tensor:
+    """Wan's per-pair frequencies for an axis of `channels` real channels: theta^(-2i/channels), float64."""
+    return 1.0 / theta ** (torch.arange(0, channels, 2, dtype=torch.float64) / channels)
+
+
+def rope_split(head_dim: int) -> tuple:
+    """Complex pairs per head for the (t, h, w) axes."""
+    d = head_dim
+    return ((d - 4 * (d // 6)) // 2, d // 6, d // 6)
+
+
+def _table(angles: torch.Tensor) -> Rope:
+    return Rope(torch.cos(angles).float(), torch.sin(angles).float())
+
+
+def video_rope(grid: Sequence[int], head_dim: int, theta: float = 10000.0,
+               frame_positions: torch.Tensor = None, device=None) -> Rope:
+    """3-D RoPE for an (f, h, w) patch grid, tokens in (f, h, w) order.
+
+    `frame_positions` (float, length f) overrides the frame indices 0..f-1.
+    """
+    f, h, w = (int(g) for g in grid)
+    nt, nh, nw = rope_split(head_dim)
+    ft = frame_positions.to(torch.float64).cpu() if frame_positions is not None else torch.arange(f, dtype=torch.float64)
+    at = torch.outer(ft, axis_frequencies(2 * nt, theta))  # [f, nt]
+    ah = torch.outer(torch.arange(h, dtype=torch.float64), axis_frequencies(2 * nh, theta))
+    aw = torch.outer(torch.arange(w, dtype=torch.float64), axis_frequencies(2 * nw, theta))
+    angles = torch.cat([
+        at[:, None, None, :].expand(f, h, w, nt),
+        ah[None, :, None, :].expand(f, h, w, nh),
+        aw[None, None, :, :].expand(f, h, w, nw),
+    ], dim=-1).reshape(f * h * w, nt + nh + nw)
+    return _table(angles.to(device) if device is not None else angles)
+
+
+def audio_rope(positions: torch.Tensor, head_dim: int, theta: float = 10000.0, device=None) -> Rope:
+    """1-D RoPE (Ovi): the first t-axis pairs turn with `positions` (float, one per token); the rest stay."""
+    nt = rope_split(head_dim)[0]
+    pos = positions.to(torch.float64).cpu()
+    angles = torch.zeros(pos.numel(), head_dim // 2, dtype=torch.float64)
+    angles[:, :nt] = torch.outer(pos, axis_frequencies(2 * nt, theta))
+    return _table(angles.to(device) if device is not None else angles)
+
+
+def rescale_positions(n_src: int, n_tgt: int) -> torch.Tensor:
+    """Index j of a length-`n_src` sequence mapped onto a length-`n_tgt` timeline: j * n_tgt / n_src (float64)."""
+    if n_src <= 0 or n_tgt <= 0:
+        raise ValueError(f"rescale_positions needs positive lengths, got n_src={n_src}, n_tgt={n_tgt}")
+    return torch.arange(n_src, dtype=torch.float64) * (n_tgt / n_src)
+
+
+def apply_rope(x: torch.Tensor, rope: Rope) -> torch.Tensor:
+    """Rotate ``x [B, L, heads, head_dim]`` by a table of L rows (computed in float32, cast back)."""
+    if rope.cos.shape[0] != x.shape[1] or 2 * rope.cos.shape[1] != x.shape[-1]:
+        raise ValueError(f"RoPE table {tuple(rope.cos.shape)} does not fit tokens {tuple(x.shape)}")
+    cos = rope.cos.to(x.device)[None, :, None, :]
+    sin = rope.sin.to(x.device)[None, :, None, :]
+    xf = x.float().unflatten(-1, (-1, 2))
+    x0, x1 = xf[..., 0], xf[..., 1]
+    out = torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1).flatten(-2)
+    return out.type_as(x)
