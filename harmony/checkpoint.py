@@ -277,11 +277,12 @@ def load_model(path, dtype="auto", device="cpu", config=None, ops=None):
     dtype: storage dtype, one of ``DTYPES``. "auto" keeps the file's dtypes
     (fp8 and scaled fp8 stay fp8); "bf16"/"fp16"/"fp32" cast every floating
     tensor (dequantising fp8); "fp8_e4m3fn"/"fp8_e5m2" store the block Linear
-    weights in fp8 and the rest in the compute dtype. The model is built on
+    weights in fp8 (with a per-tensor ``scale_weight``; weights already in
+    that format are kept as they are) and the rest in the file's dtype. The model is built on
     the meta device and each tensor goes straight to ``device`` in its storage
     dtype, so no full-precision copy of the whole model is made.
     config: a HarmonyConfig, its dict, or a config name; default the file's
-    ``harmony_config`` metadata. Sets ``model.compute_dtype``.
+    ``harmony_config`` metadata ("5b-global" for an Ovi file without it). Sets ``model.compute_dtype``.
     """
     storage = parse_dtype(dtype)
     path = check_safetensors_file(path)
@@ -294,26 +295,22 @@ def load_model(path, dtype="auto", device="cpu", config=None, ops=None):
         _check_shapes(model, names, f, path)
 
         quantize = set(quantizable_weights(model))
-        rest_dtype = storage
-        if storage in FP8_DTYPES:
-            rest_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        to_fp8 = storage in FP8_DTYPES
         state = {}
         for key, file_key in names.items():
             t = f.get_tensor(file_key)
             scale_key = file_key[: -len("weight")] + "scale_weight" if file_key.endswith("weight") else None
             scale = f.get_tensor(scale_key) if scale_key in names.file_scales else None
-            if key in quantize and storage in FP8_DTYPES:
-                if t.dtype == storage:
-                    stored = t  # already this fp8 format: keep, with its scale
-                else:
-                    stored, scale = quantize_fp8(_real_weight(t, scale), storage, scaled=False)
-            elif t.dtype in FP8_DTYPES and storage is None:
-                stored = t  # "auto": keep the file's fp8 and its scale
+            if key in quantize and to_fp8 and t.dtype != storage:
+                stored, scale = quantize_fp8(_real_weight(t, scale), storage, scaled=True)
+            elif t.dtype in FP8_DTYPES and (storage is None or to_fp8):
+                stored = t  # already fp8: keep it and its scale
             elif t.dtype in FP8_DTYPES:
-                stored, scale = _real_weight(t, scale).to(rest_dtype), None
+                stored, scale = _real_weight(t, scale).to(storage), None  # dequantise
+            elif storage is not None and not to_fp8 and t.is_floating_point():
+                stored = t.to(storage)
             else:
-                target = rest_dtype if t.is_floating_point() else None
-                stored, scale = (t.to(target) if target is not None else t), None
+                stored = t  # "auto", and the non-quantised tensors of fp8 storage: the file's dtype
             state[key] = stored.to(device)
             if scale is not None:
                 module = model.get_submodule(key.rsplit(".", 1)[0])
@@ -365,10 +362,13 @@ def _resolve_config(config, metadata: dict, path: str, file_keys):
 
     if config is None:
         text = metadata.get(CONFIG_KEY)
+        if text is None and _detect_layout(file_keys) == "ovi":
+            return config_mod.get_config("5b-global")  # Ovi's FusionModel layout at its public size
         if text is None:
             hint = _layout_hint(file_keys)
             raise CheckpointError(
-                f"{path} has no '{CONFIG_KEY}' metadata, so the model size is unknown{hint}. "
+                f"{path} has no '{CONFIG_KEY}' metadata, so the model size is unknown"
+                + (f" ({hint})" if hint else "") + ". "
                 "Pass config= (a HarmonyConfig or a name for harmony.config.get_config)."
             )
         version = metadata.get(VERSION_KEY, FORMAT_VERSION)
@@ -384,6 +384,12 @@ def _resolve_config(config, metadata: dict, path: str, file_keys):
     return config
 
 
+def _detect_layout(file_keys) -> str:
+    from harmony import keymap
+
+    return keymap.detect_layout([k for k in file_keys if k != SCALED_FP8_KEY])
+
+
 class _Names(dict):
     """model key -> file key, plus the file's ``scale_weight`` keys."""
 
@@ -396,7 +402,13 @@ def _model_to_file_names(model: nn.Module, file_keys, path: str, cfg) -> _Names:
     weight_keys = [k for k in file_keys if k not in ignored]
     rename = _upstream_renames(weight_keys)  # file key -> model key
     model_keys = [k for k in model.state_dict().keys()]
-    by_model = {rename.get(k, k): k for k in weight_keys}
+    by_model = {}
+    for k in weight_keys:
+        ours = rename.get(k, k)
+        if ours in by_model:
+            raise CheckpointError(f"{path}: tensors {by_model[ours]!r} and {k!r} both map to {ours!r}; "
+                                  "the file mixes key layouts")
+        by_model[ours] = k
     missing = [k for k in model_keys if k not in by_model]
     unexpected = [k for k in weight_keys if rename.get(k, k) not in set(model_keys)]
     if missing or unexpected:
@@ -407,7 +419,7 @@ def _model_to_file_names(model: nn.Module, file_keys, path: str, cfg) -> _Names:
             parts.append(f"  missing from the file ({len(missing)}): {_listing(missing)}")
         if unexpected:
             parts.append(f"  unexpected in the file ({len(unexpected)}): {_listing(unexpected)}")
-        parts.append(f"  hint:{_layout_hint(file_keys) or ' the file matches no known layout'}. "
+        parts.append(f"  hint: {_layout_hint(file_keys) or 'the key set matches no known layout'}. "
                      "Check that the file and the config are for the same model.")
         raise CheckpointError("\n".join(parts))
     names = _Names((k, by_model[k]) for k in model_keys)
@@ -437,30 +449,28 @@ def _listing(keys, first: int = 10) -> str:
     return shown + (f", ... (+{len(keys) - first} more)" if len(keys) > first else "")
 
 
-def _keymap():
-    try:
-        from harmony import keymap
-    except ImportError:
-        return None
-    return keymap
+LAYOUT_NAMES = {
+    "harmony": "a Harmony checkpoint (made with a different config? compare its harmony_config metadata)",
+    "ovi": "an Ovi FusionModel checkpoint (load it with config='5b-global')",
+    "wan2.2-ti2v-5b": "a Wan2.2 video-only checkpoint (a bare WanModel: it has no audio tower)",
+}
+"""What ``keymap.detect_layout`` ids mean, for error messages."""
 
 
 def _upstream_renames(file_keys) -> dict:
-    """file key -> our key for upstream layouts (via harmony.keymap); {} for ours."""
-    keymap = _keymap()
-    if keymap is None or not hasattr(keymap, "from_upstream"):
-        return {}
-    mapped = keymap.from_upstream({k: k for k in file_keys})
-    return {src: ours for ours, src in mapped.items() if ours != src}
+    """file key -> our key, for upstream layouts and wrapper prefixes (``harmony.keymap``)."""
+    from harmony import keymap
+
+    layout = _detect_layout(file_keys)
+    if layout not in keymap.LAYOUTS:
+        layout = "harmony"  # unknown: only strip wrapper prefixes
+    renames = {k: keymap.from_upstream_name(k, layout) for k in file_keys}
+    return {k: ours for k, ours in renames.items() if ours != k}
 
 
 def _layout_hint(file_keys) -> str:
-    """`` — this looks like ...`` from keymap.detect_layout, or ""."""
-    keymap = _keymap()
-    if keymap is None or not hasattr(keymap, "detect_layout"):
-        return ""
-    try:
-        layout = keymap.detect_layout(list(file_keys))
-    except Exception:  # a hint must never hide the real error
-        return ""
-    return f" — this looks like {layout}" if layout else ""
+    """"this looks like ..." from ``keymap.detect_layout``, or ""."""
+    from harmony import keymap
+
+    layout = _detect_layout(file_keys)
+    return f"this looks like {LAYOUT_NAMES[layout]}" if layout in LAYOUT_NAMES else ""

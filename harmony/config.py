@@ -191,7 +191,7 @@ def _tiny_tower(modality: str) -> TowerConfig:
     return TowerConfig(
         modality=modality, dim=128, ffn_dim=384, num_heads=4, num_layers=4,
         in_dim=16 if video else 20, out_dim=16 if video else 20,
-        text_dim=64, text_len=48, freq_dim=64, eps=1e-6,
+        text_dim=64, text_len=64, freq_dim=64, eps=1e-6,
         patch_size=(1, 2, 2) if video else (1,),
     )
 

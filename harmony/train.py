@@ -23,7 +23,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -58,56 +58,70 @@ class TrainConfig:
     out: str = "runs/tiny"
     save_every: int = 500
     log_every: int = 25
-    extra: dict = field(default_factory=dict)
+    max_minutes: float = 0.0  # wall-clock budget (0 = none); the LR schedule follows it
+    workers: int = 0  # processes rendering world clips (0/1 = in-process)
+    codecs: str = ""  # codec weights (default: the bundled tiny codecs)
+    export_dtype: str = "fp32"  # dtype of the exported EMA weights: fp32 | fp16 | bf16
 
 
 # --------------------------------------------------------------------------
 # data: world clips encoded by the codecs, kept in a refreshed pool
 # --------------------------------------------------------------------------
 
-class LatentPool:
-    """Encoded training clips (video/audio latents, text, reference voice)."""
+def _render(args):
+    """Render training clips (runs in worker processes)."""
+    from . import world
 
-    def __init__(self, codecs, seconds: float, size: int, seed: int):
+    seeds, seconds = args
+    b = world.sample_batch(seeds, seconds)
+    return (b.frames, b.waves, b.ref_voices, b.has_ref, b.prompts, b.audio_captions, b.transcripts)
+
+
+class LatentPool:
+    """Encoded training clips (video/audio latents, texts, reference voice), refreshed
+    with new seeds as training goes, so the model never sees a fixed small set."""
+
+    def __init__(self, codecs, seconds: float, size: int, seed: int, workers: int = 0, device="cpu"):
         from . import world
 
-        self.world, self.codecs, self.seconds = world, codecs, seconds
+        self.world, self.seconds, self.device = world, seconds, device
+        self.video_codec, self.audio_codec = codecs
         self.rng = torch.Generator().manual_seed(seed)
-        self.next_seed = seed * 10_000_019
-        self.items = [self._encode(self._take_seeds(64)) for _ in range(math.ceil(size / 64))]
-        self.flat()
+        self.next_seed = (seed * 7_919_993) % (world.HELDOUT_START // 2)
+        self.workers = workers
+        self.data = self._make(size)
+        self.size = size
 
     def _take_seeds(self, n):
-        seeds = []
-        while len(seeds) < n:
-            s = self.next_seed
-            self.next_seed += 1
-            if not self.world.is_heldout(s):
-                seeds.append(s)
+        seeds = list(range(self.next_seed, self.next_seed + n))
+        self.next_seed += n
         return seeds
 
     @torch.no_grad()
-    def _encode(self, seeds):
-        clips = [self.world.render(self.world.sample_scene(s, seconds=self.seconds)) for s in seeds]
-        frames = torch.stack([torch.as_tensor(c.frames) for c in clips])
-        waves = torch.stack([torch.as_tensor(c.wave) for c in clips])
-        video = self.codecs.video.encode(frames)
-        audio = self.codecs.audio.encode(waves)
-        refs = [self.codecs.audio.encode(torch.as_tensor(c.ref_voice)[None])[0]
-                if c.ref_voice is not None else None for c in clips]
-        return dict(video=video, audio=audio, refs=refs,
-                    prompt=[c.prompt for c in clips], caption=[c.audio_caption for c in clips],
-                    transcript=[c.transcript for c in clips])
-
-    def flat(self):
-        keys = self.items[0].keys()
-        self.data = {k: (torch.cat([it[k] for it in self.items]) if k in ("video", "audio")
-                         else sum((it[k] for it in self.items), [])) for k in keys}
-        self.size = self.data["video"].shape[0]
+    def _make(self, n, chunk=32):
+        jobs = [(self._take_seeds(min(chunk, n - i)), self.seconds) for i in range(0, n, chunk)]
+        if self.workers > 1:
+            import multiprocessing as mp
+            with mp.get_context("spawn").Pool(self.workers) as pool:
+                parts = pool.map(_render, jobs)
+        else:
+            parts = [_render(j) for j in jobs]
+        out = {k: [] for k in ("video", "audio", "refs", "prompt", "caption", "transcript")}
+        for frames, waves, refs, has_ref, prompts, captions, transcripts in parts:
+            dev = self.device
+            out["video"].append(self.video_codec.encode(torch.from_numpy(frames).to(dev)).cpu())
+            out["audio"].append(self.audio_codec.encode(torch.from_numpy(waves).to(dev)).cpu())
+            ref = self.audio_codec.encode(torch.from_numpy(refs).to(dev)).cpu()
+            out["refs"] += [r if h else None for r, h in zip(ref, has_ref)]
+            out["prompt"] += prompts
+            out["caption"] += captions
+            out["transcript"] += transcripts
+        out["video"], out["audio"] = torch.cat(out["video"]), torch.cat(out["audio"])
+        return out
 
     def refresh(self, n: int):
         """Replace the oldest `n` clips with freshly rendered ones."""
-        new = self._encode(self._take_seeds(n))
+        new = self._make(n)
         for k in self.data:
             if k in ("video", "audio"):
                 self.data[k] = torch.cat([self.data[k][n:], new[k]])
@@ -239,14 +253,24 @@ def load_training_state(path, model, conditioner, ema, opt):
     return step
 
 
-def export_default(ema, conditioner, cfg: HarmonyConfig, out_path: str, step: int):
-    """Write the EMA weights as a loadable model file plus its text-encoder file."""
+EXPORT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def export_default(ema, cfg: HarmonyConfig, out_path: str, step: int, dtype: str = "fp32"):
+    """Write the EMA weights as a model file plus its text-encoder file beside it."""
     from safetensors.torch import save_file
 
     meta = {"harmony_config": json.dumps(cfg.to_dict()), "step": str(step)}
-    save_file({k: v.contiguous() for k, v in ema["model"].items()}, out_path, metadata=meta)
-    save_file({k: v.contiguous() for k, v in ema["text"].items()},
-              out_path.replace(".safetensors", ".text.safetensors"), metadata=meta)
+    dt = EXPORT_DTYPES[dtype]
+
+    def out(v):
+        v = v.detach().cpu()
+        return (v.to(dt) if v.is_floating_point() else v).contiguous()
+
+    model = {k[6:]: out(v) for k, v in ema.items() if k.startswith("model.")}
+    text = {k[5:]: out(v) for k, v in ema.items() if k.startswith("text.")}
+    save_file(model, out_path, metadata=meta)
+    save_file(text, out_path.replace(".safetensors", ".text.safetensors"), metadata=meta)
 
 
 # --------------------------------------------------------------------------
@@ -264,11 +288,16 @@ def train(tc: TrainConfig):
     except ImportError:  # plain single-process run
         acc = None
     device = acc.device if acc else torch.device("cpu")
+    main_process = acc is None or acc.is_main_process
     torch.manual_seed(tc.seed)
     gen = torch.Generator().manual_seed(tc.seed + 1)
+    os.makedirs(tc.out, exist_ok=True)
 
-    codecs = load_codecs()
+    codecs = load_codecs(tc.codecs or None, device=device)
     cfg = get_config(tc.config)
+    cfg = cfg.replace(meta={**cfg.meta, "fps": codecs[0].fps, "sample_rate": codecs[1].sample_rate,
+                            "audio_latent_rate": codecs[1].latent_rate, "trained_seconds": tc.seconds,
+                            "max_seconds": 6.0, "codecs": "tiny_codecs.safetensors"})
     model = HarmonyModel(cfg).to(device)
     conditioner = Conditioner(cfg).to(device)
     params = list(model.parameters()) + list(conditioner.parameters())
@@ -285,14 +314,21 @@ def train(tc: TrainConfig):
     core_text = acc.unwrap_model(conditioner) if acc else conditioner
 
     t0 = time.time()
-    pool = LatentPool(codecs, tc.seconds, tc.pool, tc.seed + step)
-    print(f"pool of {pool.size} clips encoded in {time.time() - t0:.1f}s; "
-          f"model {sum(p.numel() for p in core.parameters()) / 1e6:.2f} M params")
-    log = open(os.path.join(tc.out, "train_log.jsonl"), "a") if _ensure_dir(tc.out) else None
-    bar = tqdm(range(step, tc.steps), initial=step, total=tc.steps, disable=acc and not acc.is_main_process)
+    pool = LatentPool(codecs, tc.seconds, tc.pool, tc.seed + step, tc.workers, device)
+    n_params = sum(p.numel() for p in core.parameters()) + sum(p.numel() for p in core_text.parameters())
+    print(f"pool of {pool.size} clips rendered and encoded in {time.time() - t0:.1f}s; "
+          f"{n_params / 1e6:.2f} M trainable params; device {device}")
+    log = open(os.path.join(tc.out, "train_log.jsonl"), "a") if main_process else None
+    bar = tqdm(total=tc.steps, initial=step, disable=not main_process)
     t_start = time.time()
-    for step in bar:
-        lr = tc.lr * min(1.0, (step + 1) / tc.warmup) * 0.5 * (1 + math.cos(math.pi * step / tc.steps))
+    budget = tc.max_minutes * 60 if tc.max_minutes > 0 else float("inf")
+    while step < tc.steps:
+        # progress drives warm-up + cosine decay; a wall-clock budget ends training early
+        progress = max(step / tc.steps, (time.time() - t_start) / budget)
+        if progress >= 1:
+            print(f"time budget of {tc.max_minutes:g} min reached at step {step}")
+            break
+        lr = tc.lr * min(1.0, (step + 1) / tc.warmup) * 0.5 * (1 + math.cos(math.pi * progress))
         for g in opt.param_groups:
             g["lr"] = lr
         model.train()
@@ -301,36 +337,37 @@ def train(tc: TrainConfig):
         (acc.backward(loss) if acc else loss.backward())
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        with torch.no_grad():
-            sd = {f"model.{k}": v for k, v in core.state_dict().items()}
-            sd.update({f"text.{k}": v for k, v in core_text.state_dict().items()})
+        with torch.no_grad():  # EMA of model and text encoders
             d = min(tc.ema, (1 + step) / (10 + step))
-            for k, v in sd.items():
-                ema[k].lerp_(v.detach(), 1 - d) if v.is_floating_point() else ema[k].copy_(v)
-        if step % tc.log_every == 0:
+            live = {f"model.{k}": v for k, v in core.state_dict().items()}
+            live.update({f"text.{k}": v for k, v in core_text.state_dict().items()})
+            for k, v in live.items():
+                if v.is_floating_point():
+                    ema[k].lerp_(v.detach(), 1 - d)
+                else:
+                    ema[k].copy_(v)
+        step += 1
+        bar.update(1)
+        if step % tc.log_every == 0 or step == 1:
             bar.set_postfix(loss=f"{float(loss):.4f}", **{k: f"{v:.4f}" for k, v in parts.items()})
             if log:
-                log.write(json.dumps({"step": step, "loss": float(loss), **parts, "lr": lr,
-                                      "elapsed_s": round(time.time() - t_start, 1)}) + "\n")
+                log.write(json.dumps({"step": step, "loss": round(float(loss), 5),
+                                      **{k: round(v, 5) for k, v in parts.items()},
+                                      "lr": lr, "elapsed_s": round(time.time() - t_start, 1)}) + "\n")
                 log.flush()
-        if (step + 1) % tc.refresh_every == 0:
+        if tc.refresh > 0 and step % tc.refresh_every == 0:
             pool.refresh(tc.refresh)
-        if (step + 1) % tc.save_every == 0 or step + 1 == tc.steps:
-            if not acc or acc.is_main_process:
-                save_training_state(tc.out, core, core_text, ema, opt, step + 1, tc, cfg)
+        if step % tc.save_every == 0 and main_process:
+            save_training_state(tc.out, core, core_text, ema, opt, step, tc, cfg)
+    bar.close()
     wall = time.time() - t_start
-    if not acc or acc.is_main_process:
-        split = {"model": {k[6:]: v for k, v in ema.items() if k.startswith("model.")},
-                 "text": {k[5:]: v for k, v in ema.items() if k.startswith("text.")}}
-        export_default(split, core_text, cfg, os.path.join(tc.out, "harmony_tiny.safetensors"), tc.steps)
+    if main_process:
+        save_training_state(tc.out, core, core_text, ema, opt, step, tc, cfg)
+        export_default(ema, cfg, os.path.join(tc.out, "harmony_tiny.safetensors"), step, tc.export_dtype)
         with open(os.path.join(tc.out, "train_summary.json"), "w") as fh:
-            json.dump({"steps": tc.steps, "wall_s_this_run": round(wall, 1), "config": tc.__dict__}, fh, indent=1)
-        print(f"done: {tc.steps} steps, {wall:.0f}s this run; weights in {tc.out}")
-
-
-def _ensure_dir(p):
-    os.makedirs(p, exist_ok=True)
-    return True
+            json.dump({"steps": step, "wall_s_this_run": round(wall, 1), "device": str(device),
+                       "params_m": round(n_params / 1e6, 3), "config": tc.__dict__}, fh, indent=1)
+        print(f"done: {step} steps, {wall:.0f}s this run; weights in {tc.out}")
 
 
 def main(argv=None):
@@ -342,6 +379,8 @@ def main(argv=None):
         ap.add_argument("--" + name.replace("_", "-"), type=kind, default=default)
     args = ap.parse_args(argv)
     tc = TrainConfig(**{k: v for k, v in vars(args).items()})
+    if tc.export_dtype not in EXPORT_DTYPES:
+        ap.error(f"--export-dtype must be one of {list(EXPORT_DTYPES)}, got {tc.export_dtype!r}")
     if tc.tasks not in ("synergy", "joint"):
         ap.error(f"--tasks must be 'synergy' or 'joint', got {tc.tasks!r}")
     train(tc)

@@ -58,7 +58,7 @@ TEMPLATE_WORDS = (
     "hair speaks says talks voice syllables thuds thud knocks knock chimes chime "
     "steady soft hum wind rain quiet room silence low high medium pitched "
     "is it there are sounds sound plus also while then meanwhile nearby scene "
-    "shows someone to left right middle"
+    "shows someone to left right middle no events"
 ).split()
 
 _TOKEN_RE = re.compile(r"[a-z]+|[0-9]+|[.,:;!?]")

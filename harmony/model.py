@@ -1,0 +1,195 @@
+"""`HarmonyModel`: the dual-tower (video + audio) forward with one timestep per modality.
+
+Per layer i (the order of Ovi's fusion block, which the public weights expect):
+
+1. audio self-attention, 2. video self-attention,
+3. audio cross-attention (text + interaction with the video after step 2),
+   then [GLDI] style alignment of the reference-voice tokens, then audio FFN,
+4. video cross-attention (text + interaction with the audio as it was after
+   step 1), then video FFN.
+
+Reference-voice latents (``Conditioning.ref_audio``) are prepended to the audio
+tokens with timestep 0 and stripped from the output.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import torch
+import torch.nn as nn
+
+from .config import HarmonyConfig
+from .interaction import build_interaction
+from .ops import default_ops
+from .tower import WanTower
+
+
+@dataclass
+class Conditioning:
+    """Everything the model is conditioned on besides the noisy latents and timesteps."""
+
+    video_context: torch.Tensor            # [B, Lt, text_dim]
+    audio_context: torch.Tensor            # [B, Lt', text_dim]
+    ref_audio: Optional[torch.Tensor] = None  # [B, Lr, Ca] clean reference-voice latent
+
+    @property
+    def batch_size(self) -> int:
+        return self.video_context.shape[0]
+
+    def repeat(self, n: int) -> "Conditioning":
+        """Each tensor repeated n times along the batch."""
+        rep = lambda x: None if x is None else x.repeat(n, *([1] * (x.dim() - 1)))  # noqa: E731
+        return Conditioning(rep(self.video_context), rep(self.audio_context), rep(self.ref_audio))
+
+    batch = repeat  # ARCHITECTURE.md name
+
+    def to(self, *args, **kw) -> "Conditioning":
+        mv = lambda x: None if x is None else x.to(*args, **kw)  # noqa: E731
+        return Conditioning(mv(self.video_context), mv(self.audio_context), mv(self.ref_audio))
+
+    @classmethod
+    def cat(cls, conds: Sequence["Conditioning"]) -> "Conditioning":
+        """Concatenate along the batch. Text rows are zero-padded to the longest (the tower pads anyway)."""
+        if not conds:
+            raise ValueError("Conditioning.cat needs at least one Conditioning")
+        refs = [c.ref_audio for c in conds]
+        if any(r is None for r in refs) and not all(r is None for r in refs):
+            raise ValueError("Conditioning.cat: either all or none of the items may carry ref_audio")
+
+        def pad_cat(xs):
+            n = max(x.shape[1] for x in xs)
+            return torch.cat([torch.cat([x, x.new_zeros(x.shape[0], n - x.shape[1], x.shape[2])], 1) for x in xs])
+
+        ref = None
+        if refs[0] is not None:
+            if len({r.shape[1] for r in refs}) != 1:
+                raise ValueError("Conditioning.cat: ref_audio lengths differ; trim them to one length")
+            ref = torch.cat(refs)
+        return cls(pad_cat([c.video_context for c in conds]), pad_cat([c.audio_context for c in conds]), ref)
+
+
+def audio_positions(cfg: HarmonyConfig, n_frames: int, n_audio: int, n_ref: int = 0) -> torch.Tensor:
+    """RoPE positions (float64) of the audio tokens [reference..., target...] on the time axis.
+
+    "ovi": target token j at ``j * audio_rope_scale``; "aligned": at ``j * n_frames / n_audio``
+    (the paper's RoPE alignment onto the video latent-frame timeline). Reference tokens sit
+    just before the target, at negative positions with the same spacing.
+    """
+    step = cfg.audio.audio_rope_scale if cfg.audio_rope == "ovi" else n_frames / n_audio
+    return (torch.arange(n_ref + n_audio, dtype=torch.float64) - n_ref) * step
+
+
+class HarmonyModel(nn.Module):
+    """Video tower + audio tower + their interaction (``cfg.interaction``)."""
+
+    def __init__(self, cfg: HarmonyConfig, ops=default_ops):
+        super().__init__()
+        self.cfg = cfg
+        gldi = cfg.interaction == "gldi"
+        self.video_model = WanTower(cfg.video, ops, fusion=True)
+        self.audio_model = WanTower(cfg.audio, ops, fusion=True, style_alignment=gldi)
+        self.interaction = build_interaction(cfg)
+        self.layer_hook: Optional[Callable[[int], None]] = None
+
+    @property
+    def num_layers(self) -> int:
+        return self.cfg.num_layers
+
+    # validation ------------------------------------------------------------------
+    def _check_inputs(self, video, audio, cond):
+        cv, ca = self.cfg.video, self.cfg.audio
+        if not torch.is_tensor(video) or video.dim() != 5:
+            raise ValueError(f"video must be a [B, C, F, H, W] tensor, got {_shape(video)}")
+        if not torch.is_tensor(audio) or audio.dim() != 3:
+            raise ValueError(f"audio must be a [B, L, C] tensor (sequence-major), got {_shape(audio)}")
+        if video.shape[1] != cv.in_dim:
+            raise ValueError(f"video has {video.shape[1]} channels; this model expects {cv.in_dim} (video latent channels)")
+        if audio.shape[2] != ca.in_dim:
+            raise ValueError(
+                f"audio has {audio.shape[2]} channels in the last dim; this model expects {ca.in_dim} "
+                f"(audio latent as [B, L, C]; transpose a [B, C, L] latent)")
+        B = video.shape[0]
+        if audio.shape[0] != B:
+            raise ValueError(f"batch mismatch: video has B={B}, audio has B={audio.shape[0]}")
+        pt, ph, pw = cv.patch_size
+        F, H, W = video.shape[2:]
+        if F % pt or H % ph or W % pw:
+            raise ValueError(
+                f"video latent size F,H,W = {F},{H},{W} is not divisible by the patch size {cv.patch_size}; "
+                f"crop or pad the latent (pixel sizes should be multiples of the VAE stride times the patch)")
+        if audio.shape[1] < 1:
+            raise ValueError("audio needs at least one latent token")
+        if not isinstance(cond, Conditioning):
+            raise TypeError(f"cond must be a harmony.model.Conditioning, got {type(cond).__name__}")
+        for name, ctx, tc in (("video_context", cond.video_context, cv), ("audio_context", cond.audio_context, ca)):
+            if not torch.is_tensor(ctx) or ctx.dim() != 3:
+                raise ValueError(f"cond.{name} must be a [B, Lt, text_dim] tensor, got {_shape(ctx)}")
+            if ctx.shape[0] != B:
+                raise ValueError(f"cond.{name} has batch {ctx.shape[0]}, the latents have {B}; use cond.repeat(n)")
+            if ctx.shape[2] != tc.text_dim:
+                raise ValueError(f"cond.{name} has width {ctx.shape[2]}; the {tc.modality} tower expects text_dim={tc.text_dim}")
+        ref = cond.ref_audio
+        if ref is not None:
+            if not torch.is_tensor(ref) or ref.dim() != 3 or ref.shape[0] != B or ref.shape[2] != ca.in_dim:
+                raise ValueError(f"cond.ref_audio must be [B={B}, Lr, {ca.in_dim}] (clean reference-voice latent), got {_shape(ref)}")
+
+    # forward ---------------------------------------------------------------------
+    def forward(self, video: torch.Tensor, audio: torch.Tensor, t_video: torch.Tensor, t_audio: torch.Tensor,
+                cond: Conditioning, slg_layers: Sequence[int] = ()):
+        """Raw network outputs ``(v_out [B, Cv, F, H, W], a_out [B, La, Ca])`` (see ``cfg.prediction``).
+
+        `t_video`: ``[B]`` or ``[B, F]`` (per latent frame; I2AV gives frame 0 t=0); `t_audio`: ``[B]`` or
+        ``[B, La]``. `slg_layers`: layers skipped entirely in both towers (Ovi's skip-layer guidance).
+        """
+        self._check_inputs(video, audio, cond)
+        vm, am = self.video_model, self.audio_model
+        B, La, dev = video.shape[0], audio.shape[1], video.device
+        ref = cond.ref_audio
+        n_ref = 0 if ref is None else ref.shape[1]
+
+        v, grid = vm.patchify(video)
+        a, _ = am.patchify(audio if ref is None else torch.cat([ref.to(audio.dtype), audio], dim=1))
+
+        tv = vm.timestep_groups(torch.as_tensor(t_video, device=dev), B, grid, name="t_video")
+        ta = am.timestep_groups(torch.as_tensor(t_audio, device=dev), B, (La,), name="t_audio")
+        if n_ref:
+            ta = torch.cat([torch.zeros(B, n_ref, device=dev), ta.expand(B, La)], dim=1)
+        e_v, e0_v = vm.embed_time(tv.to(dev))
+        e_a, e0_a = am.embed_time(ta.to(dev))
+        ctx_v = vm.embed_text(cond.video_context.to(device=dev, dtype=v.dtype))
+        ctx_a = am.embed_text(cond.audio_context.to(device=dev, dtype=a.dtype))
+
+        rope_v = vm.rope(grid, device=dev)
+        rope_a = am.rope((n_ref + La,), positions=audio_positions(self.cfg, grid[0], La, n_ref), device=dev)
+        plan = self.interaction.plan(grid, n_ref + La, n_ref, rope_v, rope_a, device=dev)
+
+        skip = {int(i) for i in slg_layers}
+        for i in range(self.num_layers):
+            if self.layer_hook is not None:
+                self.layer_hook(i)
+            if i in skip:
+                continue
+            v, a = self.layer(i, v, a, e0_v, e0_a, ctx_v, ctx_a, plan)
+
+        v_out = vm.unpatchify(vm.head(v, e_v), grid)
+        a_out = am.head(a, e_a)[:, n_ref:]
+        return v_out, a_out
+
+    def layer(self, i, v, a, e0_v, e0_a, ctx_v, ctx_a, plan):
+        """Layer i of both towers, in Ovi's fusion-block order."""
+        vb, ab = self.video_model.blocks[i], self.audio_model.blocks[i]
+        mod_a, mod_v = ab.modulation_chunks(e0_a), vb.modulation_chunks(e0_v)
+        a = ab.self_attention_step(a, mod_a, plan.rope_audio)
+        v = vb.self_attention_step(v, mod_v, plan.rope_video)
+        a_after_self = a
+        a = self.interaction.audio_cross(ab, a, v, ctx_a, plan)
+        a = self.interaction.style(ab, a, v, plan)
+        a = ab.ffn_step(a, mod_a)
+        v = self.interaction.video_cross(vb, v, a_after_self, ctx_v, plan)
+        v = vb.ffn_step(v, mod_v)
+        return v, a
+
+
+def _shape(x):
+    return tuple(x.shape) if torch.is_tensor(x) else type(x).__name__

@@ -1,0 +1,324 @@
+"""`WanTower`: one Wan2.2-style diffusion transformer (video or audio).
+
+Layout and parameter names are Wan2.2's ``WanModel`` (video) and Ovi's audio
+``WanModel`` (Conv1d + ConvMLP patch embedding, Linear head), so the public
+checkpoints load by key (see `keymap.py` for Ovi's few renames):
+
+    patch_embedding            Conv3d (video) | Sequential(Conv1d k7, SiLU, ConvMLP) (audio)
+    text_embedding.{0,2}       Linear -> GELU(tanh) -> Linear
+    time_embedding.{0,2}       Linear -> SiLU -> Linear            => e  [B, S, dim]
+    time_projection.1          SiLU -> Linear(dim, 6*dim)          => e0 [B, S, 6, dim]
+    blocks.N                   norm1, self_attn, norm3, cross_attn, norm2, ffn, modulation
+    head.{head,modulation}
+
+A block is exposed in pieces (`modulation_chunks`, `self_attention_step`,
+`cross_attention_step`, `ffn_step`) so the dual-tower forward can interleave
+the two towers layer by layer. Timestep embeddings are per *group* of tokens:
+``S`` groups of ``L/S`` consecutive tokens (S = 1 for one t, S = F for one t
+per latent frame, S = L for per-token t), which keeps e0 small for video.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from .attention import attention
+from .config import TowerConfig
+from .interaction import StyleAlignment
+from .ops import default_ops
+from .rope import Rope, apply_rope, audio_rope, video_rope
+
+
+# --- small helpers ----------------------------------------------------------
+
+def sinusoidal_embedding(freq_dim: int, t: torch.Tensor) -> torch.Tensor:
+    """Wan's timestep sinusoid [cos, sin] (cos first), computed in float64, returned float32."""
+    half = freq_dim // 2
+    freqs = torch.pow(10000.0, -torch.arange(half, dtype=torch.float64, device=t.device).div(half))
+    phase = t.to(torch.float64).unsqueeze(-1) * freqs
+    return torch.cat([torch.cos(phase), torch.sin(phase)], dim=-1).float()
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """x * (1 + scale) + shift with per-group float32 tables ``[B, S, 1, dim]``; result in x's dtype."""
+    B, L, D = x.shape
+    S = shift.shape[1]
+    y = x.float().view(B, S, L // S, D) * (1 + scale) + shift
+    return y.view(B, L, D).to(x.dtype)
+
+
+def gated_add(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    """x + y * gate with a per-group float32 gate ``[B, S, 1, dim]``."""
+    B, L, D = x.shape
+    S = gate.shape[1]
+    return x + (y.float().view(B, S, L // S, D) * gate).view(B, L, D).to(x.dtype)
+
+
+def _heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    return x.unflatten(-1, (num_heads, -1))
+
+
+def _qk_norm(ops, cfg: TowerConfig):
+    return ops.RMSNorm(cfg.dim, eps=cfg.eps) if cfg.qk_norm else nn.Identity()
+
+
+# --- attention layers ------------------------------------------------------
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with q/k RMSNorm (over the full dim) and RoPE on q, k."""
+
+    def __init__(self, cfg: TowerConfig, ops):
+        super().__init__()
+        dim, self.num_heads = cfg.dim, cfg.num_heads
+        self.q, self.k, self.v, self.o = (ops.Linear(dim, dim) for _ in range(4))
+        self.norm_q, self.norm_k = _qk_norm(ops, cfg), _qk_norm(ops, cfg)
+
+    def forward(self, x: torch.Tensor, rope: Rope) -> torch.Tensor:
+        q = apply_rope(_heads(self.norm_q(self.q(x)), self.num_heads), rope)
+        k = apply_rope(_heads(self.norm_k(self.k(x)), self.num_heads), rope)
+        v = _heads(self.v(x), self.num_heads)
+        return self.o(attention(q, k, v).flatten(2))
+
+
+class CrossAttention(nn.Module):
+    """Text cross-attention (no RoPE), optionally plus attention to the partner tower (fusion).
+
+    With ``fusion=True`` it carries Ovi's fusion parameters: ``k_fusion``,
+    ``v_fusion``, ``norm_k_fusion`` (RMSNorm) and ``pre_attn_norm_fusion``
+    (affine LayerNorm on the partner stream). The text and partner attention
+    outputs are summed before the shared output projection ``o``.
+    """
+
+    def __init__(self, cfg: TowerConfig, ops, fusion: bool = False):
+        super().__init__()
+        dim, self.num_heads = cfg.dim, cfg.num_heads
+        self.q, self.k, self.v, self.o = (ops.Linear(dim, dim) for _ in range(4))
+        self.norm_q, self.norm_k = _qk_norm(ops, cfg), _qk_norm(ops, cfg)
+        self.has_fusion = fusion
+        if fusion:
+            self.k_fusion = ops.Linear(dim, dim)
+            self.v_fusion = ops.Linear(dim, dim)
+            self.norm_k_fusion = _qk_norm(ops, cfg)
+            self.pre_attn_norm_fusion = ops.LayerNorm(dim, eps=cfg.eps, elementwise_affine=True)
+
+    def partner_attention(self, q: torch.Tensor, partner: torch.Tensor, q_rope: Rope, k_rope: Rope,
+                          mask: torch.Tensor = None, q_start: int = 0) -> torch.Tensor:
+        """Queries ``q[:, q_start:]`` (own RoPE) attend the partner tokens (partner's RoPE).
+
+        Rows before `q_start` get zeros (they take no part). Returns ``[B, Lq, heads, head_dim]``.
+        """
+        if not self.has_fusion:
+            raise RuntimeError("this tower was built without fusion parameters (fusion=False)")
+        p = self.pre_attn_norm_fusion(partner)
+        k = apply_rope(_heads(self.norm_k_fusion(self.k_fusion(p)), self.num_heads), k_rope)
+        v = _heads(self.v_fusion(p), self.num_heads)
+        out = attention(apply_rope(q[:, q_start:], q_rope), k, v, mask)
+        if q_start:
+            out = torch.cat([out.new_zeros(q[:, :q_start].shape), out], dim=1)
+        return out
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, partner: torch.Tensor = None,
+                q_rope: Rope = None, k_rope: Rope = None, mask: torch.Tensor = None,
+                q_start: int = 0) -> torch.Tensor:
+        q = _heads(self.norm_q(self.q(x)), self.num_heads)
+        k = _heads(self.norm_k(self.k(context)), self.num_heads)
+        v = _heads(self.v(context), self.num_heads)
+        out = attention(q, k, v)
+        if partner is not None:
+            out = out + self.partner_attention(q, partner, q_rope, k_rope, mask, q_start)
+        return self.o(out.flatten(2))
+
+
+# --- block ---------------------------------------------------------------------
+
+class WanBlock(nn.Module):
+    """One DiT block: gated self-attention, un-gated cross-attention, gated FFN, with a [1, 6, dim] modulation table."""
+
+    def __init__(self, cfg: TowerConfig, ops, fusion: bool = False, style_alignment: bool = False):
+        super().__init__()
+        dim = cfg.dim
+        self.norm1 = ops.LayerNorm(dim, eps=cfg.eps, elementwise_affine=False)
+        self.self_attn = SelfAttention(cfg, ops)
+        self.norm3 = ops.LayerNorm(dim, eps=cfg.eps, elementwise_affine=True) if cfg.cross_attn_norm else nn.Identity()
+        self.cross_attn = CrossAttention(cfg, ops, fusion=fusion)
+        self.norm2 = ops.LayerNorm(dim, eps=cfg.eps, elementwise_affine=False)
+        self.ffn = nn.Sequential(ops.Linear(dim, cfg.ffn_dim), nn.GELU(approximate="tanh"), ops.Linear(cfg.ffn_dim, dim))
+        self.modulation = nn.Parameter(torch.randn(1, 6, dim) / dim ** 0.5)
+        if style_alignment:
+            self.norm_style = ops.LayerNorm(dim, eps=cfg.eps, elementwise_affine=True)
+            self.style_attn = StyleAlignment(cfg, ops)
+
+    def modulation_chunks(self, e0: torch.Tensor) -> list:
+        """shift/scale/gate for self-attention then FFN, each ``[B, S, 1, dim]`` float32."""
+        m = self.modulation.to(device=e0.device, dtype=torch.float32).unsqueeze(0) + e0.float()
+        return [c for c in m.unsqueeze(3).unbind(2)]  # 6 x [B, S, 1, dim]
+
+    def self_attention_step(self, x: torch.Tensor, mod: list, rope: Rope) -> torch.Tensor:
+        y = self.self_attn(modulate(self.norm1(x), mod[0], mod[1]), rope)
+        return gated_add(x, y, mod[2])
+
+    def cross_attention_step(self, x: torch.Tensor, context: torch.Tensor, **partner) -> torch.Tensor:
+        """x + CrossAttn(norm3(x), text [, partner]) (no gate); `partner` kwargs go to `CrossAttention`."""
+        return x + self.cross_attn(self.norm3(x), context, **partner)
+
+    def style_step(self, audio: torch.Tensor, video: torch.Tensor, n_ref: int) -> torch.Tensor:
+        """GLDI global style alignment: only the first `n_ref` (reference-voice) tokens change."""
+        ref = audio[:, :n_ref]
+        ref = ref + self.style_attn(self.norm_style(ref), video)
+        return torch.cat([ref, audio[:, n_ref:]], dim=1)
+
+    def ffn_step(self, x: torch.Tensor, mod: list) -> torch.Tensor:
+        return gated_add(x, self.ffn(modulate(self.norm2(x), mod[3], mod[4])), mod[5])
+
+    def forward(self, x: torch.Tensor, e0: torch.Tensor, context: torch.Tensor, rope: Rope) -> torch.Tensor:
+        mod = self.modulation_chunks(e0)
+        x = self.self_attention_step(x, mod, rope)
+        x = self.cross_attention_step(x, context)
+        return self.ffn_step(x, mod)
+
+
+class Head(nn.Module):
+    """Output head: LayerNorm, [1, 2, dim] shift/scale table added to e, Linear to patch * out_dim."""
+
+    def __init__(self, cfg: TowerConfig, ops):
+        super().__init__()
+        dim = cfg.dim
+        self.norm = ops.LayerNorm(dim, eps=cfg.eps, elementwise_affine=False)
+        self.head = ops.Linear(dim, math.prod(cfg.patch_size) * cfg.out_dim)
+        self.modulation = nn.Parameter(torch.randn(1, 2, dim) / dim ** 0.5)
+
+    def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        m = self.modulation.to(device=e.device, dtype=torch.float32).unsqueeze(0) + e.float().unsqueeze(2)
+        shift, scale = m.unsqueeze(3).unbind(2)  # [B, S, 1, dim] each
+        return self.head(modulate(self.norm(x), shift, scale))
+
+
+class ConvMLP(nn.Module):
+    """Ovi's audio ConvMLP: w2(silu(w1(x)) * w3(x)), bias-free Conv1d over the sequence."""
+
+    def __init__(self, dim: int, hidden: int, kernel: int, ops):
+        super().__init__()
+        pad = kernel // 2
+        self.w1 = ops.Conv1d(dim, hidden, kernel, padding=pad, bias=False)
+        self.w2 = ops.Conv1d(hidden, dim, kernel, padding=pad, bias=False)
+        self.w3 = ops.Conv1d(dim, hidden, kernel, padding=pad, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, L]
+        return self.w2(nn.functional.silu(self.w1(x)) * self.w3(x))
+
+
+class AudioPatchEmbedding(nn.Sequential):
+    """Ovi audio patch embedding: Conv1d(in, dim, k7) -> SiLU -> ConvMLP; [B, L, C_in] -> [B, L, dim]."""
+
+    def __init__(self, cfg: TowerConfig, ops):
+        k = cfg.audio_patch_kernel
+        super().__init__(
+            ops.Conv1d(cfg.in_dim, cfg.dim, k, padding=k // 2),
+            nn.SiLU(),
+            ConvMLP(cfg.dim, cfg.patch_hidden, k, ops),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+
+
+# --- tower ----------------------------------------------------------------------
+
+class WanTower(nn.Module):
+    """One tower. ``fusion=True`` adds Ovi's fusion parameters to every cross-attention;
+    ``style_alignment=True`` (audio, GLDI) adds ``norm_style`` + ``style_attn`` to every block."""
+
+    def __init__(self, cfg: TowerConfig, ops=default_ops, fusion: bool = False, style_alignment: bool = False):
+        super().__init__()
+        self.cfg = cfg
+        dim = cfg.dim
+        if cfg.modality == "video":
+            self.patch_embedding = ops.Conv3d(cfg.in_dim, dim, kernel_size=cfg.patch_size, stride=cfg.patch_size)
+        else:
+            self.patch_embedding = AudioPatchEmbedding(cfg, ops)
+        self.text_embedding = nn.Sequential(ops.Linear(cfg.text_dim, dim), nn.GELU(approximate="tanh"), ops.Linear(dim, dim))
+        self.time_embedding = nn.Sequential(ops.Linear(cfg.freq_dim, dim), nn.SiLU(), ops.Linear(dim, dim))
+        self.time_projection = nn.Sequential(nn.SiLU(), ops.Linear(dim, 6 * dim))
+        self.blocks = nn.ModuleList(
+            WanBlock(cfg, ops, fusion=fusion, style_alignment=style_alignment) for _ in range(cfg.num_layers)
+        )
+        self.head = Head(cfg, ops)
+
+    # inputs ---------------------------------------------------------------
+    def patchify(self, x: torch.Tensor):
+        """Video ``[B, C, F, H, W]`` -> tokens ``[B, f*h*w, dim]`` and grid (f, h, w); audio ``[B, L, C]`` -> ``[B, L, dim]``, (L,)."""
+        if self.cfg.modality == "audio":
+            return self.patch_embedding(x), (x.shape[1],)
+        y = self.patch_embedding(x)
+        grid = tuple(y.shape[2:])
+        return y.flatten(2).transpose(1, 2), grid
+
+    def unpatchify(self, y: torch.Tensor, grid) -> torch.Tensor:
+        """Head output ``[B, L, prod(patch)*out_dim]`` -> video ``[B, C, F, H, W]`` (audio: ``[B, L, C]`` as is)."""
+        if self.cfg.modality == "audio":
+            return y
+        (pt, ph, pw), c = self.cfg.patch_size, self.cfg.out_dim
+        f, h, w = grid
+        y = y.reshape(y.shape[0], f, h, w, pt, ph, pw, c)
+        return y.permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(y.shape[0], c, f * pt, h * ph, w * pw)
+
+    def embed_text(self, context: torch.Tensor) -> torch.Tensor:
+        """Zero-pad ``[B, Lt, text_dim]`` to text_len rows (all attended, as Wan), then the text MLP."""
+        B, Lt, _ = context.shape
+        if Lt > self.cfg.text_len:
+            raise ValueError(
+                f"{self.cfg.modality} text context has {Lt} rows but the tower takes at most text_len="
+                f"{self.cfg.text_len}; truncate the prompt embedding"
+            )
+        if Lt < self.cfg.text_len:
+            context = torch.cat([context, context.new_zeros(B, self.cfg.text_len - Lt, context.shape[2])], dim=1)
+        return self.text_embedding(context)
+
+    def embed_time(self, t: torch.Tensor):
+        """Timesteps ``[B, S]`` (0..1000) -> e ``[B, S, dim]`` and e0 ``[B, S, 6, dim]`` (float32)."""
+        e = self.time_embedding(sinusoidal_embedding(self.cfg.freq_dim, t))
+        e0 = self.time_projection(e).unflatten(2, (6, self.cfg.dim))
+        return e, e0
+
+    def timestep_groups(self, t: torch.Tensor, batch: int, grid, name: str = "t") -> torch.Tensor:
+        """Validate a timestep tensor and return it as ``[B, S]`` groups of tokens.
+
+        Video accepts ``[B]``, ``[B, F]`` (per latent frame) or ``[B, f*h*w]`` (per token);
+        audio accepts ``[B]`` or ``[B, L]``.
+        """
+        t = torch.as_tensor(t)
+        if t.dim() == 0:
+            t = t.reshape(1)
+        if t.dim() == 1:
+            t = t[:, None]
+        n_tokens = math.prod(grid)
+        allowed = (1, grid[0], n_tokens)
+        if t.dim() != 2 or t.shape[0] not in (1, batch) or t.shape[1] not in allowed:
+            per = "[B, F] per latent frame or [B, f*h*w] per token" if self.cfg.modality == "video" else "[B, L] per token"
+            raise ValueError(
+                f"{name} has shape {tuple(t.shape)}; expected [B] or {per} with B={batch}, "
+                f"grid {tuple(grid)} ({n_tokens} tokens)"
+            )
+        return t.expand(batch, -1).float()
+
+    def rope(self, grid, positions: torch.Tensor = None, device=None) -> Rope:
+        """Video: 3-D table for `grid`; audio: 1-D table at `positions` (default j * audio_rope_scale)."""
+        c = self.cfg
+        if c.modality == "video":
+            return video_rope(grid, c.head_dim, c.rope_theta, device=device)
+        if positions is None:
+            positions = torch.arange(grid[0], dtype=torch.float64) * c.audio_rope_scale
+        return audio_rope(positions, c.head_dim, c.rope_theta, device=device)
+
+    # standalone forward ------------------------------------------------------
+    def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """One tower alone (Wan2.2's WanModel with a batch): video ``[B, C, F, H, W]`` or audio ``[B, L, C]``."""
+        tokens, grid = self.patchify(x)
+        e, e0 = self.embed_time(self.timestep_groups(t, x.shape[0], grid).to(x.device))
+        ctx = self.embed_text(context.to(tokens.dtype))
+        rope = self.rope(grid, device=x.device)
+        for block in self.blocks:
+            tokens = block(tokens, e0, ctx, rope)
+        return self.unpatchify(self.head(tokens, e), grid)

@@ -1,0 +1,220 @@
+"""The one module that talks to ComfyUI.
+
+Every ComfyUI import (``comfy.model_management``, ``comfy.utils``,
+``comfy.cli_args``, ``folder_paths``) happens here, lazily and guarded, so the
+pack and its tests import without the host. Without ComfyUI each function
+falls back to plain behaviour: the best torch device, no progress bar, no
+interrupt, model files from the folder given by ``HARMONY_MODELS_DIR``.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+
+import torch
+
+MODEL_FOLDER = "harmony"
+"""Our key in ComfyUI's model folders: ``models/harmony/`` (plus ``diffusion_models``)."""
+
+MODEL_EXTENSIONS = (".safetensors",)
+
+
+def _comfy(name: str):
+    """A ComfyUI module by name, or None when running without the host."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+def available() -> bool:
+    """True when running inside ComfyUI."""
+    return _comfy("folder_paths") is not None and _comfy("comfy.model_management") is not None
+
+
+# ----------------------------------------------------------------- model folders
+
+
+def register_model_folder() -> None:
+    """Register ``models/harmony`` with ComfyUI (idempotent); no-op without the host."""
+    fp = _comfy("folder_paths")
+    if fp is None:
+        return
+    path = os.path.join(fp.models_dir, MODEL_FOLDER)
+    if MODEL_FOLDER in fp.folder_names_and_paths:
+        paths, exts = fp.folder_names_and_paths[MODEL_FOLDER]
+        if path not in paths:
+            paths.append(path)
+        fp.folder_names_and_paths[MODEL_FOLDER] = (paths, set(exts) | set(MODEL_EXTENSIONS))
+    else:
+        fp.folder_names_and_paths[MODEL_FOLDER] = ([path], set(MODEL_EXTENSIONS))
+
+
+def model_files() -> list[str]:
+    """Names of Harmony model files: ``models/harmony`` then ``diffusion_models``.
+
+    Text-encoder side files (``*.text.safetensors``) are not models and are left out.
+    """
+    fp = _comfy("folder_paths")
+    names: list[str] = []
+    if fp is None:
+        folder = os.environ.get("HARMONY_MODELS_DIR")
+        if folder and os.path.isdir(folder):
+            names = sorted(f for f in os.listdir(folder) if f.endswith(MODEL_EXTENSIONS))
+    else:
+        register_model_folder()
+        for key in (MODEL_FOLDER, "diffusion_models"):
+            try:
+                names += [n for n in fp.get_filename_list(key) if n.endswith(MODEL_EXTENSIONS)]
+            except Exception:  # noqa: BLE001 - a folder key this ComfyUI version lacks
+                continue
+    return [n for n in dict.fromkeys(names) if not n.endswith(".text.safetensors")]
+
+
+def model_path(name: str) -> str:
+    """Full path of a model file listed by :func:`model_files`."""
+    fp = _comfy("folder_paths")
+    if fp is None:
+        folder = os.environ.get("HARMONY_MODELS_DIR", "")
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            return path
+    else:
+        for key in (MODEL_FOLDER, "diffusion_models"):
+            try:
+                path = fp.get_full_path(key, name)
+            except Exception:  # noqa: BLE001
+                path = None
+            if path:
+                return path
+    raise FileNotFoundError(
+        f"model_name: {name!r} is not in models/{MODEL_FOLDER} or models/diffusion_models. "
+        "Put the .safetensors file (and its .text.safetensors beside it) there and press R "
+        "to refresh, or pick '(bundled tiny model)'.")
+
+
+# ----------------------------------------------------------------------- devices
+
+
+def torch_device() -> torch.device:
+    """The device ComfyUI computes on (CPU under ``--cpu``)."""
+    mm = _comfy("comfy.model_management")
+    if mm is not None:
+        return mm.get_torch_device()
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def offload_device() -> torch.device:
+    """Where ComfyUI parks models between uses."""
+    mm = _comfy("comfy.model_management")
+    if mm is not None:
+        return mm.unet_offload_device()
+    return torch.device("cpu")
+
+
+def vram_mode() -> str:
+    """ComfyUI's VRAM mode in lower case: "disabled" (--cpu), "no_vram" (--novram),
+    "low_vram" (--lowvram), "normal_vram", "high_vram", "shared"; "normal_vram" without host."""
+    mm = _comfy("comfy.model_management")
+    if mm is None:
+        return "normal_vram"
+    return mm.vram_state.name.lower()
+
+
+def free_memory_for(num_bytes: int, device: torch.device) -> None:
+    """Ask ComfyUI to unload other models until ``num_bytes`` fit on ``device``."""
+    mm = _comfy("comfy.model_management")
+    if mm is None or device.type == "cpu":
+        return
+    mm.free_memory(int(num_bytes), device)
+    mm.soft_empty_cache()
+
+
+def empty_cache() -> None:
+    mm = _comfy("comfy.model_management")
+    if mm is not None:
+        mm.soft_empty_cache()
+    elif torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# ----------------------------------------------------------- progress, interrupt
+
+
+class Progress:
+    """ComfyUI's progress bar for the running node; silent without the host."""
+
+    def __init__(self, total: int):
+        utils = _comfy("comfy.utils")
+        self.bar = utils.ProgressBar(int(total)) if utils is not None else None
+        self.total, self.current = int(total), 0
+
+    def set(self, value: int, total: int | None = None) -> None:
+        self.current = int(value)
+        if total is not None:
+            self.total = int(total)
+        if self.bar is not None:
+            self.bar.update_absolute(self.current, self.total)
+
+
+def check_interrupt() -> None:
+    """Raise ComfyUI's interrupt exception if the user pressed Cancel.
+
+    Passed as ``cancel`` to the sampler, which calls it before every network
+    evaluation. Never catch what it raises.
+    """
+    mm = _comfy("comfy.model_management")
+    if mm is not None:
+        mm.throw_exception_if_processing_interrupted()
+
+
+def interrupt_exception_type() -> type:
+    """ComfyUI's interrupt exception class (a private stand-in without the host)."""
+    mm = _comfy("comfy.model_management")
+    if mm is not None:
+        return mm.InterruptProcessingException
+    return _NoHostInterrupt
+
+
+class _NoHostInterrupt(Exception):
+    pass
+
+
+# ------------------------------------------------------------------ save folders
+
+
+def output_directory() -> str:
+    fp = _comfy("folder_paths")
+    if fp is not None:
+        return fp.get_output_directory()
+    return os.path.abspath(os.environ.get("HARMONY_OUTPUT_DIR", "output"))
+
+
+def temp_directory() -> str:
+    fp = _comfy("folder_paths")
+    if fp is not None:
+        return fp.get_temp_directory()
+    return os.path.abspath(os.environ.get("HARMONY_TEMP_DIR", os.path.join("output", "temp")))
+
+
+def save_path(filename_prefix: str, folder: str, width: int, height: int):
+    """(full folder, file stem, counter, subfolder) the way ComfyUI's savers name files."""
+    fp = _comfy("folder_paths")
+    if fp is not None:
+        full, stem, counter, subfolder, _ = fp.get_save_image_path(filename_prefix, folder, width, height)
+        return full, stem, counter, subfolder
+    subfolder, stem = os.path.split(os.path.normpath(filename_prefix))
+    full = os.path.join(folder, subfolder)
+    if not os.path.abspath(full).startswith(os.path.abspath(folder)):
+        raise ValueError(f"filename_prefix {filename_prefix!r} points outside the output folder")
+    os.makedirs(full, exist_ok=True)
+    taken = [f for f in os.listdir(full) if f.startswith(stem + "_")]
+    counter = 1 + max([int(f[len(stem) + 1:].split("_")[0]) for f in taken
+                       if f[len(stem) + 1:].split("_")[0].isdigit()] or [0])
+    return full, stem, counter, subfolder
+
+
+def metadata_disabled() -> bool:
+    """True under ``--disable-metadata`` (then no workflow is embedded in saved files)."""
+    cli = _comfy("comfy.cli_args")
+    return bool(cli is not None and getattr(cli.args, "disable_metadata", False))

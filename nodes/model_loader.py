@@ -1,0 +1,86 @@
+"""Harmony Model Loader: a model file -> HARMONY_MODEL (a ``HarmonyPipeline``)."""
+from __future__ import annotations
+
+import os
+
+from . import host
+from .errors import actionable_errors
+from .harmony_lib import harmony_module
+from .types import HARMONY_MODEL, HarmonyInputError
+
+BUNDLED = "(bundled tiny model)"
+OFFLOAD_MODES = ("auto", "none", "block_swap", "cpu")
+
+
+def dtype_names() -> list[str]:
+    return list(harmony_module("checkpoint").DTYPES)
+
+
+def attention_backends() -> list[str]:
+    return list(harmony_module("attention").available_backends())
+
+
+def resolve_offload(offload: str, device) -> str:
+    """``auto`` follows ComfyUI's memory mode: --lowvram -> block swap, --novram -> CPU offload."""
+    if offload != "auto":
+        return offload
+    if device.type == "cpu":
+        return "none"
+    return {"low_vram": "block_swap", "no_vram": "cpu"}.get(host.vram_mode(), "none")
+
+
+class HarmonyModelLoader:
+    """Loads a Harmony model (both towers, text encoders and codecs)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model_name": ([BUNDLED] + host.model_files(), {
+                "default": BUNDLED,
+                "tooltip": "The bundled tiny model (runs on CPU), or a .safetensors file from "
+                           "models/harmony or models/diffusion_models."}),
+            "dtype": (dtype_names(), {
+                "default": "auto",
+                "tooltip": "Weight storage. auto keeps the file's dtype (scaled-fp8 files are "
+                           "recognised and stay fp8); fp8 halves memory again, computing in bf16/fp32."}),
+            "offload": (list(OFFLOAD_MODES), {
+                "default": "auto",
+                "tooltip": "auto follows ComfyUI (--lowvram: block swap, --novram: full CPU offload). "
+                           "block_swap keeps resident_blocks layers on the GPU and streams the rest; "
+                           "cpu keeps all weights in RAM."}),
+            "resident_blocks": ("INT", {
+                "default": 4, "min": 0, "max": 64,
+                "tooltip": "With block_swap: how many transformer layers stay on the GPU. "
+                           "Fewer uses less VRAM and runs slower."}),
+            "attention": (attention_backends(), {
+                "default": "sdpa",
+                "tooltip": "Attention backend; only those importable here are listed."}),
+        }}
+
+    RETURN_TYPES = (HARMONY_MODEL,)
+    RETURN_NAMES = ("model",)
+    OUTPUT_TOOLTIPS = ("The loaded Harmony model, for the text node, sampler and decoder.",)
+    FUNCTION = "load"
+    CATEGORY = "Harmony/loaders"
+    DESCRIPTION = "Loads a Harmony dual-tower audio-video model."
+
+    def load(self, model_name, dtype, offload, resident_blocks, attention):
+        path = None if model_name == BUNDLED else host.model_path(model_name)
+        if dtype not in dtype_names():
+            raise HarmonyInputError(f"dtype {dtype!r} is unknown; use one of {dtype_names()}.")
+        if attention not in attention_backends():
+            raise HarmonyInputError(
+                f"attention {attention!r} cannot be used here; available: {attention_backends()}. "
+                "Install its package or pick sdpa.")
+        device = host.torch_device()
+        offload = resolve_offload(offload, device)
+        size = os.path.getsize(path or harmony_module("pipeline").DEFAULT_MODEL)
+        if offload == "none":
+            host.free_memory_for(size, device)
+        with actionable_errors("Harmony Model Loader",
+                               "Set offload to block_swap (fewer resident_blocks) or cpu, "
+                               "or dtype to fp8_e4m3fn."):
+            pipe = harmony_module("pipeline").HarmonyPipeline.from_pretrained(
+                path=path, dtype=dtype, offload=offload, resident_blocks=resident_blocks,
+                attention=attention, device=device)
+        return (pipe,)

@@ -1,0 +1,120 @@
+"""Harmony SyncCFG Sampler: model + conditioning -> HARMONY_AV_LATENT.
+
+The job follows from the conditioning: a first frame makes I2AV, driving
+audio A2V, driving video V2A, nothing T2AV.
+"""
+from __future__ import annotations
+
+import inspect
+
+from . import host
+from .errors import actionable_errors
+from .harmony_lib import harmony_module
+from .types import (HARMONY_AV_LATENT, HARMONY_CONDITIONING, HARMONY_MODEL, HarmonyInputError,
+                    check_type)
+
+MEMORY_HINT = ("Lower seconds or width/height, or reload the model with offload=block_swap "
+               "(fewer resident_blocks), offload=cpu or dtype=fp8_e4m3fn.")
+
+
+def solvers() -> list[str]:
+    return list(harmony_module("sampling").SOLVERS)
+
+
+def guidance_modes() -> list[str]:
+    return list(harmony_module("sampling").GUIDANCE_MODES)
+
+
+def model_to_compute_device(pipe) -> None:
+    """Bring a non-offloaded model back to its device (it is parked after each run)."""
+    if getattr(pipe, "offload", None) is None and pipe.device.type != "cpu":
+        host.free_memory_for(sum(p.numel() * p.element_size() for p in pipe.model.parameters()),
+                             pipe.device)
+        pipe.model.to(pipe.device)
+
+
+def park_model(pipe) -> None:
+    """After use, move a non-offloaded model to ComfyUI's offload device so other models fit."""
+    if getattr(pipe, "offload", None) is None and pipe.device.type != "cpu":
+        pipe.model.to(host.offload_device())
+        host.empty_cache()
+
+
+class HarmonySyncCFGSampler:
+    """Samples a joint audio-video latent with SyncCFG."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": (HARMONY_MODEL, {"tooltip": "From Harmony Model Loader."}),
+            "conditioning": (HARMONY_CONDITIONING, {
+                "tooltip": "From the text node, optionally through the audio / video nodes; "
+                           "what it holds picks T2AV, I2AV, A2V or V2A."}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFF, "control_after_generate": True,
+                             "tooltip": "Noise seed; the same seed and settings give the same clip."}),
+            "steps": ("INT", {"default": 20, "min": 1, "max": 200,
+                              "tooltip": "Sampling steps (the paper uses 40; 10-20 is enough for the tiny model)."}),
+            "seconds": ("FLOAT", {"default": 2.0, "min": 1.0, "max": 60.0, "step": 0.1,
+                                  "tooltip": "Clip length. With driving media, at most the media's length; "
+                                             "capped to what the model supports."}),
+            "width": ("INT", {"default": 0, "min": 0, "max": 2048, "step": 16,
+                              "tooltip": "Frame width in pixels (multiple of 16); 0 = the model's native size."}),
+            "height": ("INT", {"default": 0, "min": 0, "max": 2048, "step": 16,
+                               "tooltip": "Frame height in pixels (multiple of 16); 0 = the model's native size."}),
+            "shift": ("FLOAT", {"default": 5.0, "min": 0.1, "max": 20.0, "step": 0.1,
+                                "tooltip": "Flow-matching schedule shift (paper: 5)."}),
+            "guidance": (guidance_modes(), {
+                "default": "synccfg",
+                "tooltip": "synccfg: contrast the joint prediction with a silent-audio / static-video "
+                           "anchor (the paper). cfg: plain text CFG. none: no guidance (fastest)."}),
+            "sv": ("FLOAT", {"default": 3.0, "min": 0.0, "max": 20.0, "step": 0.1,
+                             "tooltip": "SyncCFG video scale: how strongly the picture follows the sound (paper: 3)."}),
+            "sa": ("FLOAT", {"default": 2.0, "min": 0.0, "max": 20.0, "step": 0.1,
+                             "tooltip": "SyncCFG audio scale: how strongly the sound follows the picture (paper: 2)."}),
+            "text_cfg": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 20.0, "step": 0.1,
+                                   "tooltip": "Text CFG on top of SyncCFG; 1 = off (one batched pass fewer)."}),
+            "solver": (solvers(), {"default": solvers()[-1], "tooltip": "ODE solver."}),
+        }}
+
+    RETURN_TYPES = (HARMONY_AV_LATENT,)
+    RETURN_NAMES = ("av_latent",)
+    OUTPUT_TOOLTIPS = ("The joint audio-video latent; decode it with Harmony Decode.",)
+    FUNCTION = "sample"
+    CATEGORY = "Harmony/sampling"
+    DESCRIPTION = "SyncCFG sampling of synchronized video and audio (T2AV / I2AV / A2V / V2A)."
+
+    def sample(self, model, conditioning, seed, steps, seconds, width, height, shift, guidance,
+               sv, sa, text_cfg, solver):
+        node = "Harmony SyncCFG Sampler"
+        check_type(model, HARMONY_MODEL, "model", node)
+        check_type(conditioning, HARMONY_CONDITIONING, "conditioning", node)
+        if conditioning.job == "A2V+V2A":
+            raise HarmonyInputError(
+                f"{node}: the conditioning has both driving audio and driving video; keep one "
+                "(driving audio makes A2V, driving video makes V2A).")
+        kwargs = {}
+        native_h, native_w = model.frame_size
+        size = (height or native_h, width or native_w)
+        if size != (native_h, native_w):
+            if "size" not in inspect.signature(model.sample).parameters:
+                raise HarmonyInputError(
+                    f"{node}: this model generates {native_w}x{native_h} only; set width and "
+                    "height to 0 (native size).")
+            if size[0] % 16 or size[1] % 16:
+                raise HarmonyInputError(f"{node}: width and height must be multiples of 16, got "
+                                        f"{size[1]}x{size[0]}.")
+            kwargs["size"] = size
+        progress = host.Progress(steps)
+        model_to_compute_device(model)
+        try:
+            with actionable_errors(node, MEMORY_HINT):
+                latent = model.sample(
+                    conditioning.text, seconds=seconds, seed=seed, steps=steps, shift=shift,
+                    sv=sv, sa=sa, text_cfg=text_cfg, guidance=guidance, solver=solver,
+                    first_frame=conditioning.first_frame, driving_audio=conditioning.driving_audio,
+                    driving_video=conditioning.driving_video, ref_voice=conditioning.ref_voice,
+                    callback=lambda step, total: progress.set(step, total),
+                    cancel=host.check_interrupt, **kwargs)
+        finally:
+            park_model(model)
+        return (latent,)

@@ -1,0 +1,135 @@
+"""Socket types of the pack and conversions between ComfyUI values and harmony's.
+
+ComfyUI types (see ComfyUI's ``comfy_types``):
+- IMAGE: float tensor ``[frames, H, W, 3]`` in 0..1;
+- AUDIO: ``{"waveform": [batch, channels, samples], "sample_rate": int}``;
+- VIDEO: an object with ``get_components()`` -> ``.images``, ``.audio``, ``.frame_rate``.
+
+Our own types carry harmony objects between our nodes only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Optional
+
+import torch
+
+HARMONY_MODEL = "HARMONY_MODEL"
+"""A loaded ``harmony.pipeline.HarmonyPipeline``."""
+HARMONY_CONDITIONING = "HARMONY_CONDITIONING"
+"""A :class:`AVConditioning`."""
+HARMONY_AV_LATENT = "HARMONY_AV_LATENT"
+"""A ``harmony.pipeline.AVLatent``: the joint audio-video latent."""
+
+
+class HarmonyInputError(ValueError):
+    """A node input that cannot be used, with what was expected and what to do."""
+
+
+@dataclass
+class AVConditioning:
+    """Everything the sampler is conditioned on; which fields are set picks the job.
+
+    text: harmony ``Conditioning`` from the text node; first_frame ``[H, W, 3]``
+    (I2AV); driving_audio ``(wave [C, T], sr)`` (A2V); driving_video
+    ``(frames [F, H, W, 3], fps)`` (V2A); ref_voice ``(wave [C, T], sr)``.
+    """
+
+    text: object
+    prompt: str = ""
+    first_frame: Optional[torch.Tensor] = None
+    driving_audio: Optional[tuple] = None
+    driving_video: Optional[tuple] = None
+    ref_voice: Optional[tuple] = None
+    notes: list = field(default_factory=list)
+
+    def with_(self, **changes) -> "AVConditioning":
+        """A copy with some fields replaced (node outputs are never mutated)."""
+        return replace(self, notes=list(self.notes), **changes)
+
+    @property
+    def job(self) -> str:
+        if self.driving_audio is not None and self.driving_video is not None:
+            return "A2V+V2A"
+        if self.driving_audio is not None:
+            return "A2V"
+        if self.driving_video is not None:
+            return "V2A"
+        return "I2AV" if self.first_frame is not None else "T2AV"
+
+
+def check_type(value, expected_type: str, input_name: str, node: str):
+    """Raise a clear error when a socket got something else than ``expected_type``."""
+    from .harmony_lib import harmony_module
+
+    ok = {
+        HARMONY_MODEL: lambda v: hasattr(v, "sample") and hasattr(v, "decode"),
+        HARMONY_CONDITIONING: lambda v: isinstance(v, AVConditioning),
+        HARMONY_AV_LATENT: lambda v: isinstance(v, harmony_module("pipeline").AVLatent),
+    }[expected_type]
+    if not ok(value):
+        raise HarmonyInputError(
+            f"{node}: input '{input_name}' expects {expected_type}, got {type(value).__name__}. "
+            f"Connect the matching output of a Harmony node.")
+    return value
+
+
+# ---------------------------------------------------------------- AUDIO
+
+
+def audio_to_wave(audio, input_name: str) -> tuple[torch.Tensor, int]:
+    """ComfyUI AUDIO -> ``(wave [channels, samples] float32, sample_rate)`` (first batch item)."""
+    if not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio:
+        raise HarmonyInputError(
+            f"input '{input_name}' expects AUDIO ({{'waveform': [batch, channels, samples], "
+            f"'sample_rate': int}}), got {type(audio).__name__}. Connect e.g. LoadAudio.")
+    wave = torch.as_tensor(audio["waveform"]).float()
+    if wave.dim() == 2:
+        wave = wave[None]
+    if wave.dim() != 3 or wave.shape[-1] == 0:
+        raise HarmonyInputError(
+            f"input '{input_name}': AUDIO waveform must be [batch, channels, samples], "
+            f"got shape {tuple(wave.shape)}.")
+    return wave[0].cpu(), int(audio["sample_rate"])
+
+
+def wave_to_audio(wave: torch.Tensor, sample_rate: int) -> dict:
+    """``wave [channels, samples]`` -> ComfyUI AUDIO (batch of one)."""
+    wave = torch.as_tensor(wave).float().cpu()
+    if wave.dim() == 1:
+        wave = wave[None]
+    return {"waveform": wave[None].contiguous(), "sample_rate": int(sample_rate)}
+
+
+def audio_seconds(wave: torch.Tensor, sample_rate: int) -> float:
+    return wave.shape[-1] / float(sample_rate)
+
+
+# ---------------------------------------------------------------- IMAGE / VIDEO
+
+
+def image_frames(images, input_name: str) -> torch.Tensor:
+    """ComfyUI IMAGE -> frames ``[F, H, W, 3]`` float32 in 0..1 (alpha dropped)."""
+    if not isinstance(images, torch.Tensor):
+        raise HarmonyInputError(
+            f"input '{input_name}' expects IMAGE (a tensor [frames, height, width, 3]), "
+            f"got {type(images).__name__}.")
+    frames = images.float()
+    if frames.dim() == 3:
+        frames = frames[None]
+    if frames.dim() != 4 or frames.shape[-1] not in (3, 4) or frames.shape[0] == 0:
+        raise HarmonyInputError(
+            f"input '{input_name}': IMAGE must be [frames, height, width, 3], got shape "
+            f"{tuple(images.shape)}.")
+    return frames[..., :3].clamp(0, 1).cpu()
+
+
+def video_components(video, input_name: str):
+    """Core VIDEO -> ``(frames [F, H, W, 3], fps, audio or None)``."""
+    if not hasattr(video, "get_components"):
+        raise HarmonyInputError(
+            f"input '{input_name}' expects VIDEO (e.g. from LoadVideo or CreateVideo), "
+            f"got {type(video).__name__}.")
+    parts = video.get_components()
+    frames = image_frames(parts.images, input_name)
+    return frames, float(parts.frame_rate), getattr(parts, "audio", None)
