@@ -171,7 +171,7 @@ def save_model(model: nn.Module, path, metadata: dict | None = None, dtype=None,
             continue  # written together with its weight
         if t.is_meta:
             raise CheckpointError(f"cannot save {key}: it is on the meta device (weights were never loaded)")
-        scale_key = key[: -len("weight")] + "scale_weight" if key.endswith("weight") else None
+        scale_key = key[: -len("weight")] + "scale_weight" if key.endswith(".weight") else None
         scale = state.get(scale_key) if scale_key else None
         if key in quantize:
             fp8_dtype, scaled = FP8_FORMATS[fp8]
@@ -252,22 +252,27 @@ def check_safetensors_file(path) -> str:
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         head = f.read(8)
+        n = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+        header = f.read(n) if 0 < n <= min(_MAX_HEADER_BYTES, size - 8) else b""
+    parsed = None
+    if header[:1] == b"{":
+        try:
+            parsed = json.loads(header)
+        except ValueError:
+            parsed = None
+    if not isinstance(parsed, dict):
+        # not safetensors: say what it looks like (the bytes are only inspected, never unpickled)
         if head[:4] == b"PK\x03\x04":
-            raise CheckpointError(refuse.format(why=" (it is a zip archive, the torch.save format)"))
-        if head[:1] == b"\x80":
-            raise CheckpointError(refuse.format(why=" (it is a Python pickle)"))
-        if len(head) < 8:
-            raise CheckpointError(refuse.format(why=f" (only {size} bytes long)"))
-        (n,) = struct.unpack("<Q", head)
-        if n == 0 or n > min(_MAX_HEADER_BYTES, size - 8):
-            raise CheckpointError(refuse.format(why=" (no valid safetensors header)"))
-        header = f.read(n)
-    try:
-        parsed = json.loads(header)
-        if not isinstance(parsed, dict):
-            raise ValueError
-    except ValueError:
-        raise CheckpointError(refuse.format(why=" (its header is not safetensors JSON)")) from None
+            why = " (it is a zip archive, the torch.save format)"
+        elif head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+            why = " (it is a Python pickle)"
+        elif len(head) < 8:
+            why = f" (only {size} bytes long)"
+        elif header[:1] == b"{":
+            why = " (its header is not safetensors JSON; the file may be damaged)"
+        else:
+            why = " (no valid safetensors header; the file may be truncated or damaged)"
+        raise CheckpointError(refuse.format(why=why))
     return path
 
 
@@ -278,16 +283,23 @@ def load_model(path, dtype="auto", device="cpu", config=None, ops=None):
     (fp8 and scaled fp8 stay fp8); "bf16"/"fp16"/"fp32" cast every floating
     tensor (dequantising fp8); "fp8_e4m3fn"/"fp8_e5m2" store the block Linear
     weights in fp8 (with a per-tensor ``scale_weight``; weights already in
-    that format are kept as they are) and the rest in the file's dtype. The model is built on
-    the meta device and each tensor goes straight to ``device`` in its storage
-    dtype, so no full-precision copy of the whole model is made.
+    that format are kept as they are) and the rest in the file's dtype.
+    The model is built on the meta device and each tensor goes straight to
+    ``device`` in its storage dtype: no full-precision copy of the model is made.
     config: a HarmonyConfig, its dict, or a config name; default the file's
-    ``harmony_config`` metadata ("5b-global" for an Ovi file without it). Sets ``model.compute_dtype``.
+    ``harmony_config`` metadata ("5b-global" for an Ovi file without it).
+    Sets ``model.compute_dtype``. ComfyUI's optional ``scale_input`` tensors
+    are ignored (activations are not quantised).
     """
     storage = parse_dtype(dtype)
     path = check_safetensors_file(path)
     device = torch.device(device)
-    with safe_open(path, framework="pt", device="cpu") as f:
+    try:
+        handle = safe_open(path, framework="pt", device="cpu")
+    except Exception as e:  # header passed the first check but the file is damaged
+        raise CheckpointError(f"{path} could not be opened as safetensors ({e}); the file may be "
+                              "truncated or damaged: download or convert it again") from None
+    with handle as f:
         file_keys = list(f.keys())
         cfg = _resolve_config(config, f.metadata() or {}, path, file_keys)
         model = build_empty_model(cfg, ops)
@@ -299,7 +311,7 @@ def load_model(path, dtype="auto", device="cpu", config=None, ops=None):
         state = {}
         for key, file_key in names.items():
             t = f.get_tensor(file_key)
-            scale_key = file_key[: -len("weight")] + "scale_weight" if file_key.endswith("weight") else None
+            scale_key = file_key[: -len("weight")] + "scale_weight" if file_key.endswith(".weight") else None
             scale = f.get_tensor(scale_key) if scale_key in names.file_scales else None
             if key in quantize and to_fp8 and t.dtype != storage:
                 stored, scale = quantize_fp8(_real_weight(t, scale), storage, scaled=True)
@@ -376,7 +388,10 @@ def _resolve_config(config, metadata: dict, path: str, file_keys):
             raise CheckpointError(
                 f"{path} has {VERSION_KEY}={version!r}; this version of harmony reads {FORMAT_VERSION!r}"
             )
-        config = json.loads(text)
+        try:
+            config = json.loads(text)
+        except ValueError:
+            raise CheckpointError(f"{path}: its '{CONFIG_KEY}' metadata is not valid JSON") from None
     if isinstance(config, str):
         return config_mod.get_config(config)
     if isinstance(config, dict):

@@ -540,8 +540,8 @@ def train_video_codec(codec: VideoCodec, minutes: float = 4.0, clips: int = 256,
     small moving parts (mouths, bouncing objects) the sync depends on count.
     """
     log(f"rendering {clips} training clips ...")
-    data = torch.stack([fr for fr, _ in _world_clips(_train_seeds(clips), seconds)])  # [N,F,H,W,3]
-    data = data.permute(0, 1, 4, 2, 3).contiguous()                                     # [N,F,3,H,W]
+    data = torch.stack([(fr * 255).round().to(torch.uint8) for fr, _ in _world_clips(_train_seeds(clips), seconds)])
+    data = data.permute(0, 1, 4, 2, 3).contiguous()                  # uint8 [N,F,3,H,W]
     N, Fr = data.shape[:2]
     opt = torch.optim.AdamW(codec.parameters(), lr=lr, weight_decay=1e-4)
     g = torch.Generator().manual_seed(0)
@@ -554,7 +554,7 @@ def train_video_codec(codec: VideoCodec, minutes: float = 4.0, clips: int = 256,
             grp["lr"] = lr * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
         i = torch.randint(0, N, (batch,), generator=g)
         f = torch.randint(0, Fr - 1, (batch,), generator=g)
-        pair = torch.stack([data[i, f], data[i, f + 1]], 1).flatten(0, 1)   # [2b,3,H,W]
+        pair = torch.stack([data[i, f], data[i, f + 1]], 1).flatten(0, 1).float() / 255  # [2b,3,H,W]
         rec = codec.decode_raw(codec.encode_raw(pair))
         loss_frame = F.mse_loss(rec, pair)
         d_rec, d_true = rec[1::2] - rec[0::2], pair[1::2] - pair[0::2]
@@ -569,7 +569,7 @@ def train_video_codec(codec: VideoCodec, minutes: float = 4.0, clips: int = 256,
     codec.eval()
     # latent statistics -> unit variance
     with torch.no_grad():
-        zs = torch.cat([codec.encode_raw(data[j, ::2]) for j in range(min(N, 64))])
+        zs = torch.cat([codec.encode_raw(data[j, ::2].float() / 255) for j in range(min(N, 64))])
         codec.latent_mean.copy_(zs.mean((0, 2, 3)))
         codec.latent_std.copy_(zs.std((0, 2, 3)).clamp(min=1e-3))
     return {"steps": step, "train_frame_mse": ema, "clips": N}
@@ -593,14 +593,15 @@ def log_mel(wave: torch.Tensor, n_mels: int = 80) -> torch.Tensor:
     return torch.log10((fb @ spec).clamp(min=1e-5))
 
 
-def audio_metrics(ref: torch.Tensor, rec: torch.Tensor) -> dict:
-    """SNR (dB), log-spectral distance (dB, 80-band mel, 80 dB range) and 8 ms envelope
+def audio_metrics(ref: torch.Tensor, rec: torch.Tensor, range_db: float = 60.0) -> dict:
+    """SNR (dB), log-spectral distance (dB; 80-band log-mel, both floored at
+    ``range_db`` below the reference clip's peak) and 8 ms loudness-envelope
     correlation between ``ref`` and ``rec`` (``[B, T]``)."""
     T = min(ref.shape[-1], rec.shape[-1])
     ref, rec = ref[..., :T], rec[..., :T]
     snr = 10 * torch.log10(ref.pow(2).sum(-1) / ((ref - rec).pow(2).sum(-1) + 1e-12) + 1e-12)
     a, b = log_mel(ref), log_mel(rec)
-    floor = a.amax((1, 2), keepdim=True) - 4.0             # 80 dB below each clip's peak
+    floor = a.amax((1, 2), keepdim=True) - range_db / 20
     a, b = a.maximum(floor), b.maximum(floor)
     lsd = (20 * (a - b)).pow(2).mean(1).sqrt().mean(-1)   # dB, RMS over bands, mean over frames
     n = T // 128

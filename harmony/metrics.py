@@ -11,7 +11,7 @@ Analytic detectors of the synthetic world (``harmony.world``):
   SyncNet-style: the lag maximising the correlation of the two strengths
   (positive = audio late); confidence = peak minus median correlation.
 - ``detect_audio_events`` / ``detect_visual_events`` -> event times (s);
-  ``event_f1(pred, gt, tol_s)``.
+  ``event_f1(pred, gt, tol_s) -> float``, ``event_prf`` -> precision / recall / f1.
 - ``voice_pitch(wave, sr)`` / ``voice_pitch_error(wave, ref_wave, sr)`` (semitones).
 - caption adherence: ``detect_colours``, ``detect_object_kinds``, ``count_adherence``.
 - ``clip_metrics(media, scene) -> dict`` gathers all of them for one clip.
@@ -60,10 +60,10 @@ def _stft_mag(w: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
 
 
 def audio_onset_strength(wave, sr: int, fps: float, num_frames: int | None = None) -> np.ndarray:
-    """Onset strength per video frame: positive log-spectral flux (16 ms window, 4 ms hop),
+    """Onset strength per video frame: positive log-spectral flux (32 ms window, 4 ms hop),
     max-pooled over +- half a video frame around each frame time."""
     w = _mono(wave)
-    n_fft = int(2 ** round(np.log2(0.016 * sr)))
+    n_fft = int(2 ** round(np.log2(0.032 * sr)))  # long enough to span several glottal pulses
     hop = max(1, int(round(0.004 * sr)))
     mag = _stft_mag(w, n_fft, hop)
     logmag = np.log1p(100.0 * mag)
@@ -85,31 +85,45 @@ def _blur(f: np.ndarray) -> np.ndarray:
     return (h[:, :-2] + h[:, 1:-1] + h[:, 2:]) / 9.0
 
 
-def visual_event_strength(frames, fps: float) -> np.ndarray:
-    """Per-frame visual event strength [F].
+def _cell_sum(x: np.ndarray, cell: int = 8) -> np.ndarray:
+    """[F, H, W] -> [F, H/cell, W/cell] sums (H, W cropped to multiples of ``cell``)."""
+    F_, H, W = x.shape
+    h, w = H // cell, W // cell
+    return x[:, : h * cell, : w * cell].reshape(F_, h, cell, w, cell).sum((2, 4))
 
-    With d_k = frame_k - frame_{k-1}: events are frames where the change
-    itself changes abruptly. Per pixel, |d_k - d_{k+1}| is large on a step
-    (mouth opens, lamp flashes: d_k big, d_{k+1} ~ 0), a reversal (bounce:
-    d_{k+1} ~ -d_k) or a stop; the step's echo one frame early
-    (|d_{k-1} - d_k|) is removed by keeping only the part that exceeds the
-    previous frame's value. Pixels are summed in 8x8 cells and each cell is
-    weighted by how peaky its own time series is, so small mouths count as
-    much as large balls.
+
+def _neighbourhood(x: np.ndarray) -> np.ndarray:
+    """3x3 sum over cells of [F, h, w] (an object moving into the next cell stays in the sum)."""
+    p = np.pad(x, ((0, 0), (1, 1), (1, 1)))
+    h, w = x.shape[1:]
+    return sum(p[:, i:i + h, j:j + w] for i in range(3) for j in range(3))
+
+
+def visual_event_strength(frames, fps: float, reversal_weight: float = 4.0, floor: float = 0.05) -> np.ndarray:
+    """Per-frame visual event strength [F] (``fps`` kept for a uniform signature).
+
+    With d_k = frame_k - frame_{k-1} (3x3-blurred grey frames), in 8x8-pixel
+    cells pooled over their 3x3 neighbourhood:
+    - step onset: max(|d_k| - |d_{k-1}|, 0) (mouth opens, lamp flashes);
+    - reversal: sqrt(max(-d_k * d_{k+1}, 0)) (a bounce, a wall hit, a flash
+      that starts to decay, a mouth that starts to relax).
+    Each cell's series is divided by its own peak (plus ``floor`` x the global
+    peak), so a small mouth counts about as much as a large ball; cells are summed.
     """
-    f = _blur(_frames(frames)).mean(-1)                                   # [F, H, W] luma-ish
-    F_, H, W = f.shape
+    f = _blur(_frames(frames)).mean(-1)                                   # [F, H, W]
     d = np.zeros_like(f)
     d[1:] = f[1:] - f[:-1]
-    dn = np.zeros_like(f)
-    dn[:-1] = d[1:]
-    jerk = np.abs(d - dn)                                                  # change of change at k
-    change = np.abs(d)
-    score = np.minimum(jerk, change + np.abs(dn))                          # no score on static pixels
-    cells = score.reshape(F_, H // 8, 8, W // 8, 8).sum((2, 4)).reshape(F_, -1)   # [F, cells]
-    s = cells.sum(1)
-    onset = np.maximum(s - np.concatenate([[0.0], s[:-1]]) * 0.5, 0.0)
-    return onset.astype(np.float32)
+    d_next = np.zeros_like(f)
+    d_next[:-1] = d[1:]
+    energy = _neighbourhood(_cell_sum(np.abs(d)))
+    if len(energy) > 1:
+        energy[0] = energy[1]                                              # no onset at the clip start
+    previous = np.concatenate([energy[:1], energy[:-1]])
+    reversal = _neighbourhood(_cell_sum(np.sqrt(np.maximum(-d * d_next, 0.0))))
+    score = np.maximum(energy - previous, 0.0) + reversal_weight * reversal
+    score = score.reshape(len(score), -1)
+    score = score / (score.max(0, keepdims=True) + floor * score.max() + 1e-6)
+    return score.sum(1).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- sync
@@ -132,10 +146,10 @@ def av_offset(frames, fps: float, wave, sr: int, max_offset_s: float = 0.5) -> t
     corr = []
     for lag in range(-max_lag, max_lag + 1):  # a[k + lag] against v[k]
         if lag >= 0:
-            c = np.dot(v[: len(v) - lag], a[lag:]) / max(len(v) - lag, 1)
+            c = np.dot(v[: len(v) - lag], a[lag:])
         else:
-            c = np.dot(v[-lag:], a[: len(a) + lag]) / max(len(v) + lag, 1)
-        corr.append(c)
+            c = np.dot(v[-lag:], a[: len(a) + lag])
+        corr.append(c / len(v))  # biased estimate: fewer overlapping frames, less credit
     corr = np.asarray(corr)
     best = int(np.argmax(corr))
     return (best - max_lag) / fps, float(corr[best] - np.median(corr))
@@ -162,18 +176,23 @@ def pick_peaks(strength, fps: float, rel_threshold: float = 0.3, min_gap_s: floa
     return np.asarray(sorted(keep), np.float64) / fps
 
 
-def detect_audio_events(wave, sr: int, fps: float, num_frames: int | None = None) -> np.ndarray:
+def detect_audio_events(wave, sr: int, fps: float = 16, num_frames: int | None = None) -> np.ndarray:
     """Event times (s, on the video frame grid) from audio onsets."""
     return pick_peaks(audio_onset_strength(wave, sr, fps, num_frames), fps)
 
 
-def detect_visual_events(frames, fps: float) -> np.ndarray:
+def detect_visual_events(frames, fps: float = 16) -> np.ndarray:
     """Event times (s) from the picture."""
     return pick_peaks(visual_event_strength(frames, fps), fps)
 
 
-def event_f1(pred_times, gt_times, tol_s: float) -> dict:
-    """Greedy one-to-one matching within ``tol_s``: precision, recall, f1."""
+def event_f1(pred_times, gt_times, tol_s: float) -> float:
+    """Event-level F1: greedy one-to-one matching within ``tol_s`` (1.0 when both are empty)."""
+    return event_prf(pred_times, gt_times, tol_s)["f1"]
+
+
+def event_prf(pred_times, gt_times, tol_s: float) -> dict:
+    """Greedy one-to-one matching within ``tol_s``: {"precision", "recall", "f1"}."""
     pred = sorted(float(t) for t in pred_times)
     gt = sorted(float(t) for t in gt_times)
     used = [False] * len(gt)
@@ -192,3 +211,166 @@ def event_f1(pred_times, gt_times, tol_s: float) -> dict:
     recall = tp / len(gt) if gt else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"precision": precision, "recall": recall, "f1": f1}
+
+
+# ----------------------------------------------------------------------------- voice
+
+def voice_pitch(wave, sr: int, fmin: float = 70.0, fmax: float = 400.0) -> float:
+    """Median pitch (Hz) of the voiced 40 ms frames (normalised autocorrelation); nan if none."""
+    w = _mono(wave).astype(np.float64)
+    n, hop = int(0.04 * sr), int(0.01 * sr)
+    if len(w) < n:
+        return float("nan")
+    idx = np.arange(n)[None, :] + hop * np.arange(1 + (len(w) - n) // hop)[:, None]
+    fr = w[idx] * np.hanning(n)[None]
+    fr -= fr.mean(1, keepdims=True)
+    energy = (fr ** 2).sum(1)
+    loud = energy > 0.1 * energy.max()
+    mag = np.abs(np.fft.rfft(fr, 2 * n, axis=1))
+    # whiten: divide by the smoothed spectral envelope so formants do not pull the lag to an octave
+    k = max(3, int(300.0 / (sr / (2 * n))) | 1)
+    envelope = np.apply_along_axis(lambda r: np.convolve(r, np.ones(k) / k, mode="same"), 1, mag)
+    white = mag / (envelope + 1e-3 * mag.max() + 1e-12)
+    ac = np.fft.irfft(white ** 2, axis=1)[:, :n]
+    ac /= ac[:, :1] + 1e-12
+    lo, hi = int(sr / fmax), min(int(sr / fmin), n - 1)
+    lag = lo + np.argmax(ac[:, lo:hi], axis=1)
+    peak = ac[np.arange(len(ac)), lag]
+    voiced = loud & (peak > 0.5)
+    if not voiced.any():
+        return float("nan")
+    # parabolic refinement of the lag
+    l = lag[voiced]
+    y0, y1, y2 = ac[voiced, l - 1], ac[voiced, l], ac[voiced, np.minimum(l + 1, n - 1)]
+    shift = 0.5 * (y0 - y2) / np.where(np.abs(y0 - 2 * y1 + y2) > 1e-9, y0 - 2 * y1 + y2, 1e-9)
+    return float(np.median(sr / (l + np.clip(shift, -1, 1))))
+
+
+def voice_pitch_error(wave, ref_wave, sr: int) -> float:
+    """|pitch(wave) - pitch(ref_wave)| in semitones (nan when either has no voiced frames)."""
+    a, b = voice_pitch(wave, sr), voice_pitch(ref_wave, sr)
+    if not (np.isfinite(a) and np.isfinite(b)):
+        return float("nan")
+    return float(12.0 * abs(np.log2(a / b)))
+
+
+# ----------------------------------------------------------------------------- caption adherence
+
+def _colour_masks(frames) -> tuple[list[str], np.ndarray]:
+    """Per pixel: index of the nearest world colour, or -1 for unsaturated / dark pixels."""
+    f = _frames(frames)
+    names = list(COLOURS)
+    table = np.asarray([COLOURS[n] for n in names], np.float32)
+    mx, mn = f.max(-1), f.min(-1)
+    sat = (mx - mn) / (mx + 1e-6)
+    chroma = f / (mx[..., None] + 1e-6)                                    # brightness-free colour
+    tchroma = table / table.max(-1, keepdims=True)
+    dist = ((chroma[..., None, :] - tchroma) ** 2).sum(-1)                 # [F, H, W, K]
+    idx = dist.argmin(-1)
+    idx[(sat < 0.5) | (mx < 0.45) | (dist.min(-1) > 0.12)] = -1
+    return names, idx
+
+
+def detect_colours(frames, min_pixels: float = 5.0) -> set[str]:
+    """World colours covering at least ``min_pixels`` pixels per frame on average."""
+    names, idx = _colour_masks(_frames(frames)[::2])
+    per_frame = np.stack([(idx == k).sum((1, 2)) for k in range(len(names))], 1).mean(0)
+    return {names[k] for k in range(len(names)) if per_frame[k] >= min_pixels}
+
+
+def detect_object_kinds(frames) -> dict[str, str]:
+    """colour -> "ball" | "block" | "lamp" | "static" from how that colour's blob moves / glows."""
+    f = _frames(frames)
+    names, idx = _colour_masks(f)
+    out = {}
+    ys, xs = np.mgrid[0: f.shape[1], 0: f.shape[2]]
+    for colour in detect_colours(f):
+        m = idx == names.index(colour)                                     # [F, H, W]
+        area = m.sum((1, 2))
+        ok = area >= 3
+        if ok.sum() < 3:
+            continue
+        cx = (m * xs).sum((1, 2))[ok] / area[ok]
+        cy = (m * ys).sum((1, 2))[ok] / area[ok]
+        bright = (f.max(-1) * m).sum((1, 2))[ok] / area[ok]
+        glow = np.ptp(area[ok]) / (area[ok].mean() + 1e-6)
+        horiz, vert = np.ptp(cx), np.ptp(cy)
+        if max(horiz, vert) < 2.0:
+            out[colour] = "lamp" if (np.ptp(bright) > 0.15 or glow > 0.5) else "static"
+        else:
+            out[colour] = "ball" if vert > horiz else "block"
+    return out
+
+
+def _set_f1(pred: set, gt: set) -> float:
+    if not pred and not gt:
+        return 1.0
+    tp = len(pred & gt)
+    return 2 * tp / (len(pred) + len(gt)) if (pred or gt) else 0.0
+
+
+# ----------------------------------------------------------------------------- per clip
+
+def _unpack(media):
+    """(frames, fps, wave, sr) from a world Clip, a dict or a (frames, wave[, fps, sr]) tuple."""
+    if hasattr(media, "frames") and hasattr(media, "wave"):
+        return media.frames, media.fps, media.wave, media.sample_rate
+    if isinstance(media, dict):
+        return media["frames"], media.get("fps", 16), media["wave"], media.get("sample_rate", 16000)
+    if isinstance(media, (tuple, list)) and len(media) in (2, 4):
+        frames, wave = media[0], media[1]
+        fps, sr = (media[2], media[3]) if len(media) == 4 else (16, 16000)
+        return frames, fps, wave, sr
+    raise ValueError("clip_metrics: media must be a world Clip, a dict with frames/wave, "
+                     f"or a (frames, wave[, fps, sr]) tuple; got {type(media).__name__}")
+
+
+def clip_metrics(media, scene, ref_voice=None, tol_frames: float = 1.0) -> dict:
+    """All metrics of one clip's media against its scene's ground truth.
+
+    Keys: offset_s, abs_offset_s, confidence (sync); f1_av (audio events vs
+    visual events), f1_audio / f1_video (vs ground truth, +-``tol_frames``);
+    pitch_error_st (speech, vs ``ref_voice`` or the scene's own voice);
+    colour_f1, kind_acc, count_error_audio, count_error_video (adherence).
+    """
+    frames, fps, wave, sr = _unpack(media)
+    frames = _frames(frames)
+    if frames.shape[1:3] != (scene.size, scene.size) or abs(fps - scene.fps) > 1e-6 or sr != scene.sample_rate:
+        from .media import resample_audio, resample_video, resize_frames
+        frames = resize_frames(resample_video(frames, fps, scene.fps), scene.size, scene.size)
+        wave = resample_audio(_np(wave), sr, scene.sample_rate)
+        fps, sr = scene.fps, scene.sample_rate
+    wave = _mono(wave)
+    tol = tol_frames / fps + 1e-6
+    gt = [t for t, _, _ in scene.events()]
+    offset, conf = av_offset(frames, fps, wave, sr)
+    a_ev = detect_audio_events(wave, sr, fps, num_frames=len(frames))
+    v_ev = detect_visual_events(frames, fps)
+    out = {
+        "offset_s": offset, "abs_offset_s": abs(offset), "confidence": conf,
+        "f1_av": event_f1(a_ev, v_ev, tol),
+        "f1_audio": event_f1(a_ev, gt, tol),
+        "f1_video": event_f1(v_ev, gt, tol),
+        "count_error_audio": abs(len(a_ev) - len(gt)),
+        "count_error_video": abs(len(v_ev) - len(gt)),
+    }
+    want_colours = {o.colour for o in scene.objects} | ({scene.face.hair} if scene.face else set())
+    out["colour_f1"] = _set_f1(detect_colours(frames), want_colours)
+    if scene.objects:
+        kinds = detect_object_kinds(frames)
+        out["kind_acc"] = float(np.mean([kinds.get(o.colour) == o.kind for o in scene.objects]))
+    else:
+        out["kind_acc"] = float("nan")
+    if scene.face is not None:
+        if ref_voice is None:
+            from .world.audio import render_ref_voice
+            ref_voice = render_ref_voice(scene)
+        # only where the transcript says the voice should be (vowel parts of the syllables),
+        # so impact sounds in complex scenes do not count as voice
+        parts = [wave[int((f / fps + 0.07) * sr): int((f + d) / fps * sr)]
+                 for f, d in zip(scene.face.onsets, scene.face.durations)]
+        speech = np.concatenate(parts) if parts else wave
+        out["pitch_error_st"] = voice_pitch_error(speech, ref_voice, sr)
+    else:
+        out["pitch_error_st"] = float("nan")
+    return out

@@ -208,6 +208,12 @@ class BlockSwap:
             s.set(s.get().to(s.home))
         self.layers = {}
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
 
 class CPUOffload:
     """The whole model on the CPU between calls, on ``device`` during a call.

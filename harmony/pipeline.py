@@ -33,6 +33,14 @@ MIN_SECONDS = 1.0
 
 
 @dataclass
+class Codecs:
+    """The video codec (Wan2.2-VAE interface) and audio codec (MMAudio interface)."""
+
+    video: torch.nn.Module
+    audio: torch.nn.Module
+
+
+@dataclass
 class AVLatent:
     """The joint audio-video latent passed between sampler and decoder."""
 
@@ -66,12 +74,14 @@ class HarmonyPipeline:
     @classmethod
     def from_pretrained(cls, path: Optional[str] = None, dtype: str = "auto", offload: str = "none",
                         resident_blocks: Optional[int] = None, attention: str = "sdpa",
-                        device=None, log: Callable[[str], None] = _log) -> "HarmonyPipeline":
+                        device=None, codecs: Optional[str] = None,
+                        log: Callable[[str], None] = _log) -> "HarmonyPipeline":
         """Load a Harmony model file (default: the bundled tiny model).
 
         ``dtype``: weight storage (auto, bf16, fp16, fp32, fp8_e4m3fn, fp8_e5m2;
         scaled-fp8 files are recognised by their contents). ``offload``: "none",
         "block_swap" (``resident_blocks`` layers stay on the device) or "cpu".
+        ``codecs``: codec weights file (default: the bundled tiny codecs).
         """
         from . import attention as attn
         from .checkpoint import load_model
@@ -91,7 +101,8 @@ class HarmonyPipeline:
                 "models trained by this project ship both; for umT5-conditioned checkpoints "
                 "(Wan2.2 / Ovi) pass text embeddings directly instead of using encode_text().")
         conditioner = Conditioner.from_file(text_path, cfg).to(device)
-        codecs = load_codecs().to(device)
+        video_codec, audio_codec = load_codecs(codecs, device=device)
+        codecs = Codecs(video_codec, audio_codec)
         compute = torch.float32 if device.type == "cpu" else torch.bfloat16
         off = None
         if offload == "block_swap":
@@ -181,6 +192,13 @@ class HarmonyPipeline:
             self._anchors = (silent, blank)
         return self._anchors
 
+    def _resident(self):
+        """Full CPU offload: keep the model on the device for one whole sampling run."""
+        import contextlib
+
+        loaded = getattr(self.offload, "loaded", None)
+        return loaded() if loaded is not None else contextlib.nullcontext()
+
     # ---------------------------------------------------------------- sample
     def _plan_seconds(self, seconds, driving_audio, driving_video):
         """Clip length: requested, or the driving media's, capped to what the model supports."""
@@ -247,10 +265,11 @@ class HarmonyPipeline:
             uncond.ref_audio = cond.ref_audio
         self.log(f"{job.name}: {seconds:g} s, {steps} steps, {guidance} (sv={sv:g}, sa={sa:g}, "
                  f"text_cfg={text_cfg:g}), solver {solver}, seed {seed}")
-        zv, za = sample(self.model, cond, noise_v, noise_a, steps=steps, shift=shift,
-                        guidance=Guidance(guidance, sv, sa, text_cfg, batched), job=job,
-                        uncond=uncond, silent_audio_token=silent, blank_video_frame=blank,
-                        solver=solver, callback=callback, cancel=cancel)
+        with self._resident():
+            zv, za = sample(self.model, cond, noise_v, noise_a, steps=steps, shift=shift,
+                            guidance=Guidance(guidance, sv, sa, text_cfg, batched), job=job,
+                            uncond=uncond, silent_audio_token=silent, blank_video_frame=blank,
+                            solver=solver, callback=callback, cancel=cancel)
         return AVLatent(zv.float(), za.float(), self.fps, self.sample_rate, seconds, job.name,
                         {"seed": seed, "steps": steps, "guidance": guidance, "sv": sv, "sa": sa})
 

@@ -34,7 +34,7 @@ _HELDOUT_SPLIT_OFFSET = {"speech": 0, "ambient": 10_000_000, "complex": 20_000_0
 
 EDGE_FRAMES = 4        # no event in the first / last 4 frames (0.25 s)
 MIN_GAP_OWN = 5        # frames between two events of one object
-MIN_GAP_ALL = 3        # frames between any two events of a scene
+MIN_GAP_ALL = 4        # frames between any two events of a scene
 SLOT_X = (12.0, 32.0, 52.0)  # centres of the left / middle / right slots
 
 
@@ -196,13 +196,13 @@ def _sample_voice(rng) -> Voice:
                  breathiness=float(rng.uniform(0.0, 0.12)))
 
 
-def _sample_face(rng, slot, num_frames, hair, big_allowed=True) -> Face:
+def _sample_face(rng, slot, num_frames, hair, big_allowed=True, syllables_per_s=2.6) -> Face:
     size = "large" if (big_allowed and rng.random() < 0.5) else "small"
     radius = float(rng.uniform(14.0, 18.0) if size == "large" else rng.uniform(10.0, 12.5))
     x = float(np.clip(SLOT_X[slot] + rng.uniform(-4, 4), 0.8 * radius + 1, 63 - 0.8 * radius - 1))
     y = float(rng.uniform(radius + 2, 63 - radius - 2))
     # syllables laid out one after another: open for `dur` frames, closed >= 2 frames
-    max_syll = max(2, int(2.6 * num_frames / FPS))
+    max_syll = max(2, int(syllables_per_s * num_frames / FPS))
     target = int(rng.integers(2, max_syll + 1))
     onsets, durations = [], []
     f = int(rng.integers(EDGE_FRAMES, EDGE_FRAMES + 8))
@@ -224,7 +224,7 @@ def _sample_face(rng, slot, num_frames, hair, big_allowed=True) -> Face:
 
 def _sample_object(rng, idx, kind, colour, slot, num_frames, taken) -> SceneObject | None:
     size = "large" if rng.random() < 0.5 else "small"
-    max_events = max(1, min(5, int(1.6 * num_frames / FPS)))
+    max_events = max(1, min(5, int(1.3 * num_frames / FPS)))
     n = int(rng.integers(1, max_events + 1))
     frames = _place_events(rng, n, num_frames, taken)
     if not frames:
@@ -275,7 +275,8 @@ def sample_scene(seed: int, split: str | None = None, seconds: float = DEFAULT_S
         face_slot = 1 if (split == "speech" and rng.random() < 0.5) else int(slots.pop(0))
         if face_slot in slots:
             slots.remove(face_slot)
-        face = _sample_face(rng, face_slot, num_frames, hair=str(colours.pop()), big_allowed=split == "speech")
+        face = _sample_face(rng, face_slot, num_frames, hair=str(colours.pop()), big_allowed=split == "speech",
+                            syllables_per_s=2.6 if split == "speech" else 1.6)
         taken = list(face.onsets)
     if split == "ambient":
         n_obj = int(rng.integers(1, 4))

@@ -15,7 +15,7 @@ from .vocab import BACKGROUND_COLOURS, COLOURS, SKIN_TONES
 LAMP_DECAY_S = 0.15       # lamp brightness time constant
 BALL_MAX_SPEED = 128.0    # px/s at contact
 VOWEL_MOUTH = {"a": (1.0, 1.0), "e": (1.15, 0.55), "i": (1.25, 0.38), "o": (0.72, 0.85), "u": (0.55, 0.62)}
-MOUTH_COLOUR = np.array([0.30, 0.04, 0.07], np.float32)
+MOUTH_COLOUR = np.array([0.22, 0.03, 0.05], np.float32)
 WALL_COLOUR = np.array([0.80, 0.80, 0.78], np.float32)
 STEM_COLOUR = np.array([0.55, 0.55, 0.55], np.float32)
 
@@ -53,11 +53,11 @@ def background(scene) -> np.ndarray:
     X, Y = X[0], Y[0]
     ph = scene.background_phase
     if scene.background_pattern == "striped":
-        shade = 0.75 + 0.5 * (np.floor((X + Y * 0.0 + ph * 8) / 8) % 2)
+        shade = 0.8 + 0.4 * (np.floor((X + ph * 8) / 8) % 2)
     elif scene.background_pattern == "checkered":
-        shade = 0.75 + 0.5 * ((np.floor((X + ph * 8) / 8) + np.floor((Y + ph * 8) / 8)) % 2)
+        shade = 0.8 + 0.4 * ((np.floor((X + ph * 8) / 8) + np.floor((Y + ph * 8) / 8)) % 2)
     elif scene.background_pattern == "gradient":
-        shade = 0.55 + 0.9 * (Y / (n - 1)) * (0.6 + 0.4 * ph) + 0.0 * X
+        shade = 0.6 + 0.6 * (Y / (n - 1)) * (0.6 + 0.4 * ph) + 0.0 * X
     else:
         shade = np.ones((n, n), np.float32)
     return np.clip(shade[..., None] * base, 0, 1).astype(np.float32)
@@ -156,7 +156,7 @@ def render_frames(scene) -> np.ndarray:
             b = _lamp_brightness(o, t, fps).astype(np.float32)
             glow = ellipse_alpha(X, Y, o.x, o.y, c(o.radius * (1 + 0.8 * b)), c(o.radius * (1 + 0.8 * b)))
             _paint(frames, glow * 0.45 * c(b), colour)
-            bulb = colour[None] * (0.4 + 0.6 * b[:, None]) + 0.35 * b[:, None] * (1 - colour[None])
+            bulb = colour[None] * (0.5 + 0.5 * b[:, None]) + 0.35 * b[:, None] * (1 - colour[None])
             bulb_alpha = ellipse_alpha(X, Y, o.x, o.y, o.radius, o.radius)
             a = bulb_alpha[..., None]
             frames *= 1 - a

@@ -1,0 +1,120 @@
+"""The synthetic audio-visual world: determinism, seeds, texts and ground truth."""
+import json
+
+import numpy as np
+import pytest
+
+from harmony.world import (HELDOUT_START, SPLITS, TRAIN_SEEDS, Scene, heldout_seeds, is_heldout, render,
+                           sample_batch, sample_scene, tokenize, vocabulary)
+from harmony.world.video import mouth_opening
+
+
+def test_render_is_deterministic_and_in_format():
+    for split in SPLITS:
+        a, b = render(sample_scene(11, split)), render(sample_scene(11, split))
+        assert a.frames.shape == (48, 64, 64, 3) and a.frames.dtype == np.float32
+        assert a.wave.shape == (48000,) and a.wave.dtype == np.float32
+        assert a.fps == 16 and a.sample_rate == 16000
+        assert 0.0 <= a.frames.min() and a.frames.max() <= 1.0 and np.abs(a.wave).max() <= 1.0
+        np.testing.assert_array_equal(a.frames, b.frames)
+        np.testing.assert_array_equal(a.wave, b.wave)
+        assert a.prompt == b.prompt and a.events == b.events
+    c = render(sample_scene(12, "ambient"))
+    assert not np.array_equal(c.frames, render(sample_scene(11, "ambient")).frames)
+
+
+def test_clip_lengths_and_bad_input():
+    for seconds in (1.0, 6.0):
+        c = render(sample_scene(3, "complex", seconds))
+        assert c.frames.shape[0] == int(seconds * 16) and c.wave.shape[0] == int(seconds * 16000)
+    with pytest.raises(ValueError, match="seconds"):
+        sample_scene(0, "speech", 10.0)
+    with pytest.raises(ValueError, match="split"):
+        sample_scene(0, "music")
+    with pytest.raises(ValueError, match="seed"):
+        sample_scene(-1)
+
+
+def test_heldout_seeds_disjoint_from_training():
+    held = [s for split in SPLITS for s in heldout_seeds(split, 200)]
+    assert len(set(held)) == len(held)
+    assert all(is_heldout(s) and s not in TRAIN_SEEDS for s in held)
+    assert not any(is_heldout(s) for s in (0, 1, HELDOUT_START - 1))
+    with pytest.raises(ValueError, match="held-out"):
+        sample_batch([1, heldout_seeds("speech", 1)[0]])
+
+
+def test_scene_json_round_trip_and_texts_in_vocabulary():
+    vocab = set(vocabulary())
+    prompts = set()
+    for seed in range(150):
+        scene = sample_scene(seed)
+        assert Scene.from_json(json.dumps(json.loads(scene.to_json()))) == scene
+        text = " ".join([scene.prompt, scene.audio_caption, scene.transcript])
+        assert set(tokenize(text)) <= vocab, text
+        prompts.add(scene.prompt)
+    assert len(prompts) == 150  # no two scenes share a prompt
+
+
+def test_texts_pin_down_counts_and_colours():
+    from harmony.world.vocab import number_word, times_word
+    for seed in range(40):
+        scene = sample_scene(seed, "complex")
+        for o in scene.objects:
+            assert f"{o.colour} {o.kind}" in scene.prompt
+            assert times_word(len(o.event_frames)) in scene.prompt
+        assert f"{number_word(len(scene.face.syllables))} syllables" in scene.prompt
+        assert len(scene.transcript.split()) == len(scene.face.syllables)
+
+
+def test_event_times_match_rendered_signals():
+    """Each event's sound starts on its frame's sample; the picture changes on its frame."""
+    for seed in range(6):
+        scene = sample_scene(seed, "ambient")
+        clip = render(scene)
+        for t, kind, oid in clip.events:
+            s = int(round(t * 16000))
+            before = np.abs(clip.wave[s - 160:s - 8]).max()
+            after = np.abs(clip.wave[s:s + 160]).max()
+            assert after > before + 0.1 and after > 1.5 * before, (seed, t, kind)
+            k = int(round(t * 16))
+            obj = next(o for o in scene.objects if o.id == oid)
+            ys, xs = np.mgrid[0:64, 0:64]
+            near = (np.abs(xs - obj.x) < obj.radius + obj.travel / 2 + 4)[None, ..., None]
+            change = np.abs(clip.frames[k] - clip.frames[k - 1]) * near[0]
+            assert change.max() > 0.05, (seed, t, kind)
+    scene = sample_scene(4, "speech")
+    m = mouth_opening(scene.face, scene.num_frames)
+    for f in scene.face.onsets:  # the mouth opens exactly on each syllable onset
+        assert m[f] == 1.0 and m[f - 1] < 0.2
+
+
+def test_lamp_flash_brightens_on_its_frame():
+    for seed in range(40):
+        scene = sample_scene(seed, "ambient")
+        lamps = [o for o in scene.objects if o.kind == "lamp"]
+        if lamps:
+            break
+    clip = render(scene)
+    lamp = lamps[0]
+    y, x = int(round(lamp.y)), int(round(lamp.x))
+    for f in lamp.event_frames:
+        assert clip.frames[f, y, x].sum() > clip.frames[f - 1, y, x].sum() + 0.2
+
+
+def test_ref_voice_and_batch():
+    clip = render(sample_scene(2, "speech"))
+    assert clip.ref_voice.shape == (24000,) and clip.transcript
+    assert render(sample_scene(2, "ambient")).ref_voice is None
+    batch = sample_batch([1, 2, 3], seconds=2.0)
+    assert batch.frames.shape == (3, 32, 64, 64, 3) and batch.waves.shape == (3, 32000)
+    assert batch.ref_voices.shape == (3, 24000) and batch.has_ref.dtype == bool
+
+
+def test_render_is_fast():
+    import time
+    scenes = [sample_scene(s, "complex") for s in range(5)]
+    t = time.perf_counter()
+    for s in scenes:
+        render(s)
+    assert (time.perf_counter() - t) / 5 < 0.2  # ~20 ms here; generous for a shared CPU
