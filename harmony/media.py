@@ -337,3 +337,16 @@ def resize_frames(frames, height: int, width: int):
     else:
         y = y.to(dtype)
     return y if as_torch else y.numpy()
+
+
+def read_image(path) -> np.ndarray:
+    """Image file (png, jpg, webp, ...) -> float32 ``[H, W, 3]`` in 0..1 (alpha dropped)."""
+    p = _check_file(path)
+    try:
+        from PIL import Image
+
+        with Image.open(p) as im:
+            rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    except Exception as e:  # noqa: BLE001 - PIL raises many types for bad files
+        raise MediaError(f"{p}: cannot read it as an image ({e}); use a png or jpg file") from e
+    return rgb

@@ -100,22 +100,27 @@ class LatentPool:
     @torch.no_grad()
     def _make(self, n, chunk=32):
         jobs = [(self._take_seeds(min(chunk, n - i)), self.seconds) for i in range(0, n, chunk)]
-        if self.workers > 1:
-            import multiprocessing as mp
-            with mp.get_context("spawn").Pool(self.workers) as pool:
-                parts = pool.map(_render, jobs)
-        else:
-            parts = [_render(j) for j in jobs]
         out = {k: [] for k in ("video", "audio", "refs", "prompt", "caption", "transcript")}
-        for frames, waves, refs, has_ref, prompts, captions, transcripts in parts:
+
+        def add(part):  # encode each rendered chunk as it arrives
+            frames, waves, refs, has_ref, prompts, captions, transcripts = part
             dev = self.device
             out["video"].append(self.video_codec.encode(torch.from_numpy(frames).to(dev)).cpu())
             out["audio"].append(self.audio_codec.encode(torch.from_numpy(waves).to(dev)).cpu())
             ref = self.audio_codec.encode(torch.from_numpy(refs).to(dev)).cpu()
-            out["refs"] += [r if h else None for r, h in zip(ref, has_ref)]
+            out["refs"].extend(r if h else None for r, h in zip(ref, has_ref))
             out["prompt"] += prompts
             out["caption"] += captions
             out["transcript"] += transcripts
+
+        if self.workers > 1:
+            import multiprocessing as mp
+            with mp.get_context("spawn").Pool(self.workers) as pool:
+                for part in pool.imap(_render, jobs):
+                    add(part)
+        else:
+            for job in jobs:
+                add(_render(job))
         out["video"], out["audio"] = torch.cat(out["video"]), torch.cat(out["audio"])
         return out
 
@@ -206,7 +211,7 @@ def synergy_loss(model, conditioner, batch, tc: TrainConfig, gen: torch.Generato
         else:
             losses["v2a"] = la
     total = losses["joint"] + tc.lambda_v * losses.get("a2v", 0) + tc.lambda_a * losses.get("v2a", 0)
-    return total, {k: float(v) for k, v in losses.items()}
+    return total, {k: float(v.detach()) for k, v in losses.items()}
 
 
 # --------------------------------------------------------------------------

@@ -44,5 +44,7 @@ def actionable_errors(node: str, memory_hint: str):
                 f"{node}: out of memory ({str(e).splitlines()[0][:200]}). {memory_hint}") from e
         checkpoint_error = getattr(harmony_module("checkpoint"), "CheckpointError", None)
         if checkpoint_error is not None and isinstance(e, checkpoint_error):
-            raise HarmonyModelError(f"{node}: {e}") from e
+            raise HarmonyModelError(
+                f"{node}: {e} In ComfyUI: pick a Harmony model file (with its .text.safetensors "
+                f"beside it) or '(bundled tiny model)', and dtype=auto if a dtype was forced.") from e
         raise

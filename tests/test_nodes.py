@@ -297,3 +297,41 @@ def test_envelope_and_strip():
     import base64
 
     assert base64.b64decode(frame_strip_jpeg(torch.rand(20, 64, 64, 3)))[:2] == b"\xff\xd8"
+
+
+def test_a_file_that_is_not_a_harmony_model_is_explained(tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    from nodes.errors import HarmonyModelError
+
+    save_file({"unet.conv_in.weight": torch.zeros(4, 4)}, str(tmp_path / "sdxl.safetensors"))
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "sdxl.text.safetensors"))
+    monkeypatch.setenv("HARMONY_MODELS_DIR", str(tmp_path))
+    with pytest.raises(HarmonyModelError, match=r"Harmony Model Loader: .*sdxl\.safetensors"):
+        M["HarmonyModelLoader"]().load("sdxl.safetensors", "auto", "none", 4, "sdpa")
+
+
+def test_nodes_run_when_the_pack_is_imported_like_comfyui_does(tmp_path):
+    """In ComfyUI the repo root is not on sys.path: harmony must be reached relatively."""
+    import subprocess
+
+    script = f"""
+import importlib.util, os, sys, torch
+sys.path = [p for p in sys.path if os.path.abspath(p or os.getcwd()) != {ROOT!r}]
+torch.set_num_threads(1)
+spec = importlib.util.spec_from_file_location("HarmonyPack", os.path.join({ROOT!r}, "__init__.py"))
+pack = importlib.util.module_from_spec(spec)
+sys.modules["HarmonyPack"] = pack
+spec.loader.exec_module(pack)
+M = pack.NODE_CLASS_MAPPINGS
+model = M["HarmonyModelLoader"]().load("{BUNDLED}", "auto", "none", 4, "sdpa")[0]
+cond = M["HarmonyTextConditioning"]().encode(model, "a ball", "", "")[0]
+lat = M["HarmonySyncCFGSampler"]().sample(model, cond, 0, 1, 1.0, 0, 0, 5.0, "synccfg", 3.0, 2.0, 1.0, "euler")[0]
+images, audio, fps = M["HarmonyDecode"]().decode(model, lat)
+assert "harmony" not in sys.modules, "the top-level harmony package was imported"
+print("OK", tuple(images.shape))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    run = subprocess.run([sys.executable, "-c", script], cwd=str(tmp_path), capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert run.returncode == 0 and "OK" in run.stdout, run.stderr[-3000:]
