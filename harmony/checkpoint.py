@@ -346,7 +346,7 @@ def build_empty_model(cfg, ops=None) -> nn.Module:
     Buffers are built normally (they are small and may be computed tables that
     a checkpoint does not hold).
     """
-    from harmony.model import HarmonyModel
+    from .model import HarmonyModel
 
     with _parameters_on_meta():
         return HarmonyModel(cfg, ops) if ops is not None else HarmonyModel(cfg)
@@ -370,7 +370,7 @@ def _parameters_on_meta():
 
 
 def _resolve_config(config, metadata: dict, path: str, file_keys):
-    from harmony import config as config_mod
+    from . import config as config_mod
 
     if config is None:
         text = metadata.get(CONFIG_KEY)
@@ -400,7 +400,7 @@ def _resolve_config(config, metadata: dict, path: str, file_keys):
 
 
 def _detect_layout(file_keys) -> str:
-    from harmony import keymap
+    from . import keymap
 
     return keymap.detect_layout([k for k in file_keys if k != SCALED_FP8_KEY])
 
@@ -474,7 +474,7 @@ LAYOUT_NAMES = {
 
 def _upstream_renames(file_keys) -> dict:
     """file key -> our key, for upstream layouts and wrapper prefixes (``harmony.keymap``)."""
-    from harmony import keymap
+    from . import keymap
 
     layout = _detect_layout(file_keys)
     if layout not in keymap.LAYOUTS:
@@ -485,7 +485,7 @@ def _upstream_renames(file_keys) -> dict:
 
 def _layout_hint(file_keys) -> str:
     """"this looks like ..." from ``keymap.detect_layout``, or ""."""
-    from harmony import keymap
+    from . import keymap
 
     layout = _detect_layout(file_keys)
     return f"this looks like {LAYOUT_NAMES[layout]}" if layout in LAYOUT_NAMES else ""

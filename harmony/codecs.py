@@ -115,6 +115,7 @@ class VideoCodec(nn.Module):
     spatial_stride = 16
     temporal_stride = 1
     fps = FPS
+    frame_size = (64, 64)  # (H, W) it was trained on; other multiples of 16 run but are untrained
 
     def __init__(self, latent_channels: int = 16, width: int = 64):
         super().__init__()
@@ -267,7 +268,7 @@ class AudioCodec(nn.Module):
 
     @staticmethod
     def default_stats() -> tuple[torch.Tensor, torch.Tensor]:
-        """Rough hand-set statistics, replaced by ``fit_stats`` on world clips."""
+        """Rough hand-set statistics, replaced by ``fit_audio_stats`` on world clips."""
         mean = torch.tensor([-6.0] * 4 + [math.log(200.0), 0.4] + [-3.0] * 14)
         std = torch.tensor([3.0] * 4 + [0.4, 0.35] + [2.0] * 14)
         return mean, std
@@ -304,8 +305,7 @@ class AudioCodec(nn.Module):
         r = acf / (acf[..., :1] + 1e-9) / (w_acf / w_acf[0]).clamp(min=0.05)
         lag = (self.sample_rate / f0).round().long().clamp(1, n_fft - 1)
         voicing = r.gather(-1, lag[..., None]).squeeze(-1).clamp(0, 1)
-        lag = self.sample_rate / f0
-        f0 = (self.sample_rate / lag).clamp(self.f0_min, self.f0_max)
+        f0 = f0.clamp(self.f0_min, self.f0_max)
         f0 = torch.where(voicing >= self.voiced_threshold, f0, torch.full_like(f0, self.f0_unvoiced))
         return torch.cat([env, f0.log()[..., None], voicing[..., None], shape], dim=-1)
 
@@ -524,7 +524,7 @@ def synthetic_clip(seed: int, seconds: float = 2.0, size: int = 64):
 
 def _train_clips(n: int, seconds: float, offset: int = 0):
     """Rendered world clips of training seeds ``offset .. offset+n-1`` (never held-out ones)."""
-    from harmony import world
+    from . import world
 
     for seed in range(offset, offset + n):
         assert not world.is_heldout(seed)
@@ -623,7 +623,7 @@ def evaluate_codecs(video: VideoCodec, audio: AudioCodec, n_per_split: int = 4, 
                     with_sync: bool = True) -> dict:
     """Reconstruction error on held-out world clips (``n_per_split`` per split) and,
     with ``harmony.metrics``, how the codec round trip changes sync and events."""
-    from harmony import world
+    from . import world
 
     clips = [world.render(world.sample_scene(s, split, seconds))
              for split in world.SPLITS for s in world.heldout_seeds(split, n_per_split)]
@@ -652,7 +652,7 @@ def sync_change(clips, v_rec: torch.Tensor, a_rec: torch.Tensor) -> dict:
     decoded audio); ``video_codec`` (decoded frames, real audio). Event F1 is
     against the ground truth at +-1 video frame.
     """
-    from harmony import metrics
+    from . import metrics
 
     fps, sr = FPS, SAMPLE_RATE
     acc: dict[str, list] = {}

@@ -26,8 +26,8 @@ from .sampling import Guidance, Job, sample
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 DEFAULT_MODEL = os.path.join(ASSETS, "harmony_tiny.safetensors")
 
-DEMO_PROMPT = "a red ball bounces three times on a blue floor"
-DEMO_CAPTION = "three bright bounces"
+DEMO_PROMPT = "a large green ball bounces twice in the middle. plain blue background."
+DEMO_CAPTION = "two low thuds over a steady hum."
 
 MIN_SECONDS = 1.0
 
