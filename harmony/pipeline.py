@@ -14,6 +14,7 @@ Used by ``python -m harmony generate`` and by the ComfyUI nodes.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -51,6 +52,24 @@ class AVLatent:
     seconds: float
     job: str = "T2AV"
     info: dict = field(default_factory=dict)
+
+
+def _check_codecs_match(cfg, codecs_path: Optional[str]):
+    """A latent model only works with the codec weights it was trained on."""
+    import hashlib
+
+    from .codecs import DEFAULT_CODECS_PATH
+
+    want = (cfg.meta or {}).get("codecs_sha256")
+    path = codecs_path or DEFAULT_CODECS_PATH
+    if not want or not os.path.isfile(path):
+        return
+    with open(path, "rb") as fh:
+        have = hashlib.sha256(fh.read()).hexdigest()
+    if have != want:
+        raise ValueError(f"codec weights {path!r} are not the ones this model was trained with "
+                         f"(sha256 {have[:12]}…, expected {want[:12]}…): its latents would decode to "
+                         "noise. Restore the codec file shipped with the model, or retrain the model.")
 
 
 def _log(msg: str):
@@ -101,6 +120,7 @@ class HarmonyPipeline:
                 "models trained by this project ship both; for umT5-conditioned checkpoints "
                 "(Wan2.2 / Ovi) pass text embeddings directly instead of using encode_text().")
         conditioner = Conditioner.from_file(text_path, cfg).to(device)
+        _check_codecs_match(cfg, codecs)
         video_codec, audio_codec = load_codecs(codecs, device=device)
         codecs = Codecs(video_codec, audio_codec)
         compute = torch.float32 if device.type == "cpu" else torch.bfloat16
@@ -237,7 +257,7 @@ class HarmonyPipeline:
         ``driving_video``: ``(frames [F,H,W,3], fps)``; ``first_frame``: ``[H,W,3]``."""
         seconds = self._plan_seconds(seconds, driving_audio, driving_video)
         n_frames = int(round(seconds * self.fps))
-        n_audio = int(round(seconds * self.codecs.audio.latent_rate))
+        n_audio = math.ceil(seconds * self.codecs.audio.latent_rate - 1e-6)  # cover every sample
         cond = Conditioning(cond.video_context, cond.audio_context, cond.ref_audio)
         if ref_voice is not None:
             cond.ref_audio = self.encode_audio(*ref_voice, name="reference voice")

@@ -282,10 +282,17 @@ def export_default(ema, cfg: HarmonyConfig, out_path: str, step: int, dtype: str
 # the loop
 # --------------------------------------------------------------------------
 
+def _sha256(path: str) -> str:
+    import hashlib
+
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
 def train(tc: TrainConfig):
     from tqdm import tqdm
 
-    from .codecs import load_codecs
+    from .codecs import DEFAULT_CODECS_PATH, load_codecs
 
     try:
         from accelerate import Accelerator
@@ -302,7 +309,8 @@ def train(tc: TrainConfig):
     cfg = get_config(tc.config)
     cfg = cfg.replace(meta={**cfg.meta, "fps": codecs[0].fps, "sample_rate": codecs[1].sample_rate,
                             "audio_latent_rate": codecs[1].latent_rate, "trained_seconds": tc.seconds,
-                            "max_seconds": 6.0, "codecs": "tiny_codecs.safetensors"})
+                            "max_seconds": 6.0, "codecs": "tiny_codecs.safetensors",
+                            "codecs_sha256": _sha256(tc.codecs or DEFAULT_CODECS_PATH)})
     model = HarmonyModel(cfg).to(device)
     conditioner = Conditioner(cfg).to(device)
     params = list(model.parameters()) + list(conditioner.parameters())
