@@ -8,14 +8,14 @@ import time
 
 
 def _generate(argv):
-    from .pipeline import DEMO_CAPTION, DEMO_PROMPT, HarmonyPipeline
+    from .pipeline import DEMO_CAPTION, DEMO_PROMPT, DEMO_TRANSCRIPT, HarmonyPipeline
     from .sampling import GUIDANCE_MODES, SOLVERS
 
     ap = argparse.ArgumentParser(prog="python -m harmony generate",
                                  description="Generate a synchronized audio-video clip (mp4).")
     ap.add_argument("prompt", nargs="?", default=None, help="what is seen (default: a demo prompt)")
     ap.add_argument("--caption", default=None, help="audio caption: what is heard")
-    ap.add_argument("--transcript", default="", help="speech transcript (syllables)")
+    ap.add_argument("--transcript", default=None, help="speech transcript (syllables)")
     ap.add_argument("--image", help="first frame (I2AV): png/jpg")
     ap.add_argument("--audio", help="driving audio (A2V): wav/mp3/flac/mp4, any rate")
     ap.add_argument("--video", help="driving video (V2A): mp4 or other video file")
@@ -45,7 +45,9 @@ def _generate(argv):
         if path is not None and not os.path.isfile(path):
             ap.error(f"{flag}: file not found: {path}")
     prompt = a.prompt if a.prompt is not None else DEMO_PROMPT
-    caption = a.caption if a.caption is not None else (DEMO_CAPTION if a.prompt is None else "")
+    demo = a.prompt is None
+    caption = a.caption if a.caption is not None else (DEMO_CAPTION if demo else "")
+    transcript = a.transcript if a.transcript is not None else (DEMO_TRANSCRIPT if demo else "")
     t0 = time.time()
     pipe = HarmonyPipeline.from_pretrained(a.model, dtype=a.dtype, offload=a.offload,
                                            resident_blocks=a.resident_blocks)
@@ -62,7 +64,7 @@ def _generate(argv):
         kw["driving_video"] = (frames, fps)
     if a.ref_voice:
         kw["ref_voice"] = media.read_audio(a.ref_voice)
-    cond = pipe.encode_text(prompt, caption, a.transcript)
+    cond = pipe.encode_text(prompt, caption, transcript)
     bar = tqdm(total=a.steps, desc="sampling", unit="step")
 
     def progress(step, total):

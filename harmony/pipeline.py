@@ -27,8 +27,10 @@ from .sampling import Guidance, Job, sample
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 DEFAULT_MODEL = os.path.join(ASSETS, "harmony_tiny.safetensors")
 
-DEMO_PROMPT = "a large green ball bounces twice in the middle. plain blue background."
-DEMO_CAPTION = "two low thuds over a steady hum."
+DEMO_PROMPT = ("a large face with orange hair in the middle says three syllables in a low voice. "
+               "in front of a plain gray wall.")
+DEMO_CAPTION = "a low voice says three syllables in a quiet room."
+DEMO_TRANSCRIPT = "ba lo mi"
 
 MIN_SECONDS = 1.0
 
