@@ -362,7 +362,7 @@ def train(tc: TrainConfig):
         step += 1
         bar.update(1)
         if step % tc.log_every == 0 or step == 1:
-            bar.set_postfix(loss=f"{float(loss):.4f}", **{k: f"{v:.4f}" for k, v in parts.items()})
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", **{k: f"{v:.4f}" for k, v in parts.items()})
             if log:
                 log.write(json.dumps({"step": step, "loss": round(float(loss), 5),
                                       **{k: round(v, 5) for k, v in parts.items()},

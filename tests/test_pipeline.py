@@ -1,0 +1,84 @@
+"""HarmonyPipeline with the bundled model: the four jobs, determinism, input handling, errors."""
+import numpy as np
+import pytest
+import torch
+
+from harmony.pipeline import AVLatent, HarmonyPipeline
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return HarmonyPipeline.from_pretrained(log=lambda m: None)
+
+
+@pytest.fixture(scope="module")
+def cond(pipe):
+    return pipe.encode_text("a small red ball bounces twice on the left. plain blue background.",
+                            "two high thuds.")
+
+
+def test_same_seed_same_clip_other_seed_other_clip(pipe, cond):
+    a = pipe.sample(cond, seconds=1.0, seed=5, steps=3)
+    b = pipe.sample(cond, seconds=1.0, seed=5, steps=3)
+    c = pipe.sample(cond, seconds=1.0, seed=6, steps=3)
+    assert torch.equal(a.video, b.video) and torch.equal(a.audio, b.audio)
+    assert not torch.equal(a.video, c.video)
+
+
+def test_four_jobs_follow_the_given_inputs(pipe, cond):
+    sr = 22050
+    drive = torch.randn(2, int(1.5 * sr)) * 0.1  # stereo, another rate
+    lat = pipe.sample(cond, seed=0, steps=2, driving_audio=(drive, sr))
+    assert lat.job == "A2V" and lat.seconds == pytest.approx(1.5)
+    # the generated latent keeps the driving audio exactly
+    assert torch.allclose(lat.audio, pipe.encode_audio(drive, sr, seconds=1.5).float())
+    frames = torch.rand(20, 48, 80, 3)  # 20 frames at 10 fps = 2 s, another size
+    lat = pipe.sample(cond, seed=0, steps=2, driving_video=(frames, 10.0))
+    assert lat.job == "V2A" and lat.seconds == pytest.approx(2.0) and lat.video.shape[2] == 32
+    lat = pipe.sample(cond, seconds=1.0, seed=0, steps=2, first_frame=torch.rand(64, 64, 3))
+    assert lat.job == "I2AV"
+    lat = pipe.sample(cond, seconds=1.0, seed=0, steps=2,
+                      ref_voice=(np.random.default_rng(0).normal(0, 0.1, 24000).astype(np.float32)[None], 16000))
+    assert lat.job == "T2AV"
+    frames, wave, rate, fps = pipe.decode(lat)
+    assert frames.shape == (16, 64, 64, 3) and wave.shape == (1, 16000) and rate == 16000 and fps == 16
+
+
+def test_long_requests_are_capped_and_short_media_refused(pipe, cond):
+    messages = []
+    pipe.log = messages.append
+    try:
+        assert pipe._plan_seconds(60.0, None, None) == pipe.max_seconds
+        assert any("capped" in m for m in messages)
+    finally:
+        pipe.log = lambda m: None
+    with pytest.raises(ValueError, match="driving audio is 0.50 s long"):
+        pipe.sample(cond, steps=1, driving_audio=(torch.zeros(1, 8000), 16000))
+    with pytest.raises(ValueError, match="seconds must be at least"):
+        pipe.sample(cond, seconds=0.2, steps=1)
+
+
+def test_bad_inputs_name_what_is_wrong(pipe, cond):
+    with pytest.raises(TypeError, match="prompt must be a string"):
+        pipe.encode_text(None)
+    with pytest.raises(ValueError, match="first frame: expected frames"):
+        pipe.sample(cond, seconds=1.0, steps=1, first_frame=torch.rand(64, 64))
+    with pytest.raises(TypeError, match="AVLatent"):
+        pipe.decode({"samples": torch.zeros(1)})
+    with pytest.raises(ValueError, match="guidance mode"):
+        pipe.sample(cond, seconds=1.0, steps=1, guidance="bogus")
+
+
+def test_codec_mismatch_is_refused(tmp_path):
+    from harmony.codecs import AudioCodec, VideoCodec, save_codecs
+
+    other = tmp_path / "other_codecs.safetensors"
+    save_codecs(VideoCodec(), AudioCodec(), str(other))
+    with pytest.raises(ValueError, match="not the ones this model was trained with"):
+        HarmonyPipeline.from_pretrained(codecs=str(other), log=lambda m: None)
+
+
+def test_av_latent_carries_its_timing(pipe, cond):
+    lat = pipe.sample(cond, seconds=1.25, seed=1, steps=2)
+    assert isinstance(lat, AVLatent) and lat.fps == 16 and lat.sample_rate == 16000
+    assert lat.video.shape[2] == 20 and lat.audio.shape[1] == 40  # ceil(1.25 * 31.25)
