@@ -301,8 +301,9 @@ def train(tc: TrainConfig):
         acc = None
     device = acc.device if acc else torch.device("cpu")
     main_process = acc is None or acc.is_main_process
-    torch.manual_seed(tc.seed)
-    gen = torch.Generator().manual_seed(tc.seed + 1)
+    rank = acc.process_index if acc else 0
+    torch.manual_seed(tc.seed)  # same initial weights on every process
+    gen = torch.Generator().manual_seed(tc.seed + 1 + 1000 * rank)  # different noise per process
     os.makedirs(tc.out, exist_ok=True)
 
     codecs = load_codecs(tc.codecs or None, device=device)
@@ -327,7 +328,7 @@ def train(tc: TrainConfig):
     core_text = acc.unwrap_model(conditioner) if acc else conditioner
 
     t0 = time.time()
-    pool = LatentPool(codecs, tc.seconds, tc.pool, tc.seed + step, tc.workers, device)
+    pool = LatentPool(codecs, tc.seconds, tc.pool, tc.seed + step + 7919 * rank, tc.workers, device)
     n_params = sum(p.numel() for p in core.parameters()) + sum(p.numel() for p in core_text.parameters())
     print(f"pool of {pool.size} clips rendered and encoded in {time.time() - t0:.1f}s; "
           f"{n_params / 1e6:.2f} M trainable params; device {device}")
@@ -364,7 +365,7 @@ def train(tc: TrainConfig):
         if step % tc.log_every == 0 or step == 1:
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}", **{k: f"{v:.4f}" for k, v in parts.items()})
             if log:
-                log.write(json.dumps({"step": step, "loss": round(float(loss), 5),
+                log.write(json.dumps({"step": step, "loss": round(float(loss.detach()), 5),
                                       **{k: round(v, 5) for k, v in parts.items()},
                                       "lr": lr, "elapsed_s": round(time.time() - t_start, 1)}) + "\n")
                 log.flush()
