@@ -205,10 +205,17 @@ def save_model(model: nn.Module, path, metadata: dict | None = None, dtype=None,
     for k, v in (metadata or {}).items():
         meta[str(k)] = v if isinstance(v, str) else json.dumps(v)
 
+    return save_safetensors(tensors, path, meta)
+
+
+def save_safetensors(tensors: dict, path, metadata: dict | None = None) -> str:
+    """Write ``tensors`` to ``path`` atomically (a temporary file, then a rename):
+    an interrupted or failed write leaves no half-written file behind."""
     path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
-        save_file(tensors, tmp, metadata=meta)
+        save_file(tensors, tmp, metadata=metadata)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -232,14 +239,17 @@ def convert(in_path, out_path, fp8: str | None = None, dtype=None, config=None):
 # --------------------------------------------------------------------------- load
 
 
-def check_safetensors_file(path) -> str:
+def check_safetensors_file(path, what: str = "checkpoint") -> str:
     """Return ``path`` if it is a readable safetensors file; raise a clear error otherwise.
 
     Reads only the 8-byte length and the JSON header; never unpickles.
+    ``what`` names the file in messages ("checkpoint", "codec weights", ...).
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{what}: expected a file path, got {type(path).__name__}")
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise FileNotFoundError(f"{what} not found: {path}")
     if os.path.isdir(path):
         raise CheckpointError(f"checkpoint path {path} is a folder; pass the .safetensors file inside it")
     refuse = (

@@ -30,7 +30,6 @@ import argparse
 import json
 import math
 import os
-import struct
 import sys
 import time
 
@@ -47,32 +46,10 @@ DEFAULT_CODECS_PATH = os.path.join(os.path.dirname(__file__), "assets", "tiny_co
 # safetensors file checks (never unpickle)
 # --------------------------------------------------------------------------- #
 
-def check_safetensors_file(path: str, what: str = "weights") -> None:
-    """Raise a clear error if ``path`` is missing or is not a safetensors file."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{what}: expected a file path (str), got {type(path).__name__}")
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"{what}: file not found: {path!r}. Pass the path of a .safetensors file "
-            f"(the bundled codecs are {DEFAULT_CODECS_PATH!r}; `python -m harmony.codecs train` rebuilds them)."
-        )
-    size = os.path.getsize(path)
-    ok = False
-    if size >= 10:
-        with open(path, "rb") as f:
-            (n,) = struct.unpack("<Q", f.read(8))
-            ok = 2 <= n <= size - 8 and f.read(1) == b"{"
-    if not ok:
-        raise ValueError(
-            f"{what}: {path!r} is not a safetensors file (bad header). Only .safetensors weights "
-            "are loaded (pickled .pt/.ckpt/.bin files are refused); convert it with "
-            "safetensors.torch.save_file(state_dict, 'file.safetensors')."
-        )
-
-
 def _load_state(path: str, what: str) -> tuple[dict, dict]:
     from safetensors import safe_open
+
+    from .checkpoint import check_safetensors_file
 
     check_safetensors_file(path, what)
     with safe_open(os.fspath(path), framework="pt", device="cpu") as f:
@@ -449,21 +426,14 @@ class AudioCodec(nn.Module):
 
 def save_codecs(video: VideoCodec, audio: AudioCodec, path: str, metadata: dict | None = None) -> None:
     """Write both codecs to one safetensors file (``video.*``, ``audio.*``), atomically."""
-    from safetensors.torch import save_file
+    from .checkpoint import save_safetensors
 
     state = {f"video.{k}": v.detach().float().contiguous().cpu() for k, v in video.state_dict().items()}
     state.update({f"audio.{k}": v.detach().float().contiguous().cpu() for k, v in audio.state_dict().items()})
     meta = {"format": "harmony-tiny-codecs/1",
             "video": json.dumps({"latent_channels": video.latent_channels, "width": video.width})}
     meta.update({k: str(v) for k, v in (metadata or {}).items()})
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        save_file(state, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    save_safetensors(state, path, meta)
 
 
 def load_codecs(path: str | None = None, device="cpu") -> tuple[VideoCodec, AudioCodec]:

@@ -267,7 +267,7 @@ _ENCODERS = {"TextEncoder": TextEncoder, "TranscriptEncoder": TranscriptEncoder}
 
 def save_encoder(module: nn.Module, path: str, tokenizer: Tokenizer | None = None) -> None:
     """Save a ``TextEncoder`` / ``TranscriptEncoder`` (and its tokenizer) to safetensors."""
-    from safetensors.torch import save_file
+    from .checkpoint import save_safetensors
 
     kind = type(module).__name__
     if kind not in _ENCODERS:
@@ -279,21 +279,14 @@ def save_encoder(module: nn.Module, path: str, tokenizer: Tokenizer | None = Non
                              f"encoder vocab_size {module.vocab_size}")
         meta["tokenizer"] = tokenizer.to_json()
     state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        save_file(state, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    save_safetensors(state, path, meta)
 
 
 def load_encoder(path: str, device="cpu") -> tuple[nn.Module, Tokenizer | None]:
     """Load ``(encoder, tokenizer or None)`` written by ``save_encoder``."""
     from safetensors import safe_open
 
-    from .codecs import check_safetensors_file
+    from .checkpoint import check_safetensors_file
 
     check_safetensors_file(path, "text encoder weights")
     with safe_open(os.fspath(path), framework="pt", device="cpu") as f:

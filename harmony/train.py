@@ -220,9 +220,8 @@ def synergy_loss(model, conditioner, batch, tc: TrainConfig, gen: torch.Generato
 
 def save_training_state(path, model, conditioner, ema, opt, step, tc: TrainConfig, cfg: HarmonyConfig):
     """model / text / EMA / optimizer state, all safetensors, written atomically."""
-    from safetensors.torch import save_file
+    from .checkpoint import save_safetensors
 
-    os.makedirs(path, exist_ok=True)
     meta = {"harmony_config": json.dumps(cfg.to_dict()), "step": str(step),
             "train_config": json.dumps(tc.__dict__)}
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
@@ -232,9 +231,8 @@ def save_training_state(path, model, conditioner, ema, opt, step, tc: TrainConfi
         for k, v in group_state.items():
             if torch.is_tensor(v):
                 tensors[f"opt.{i}.{k}"] = v
-    tmp = os.path.join(path, "state.safetensors.tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=meta)
-    os.replace(tmp, os.path.join(path, "state.safetensors"))
+    save_safetensors({k: v.detach().contiguous().cpu() for k, v in tensors.items()},
+                     os.path.join(path, "state.safetensors"), meta)
 
 
 def load_training_state(path, model, conditioner, ema, opt):
@@ -263,7 +261,7 @@ EXPORT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfl
 
 def export_default(ema, cfg: HarmonyConfig, out_path: str, step: int, dtype: str = "fp32"):
     """Write the EMA weights as a model file plus its text-encoder file beside it."""
-    from safetensors.torch import save_file
+    from .checkpoint import save_safetensors
 
     meta = {"harmony_config": json.dumps(cfg.to_dict()), "step": str(step)}
     dt = EXPORT_DTYPES[dtype]
@@ -274,8 +272,8 @@ def export_default(ema, cfg: HarmonyConfig, out_path: str, step: int, dtype: str
 
     model = {k[6:]: out(v) for k, v in ema.items() if k.startswith("model.")}
     text = {k[5:]: out(v) for k, v in ema.items() if k.startswith("text.")}
-    save_file(model, out_path, metadata=meta)
-    save_file(text, out_path.replace(".safetensors", ".text.safetensors"), metadata=meta)
+    save_safetensors(model, out_path, meta)
+    save_safetensors(text, out_path.replace(".safetensors", ".text.safetensors"), meta)
 
 
 # --------------------------------------------------------------------------
