@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import contextlib
 import subprocess
 import tempfile
 import wave as wave_module
@@ -65,6 +66,22 @@ def _default_mode(path):
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(path, 0o666 & ~umask)
+
+
+@contextlib.contextmanager
+def _atomic_output(path: Path, suffix: str):
+    """Yield a temporary file beside ``path``; it becomes ``path`` on success and is
+    deleted on any error, so no half-written file is ever left behind."""
+    fd, tmp = tempfile.mkstemp(suffix=suffix, prefix=".tmp-" + path.stem + "-", dir=str(path.parent or "."))
+    os.close(fd)
+    _default_mode(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def _frames_uint8(frames, name="frames") -> np.ndarray:
@@ -138,10 +155,7 @@ def write_mp4(path, frames, fps: float, wave=None, sample_rate: int = 16000) -> 
     if path.parent and not path.parent.exists():
         raise FileNotFoundError(f"write_mp4: folder {str(path.parent)!r} does not exist")
 
-    fd, tmp = tempfile.mkstemp(suffix=".mp4", prefix=".tmp-" + path.stem + "-", dir=str(path.parent or "."))
-    os.close(fd)
-    _default_mode(tmp)
-    try:
+    with _atomic_output(path, ".mp4") as tmp:
         with tempfile.TemporaryDirectory() as tmpdir:
             # moviepy encodes the picture; its mono audio path is broken (moviepy 2.1 hands
             # ffmpeg 2-channel data for a 1-channel clip), so the AAC track is muxed in
@@ -161,11 +175,6 @@ def write_mp4(path, frames, fps: float, wave=None, sample_rate: int = 16000) -> 
                 if res.returncode != 0:
                     raise MediaError(f"write_mp4 {str(path)!r}: ffmpeg could not add the audio track "
                                      f"({res.stderr.decode(errors='replace').strip()[-300:]})")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return path
 
 
@@ -174,20 +183,12 @@ def write_wav(path, wave, sample_rate: int) -> Path:
     audio = _wave_2d(wave)
     path = Path(path)
     pcm = (np.clip(audio.T, -1, 1) * 32767.0).round().astype("<i2")
-    fd, tmp = tempfile.mkstemp(suffix=".wav", prefix=".tmp-", dir=str(path.parent or "."))
-    os.close(fd)
-    _default_mode(tmp)
-    try:
+    with _atomic_output(path, ".wav") as tmp:
         with wave_module.open(tmp, "wb") as w:
             w.setnchannels(audio.shape[0])
             w.setsampwidth(2)
             w.setframerate(int(sample_rate))
             w.writeframes(pcm.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return path
 
 
