@@ -44,8 +44,9 @@ def _generate(argv):
                        ("--ref-voice", a.ref_voice), ("--model", a.model)):
         if path is not None and not os.path.isfile(path):
             ap.error(f"{flag}: file not found: {path}")
-    prompt = a.prompt if a.prompt is not None else DEMO_PROMPT
-    demo = a.prompt is None
+    # no prompt: the demo clip, or (with driving media) an empty prompt that leaves it to the media
+    demo = a.prompt is None and not (a.audio or a.video or a.image)
+    prompt = a.prompt if a.prompt is not None else (DEMO_PROMPT if demo else "")
     caption = a.caption if a.caption is not None else (DEMO_CAPTION if demo else "")
     transcript = a.transcript if a.transcript is not None else (DEMO_TRANSCRIPT if demo else "")
     t0 = time.time()
