@@ -273,8 +273,8 @@ class HarmonyPipeline:
             ff = ff[:1] if ff.dim() == 4 else ff[None]
             job.first_frame = self.encode_video(ff, None, 1, "first frame")[:, :, :1]
         h, w = self.frame_size
-        probe = self.codecs.video.encode(torch.zeros(1, 1, h, w, 3, device=self.device))
-        cv, lh, lw = probe.shape[1], probe.shape[3], probe.shape[4]
+        stride = int(self.codecs.video.spatial_stride)
+        cv, lh, lw = int(self.codecs.video.latent_channels), h // stride, w // stride
         f_lat = 1 + (n_frames - 1) // int(getattr(self.codecs.video, "temporal_stride", 1))
         gen = torch.Generator().manual_seed(int(seed))
         noise_v = torch.randn(1, cv, f_lat, lh, lw, generator=gen).to(self.device, self.compute_dtype)
