@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 SAMPLE_RATE = 16000
 FPS = 16
-DEFAULT_CODECS_PATH = os.path.join(os.path.dirname(__file__), "assets", "tiny_codecs.safetensors")
+DEFAULT_CODECS_PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets", "tiny_codecs.safetensors")
 
 
 # --------------------------------------------------------------------------- #
@@ -49,7 +49,7 @@ DEFAULT_CODECS_PATH = os.path.join(os.path.dirname(__file__), "assets", "tiny_co
 def _load_state(path: str, what: str) -> tuple[dict, dict]:
     from safetensors import safe_open
 
-    from .checkpoint import check_safetensors_file
+    from ..checkpoint import check_safetensors_file
 
     check_safetensors_file(path, what)
     with safe_open(os.fspath(path), framework="pt", device="cpu") as f:
@@ -426,7 +426,7 @@ class AudioCodec(nn.Module):
 
 def save_codecs(video: VideoCodec, audio: AudioCodec, path: str, metadata: dict | None = None) -> None:
     """Write both codecs to one safetensors file (``video.*``, ``audio.*``), atomically."""
-    from .checkpoint import save_safetensors
+    from ..checkpoint import save_safetensors
 
     state = {f"video.{k}": v.detach().float().contiguous().cpu() for k, v in video.state_dict().items()}
     state.update({f"audio.{k}": v.detach().float().contiguous().cpu() for k, v in audio.state_dict().items()})
@@ -494,7 +494,7 @@ def synthetic_clip(seed: int, seconds: float = 2.0, size: int = 64):
 
 def _train_clips(n: int, seconds: float, offset: int = 0):
     """Rendered world clips of training seeds ``offset .. offset+n-1`` (never held-out ones)."""
-    from . import world
+    from .. import world
 
     for seed in range(offset, offset + n):
         assert not world.is_heldout(seed)
@@ -593,7 +593,7 @@ def evaluate_codecs(video: VideoCodec, audio: AudioCodec, n_per_split: int = 4, 
                     with_sync: bool = True) -> dict:
     """Reconstruction error on held-out world clips (``n_per_split`` per split) and,
     with ``harmony.metrics``, how the codec round trip changes sync and events."""
-    from . import world
+    from .. import world
 
     clips = [world.render(world.sample_scene(s, split, seconds))
              for split in world.SPLITS for s in world.heldout_seeds(split, n_per_split)]
@@ -622,7 +622,7 @@ def sync_change(clips, v_rec: torch.Tensor, a_rec: torch.Tensor) -> dict:
     decoded audio); ``video_codec`` (decoded frames, real audio). Event F1 is
     against the ground truth at +-1 video frame.
     """
-    from . import metrics
+    from .. import metrics
 
     fps, sr = FPS, SAMPLE_RATE
     acc: dict[str, list] = {}
