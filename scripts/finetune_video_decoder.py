@@ -17,7 +17,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from harmony.codecs import _train_clips, load_codecs, save_codecs  # noqa: E402
+from harmony.codecs.tiny import load_codecs, save_codecs  # noqa: E402
+from harmony.codecs.train_toy import _train_clips  # noqa: E402
 
 
 def psnr(a, b):

@@ -1,4 +1,4 @@
-"""Tiny video / audio codecs (harmony/codecs.py): shapes, round trips, onsets, pitch, weights."""
+"""Tiny video / audio codecs (harmony/codecs/toy_video.py, toy_audio.py): shapes, round trips, onsets, pitch, weights."""
 import math
 import os
 
