@@ -21,8 +21,9 @@ from typing import Callable, Optional
 
 import torch
 
+from . import validate
 from .model import Conditioning
-from .sampling import Guidance, Job, sample
+from .sampling import GUIDANCE_MODES, SOLVERS, Guidance, Job, sample
 
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 DEFAULT_MODEL = os.path.join(ASSETS, "harmony_tiny.safetensors")
@@ -78,9 +79,43 @@ def _log(msg: str):
     print(f"[harmony] {msg}", flush=True)
 
 
+DEFAULT_MAX_SECONDS = 6.0
+"""Longest clip of a model whose config does not record ``meta["max_seconds"]``."""
+
+
+def _max_seconds(meta) -> float:
+    """The one rule for a model's clip-length limit: its config's ``meta["max_seconds"]``."""
+    return float((meta or {}).get("max_seconds", DEFAULT_MAX_SECONDS))
+
+
+def model_limits(path: Optional[str] = None) -> tuple[float, float]:
+    """(shortest, longest) clip in seconds of a model file, from its header only (no weights read),
+    so that entrances can check a request before loading the model."""
+    import json
+
+    from safetensors import safe_open
+
+    from .checkpoint import CONFIG_KEY, check_safetensors_file
+
+    path = check_safetensors_file(path or DEFAULT_MODEL)
+    with safe_open(path, framework="pt", device="cpu") as f:
+        text = (f.metadata() or {}).get(CONFIG_KEY)
+    try:
+        meta = json.loads(text).get("meta") if text else None
+    except (ValueError, AttributeError):
+        meta = None
+    return MIN_SECONDS, _max_seconds(meta)
+
+
+def _media_pair(value, name: str, what: str) -> tuple:
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise validate.InputError(f"{name}: expected a pair {what}, got {type(value).__name__}")
+    return tuple(value)
+
+
 class HarmonyPipeline:
     def __init__(self, model, conditioner, codecs, device=None, compute_dtype=torch.float32,
-                 offload=None, max_seconds: float = 6.0, log: Callable[[str], None] = _log):
+                 offload=None, max_seconds: float = DEFAULT_MAX_SECONDS, log: Callable[[str], None] = _log):
         self.model, self.conditioner, self.codecs = model, conditioner, codecs
         self.device = torch.device(device or "cpu")
         self.compute_dtype = compute_dtype
@@ -137,17 +172,34 @@ class HarmonyPipeline:
             raise ValueError(f"offload {offload!r} is unknown; use 'none', 'block_swap' or 'cpu'")
         else:
             model.to(device)
-        max_s = float(cfg.meta.get("max_seconds", 6.0)) if getattr(cfg, "meta", None) else 6.0
+        max_s = _max_seconds(getattr(cfg, "meta", None))
         return cls(model, conditioner, codecs, device, compute, off, max_s, log)
 
     # ------------------------------------------------------------ condition
     @torch.no_grad()
     def encode_text(self, prompt: str, audio_caption: str = "", transcript: str = "") -> Conditioning:
-        """Prompt, audio caption and transcript -> text contexts of both towers."""
+        """Prompt, audio caption and transcript -> text contexts of both towers.
+
+        Text longer than its encoder's token limit is cut at the end, and the log says so."""
         for name, v in (("prompt", prompt), ("audio_caption", audio_caption), ("transcript", transcript)):
             if not isinstance(v, str):
                 raise TypeError(f"{name} must be a string, got {type(v).__name__}")
+        self._say_truncation(prompt, audio_caption, transcript)
         return self.conditioner([prompt], [audio_caption], [transcript], [None], device=self.device)
+
+    def _say_truncation(self, prompt: str, audio_caption: str, transcript: str):
+        for name, value, attr in (("prompt", prompt, "prompt_tokens"),
+                                  ("audio_caption", audio_caption, "caption_tokens"),
+                                  ("transcript", transcript, "transcript_tokens")):
+            tok = getattr(self.conditioner, attr, None)
+            if tok is None or not value:
+                continue
+            ids = tok.tokens(value)
+            if len(ids) > tok.max_len:
+                last = tok.decode(ids[: tok.max_len]) if hasattr(tok, "decode") else ""
+                self.log(f"{name} is {len(ids)} tokens long; this model reads only the first {tok.max_len} "
+                         f"tokens, so the text after ...{last[-40:]!r} is ignored. Shorten the {name} "
+                         f"to keep what matters within {tok.max_len} tokens.")
 
     @torch.no_grad()
     def encode_audio(self, wave: torch.Tensor, sample_rate: int, seconds: Optional[float] = None,
@@ -155,13 +207,13 @@ class HarmonyPipeline:
         """Waveform ``[C, T]`` or ``[T]`` at any rate -> audio latent ``[1, La, Ca]``."""
         from .media import resample_audio
 
-        wave = torch.as_tensor(wave, dtype=torch.float32)
-        if wave.dim() == 3:  # ComfyUI AUDIO: [B, C, T]
-            wave = wave[0]
-        if wave.dim() == 1:
-            wave = wave[None]
-        if wave.dim() != 2 or wave.shape[-1] == 0:
-            raise ValueError(f"{name}: expected a waveform [channels, samples], got shape {tuple(wave.shape)}")
+        wave, sample_rate = validate.wave(wave, sample_rate, name, scan=False)
+        if seconds is not None:
+            seconds = validate.number(seconds, "seconds", 3, low=0, low_open=True)
+            # crop before resampling: only what will be used (+ the resampler's reach) is resampled
+            keep = math.ceil(seconds * sample_rate) + math.ceil(0.05 * sample_rate)
+            wave = wave[:, :keep]
+        validate.finite(wave, name, "give a clean clip (NaN / inf samples would turn the whole result into NaN)")
         mono = wave.mean(0)
         if sample_rate != self.sample_rate:
             mono = torch.as_tensor(resample_audio(mono, sample_rate, self.sample_rate), dtype=torch.float32)
@@ -174,11 +226,8 @@ class HarmonyPipeline:
         """Frames ``[F, H, W, 3]`` in 0..1 at any size / fps -> the model's fps and frame size."""
         from .media import resample_video, resize_frames
 
-        frames = torch.as_tensor(frames, dtype=torch.float32)
-        if frames.dim() == 3:
-            frames = frames[None]
-        if frames.dim() != 4 or frames.shape[-1] != 3:
-            raise ValueError(f"{name}: expected frames [F, H, W, 3] (RGB, 0..1), got shape {tuple(frames.shape)}")
+        frames, fps = validate.frames(frames, fps, name)
+        frames = frames.float()
         if fps is not None and abs(fps - self.fps) > 1e-3:
             self.log(f"{name}: resampling {frames.shape[0]} frames from {fps:g} fps to {self.fps:g} fps")
             frames = torch.as_tensor(resample_video(frames, fps, self.fps))
@@ -192,6 +241,12 @@ class HarmonyPipeline:
     def encode_video(self, frames: torch.Tensor, fps: Optional[float] = None,
                      n_frames: Optional[int] = None, name: str = "video") -> torch.Tensor:
         """Frames ``[F, H, W, 3]`` in 0..1 at any size / fps -> video latent ``[1, C, F', h, w]``."""
+        if n_frames is not None:
+            n_frames = validate.integer(n_frames, "n_frames", 16, low=1)
+            frames, fps = validate.frames(frames, fps, name, scan=False)
+            # crop before resampling / resizing: source frames up to the last one used, no further
+            ratio = (fps / self.fps) if fps is not None else 1.0
+            frames = frames[: math.ceil(n_frames * ratio) + 1]
         frames = self.conform_frames(frames, fps, name)
         if n_frames is not None:
             if frames.shape[0] < n_frames:  # hold the last frame
@@ -257,9 +312,54 @@ class HarmonyPipeline:
                batched: bool = True) -> AVLatent:
         """Sample a joint latent. ``driving_audio``/``ref_voice``: ``(wave [C,T], sr)``;
         ``driving_video``: ``(frames [F,H,W,3], fps)``; ``first_frame``: ``[H,W,3]``."""
+        # every input is checked before any compute (harmony.validate)
+        args = validate.sampling_args(
+            seconds_value=seconds, seed=seed, steps=steps, shift=shift, sv=sv, sa=sa, text_cfg=text_cfg,
+            guidance=guidance, solver=solver, min_seconds=MIN_SECONDS, max_seconds=self.max_seconds,
+            guidance_modes=GUIDANCE_MODES, solvers=SOLVERS)
+        seconds, seed, steps, shift = args["seconds"], args["seed"], args["steps"], args["shift"]
+        sv, sa, text_cfg = args["sv"], args["sa"], args["text_cfg"]
+        validate.conditioning(cond, "cond")
+        if driving_audio is not None:
+            wave, sr = _media_pair(driving_audio, "driving_audio", "(wave [channels, samples], sample_rate)")
+            driving_audio = validate.wave(wave, sr, "driving audio", scan=False)
+        if ref_voice is not None:
+            wave, sr = _media_pair(ref_voice, "ref_voice", "(wave [channels, samples], sample_rate)")
+            wave, sr = validate.wave(wave, sr, "reference voice", scan=False)
+            if wave.shape[-1] > self.max_seconds * sr:
+                self.log(f"reference voice is {wave.shape[-1] / sr:.2f} s: using its first "
+                         f"{self.max_seconds:g} s (a 1-3 s clip is enough)")
+                wave = wave[:, : int(self.max_seconds * sr)]
+            ref_voice = validate.wave(wave, sr, "reference voice")
+        if driving_video is not None:
+            frames, fps = _media_pair(driving_video, "driving_video", "(frames [F, H, W, 3], fps)")
+            driving_video = validate.frames(frames, fps, "driving video", scan=False, fps_required=True)
+        if first_frame is not None:
+            ff, _ = validate.frames(first_frame, None, "first frame")
+            if ff.shape[0] != 1:
+                raise validate.InputError(
+                    f"first frame: got {ff.shape[0]} frames (shape {tuple(ff.shape)}); I2AV starts from one "
+                    "image [H, W, 3]: pass the one you want, e.g. first_frame=frames[0]")
+            if driving_video is not None:
+                self.log("first frame not used: the driving video gives every frame (V2A)")
         seconds = self._plan_seconds(seconds, driving_audio, driving_video)
         n_frames = int(round(seconds * self.fps))
         n_audio = math.ceil(seconds * self.codecs.audio.latent_rate - 1e-6)  # cover every sample
+        # crop driving media to what is used, then scan it for NaN / inf, before any encoding
+        if driving_audio is not None:
+            wave, sr = driving_audio
+            keep = math.ceil(seconds * sr)
+            if wave.shape[-1] > keep + 1:
+                self.log(f"driving audio is {wave.shape[-1] / sr:.2f} s: using its first {seconds:g} s")
+            validate.finite(wave[:, :keep], "driving audio", "give a clean clip (NaN / inf samples would "
+                                                             "turn the whole result into NaN)")
+        if driving_video is not None:
+            frames, fps = driving_video
+            keep = math.ceil(n_frames * fps / self.fps) + 1
+            if frames.shape[0] > keep:
+                self.log(f"driving video is {frames.shape[0] / fps:.2f} s: using its first {seconds:g} s")
+            validate.finite(frames[:keep], "driving video", "give clean frames (a NaN / inf pixel would "
+                                                            "spread through the whole clip)")
         cond = Conditioning(cond.video_context, cond.audio_context, cond.ref_audio)
         if ref_voice is not None:
             cond.ref_audio = self.encode_audio(*ref_voice, name="reference voice")
@@ -269,8 +369,6 @@ class HarmonyPipeline:
         if driving_video is not None:
             job.clean_video = self.encode_video(driving_video[0], driving_video[1], n_frames, "driving video")
         if first_frame is not None and driving_video is None:
-            ff = torch.as_tensor(first_frame, dtype=torch.float32)
-            ff = ff[:1] if ff.dim() == 4 else ff[None]
             job.first_frame = self.encode_video(ff, None, 1, "first frame")[:, :, :1]
         h, w = self.frame_size
         stride = int(self.codecs.video.spatial_stride)
@@ -301,6 +399,7 @@ class HarmonyPipeline:
         """-> (frames [F, H, W, 3] float 0..1, wave [1, T] float, sample_rate, fps)."""
         if not isinstance(latent, AVLatent):
             raise TypeError(f"decode expects an AVLatent, got {type(latent).__name__}")
+        validate.latent(latent, "latent")
         frames = self.codecs.video.decode(latent.video.to(self.device))[0].clamp(0, 1).cpu()
         wave = self.codecs.audio.decode(latent.audio.to(self.device))[0].clamp(-1, 1).cpu()
         n = int(round(latent.seconds * self.sample_rate))
