@@ -7,6 +7,9 @@ One file per codec:
                 (spatial stride 16, temporal stride 1).
 ``toy_audio.AudioCodec``  the tiny analytic audio codec: wave ``[B, T]`` (16 kHz) <->
                 latent ``[B, ceil(T/512), 20]`` (31.25 latents/s).
+``wan_vae.WanVAE``  the Wan2.2 VAE (48 channels, 4x temporal, 16x16 spatial) with the
+                same interface; ``load_wan_vae`` reads ``Wan2.2_VAE.pth`` /
+                ``wan2.2_vae.safetensors`` by key.
 
 ``tiny`` reads / writes the bundled toy pair file
 (``harmony/assets/tiny_codecs.safetensors``); ``train_toy`` / ``eval_toy`` train and
@@ -25,9 +28,11 @@ from .tiny import DEFAULT_CODECS_PATH, _load_state, load_codecs, save_codecs
 from .toy_audio import SAMPLE_RATE, AudioCodec, band_filterbank
 from .toy_video import FPS, ResBlock, VideoCodec
 from .train_toy import _train_clips, fit_audio_stats, synthetic_clip, train_video_codec
+from .wan_vae import WanVAE, load_wan_vae
 
 __all__ = [
     "DEFAULT_CODECS_PATH", "FPS", "SAMPLE_RATE", "AudioCodec", "ResBlock", "VideoCodec",
     "audio_metrics", "band_filterbank", "evaluate_codecs", "fit_audio_stats", "load_codecs",
     "log_mel", "save_codecs", "sync_change", "synthetic_clip", "train_video_codec", "video_psnr",
+    "WanVAE", "load_wan_vae",
 ]
