@@ -1,4 +1,4 @@
-"""Media I/O and resampling: mp4 (H.264 + AAC), audio files, pure numpy/torch resampling.
+"""Media I/O and conversions: mp4 (H.264 + AAC), audio files, resampling, fitting to the frame.
 
 - ``write_mp4(path, frames, fps, wave=None, sample_rate=16000)``: H.264 + AAC
   through moviepy, written to a temporary file and renamed (no half-written
@@ -7,10 +7,12 @@
 - ``read_audio(path) -> (wave float32 [C,T], sr)`` for wav / mp3 / flac / mp4 / ...
   (wav through the stdlib ``wave`` module, the rest through the ffmpeg binary
   shipped with imageio-ffmpeg).
-- ``resample_audio(wave, sr_in, sr_out)``: windowed-sinc, any rational ratio.
+- ``resample_audio(wave, sr_in, sr_out)``: ``torchaudio.functional.resample`` where
+  torchaudio imports, else ``scipy.signal.resample_poly``; ``to_mono(wave)``.
 - ``resample_video(frames, fps_in, fps_out)``: nearest frame in time (keeps events sharp).
-- ``resize_frames(frames, H, W)``: antialiased bilinear.
-No torchaudio needed. Array arguments may be numpy arrays or torch tensors;
+- ``resize_frames(frames, H, W)``: antialiased bilinear; ``fit_frames(frames, H, W, fit)``:
+  to the model's frame by centre-crop (default), letterbox or stretch.
+torchaudio is optional. Array arguments may be numpy arrays or torch tensors;
 results have the same kind.
 """
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from einops import rearrange, reduce
 
 
 class MediaError(ValueError):
@@ -68,16 +71,41 @@ def _default_mode(path):
     os.chmod(path, 0o666 & ~umask)
 
 
+def _output_target(path) -> Path:
+    """The file ``path`` stands for, if it may be written: absent or a regular file (a symlink
+    is followed), in a writable folder; never a folder, device, FIFO, /proc, /sys or /dev path."""
+    from .validate import InputError, output_path
+
+    try:
+        return Path(output_path(path, "output"))
+    except InputError as e:
+        raise MediaError(str(e)) from None
+
+
 @contextlib.contextmanager
 def _atomic_output(path: Path, suffix: str):
     """Yield a temporary file beside ``path``; it becomes ``path`` on success and is
-    deleted on any error, so no half-written file is ever left behind."""
-    fd, tmp = tempfile.mkstemp(suffix=suffix, prefix=".tmp-" + path.stem + "-", dir=str(path.parent or "."))
+    deleted on any error, so no half-written file is ever left behind. Only an absent
+    target or a regular file is ever replaced (checked before and again just before the
+    rename); errors name ``path``, not the temporary file."""
+    target = _output_target(path)
+    try:
+        fd, tmp = tempfile.mkstemp(suffix=suffix, prefix=".tmp-" + target.stem + "-", dir=str(target.parent))
+    except OSError as e:
+        raise MediaError(f"output {str(path)!r}: cannot create a file in {str(target.parent)!r} "
+                         f"({e.strerror}); give a path in a folder you can write to") from None
     os.close(fd)
     _default_mode(tmp)
     try:
         yield tmp
-        os.replace(tmp, path)
+        _output_target(target)  # still absent or a regular file?
+        os.replace(tmp, target)
+    except Exception as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        if isinstance(e, MediaError) or tmp not in str(e):
+            raise
+        raise MediaError(f"output {str(path)!r}: writing failed ({str(e).replace(tmp, str(path))})") from e
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -194,21 +222,35 @@ def write_wav(path, wave, sample_rate: int) -> Path:
 
 # ----------------------------------------------------------------------------- reading
 
-def _ffmpeg_audio(p: Path, sample_rate: int, channels: int) -> np.ndarray:
-    cmd = [_ffmpeg(), "-v", "error", "-i", str(p), "-vn", "-map", "0:a:0", "-f", "f32le",
-           "-acodec", "pcm_f32le", "-ac", str(channels), "-ar", str(sample_rate), "-"]
+def _limit_args(max_seconds) -> list:
+    """ffmpeg input options that stop decoding after ``max_seconds`` (none when None)."""
+    if max_seconds is None:
+        return []
+    max_seconds = float(max_seconds)
+    if not np.isfinite(max_seconds) or max_seconds <= 0:
+        raise MediaError(f"max_seconds must be a positive number, got {max_seconds!r}")
+    return ["-t", f"{max_seconds:.6f}"]
+
+
+def _ffmpeg_audio(p: Path, sample_rate: int, channels: int, max_seconds=None) -> np.ndarray:
+    cmd = [_ffmpeg(), "-v", "error", *_limit_args(max_seconds), "-i", str(p), "-vn", "-map", "0:a:0",
+           "-f", "f32le", "-acodec", "pcm_f32le", "-ac", str(channels), "-ar", str(sample_rate), "-"]
     res = subprocess.run(cmd, capture_output=True)
     if res.returncode != 0:
         raise MediaError(f"media file {str(p)!r}: ffmpeg could not decode its audio "
                          f"({res.stderr.decode(errors='replace').strip()[-300:]})")
-    return np.frombuffer(res.stdout, np.float32).reshape(-1, channels).T.copy()
+    return rearrange(np.frombuffer(res.stdout, np.float32), "(t c) -> c t", c=channels).copy()
 
 
-def _read_wav(p: Path) -> tuple[np.ndarray, int] | None:
-    """PCM wav through the stdlib; None if the wav is in a format it cannot read (e.g. float)."""
+def _read_wav(p: Path, max_seconds=None) -> tuple[np.ndarray, int] | None:
+    """PCM wav through the stdlib; None if the wav is in a format it cannot read (e.g. float).
+    Only the first ``max_seconds`` are read from the file when given."""
+    _limit_args(max_seconds)  # checks the value
     try:
         with wave_module.open(str(p), "rb") as w:
             ch, width, sr, n = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
+            if max_seconds is not None and sr > 0:
+                n = min(n, int(np.ceil(float(max_seconds) * sr)))
             raw = w.readframes(n)
     except (wave_module.Error, EOFError):
         return None
@@ -224,14 +266,17 @@ def _read_wav(p: Path) -> tuple[np.ndarray, int] | None:
         data = np.frombuffer(raw, "<i4").astype(np.float32) / float(1 << 31)
     else:
         return None
-    return data.reshape(-1, ch).T.copy(), sr
+    return rearrange(data, "(t c) -> c t", c=ch).copy(), sr
 
 
-def read_audio(path) -> tuple[np.ndarray, int]:
-    """Audio of a wav / mp3 / flac / ogg / mp4 / ... file: (float32 [C, T] in -1..1, sample rate)."""
+def read_audio(path, max_seconds=None) -> tuple[np.ndarray, int]:
+    """Audio of a wav / mp3 / flac / ogg / mp4 / ... file: (float32 [C, T] in -1..1, sample rate).
+
+    ``max_seconds``: read (decode) only the first ``max_seconds`` of the file: a long file is
+    never decoded in full when only its start is used."""
     p = _check_file(path)
     if p.suffix.lower() == ".wav":
-        got = _read_wav(p)
+        got = _read_wav(p, max_seconds)
         if got is not None:
             return got
     info = probe(p)
@@ -239,18 +284,22 @@ def read_audio(path) -> tuple[np.ndarray, int]:
         raise MediaError(f"media file {str(p)!r} has no audio stream; give a file with sound "
                          "(wav, mp3, flac, or a video with an audio track)")
     sr = info["audio"]["sample_rate"] or 16000
-    return _ffmpeg_audio(p, sr, info["audio"]["channels"]), sr
+    return _ffmpeg_audio(p, sr, info["audio"]["channels"], max_seconds), sr
 
 
-def read_video(path) -> tuple[np.ndarray, float, np.ndarray | None, int | None]:
-    """(frames float32 [F, H, W, 3] in 0..1, fps, wave float32 [C, T] or None, sample rate or None)."""
+def read_video(path, max_seconds=None) -> tuple[np.ndarray, float, np.ndarray | None, int | None]:
+    """(frames float32 [F, H, W, 3] in 0..1, fps, wave float32 [C, T] or None, sample rate or None).
+
+    ``max_seconds``: decode only the first ``max_seconds`` of the file (picture and sound)."""
     p = _check_file(path)
+    limit = _limit_args(max_seconds)
     info = probe(p)
     if info["video"] is None:
         raise MediaError(f"media file {str(p)!r} has no video stream; give a video file (mp4, webm, mov, ...)")
     w, h = info["video"]["width"], info["video"]["height"]
     fps = info["video"]["fps"]
-    cmd = [_ffmpeg(), "-v", "error", "-i", str(p), "-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    cmd = [_ffmpeg(), "-v", "error", *limit, "-i", str(p), "-map", "0:v:0", "-f", "rawvideo",
+           "-pix_fmt", "rgb24", "-"]
     res = subprocess.run(cmd, capture_output=True)
     if res.returncode != 0 or not w or not h:
         raise MediaError(f"media file {str(p)!r}: ffmpeg could not decode its video "
@@ -262,46 +311,73 @@ def read_video(path) -> tuple[np.ndarray, float, np.ndarray | None, int | None]:
     wave, sr = None, None
     if info["audio"] is not None:
         sr = info["audio"]["sample_rate"] or 16000
-        wave = _ffmpeg_audio(p, sr, info["audio"]["channels"])
+        wave = _ffmpeg_audio(p, sr, info["audio"]["channels"], max_seconds)
     return frames.astype(np.float32) / 255.0, float(fps), wave, sr
 
 
 # ----------------------------------------------------------------------------- resampling
 
-def _sinc_weights(up: int, down: int, half_width: int, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per output phase (``up`` of them): tap offsets [K] and Hann-windowed sinc weights [up, K]."""
-    offsets = np.arange(-half_width + 1, half_width + 1)          # relative to floor(t)
-    phase = (np.arange(up) * down % up) / up                       # fractional input position per phase
-    dist = offsets[None, :] - phase[:, None]                       # tap position - exact position
-    w = cutoff * np.sinc(cutoff * dist) * (0.5 + 0.5 * np.cos(np.pi * np.clip(dist / half_width, -1, 1)))
-    w /= w.sum(1, keepdims=True)
-    return offsets, w
+_TORCHAUDIO_MAX_RATIO_TERM = 1000
+"""torchaudio builds one filter per output phase: above this many phases (rates with a small
+common divisor, e.g. 44056 -> 16000 Hz) scipy's polyphase filter is used instead."""
 
 
-def resample_audio(wave, sr_in: int, sr_out: int, zero_crossings: int = 16):
-    """Band-limited resampling of ``wave`` [T] or [C, T] from ``sr_in`` to ``sr_out`` Hz."""
+def _torchaudio_functional():
+    """``torchaudio.functional`` when torchaudio imports (as in ComfyUI installs), else None."""
+    try:
+        import torchaudio.functional as taf
+    except Exception:  # noqa: BLE001 - ImportError, or a torchaudio built for another torch
+        return None
+    return taf
+
+
+def _resample_torchaudio(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    taf = _torchaudio_functional()
+    if taf is None:
+        raise MediaError("resample_audio: torchaudio is not importable here")
+    return taf.resample(torch.from_numpy(np.ascontiguousarray(x)), int(sr_in), int(sr_out)).numpy()
+
+
+def _resample_scipy(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    from scipy.signal import resample_poly
+
+    g = gcd(int(sr_in), int(sr_out))
+    return resample_poly(x, int(sr_out) // g, int(sr_in) // g, axis=-1).astype(np.float32)
+
+
+def resample_backend(sr_in: int, sr_out: int) -> str:
+    """Which library ``resample_audio`` uses for this pair of rates: "torchaudio" or "scipy"."""
+    g = gcd(int(sr_in), int(sr_out))
+    if max(int(sr_in), int(sr_out)) // g <= _TORCHAUDIO_MAX_RATIO_TERM and _torchaudio_functional():
+        return "torchaudio"
+    return "scipy"
+
+
+def resample_audio(wave, sr_in: int, sr_out: int):
+    """Band-limited resampling of ``wave`` [T] or [C, T] from ``sr_in`` to ``sr_out`` Hz.
+
+    ``torchaudio.functional.resample`` where torchaudio imports, else
+    ``scipy.signal.resample_poly``; ``ceil(T * sr_out / sr_in)`` samples out, float32.
+    """
     if int(sr_in) <= 0 or int(sr_out) <= 0:
         raise MediaError(f"resample_audio: sample rates must be positive, got {sr_in} -> {sr_out}")
     arr, as_torch = _to_numpy(wave, "resample_audio wave")
     if sr_in == sr_out:
         return wave
-    one_d = arr.ndim == 1
-    x = _wave_2d(arr, "resample_audio wave").astype(np.float64)
-    g = gcd(int(sr_in), int(sr_out))
-    up, down = int(sr_out) // g, int(sr_in) // g
-    cutoff = min(1.0, up / down)                                   # in input-sample units
-    half = int(np.ceil(zero_crossings / cutoff))
-    offsets, weights = _sinc_weights(up, down, half, cutoff)
-    n_out = int(np.ceil(x.shape[1] * up / down))
-    xp = np.pad(x, ((0, 0), (half, half + 1)))
-    out = np.empty((x.shape[0], n_out))
-    for start in range(0, n_out, 32768):                           # chunks bound the memory
-        m = np.arange(start, min(n_out, start + 32768))
-        base = (m * down) // up
-        idx = base[:, None] + offsets[None, :] + half               # [M, K] into the padded signal
-        out[:, m] = np.einsum("cmk,mk->cm", xp[:, idx], weights[(m % up)])
+    x = _wave_2d(arr, "resample_audio wave")
+    if resample_backend(sr_in, sr_out) == "torchaudio":
+        out = _resample_torchaudio(x, sr_in, sr_out)
+    else:
+        out = _resample_scipy(x, sr_in, sr_out)
     out = out.astype(np.float32)
-    return _like(out[0] if one_d else out, as_torch)
+    return _like(out[0] if arr.ndim == 1 else out, as_torch)
+
+
+def to_mono(wave):
+    """[C, T] (or [T]) -> [1, T]: the channels averaged (numpy in, numpy out; torch likewise)."""
+    arr, as_torch = _to_numpy(wave, "to_mono wave")
+    x = _wave_2d(arr, "to_mono wave")
+    return _like(reduce(x, "c t -> 1 t", "mean"), as_torch)
 
 
 def resample_video(frames, fps_in: float, fps_out: float):
@@ -330,14 +406,67 @@ def resize_frames(frames, height: int, width: int):
     if tuple(x.shape[1:3]) == (height, width):
         return frames
     dtype = x.dtype
-    y = x.float().permute(0, 3, 1, 2)
+    y = rearrange(x.float(), "f h w c -> f c h w")
     y = F.interpolate(y, size=(int(height), int(width)), mode="bilinear", align_corners=False, antialias=True)
-    y = y.permute(0, 2, 3, 1)
+    y = rearrange(y, "f c h w -> f h w c")
     if dtype == torch.uint8:
         y = y.round().clamp(0, 255).to(torch.uint8)
     else:
         y = y.to(dtype)
     return y if as_torch else y.numpy()
+
+
+FIT_MODES = ("crop", "letterbox", "stretch")
+"""How a picture of another shape is fitted to the model's frame: ``crop`` (default) keeps the
+centre at the frame's aspect ratio, ``letterbox`` keeps the whole picture with black bars,
+``stretch`` keeps the whole picture, distorted."""
+
+
+def _centre_box(height: int, width: int, aspect: float) -> tuple[int, int, int, int]:
+    """(top, left, h, w) of the largest centred box of ``aspect`` (= w / h) inside height x width."""
+    if width / height > aspect:  # too wide: keep the full height
+        w = max(1, min(width, round(height * aspect)))
+        return 0, (width - w) // 2, height, w
+    h = max(1, min(height, round(width / aspect)))
+    return (height - h) // 2, 0, h, width
+
+
+def fit_frames(frames, height: int, width: int, fit: str = "crop", name: str = "frames", log=None):
+    """``frames`` [F, H, W, 3] -> [F, height, width, 3], keeping the aspect ratio as ``fit`` says
+    (see :data:`FIT_MODES`). ``log``, if given, gets one line describing any change."""
+    if fit not in FIT_MODES:
+        raise MediaError(f"{name}: fit {fit!r} is unknown; use one of {', '.join(FIT_MODES)}")
+    if frames.ndim != 4:
+        raise MediaError(f"{name}: expected frames [F, H, W, 3], got shape {tuple(frames.shape)}")
+    src_h, src_w = int(frames.shape[1]), int(frames.shape[2])
+    height, width = int(height), int(width)
+    if (src_h, src_w) == (height, width):
+        return frames
+    same_aspect = src_h * width == src_w * height
+    note = f"{name}: {src_w}x{src_h} resized to {width}x{height}"
+    if fit == "stretch" or same_aspect:
+        out = resize_frames(frames, height, width)
+        if not same_aspect:
+            note += " (fit=stretch: aspect ratio not kept)"
+    elif fit == "crop":
+        top, left, h, w = _centre_box(src_h, src_w, width / height)
+        out = resize_frames(frames[:, top:top + h, left:left + w], height, width)
+        note = (f"{name}: {src_w}x{src_h} centre-cropped to {w}x{h} and resized to {width}x{height}, "
+                "the model's frame (fit=letterbox keeps the whole picture)")
+    else:  # letterbox
+        _, _, h, w = _centre_box(height, width, src_w / src_h)
+        inner = resize_frames(frames, h, w)
+        top, left = (height - h) // 2, (width - w) // 2
+        pad = ((0, 0), (top, height - h - top), (left, width - w - left), (0, 0))
+        if isinstance(inner, torch.Tensor):
+            out = F.pad(inner, (0, 0, *pad[2], *pad[1]))
+        else:
+            out = np.pad(inner, pad)
+        note = (f"{name}: {src_w}x{src_h} resized to {w}x{h} and letterboxed (black bars) to "
+                f"{width}x{height}, the model's frame")
+    if log is not None:
+        log(note)
+    return out
 
 
 def read_image(path) -> np.ndarray:

@@ -344,7 +344,7 @@ def output_path(path, name: str = "output") -> str:
     real = os.path.realpath(given)
     shown = given if real == os.path.abspath(given) else f"{given} (-> {real})"
     for root in _SYSTEM_TREES:
-        if _under(real, root):
+        if _under(real, root) and not _under(real, "/dev/shm"):  # /dev/shm: an ordinary tmpfs folder
             raise InputError(f"{name} {shown}: refusing to write under {root}; give a file path in a "
                              "normal folder, e.g. out/clip.mp4")
     try:
