@@ -89,3 +89,108 @@ def test_resample_video_and_resize():
     assert small.shape == (2, 32, 48, 3)
     t = resize_frames(torch.zeros(2, 16, 16, 3, dtype=torch.uint8), 8, 8)
     assert t.dtype == torch.uint8 and t.shape == (2, 8, 8, 3)
+
+
+# ----------------------------------------------------------------------------- resampling backends
+
+def _sine_error(resample, sr_in, sr_out, f=440.0):
+    x = np.sin(2 * np.pi * f * np.arange(sr_in) / sr_in).astype(np.float32)[None]
+    y = resample(x, sr_in, sr_out)
+    assert y.shape == (1, sr_out)  # one second in, one second out
+    return float(np.abs(y[0] - np.sin(2 * np.pi * f * np.arange(sr_out) / sr_out))[200:-200].max())
+
+
+def test_scipy_resampler_keeps_a_sine():
+    from harmony.media import _resample_scipy
+
+    for sr_in, sr_out in ((44100, 16000), (16000, 22050), (8000, 16000)):
+        assert _sine_error(_resample_scipy, sr_in, sr_out) < 2e-3
+
+
+def test_torchaudio_resampler_keeps_a_sine():
+    from harmony.media import _resample_torchaudio, _torchaudio_functional
+
+    if _torchaudio_functional() is None:
+        pytest.skip("torchaudio is not importable here (the scipy path is used)")
+    for sr_in, sr_out in ((44100, 16000), (16000, 22050), (8000, 16000)):
+        assert _sine_error(_resample_torchaudio, sr_in, sr_out) < 2e-3
+
+
+def test_resample_backend_choice(monkeypatch):
+    from harmony import media
+
+    monkeypatch.setattr(media, "_torchaudio_functional", lambda: None)
+    assert media.resample_backend(44100, 16000) == "scipy"
+    monkeypatch.setattr(media, "_torchaudio_functional", lambda: object())
+    assert media.resample_backend(44100, 16000) == "torchaudio"  # 441 / 160 phases
+    assert media.resample_backend(44056, 16000) == "scipy"  # 5507 / 2000: too many phases
+
+
+def test_media_imports_and_resamples_without_torchaudio():
+    code = ("import sys; sys.modules['torchaudio'] = None\n"
+            "import numpy as np\n"
+            "from harmony import media\n"
+            "assert media.resample_backend(48000, 16000) == 'scipy'\n"
+            "print(media.resample_audio(np.zeros(4800, np.float32), 48000, 16000).shape)\n")
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "(1600,)"
+
+
+def test_to_mono_averages_the_channels():
+    from harmony.media import to_mono
+
+    wave = np.array([[1.0, 0.0, -1.0], [0.0, 0.5, -1.0]], np.float32)
+    assert np.allclose(to_mono(wave), [[0.5, 0.25, -1.0]])
+    got = to_mono(torch.from_numpy(wave))
+    assert isinstance(got, torch.Tensor) and got.shape == (1, 3)
+
+
+# ----------------------------------------------------------------------------- fitting to the frame
+
+def _columns(height, width, frames=2):
+    """Frames whose pixel value is its column index (so a crop shows which columns it kept)."""
+    return np.broadcast_to(np.arange(width, dtype=np.float32)[None, None, :, None],
+                           (frames, height, width, 3)).copy()
+
+
+def test_fit_crop_keeps_the_centre():
+    from harmony.media import fit_frames
+
+    lines = []
+    out = fit_frames(_columns(4, 8), 4, 4, "crop", name="driving video", log=lines.append)
+    assert out.shape == (2, 4, 4, 3)
+    assert np.array_equal(out[0, 0, :, 0], [2, 3, 4, 5])  # the middle four columns
+    assert len(lines) == 1 and "driving video: 8x4 centre-cropped to 4x4" in lines[0]
+    tall = np.swapaxes(_columns(4, 8), 1, 2)  # 8 high, 4 wide: rows 2..5 kept
+    assert np.array_equal(fit_frames(tall, 4, 4)[0, :, 0, 0], [2, 3, 4, 5])
+    assert fit_frames(_columns(5, 8), 4, 4).shape == (2, 4, 4, 3)
+
+
+def test_fit_letterbox_keeps_the_whole_picture_with_black_bars():
+    from harmony.media import fit_frames
+
+    frames = _columns(4, 8) + 1.0  # no black pixel inside the picture
+    for x in (frames, torch.from_numpy(frames)):
+        lines = []
+        out = fit_frames(x, 8, 8, "letterbox", log=lines.append)
+        out = np.asarray(out)
+        assert out.shape == (2, 8, 8, 3)
+        assert (out[:, :2] == 0).all() and (out[:, 6:] == 0).all()  # bars above and below
+        assert np.array_equal(out[:, 2:6], frames)  # the picture itself, untouched
+        assert len(lines) == 1 and "letterboxed" in lines[0]
+
+
+def test_fit_stretch_same_shape_and_errors():
+    from harmony.media import fit_frames
+
+    frames = np.random.default_rng(0).random((2, 4, 8, 3)).astype(np.float32)
+    assert np.array_equal(fit_frames(frames, 4, 4, "stretch"), resize_frames(frames, 4, 4))
+    lines = []
+    assert fit_frames(frames, 4, 8, log=lines.append) is frames and lines == []  # nothing to do
+    with pytest.raises(MediaError, match="fit 'zoom' is unknown"):
+        fit_frames(frames, 4, 4, "zoom")
