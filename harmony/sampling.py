@@ -1,50 +1,38 @@
-"""Flow-matching sampling with SyncCFG.
+"""Flow-matching ODE solvers and the job wrapper around a guided denoiser.
 
 Flow matching (rectified flow, as Wan and Ovi): ``x_sigma = (1 - sigma) x0 +
 sigma * noise``; the velocity is ``noise - x0``; the network time is
 ``t = 1000 * sigma``. Sigmas are shifted with ``s * sigma / (1 + (s - 1) sigma)``.
 
-Guidance works on the two modalities separately (paper §SyncCFG). With
-``D(.)`` the network's clean-sample estimate:
+The solvers have the k-diffusion shape: ``solver(model, x, sigmas, callback)``
+where ``model(x, sigma)`` returns the clean estimate ("denoised") of the state
+``x``. Here the state is the pair ``(zv, za)`` packed into one flat fp32 tensor
+``[B, N]`` by :class:`JobDenoiser`, which also
 
-* plain CFG (the baseline): ``D_u + s * (D_c - D_u)`` with ``D_u`` the
-  prediction without text, ``sv`` for video and ``sa`` for audio;
-* SyncCFG: the video is contrasted with a *driven* prediction whose partner
-  audio is the silent anchor (clean, ``t_a = 0``), the audio with one whose
-  partner video is the static anchor (clean, ``t_v = 0``)::
+* holds the job's clean latents (A2V audio, V2A video, I2AV first frame) in
+  every state it is given and every estimate it returns (the solvers know
+  nothing about jobs),
+* builds the per-frame / per-clip sigmas (0 where the input is clean),
+* calls the guided denoiser (:class:`harmony.guidance.SyncCFG`: SyncCFG, plain
+  CFG or none, text CFG on top), which runs the network in the compute dtype
+  (bf16 on a GPU) while the state stays fp32 and the sigmas float64.
 
-      Dv = Dv(zv | silent audio) + sv * (Dv(joint) - Dv(zv | silent audio))
-      Da = Da(za | static video) + sa * (Da(joint) - Da(za | static video))
-
-  and optional text CFG on top, ``+ (text_cfg - 1) * (D(joint) - D(no text))``.
-
-All passes of one step go through the network as **one batched forward**
-(``batched=False`` runs them one by one; the benchmark compares both).
-
-Null anchors (the paper leaves them open; our rules):
-
-* *silent audio*: the audio codec's latent of digital silence, one token
-  repeated over the clip (``silent_audio_token``);
-* *static video*: "nothing moves": the first latent frame of the current video
-  estimate frozen over all frames. The estimate is the given first frame
-  (I2AV) or driving video (V2A) when there is one, else the previous step's
-  clean-video estimate; before the first estimate exists it is the codec's
-  blank frame (``blank_video_frame``).
-
-Jobs are expressed by which latents are clean: A2V holds the audio at
-``sigma = 0``, V2A the video, I2AV the first latent frame.
+The step callback receives a dict ``{"i", "x", "sigma", "sigma_next", "denoised"}``
+(k-diffusion's keys); :func:`sample` turns it into ``callback(step, total)`` and
+``preview(step, total, x0_video, x0_audio)`` for hosts.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
 
+from .guidance import (DEFAULT_SA, DEFAULT_SV, GUIDANCE_MODES, AVDenoiser,  # noqa: F401 (re-exports)
+                       Guidance, SyncCFG)
+from .jobs import Job
 from .model import Conditioning
 
-GUIDANCE_MODES = ("synccfg", "cfg", "none")
 SOLVERS = ("euler", "dpmpp_2m")
 
 
@@ -66,248 +54,142 @@ def sigma_schedule(steps: int, shift: float = 5.0) -> torch.Tensor:
     return shift_sigmas(torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64), shift)
 
 
-@dataclass
-class Guidance:
-    """Guidance settings. ``sv``/``sa``: video/audio scales; ``text_cfg`` 1 = off."""
+# --------------------------------------------------------------------------- solvers
 
-    mode: str = "synccfg"
-    sv: float = 3.0
-    sa: float = 2.0
-    text_cfg: float = 1.0
-    batched: bool = True
-
-    def __post_init__(self):
-        if self.mode not in GUIDANCE_MODES:
-            raise ValueError(f"guidance mode {self.mode!r} is unknown; use one of {GUIDANCE_MODES}")
-
-
-@dataclass
-class Job:
-    """What is given. ``clean_audio``/``clean_video``: full latents held fixed
-    (A2V / V2A); ``first_frame``: a clean first latent frame ``[B, Cv, 1, h, w]`` (I2AV)."""
-
-    clean_audio: Optional[torch.Tensor] = None
-    clean_video: Optional[torch.Tensor] = None
-    first_frame: Optional[torch.Tensor] = None
-
-    @property
-    def name(self) -> str:
-        if self.clean_audio is not None and self.clean_video is not None:
-            return "reconstruct"
-        if self.clean_audio is not None:
-            return "A2V"
-        if self.clean_video is not None:
-            return "V2A"
-        return "I2AV" if self.first_frame is not None else "T2AV"
-
-
-class AVDenoiser:
-    """Guided clean-sample estimates ``(Dv, Da)`` for noisy ``(zv, za)`` at one sigma.
-
-    Wraps a :class:`~harmony.model.HarmonyModel`; builds the guidance passes
-    and runs them as one batch (or one by one when ``guidance.batched`` is off).
-    """
-
-    def __init__(self, model, cond: Conditioning, guidance: Guidance, job: Job,
-                 uncond: Optional[Conditioning] = None,
-                 silent_audio_token: Optional[torch.Tensor] = None,
-                 blank_video_frame: Optional[torch.Tensor] = None):
-        self.model, self.cond, self.uncond = model, cond, uncond
-        self.guidance, self.job = guidance, job
-        self.prediction = model.cfg.prediction
-        need_uncond = guidance.mode == "cfg" or guidance.text_cfg != 1.0
-        if need_uncond and uncond is None:
-            raise ValueError("plain CFG / text CFG need `uncond` (the conditioning without text)")
-        if guidance.mode == "synccfg" and silent_audio_token is None:
-            raise ValueError("SyncCFG needs `silent_audio_token` (the silent-audio anchor)")
-        self.silent = silent_audio_token
-        self.blank = blank_video_frame
-        self.video_estimate: Optional[torch.Tensor] = None
-        self.forwards = 0  # network evaluations (batched counts once)
-
-    # -- anchors -----------------------------------------------------------
-    def static_video(self, zv: torch.Tensor) -> torch.Tensor:
-        if self.job.clean_video is not None:
-            first = self.job.clean_video[:, :, :1]
-        elif self.job.first_frame is not None:
-            first = self.job.first_frame
-        elif self.video_estimate is not None:
-            first = self.video_estimate[:, :, :1]
-        elif self.blank is not None:
-            first = self.blank.to(zv).expand(zv.shape[0], -1, 1, -1, -1)
-        else:
-            first = torch.zeros_like(zv[:, :, :1])
-        return first.expand_as(zv)
-
-    def silent_audio(self, za: torch.Tensor) -> torch.Tensor:
-        return self.silent.to(za).reshape(1, 1, -1).expand_as(za)
-
-    # -- passes ------------------------------------------------------------
-    def _passes(self, zv, za, tv, ta):
-        """List of (name, zv, za, t_video, t_audio, cond) for this step."""
-        g, zero_v, zero_a = self.guidance, torch.zeros_like(tv), torch.zeros_like(ta)
-        passes = [("joint", zv, za, tv, ta, self.cond)]
-        if g.mode == "synccfg":
-            if self.job.clean_video is None:  # video is generated: contrast with silence
-                passes.append(("silent", zv, self.silent_audio(za), tv, zero_a, self.cond))
-            if self.job.clean_audio is None:  # audio is generated: contrast with stillness
-                passes.append(("static", self.static_video(zv), za, zero_v, ta, self.cond))
-        if g.mode == "cfg" or g.text_cfg != 1.0:
-            passes.append(("uncond", zv, za, tv, ta, self.uncond))
-        return passes
-
-    def _run(self, passes):
-        if self.guidance.batched and len(passes) > 1:
-            self.forwards += 1
-            n = passes[0][1].shape[0]
-            outs = self.model(
-                torch.cat([p[1] for p in passes]), torch.cat([p[2] for p in passes]),
-                torch.cat([p[3] for p in passes]), torch.cat([p[4] for p in passes]),
-                Conditioning.cat([p[5] for p in passes]))
-            vs, as_ = outs[0].split(n), outs[1].split(n)
-            return {p[0]: (v, a) for p, v, a in zip(passes, vs, as_)}
-        result = {}
-        for p in passes:
-            self.forwards += 1
-            result[p[0]] = self.model(*p[1:])
-        return result
-
-    def _to_x0(self, out, z, sigma):
-        if self.prediction == "x0":
-            return out
-        return z - sigma * out  # velocity = noise - x0
-
-    def __call__(self, zv, za, sigma_v, sigma_a):
-        """``sigma_v`` ``[B, F]`` (per latent frame), ``sigma_a`` ``[B]`` (float)."""
-        dtype = zv.dtype
-        tv, ta = (sigma_v * 1000).to(dtype), (sigma_a * 1000).to(dtype)
-        outs = self._run(self._passes(zv, za, tv, ta))
-        sv_b = sigma_v.to(dtype)[:, None, :, None, None]
-        sa_b = sigma_a.to(dtype)[:, None, None]
-        x0v = {k: self._to_x0(v, zv if k != "static" else self.static_video(zv), sv_b)
-               for k, (v, _) in outs.items()}
-        x0a = {k: self._to_x0(a, za if k != "silent" else self.silent_audio(za), sa_b)
-               for k, (_, a) in outs.items()}
-        g = self.guidance
-        if g.mode == "synccfg":
-            dv, da = x0v["joint"], x0a["joint"]
-            if "silent" in outs:
-                dv = x0v["silent"] + g.sv * (x0v["joint"] - x0v["silent"])
-            if "static" in outs:
-                da = x0a["static"] + g.sa * (x0a["joint"] - x0a["static"])
-        elif g.mode == "cfg":
-            dv = x0v["uncond"] + g.sv * (x0v["joint"] - x0v["uncond"])
-            da = x0a["uncond"] + g.sa * (x0a["joint"] - x0a["uncond"])
-        else:
-            dv, da = x0v["joint"], x0a["joint"]
-        if g.mode != "cfg" and g.text_cfg != 1.0:
-            dv = dv + (g.text_cfg - 1) * (x0v["joint"] - x0v["uncond"])
-            da = da + (g.text_cfg - 1) * (x0a["joint"] - x0a["uncond"])
-        self.video_estimate = dv.detach()
-        return dv, da
-
-
-def _hold_clean(job: Job, zv, za):
-    """Put the given (clean) parts back into the state."""
-    if job.clean_video is not None:
-        zv = job.clean_video.to(zv)
-    elif job.first_frame is not None:
-        zv = torch.cat([job.first_frame.to(zv), zv[:, :, 1:]], dim=2)
-    if job.clean_audio is not None:
-        za = job.clean_audio.to(za)
-    return zv, za
-
-
-def _step_sigmas(job: Job, sigma: float, zv, za):
-    """Per-sample / per-frame sigmas for the network (0 where the input is clean)."""
-    b, f = zv.shape[0], zv.shape[2]
-    sv = torch.full((b, f), float(sigma), dtype=torch.float64, device=zv.device)
-    sa = torch.full((b,), float(sigma), dtype=torch.float64, device=za.device)
-    if job.clean_video is not None:
-        sv.zero_()
-    elif job.first_frame is not None:
-        sv[:, 0] = 0
-    if job.clean_audio is not None:
-        sa.zero_()
-    return sv, sa
-
-
-def sample_euler(denoise, zv, za, sigmas, job: Job, callback=None):
-    """First-order flow-matching Euler: ``x <- x + (sigma_next - sigma) * velocity``."""
+def sample_euler(model, x, sigmas, callback=None):
+    """First-order flow-matching Euler: ``x <- x + (sigma_next - sigma) * (x - D) / sigma``."""
     for i in range(len(sigmas) - 1):
-        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
-        zv, za = _hold_clean(job, zv, za)
-        dv, da = denoise(zv, za, *_step_sigmas(job, s, zv, za))
-        # velocity = (x - x0) / sigma; step to sigma_next
-        zv = dv + (s_next / s) * (zv - dv)
-        za = da + (s_next / s) * (za - da)
+        sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
+        denoised = model(x, sigma)
+        x = denoised + (sigma_next / sigma) * (x - denoised)
         if callback is not None:
-            callback(i, len(sigmas) - 1, zv, za)
-    return _hold_clean(job, zv, za)
+            callback({"i": i, "x": x, "sigma": sigma, "sigma_next": sigma_next, "denoised": denoised})
+    return x
 
 
-def sample_dpmpp_2m(denoise, zv, za, sigmas, job: Job, callback=None):
-    """DPM-Solver++(2M) on the clean-sample estimate, for flow matching
-    (alpha = 1 - sigma, lambda = log(alpha / sigma))."""
+def sample_dpmpp_2m(model, x, sigmas, callback=None):
+    """DPM-Solver++(2M) on the clean estimate for flow matching (alpha = 1 - sigma,
+    lambda = log(alpha / sigma)); the last step (to sigma 0) is the estimate itself."""
     def lam(s):
         return math.log((1 - s) / s)
 
-    prev = None  # (dv, da, h) of the previous step
+    old_denoised, h_last = None, None
     for i in range(len(sigmas) - 1):
-        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
-        zv, za = _hold_clean(job, zv, za)
-        dv, da = denoise(zv, za, *_step_sigmas(job, s, zv, za))
-        if s_next == 0:
-            zv, za = dv, da
+        sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
+        denoised = model(x, sigma)
+        if sigma_next == 0:
+            x = denoised
         else:
-            s_cur = min(s, 1 - 1e-6)
-            h = lam(s_next) - lam(s_cur)
-            cv, ca = dv, da
-            if prev is not None:
-                r = prev[2] / h
-                cv = (1 + 1 / (2 * r)) * dv - (1 / (2 * r)) * prev[0]
-                ca = (1 + 1 / (2 * r)) * da - (1 / (2 * r)) * prev[1]
-            ratio, a_next = s_next / s_cur, 1 - s_next
-            zv = ratio * zv - a_next * math.expm1(-h) * cv
-            za = ratio * za - a_next * math.expm1(-h) * ca
-            prev = (dv, da, h)
+            s = min(sigma, 1 - 1e-6)  # lambda(1) = -inf: the first step is first order anyway
+            h = lam(sigma_next) - lam(s)
+            d = denoised
+            if old_denoised is not None:
+                r = h_last / h
+                d = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old_denoised
+            x = (sigma_next / s) * x - (1 - sigma_next) * math.expm1(-h) * d
+            old_denoised, h_last = denoised, h
         if callback is not None:
-            callback(i, len(sigmas) - 1, zv, za)
-    return _hold_clean(job, zv, za)
+            callback({"i": i, "x": x, "sigma": sigma, "sigma_next": sigma_next, "denoised": denoised})
+    return x
 
 
-_SOLVER_FUNCS = {"euler": sample_euler, "dpmpp_2m": sample_dpmpp_2m}
+SOLVER_FUNCS = {"euler": sample_euler, "dpmpp_2m": sample_dpmpp_2m}
 
+
+# --------------------------------------------------------------------------- the job wrapper
+
+class JobDenoiser:
+    """``model(x, sigma)`` for the solvers: the flat state ``x`` ``[B, N]`` of one job.
+
+    Unpacks ``x`` into ``(zv, za)``, puts the job's clean latents in, gives the
+    guided denoiser per-frame sigmas (0 where the input is clean), and returns
+    the flat clean estimate with the clean latents held.
+    """
+
+    def __init__(self, guided, job: Job, shape_video, shape_audio):
+        self.guided, self.job = guided, job
+        self.shape_video, self.shape_audio = tuple(shape_video), tuple(shape_audio)
+        self.n_video = math.prod(self.shape_video[1:])
+        self.last = None  # (x0_video, x0_audio) of the latest call
+
+    def pack(self, zv, za):
+        return torch.cat([zv.reshape(zv.shape[0], -1), za.reshape(za.shape[0], -1)], dim=1)
+
+    def unpack(self, x):
+        return (x[:, :self.n_video].reshape(self.shape_video),
+                x[:, self.n_video:].reshape(self.shape_audio))
+
+    def hold(self, zv, za):
+        """The given (clean) parts put back into ``(zv, za)``."""
+        job = self.job
+        if job.clean_video is not None:
+            zv = job.clean_video.to(zv)
+        elif job.first_frame is not None:
+            zv = torch.cat([job.first_frame.to(zv), zv[:, :, 1:]], dim=2)
+        if job.clean_audio is not None:
+            za = job.clean_audio.to(za)
+        return zv, za
+
+    def sigmas(self, sigma: float, device):
+        """Per-frame video sigmas ``[B, F]`` and per-clip audio sigmas ``[B]`` (float64)."""
+        b, f = self.shape_video[0], self.shape_video[2]
+        sigma_v = torch.full((b, f), float(sigma), dtype=torch.float64, device=device)
+        sigma_a = torch.full((b,), float(sigma), dtype=torch.float64, device=device)
+        if self.job.clean_video is not None:
+            sigma_v.zero_()
+        elif self.job.first_frame is not None:
+            sigma_v[:, 0] = 0
+        if self.job.clean_audio is not None:
+            sigma_a.zero_()
+        return sigma_v, sigma_a
+
+    def __call__(self, x, sigma):
+        zv, za = self.hold(*self.unpack(x))
+        dv, da = self.guided(zv, za, *self.sigmas(sigma, x.device))
+        dv, da = self.hold(dv.to(x.dtype), da.to(x.dtype))
+        self.last = (dv, da)
+        return self.pack(dv, da)
+
+
+# --------------------------------------------------------------------------- entry point
 
 def sample(model, cond: Conditioning, noise_video: torch.Tensor, noise_audio: torch.Tensor, *,
            steps: int = 40, shift: float = 5.0, guidance: Optional[Guidance] = None,
            job: Optional[Job] = None, uncond: Optional[Conditioning] = None,
            silent_audio_token=None, blank_video_frame=None, solver: str = "dpmpp_2m",
-           callback: Optional[Callable] = None, cancel: Optional[Callable] = None):
-    """Generate ``(video_latent, audio_latent)`` from the given noise.
+           callback: Optional[Callable] = None, cancel: Optional[Callable] = None,
+           preview: Optional[Callable] = None, dtype: Optional[torch.dtype] = None):
+    """Generate ``(video_latent, audio_latent)`` (fp32) from the given noise.
 
-    ``callback(step, total)`` runs after every step; ``cancel()`` runs before
-    every step and stops sampling by raising (e.g. :class:`SamplingCancelled`
-    or the host's interrupt exception, which is never swallowed).
+    ``callback(step, total)`` runs after every step; ``preview(step, total, x0_video,
+    x0_audio)`` too, with the step's clean estimate; ``cancel()`` runs before every
+    step and stops sampling by raising (e.g. :class:`SamplingCancelled` or the host's
+    interrupt exception, which is never swallowed). ``dtype``: the network's compute
+    dtype (default: the noise's dtype); the ODE state stays fp32 whatever it is.
     """
-    if solver not in _SOLVER_FUNCS:
+    if solver not in SOLVER_FUNCS:
         raise ValueError(f"solver {solver!r} is unknown; use one of {SOLVERS}")
     guidance = guidance or Guidance()
     job = job or Job()
-    denoiser = AVDenoiser(model, cond, guidance, job, uncond, silent_audio_token, blank_video_frame)
-
-    def step_hooks(denoise):
-        def wrapped(*a):
-            if cancel is not None:
-                cancel()
-            return denoise(*a)
-        return wrapped
-
-    def cb(i, n, zv, za):
-        if callback is not None:
-            callback(i + 1, n)
-
+    guided = SyncCFG(model, cond, guidance, job, uncond, silent_audio_token, blank_video_frame,
+                     dtype or noise_video.dtype)
+    state = torch.promote_types(noise_video.dtype, torch.float32)
+    zv, za = noise_video.to(state), noise_audio.to(state)
+    den = JobDenoiser(guided, job, zv.shape, za.shape)
     sigmas = sigma_schedule(steps, shift)
+
+    def model_fn(x, sigma):
+        if cancel is not None:
+            cancel()
+        return den(x, sigma)
+
+    def step_done(info):
+        n = len(sigmas) - 1
+        if callback is not None:
+            callback(info["i"] + 1, n)
+        if preview is not None:
+            preview(info["i"] + 1, n, *den.unpack(info["denoised"]))
+
     with torch.no_grad():
-        zv, za = noise_video, noise_audio
-        return _SOLVER_FUNCS[solver](step_hooks(denoiser), zv, za, sigmas, job, cb)
+        x = SOLVER_FUNCS[solver](model_fn, den.pack(zv, za), sigmas, step_done)
+    return den.hold(*den.unpack(x))
