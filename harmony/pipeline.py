@@ -185,7 +185,28 @@ class HarmonyPipeline:
             if not isinstance(v, str):
                 raise TypeError(f"{name} must be a string, got {type(v).__name__}")
         self._say_truncation(prompt, audio_caption, transcript)
+        self._say_unknown_words(prompt, audio_caption, transcript)
         return self.conditioner([prompt], [audio_caption], [transcript], [None], device=self.device)
+
+    def _say_unknown_words(self, prompt: str, audio_caption: str, transcript: str):
+        """One line per text with words outside the model's vocabulary (it reads them only as
+        spelled-out letters, which the tiny model was never trained on)."""
+        import re
+
+        for name, value, attr in (("prompt", prompt, "prompt_tokens"),
+                                  ("audio_caption", audio_caption, "caption_tokens"),
+                                  ("transcript", transcript, "transcript_tokens")):
+            known = getattr(getattr(self.conditioner, attr, None), "words", None)
+            if not known or not value:
+                continue
+            known = set(known)
+            unknown = list(dict.fromkeys(w for w in re.findall(r"[a-z]+|[0-9]+", value.lower())
+                                         if w not in known))
+            if unknown:
+                shown = ", ".join(repr(w) for w in unknown[:8]) + (", ..." if len(unknown) > 8 else "")
+                self.log(f"{name}: {shown} not in this model's vocabulary; it reads such words only "
+                         f"letter by letter, so they have little effect (the bundled model knows the "
+                         f"words of its synthetic world: see MODEL_CARD.md)")
 
     def _say_truncation(self, prompt: str, audio_caption: str, transcript: str):
         for name, value, attr in (("prompt", prompt, "prompt_tokens"),
@@ -222,9 +243,13 @@ class HarmonyPipeline:
             mono = torch.nn.functional.pad(mono[:n], (0, max(0, n - mono.shape[-1])))
         return self.codecs.audio.encode(mono[None].to(self.device))
 
-    def conform_frames(self, frames, fps: Optional[float] = None, name: str = "video") -> torch.Tensor:
-        """Frames ``[F, H, W, 3]`` in 0..1 at any size / fps -> the model's fps and frame size."""
-        from .media import resample_video, resize_frames
+    def conform_frames(self, frames, fps: Optional[float] = None, name: str = "video",
+                       fit: str = "crop") -> torch.Tensor:
+        """Frames ``[F, H, W, 3]`` in 0..1 at any size / fps -> the model's fps and frame size.
+
+        ``fit``: how another aspect ratio is fitted to the frame: "crop" (centre), "letterbox"
+        or "stretch" (``harmony.media.FIT_MODES``); each change is logged once."""
+        from .media import fit_frames, resample_video
 
         frames, fps = validate.frames(frames, fps, name)
         frames = frames.float()
@@ -232,14 +257,12 @@ class HarmonyPipeline:
             self.log(f"{name}: resampling {frames.shape[0]} frames from {fps:g} fps to {self.fps:g} fps")
             frames = torch.as_tensor(resample_video(frames, fps, self.fps))
         h, w = self.frame_size
-        if tuple(frames.shape[1:3]) != (h, w):
-            self.log(f"{name}: resizing {frames.shape[2]}x{frames.shape[1]} to {w}x{h}")
-            frames = torch.as_tensor(resize_frames(frames, h, w))
+        frames = torch.as_tensor(fit_frames(frames, h, w, fit, name, log=self.log))
         return frames.clamp(0, 1)
 
     @torch.no_grad()
     def encode_video(self, frames: torch.Tensor, fps: Optional[float] = None,
-                     n_frames: Optional[int] = None, name: str = "video") -> torch.Tensor:
+                     n_frames: Optional[int] = None, name: str = "video", fit: str = "crop") -> torch.Tensor:
         """Frames ``[F, H, W, 3]`` in 0..1 at any size / fps -> video latent ``[1, C, F', h, w]``."""
         if n_frames is not None:
             n_frames = validate.integer(n_frames, "n_frames", 16, low=1)
@@ -247,7 +270,7 @@ class HarmonyPipeline:
             # crop before resampling / resizing: source frames up to the last one used, no further
             ratio = (fps / self.fps) if fps is not None else 1.0
             frames = frames[: math.ceil(n_frames * ratio) + 1]
-        frames = self.conform_frames(frames, fps, name)
+        frames = self.conform_frames(frames, fps, name, fit)
         if n_frames is not None:
             if frames.shape[0] < n_frames:  # hold the last frame
                 frames = torch.cat([frames, frames[-1:].expand(n_frames - frames.shape[0], -1, -1, -1)])
@@ -309,9 +332,14 @@ class HarmonyPipeline:
                guidance: str = "synccfg", solver: str = "dpmpp_2m", first_frame=None,
                driving_audio=None, driving_video=None, ref_voice=None,
                callback: Optional[Callable] = None, cancel: Optional[Callable] = None,
-               batched: bool = True) -> AVLatent:
+               batched: bool = True, fit: str = "crop") -> AVLatent:
         """Sample a joint latent. ``driving_audio``/``ref_voice``: ``(wave [C,T], sr)``;
-        ``driving_video``: ``(frames [F,H,W,3], fps)``; ``first_frame``: ``[H,W,3]``."""
+        ``driving_video``: ``(frames [F,H,W,3], fps)``; ``first_frame``: ``[H,W,3]``;
+        ``fit``: how frames of another aspect ratio meet the model's frame (crop, letterbox, stretch)."""
+        from .media import FIT_MODES
+
+        if fit not in FIT_MODES:
+            raise validate.InputError(f"fit: {fit!r} is unknown; use one of {', '.join(FIT_MODES)}")
         # every input is checked before any compute (harmony.validate)
         args = validate.sampling_args(
             seconds_value=seconds, seed=seed, steps=steps, shift=shift, sv=sv, sa=sa, text_cfg=text_cfg,
@@ -367,9 +395,9 @@ class HarmonyPipeline:
         if driving_audio is not None:
             job.clean_audio = self.encode_audio(*driving_audio, seconds=seconds, name="driving audio")
         if driving_video is not None:
-            job.clean_video = self.encode_video(driving_video[0], driving_video[1], n_frames, "driving video")
+            job.clean_video = self.encode_video(driving_video[0], driving_video[1], n_frames, "driving video", fit)
         if first_frame is not None and driving_video is None:
-            job.first_frame = self.encode_video(ff, None, 1, "first frame")[:, :, :1]
+            job.first_frame = self.encode_video(ff, None, 1, "first frame", fit)[:, :, :1]
         h, w = self.frame_size
         stride = int(self.codecs.video.spatial_stride)
         cv, lh, lw = int(self.codecs.video.latent_channels), h // stride, w // stride
