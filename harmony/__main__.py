@@ -1,7 +1,11 @@
-"""Command line: ``python -m harmony {generate,bench,train,evaluate,convert}``."""
+"""Command line: ``python -m harmony {generate,bench,train,evaluate,convert}``.
+
+Errors print one line and exit 2 (bad input) or 1 (anything else); add --debug
+(or set HARMONY_DEBUG=1) to see the traceback."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -44,6 +48,7 @@ def _generate(argv):
                        ("--ref-voice", a.ref_voice), ("--model", a.model)):
         if path is not None and not os.path.isfile(path):
             ap.error(f"{flag}: file not found: {path}")
+    limit = _check_generate_args(a)  # before the model is loaded or anything is sampled
     # no prompt: the demo clip, or (with driving media) an empty prompt that leaves it to the media
     demo = a.prompt is None and not (a.audio or a.video or a.image)
     prompt = a.prompt if a.prompt is not None else (DEMO_PROMPT if demo else "")
@@ -58,13 +63,14 @@ def _generate(argv):
     kw = {}
     if a.image:
         kw["first_frame"] = media.read_image(a.image)
+    # driving media: only the part that can be used is decoded (a long file is never read in full)
     if a.audio:
-        kw["driving_audio"] = media.read_audio(a.audio)
+        kw["driving_audio"] = _read_limited(media.read_audio, a.audio, "--audio", limit)
     if a.video:
-        frames, fps, _, _ = media.read_video(a.video)
+        frames, fps, _, _ = _read_limited(media.read_video, a.video, "--video", limit)
         kw["driving_video"] = (frames, fps)
     if a.ref_voice:
-        kw["ref_voice"] = media.read_audio(a.ref_voice)
+        kw["ref_voice"] = _read_limited(media.read_audio, a.ref_voice, "--ref-voice", limit)
     cond = pipe.encode_text(prompt, caption, transcript)
     bar = tqdm(total=a.steps, desc="sampling", unit="step")
 
@@ -76,14 +82,52 @@ def _generate(argv):
                       text_cfg=a.text_cfg, guidance=a.guidance, solver=a.solver, callback=progress, **kw)
     bar.close()
     frames, wave, sr, fps = pipe.decode(lat)
-    if a.audio:  # A2V: the soundtrack is the driving audio itself
+    if a.audio:  # A2V: the soundtrack is the driving audio itself (cropped before resampling)
         wave_in, sr_in = kw["driving_audio"]
+        wave_in = wave_in[..., : int(lat.seconds * sr_in) + sr_in // 20]
         wave = media.resample_audio(wave_in, sr_in, sr)[..., : wave.shape[-1]]
     if a.video:  # V2A: the picture is the driving video itself (at the model's fps and size)
         frames = pipe.conform_frames(*kw["driving_video"])[: frames.shape[0]]
+    _check_output(a.output, "-o")  # again: the path may have changed while sampling
     media.write_mp4(a.output, frames, fps, wave, sr)
     print(f"wrote {a.output}: {lat.job}, {frames.shape[0]} frames at {fps:g} fps, "
           f"{wave.shape[-1] / sr:.2f} s audio at {sr} Hz, prompt {prompt!r} ({time.time() - t0:.1f} s)")
+
+
+def _check_output(path, name):
+    """An output path that may be written: absent or a regular file in a writable folder."""
+    from . import validate
+
+    return validate.output_path(path, name)
+
+
+def _check_generate_args(a) -> float:
+    """Every number and path of ``generate``, checked before loading the model; returns the
+    longest span of driving media that can be used (seconds)."""
+    from . import validate
+    from .pipeline import model_limits
+    from .sampling import GUIDANCE_MODES, SOLVERS
+
+    _check_output(a.output, "-o")
+    min_s, max_s = model_limits(a.model)
+    validate.sampling_args(seconds_value=a.seconds, seed=a.seed, steps=a.steps, shift=a.shift,
+                           sv=0.0 if a.sv is None else a.sv, sa=0.0 if a.sa is None else a.sa,
+                           text_cfg=a.text_cfg, guidance=a.guidance, solver=a.solver, min_seconds=min_s,
+                           max_seconds=max_s, guidance_modes=GUIDANCE_MODES, solvers=SOLVERS, via="cli")
+    if a.resident_blocks is not None:
+        validate.integer(a.resident_blocks, "resident_blocks", 4, via="cli", low=0)
+    return min(a.seconds, max_s) if a.seconds is not None else max_s
+
+
+def _read_limited(read, path, flag, limit):
+    """Read at most ``limit`` seconds of a media file, and say when the file is longer."""
+    got = read(path, max_seconds=limit)
+    data, rate = got[0], got[1]  # (wave [C, T], sr) or (frames [F, H, W, 3], fps, ...)
+    n = data.shape[-1] if data.ndim == 2 else data.shape[0]
+    if n >= int(limit * rate):
+        print(f"[harmony] {flag}: using the first {limit:g} s of {path} (the most this run can use)",
+              flush=True)
+    return got
 
 
 def _bench(argv):
@@ -109,6 +153,7 @@ def _convert(argv):
     ap.add_argument("--fp8", choices=("e4m3fn", "e5m2", "scaled_e4m3fn"), default=None)
     ap.add_argument("--dtype", default=None, help="bf16, fp16 or fp32 for the non-fp8 weights")
     a = ap.parse_args(argv)
+    _check_output(a.output, "output")
     from .checkpoint import convert
     convert(a.input, a.output, fp8=a.fp8, dtype=a.dtype)
     print(f"wrote {a.output}")
@@ -118,8 +163,7 @@ COMMANDS = {"generate": _generate, "bench": _bench, "train": _train, "evaluate":
             "convert": _convert}
 
 
-def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
+def _dispatch(argv):
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print(__doc__.strip())
         print("commands: " + ", ".join(COMMANDS))
@@ -128,6 +172,58 @@ def main(argv=None):
             sys.exit(2)
         return
     COMMANDS[argv[0]](argv[1:])
+
+
+@contextlib.contextmanager
+def _one_line_usage_errors():
+    """argparse's usage errors as one line (not the whole usage block), exit code 2."""
+    def error(parser, message):
+        if "invalid int value" in message:
+            message += " (give a whole number)"
+        elif "invalid float value" in message:
+            message += " (give a number)"
+        parser.exit(2, f"{parser.prog}: error: {message}; see {parser.prog} --help\n")
+
+    saved = argparse.ArgumentParser.error
+    argparse.ArgumentParser.error = error
+    try:
+        yield
+    finally:
+        argparse.ArgumentParser.error = saved
+
+
+def _is_input_error(e: BaseException) -> bool:
+    """Bad input (exit 2): our validation, media and checkpoint errors are ValueErrors."""
+    return isinstance(e, (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError))
+
+
+def main(argv=None):
+    """Run a command; an error prints one line (``--debug`` / HARMONY_DEBUG=1: the traceback)
+    and exits 2 for bad input, 1 for anything else."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("HARMONY_DEBUG", "").strip() not in ("", "0")
+    argv = [x for x in argv if x != "--debug"]
+    command = argv[0] if argv and argv[0] in COMMANDS else None
+    try:
+        with _one_line_usage_errors():
+            _dispatch(argv)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("harmony: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - every error becomes one line (or a traceback with --debug)
+        code = 2 if _is_input_error(e) else 1
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+            sys.exit(code)
+        text = " ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
+        if code == 1:
+            text = f"{type(e).__name__}: {text} (rerun with --debug for the traceback)"
+        print(f"python -m harmony{' ' + command if command else ''}: error: {text}", file=sys.stderr)
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -322,10 +322,13 @@ def weight_bytes_5b():
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m harmony bench", description=__doc__.split("\n")[0])
+    from .cli import Parser, program
+
+    ap = Parser(prog=f"{program()} bench", description="Speed and memory, measured: seconds per sampling step\n"
+                "and peak memory, per precision and guidance mode.")
     ap.add_argument("--repeats", type=int, default=2, help="timed calls per row (after one warm-up call)")
     ap.add_argument("--rows", default=",".join(ROWS),
-                    help=f"comma-separated rows to run, from: {', '.join(ROWS)} (default all)")
+                    help=f"comma-separated rows to run, from: {', '.join(ROWS)}")
     ap.add_argument("--quick", action="store_true", help="one timed call per row, rows fp32,bf16,tiny")
     ap.add_argument("--devices", default="all", choices=("all", "cpu", "cuda"),
                     help="where to measure (all = CPU, plus the GPU when present)")

@@ -382,13 +382,50 @@ def train(tc: TrainConfig):
         print(f"done: {step} steps, {wall:.0f}s this run; weights in {tc.out}")
 
 
+TRAIN_HELP = {
+    "config": "model config to build (harmony.config names, e.g. tiny)",
+    "steps": "optimizer steps",
+    "batch": "world clips per step",
+    "lr": "peak learning rate (AdamW)",
+    "warmup": "linear learning-rate warm-up, in steps",
+    "weight_decay": "AdamW weight decay",
+    "shift": "flow-matching schedule shift (paper: 5)",
+    "tasks": "synergy: joint + A2V + V2A losses (Cross-Task Synergy); joint: the joint loss only",
+    "lambda_v": "weight of the audio-driven video (A2V) loss (paper: 0.1)",
+    "lambda_a": "weight of the video-driven audio (V2A) loss (paper: 0.3)",
+    "p_first_frame": "share of joint samples given a clean first latent frame (I2AV)",
+    "p_drop_text": "share of samples trained without text (for text CFG)",
+    "p_drop_ref": "share of samples trained without the reference voice",
+    "ema": "decay of the exponential moving average that is exported",
+    "seconds": "length of each training clip",
+    "pool": "training clips kept encoded in memory",
+    "refresh": "clips of the pool replaced by new ones every --refresh-every steps",
+    "refresh_every": "steps between pool refreshes",
+    "seed": "random seed (data, noise and initial weights)",
+    "out": "folder for checkpoints, the exported model and train_summary.json",
+    "save_every": "steps between checkpoints",
+    "log_every": "steps between log lines",
+    "max_minutes": "wall-clock budget in minutes (0 = none); the learning-rate schedule follows it",
+    "workers": "processes rendering world clips (0 or 1 = in-process)",
+    "codecs": "codec weights file (empty = the bundled tiny codecs)",
+    "export_dtype": "dtype of the exported EMA weights",
+}
+"""Help of each ``python -m harmony train`` option (one per TrainConfig field)."""
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m harmony train", description=__doc__.split("\n")[0])
+    from .cli import Parser, program
+
+    ap = Parser(prog=f"{program()} train", description="Cross-Task Synergy training (paper section 3.3) of a Harmony model on the\n"
+                "synthetic audio-visual world; the EMA weights go to <out>/harmony_tiny.safetensors.",
+                epilog=f"example:\n  {program()} train --steps 3000 --out runs/tiny")
+    choices = {"tasks": ("synergy", "joint"), "export_dtype": tuple(EXPORT_DTYPES)}
     for name, default in TrainConfig().__dict__.items():
         if isinstance(default, dict):
             continue
         kind = type(default)
-        ap.add_argument("--" + name.replace("_", "-"), type=kind, default=default)
+        ap.add_argument("--" + name.replace("_", "-"), type=kind, default=default, choices=choices.get(name),
+                        help=TRAIN_HELP.get(name, ""))
     args = ap.parse_args(argv)
     tc = TrainConfig(**{k: v for k, v in vars(args).items()})
     if tc.export_dtype not in EXPORT_DTYPES:
