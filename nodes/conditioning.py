@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .harmony_lib import harmony_module
 from .types import (HARMONY_CONDITIONING, HARMONY_MODEL, AVConditioning, HarmonyInputError,
-                    audio_seconds, audio_to_wave, check_type, image_frames, video_components)
+                    audio_seconds, audio_to_wave, check_type, image_frames, node_checks, video_components)
 
 MIN_REF_VOICE_SECONDS = 0.5
 """Shorter reference clips carry too little timbre; the paper uses 1-3 s."""
@@ -48,6 +48,9 @@ class HarmonyTextConditioning:
 
     def encode(self, model, prompt, audio_caption, transcript):
         check_type(model, HARMONY_MODEL, "model", "Harmony Text Conditioning")
+        with node_checks("Harmony Text Conditioning") as validate:
+            for name, value in (("prompt", prompt), ("audio_caption", audio_caption), ("transcript", transcript)):
+                validate.text(value, name)
         text = model.encode_text(prompt, audio_caption=audio_caption, transcript=transcript)
         return (AVConditioning(text=text, prompt=prompt),)
 
@@ -132,14 +135,22 @@ class HarmonyVideoConditioning:
         check_type(conditioning, HARMONY_CONDITIONING, "conditioning", node)
         if images is not None:
             frames = image_frames(images, "images")
+            if video is not None:
+                print(f"[harmony] {node}: both 'images' and 'video' are connected; using 'images' "
+                      "(disconnect it to use the VIDEO)")
         elif video is not None:
             frames, fps, _ = video_components(video, "video")
         else:
             raise HarmonyInputError(f"{node}: connect 'images' (IMAGE) or 'video' (VIDEO).")
         if use_as == FIRST_FRAME:
+            if frames.shape[0] > 1:  # documented in the tooltip; said, not silent
+                print(f"[harmony] {node}: {frames.shape[0]} frames connected; the first one is the first "
+                      "frame (pick another with ImageFromBatch)")
             return (conditioning.with_(first_frame=frames[0]),)
         if use_as != DRIVING_VIDEO:
             raise HarmonyInputError(f"use_as {use_as!r} is unknown; use one of {[DRIVING_VIDEO, FIRST_FRAME]}.")
+        with node_checks(node) as validate:
+            fps = validate.rate(fps, "fps", "frames per second", 24, via="node")
         min_s = harmony_module("pipeline").MIN_SECONDS
         if frames.shape[0] / float(fps) < min_s:
             raise HarmonyInputError(

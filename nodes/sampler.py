@@ -11,7 +11,7 @@ from . import host
 from .errors import actionable_errors
 from .harmony_lib import harmony_module
 from .types import (HARMONY_AV_LATENT, HARMONY_CONDITIONING, HARMONY_MODEL, HarmonyInputError,
-                    check_type)
+                    check_type, node_checks)
 
 MEMORY_HINT = ("Lower seconds or width/height, or reload the model with offload=block_swap "
                "(fewer resident_blocks), offload=cpu or dtype=fp8_e4m3fn.")
@@ -92,6 +92,13 @@ class HarmonySyncCFGSampler:
             raise HarmonyInputError(
                 f"{node}: the conditioning has both driving audio and driving video; keep one "
                 "(driving audio makes A2V, driving video makes V2A).")
+        pipeline = harmony_module("pipeline")
+        with node_checks(node) as validate:  # the same checks as the API and the CLI, before any compute
+            validate.sampling_args(
+                seconds_value=seconds, seed=seed, steps=steps, shift=shift, sv=sv, sa=sa, text_cfg=text_cfg,
+                guidance=guidance, solver=solver, min_seconds=pipeline.MIN_SECONDS,
+                max_seconds=getattr(model, "max_seconds", pipeline.DEFAULT_MAX_SECONDS),
+                guidance_modes=guidance_modes(), solvers=solvers(), via="node")
         kwargs = {}
         native_h, native_w = model.frame_size
         size = (height or native_h, width or native_w)

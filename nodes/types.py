@@ -9,6 +9,7 @@ Our own types carry harmony objects between our nodes only.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
@@ -74,11 +75,28 @@ def check_type(value, expected_type: str, input_name: str, node: str):
     return value
 
 
+@contextlib.contextmanager
+def node_checks(prefix: str = ""):
+    """harmony.validate's InputError -> HarmonyInputError (``prefix``: e.g. the node's name)."""
+    from .harmony_lib import harmony_module
+
+    try:
+        yield harmony_module("validate")
+    except harmony_module("validate").InputError as e:
+        raise HarmonyInputError(f"{prefix}: {e}" if prefix else str(e)) from None
+
+
 # ---------------------------------------------------------------- AUDIO
+
+AUDIO_BATCH_HINT = ("connect one clip (e.g. one LoadAudio per file), or split the batch with an "
+                    "audio-batch node and run one clip at a time")
 
 
 def audio_to_wave(audio, input_name: str) -> tuple[torch.Tensor, int]:
-    """ComfyUI AUDIO -> ``(wave [channels, samples] float32, sample_rate)`` (first batch item)."""
+    """ComfyUI AUDIO -> ``(wave [channels, samples] float32, sample_rate)``.
+
+    A batch of more than one clip is refused (never silently cut to its first item), as are
+    0 channels, no samples, a sample rate that is not positive, and NaN / inf samples."""
     if not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio:
         raise HarmonyInputError(
             f"input '{input_name}' expects AUDIO ({{'waveform': [batch, channels, samples], "
@@ -90,7 +108,10 @@ def audio_to_wave(audio, input_name: str) -> tuple[torch.Tensor, int]:
         raise HarmonyInputError(
             f"input '{input_name}': AUDIO waveform must be [batch, channels, samples], "
             f"got shape {tuple(wave.shape)}.")
-    return wave[0].cpu(), int(audio["sample_rate"])
+    with node_checks() as validate:
+        wave, sample_rate = validate.wave(wave, audio["sample_rate"], f"input '{input_name}'", via="node",
+                                          batch_hint=AUDIO_BATCH_HINT)
+    return wave.cpu(), sample_rate
 
 
 def wave_to_audio(wave: torch.Tensor, sample_rate: int) -> dict:
@@ -121,7 +142,9 @@ def image_frames(images, input_name: str) -> torch.Tensor:
         raise HarmonyInputError(
             f"input '{input_name}': IMAGE must be [frames, height, width, 3], got shape "
             f"{tuple(images.shape)}.")
-    return frames[..., :3].clamp(0, 1).cpu()
+    with node_checks() as validate:
+        frames, _ = validate.frames(frames, None, f"input '{input_name}'", via="node")
+    return frames.clamp(0, 1).cpu()
 
 
 def video_components(video, input_name: str):
@@ -132,4 +155,13 @@ def video_components(video, input_name: str):
             f"got {type(video).__name__}.")
     parts = video.get_components()
     frames = image_frames(parts.images, input_name)
-    return frames, float(parts.frame_rate), getattr(parts, "audio", None)
+    rate = parts.frame_rate
+    try:
+        fps = float(rate)
+    except (TypeError, ValueError):
+        fps = float("nan")
+    if not fps > 0 or fps == float("inf"):
+        raise HarmonyInputError(
+            f"input '{input_name}': the VIDEO's frame_rate is {rate!r}; it must be a positive number of "
+            "frames per second. Rebuild the VIDEO with a frame rate (e.g. CreateVideo with fps 24).")
+    return frames, fps, getattr(parts, "audio", None)
