@@ -1,154 +1,224 @@
-"""Flow-matching sampling, SyncCFG and the four jobs."""
+"""Flow-matching solvers against closed forms and hand-computed steps; the job wrapper;
+the sampler's numerics (fp32 state, fp32 timesteps) and its hooks."""
 import dataclasses
+import math
 
 import pytest
 import torch
 
 from harmony.config import get_config
+from harmony.guidance import Guidance, SyncCFG
+from harmony.jobs import Job
 from harmony.model import Conditioning, HarmonyModel
-from harmony.sampling import (AVDenoiser, Guidance, Job, SamplingCancelled, sample,
-                              sigma_schedule)
+from harmony.sampling import (SamplingCancelled, sample, sample_dpmpp_2m, sample_euler,
+                              shift_sigmas, sigma_schedule)
+
+# ---------------------------------------------------------------- closed form
+# Data x0 ~ N(mu, s^2) per element, x_sigma = (1 - sigma) x0 + sigma * noise. Then
+#   exact denoiser  D(x, sigma) = mu + (1-sigma) s^2 / ((1-sigma)^2 s^2 + sigma^2) * (x - (1-sigma) mu)
+#   exact ODE path  x(sigma)    = (1-sigma) mu + sqrt((1-sigma)^2 s^2 + sigma^2) * x(1)
+# so the flow started at noise x(1) ends at mu + s * x(1).
+MU, S = 0.7, 0.5
 
 
-class ProbeModel(torch.nn.Module):
-    """A fake network whose clean-sample estimate is a known function of its inputs,
-    so the guidance arithmetic can be checked exactly. Records every call."""
+def gauss_denoiser(mu, s):
+    def D(x, sigma):
+        a = 1 - sigma
+        return mu + a * s * s / (a * a * s * s + sigma * sigma) * (x - a * mu)
+    return D
 
-    def __init__(self):
+
+def gauss_endpoint(x1, mu, s):
+    return mu + s * x1
+
+
+X1 = torch.linspace(-2.0, 2.0, 9, dtype=torch.float64)[None]
+
+
+def endpoint_error(solver, steps, shift):
+    x = solver(gauss_denoiser(MU, S), X1.clone(), sigma_schedule(steps, shift))
+    return float((x - gauss_endpoint(X1, MU, S)).abs().max())
+
+
+def test_schedule_values_by_hand():
+    # shift 5: 5 s / (1 + 4 s) at s = 1, .75, .5, .25, 0
+    want = torch.tensor([1.0, 3.75 / 4.0, 2.5 / 3.0, 1.25 / 2.0, 0.0], dtype=torch.float64)
+    torch.testing.assert_close(sigma_schedule(4, 5.0), want, rtol=0, atol=1e-15)
+    torch.testing.assert_close(sigma_schedule(4, 1.0), torch.tensor([1, .75, .5, .25, 0], dtype=torch.float64))
+    assert sigma_schedule(4).dtype == torch.float64
+    torch.testing.assert_close(shift_sigmas(torch.tensor([0.2]), 3.0), torch.tensor([0.6 / 1.4]))
+    with pytest.raises(ValueError, match="steps"):
+        sigma_schedule(0)
+    with pytest.raises(ValueError, match="shift"):
+        sigma_schedule(4, 0.0)
+
+
+def test_euler_steps_by_hand():
+    D = gauss_denoiser(MU, S)
+    sig = [0.9, 0.6, 0.35]
+    x = X1.clone()
+    for a, b in zip(sig, sig[1:]):  # x + (sigma_next - sigma) * velocity, velocity = (x - D) / sigma
+        x = x + (b - a) * (x - D(x, a)) / a
+    torch.testing.assert_close(sample_euler(D, X1.clone(), torch.tensor(sig, dtype=torch.float64)), x,
+                               rtol=0, atol=1e-12)
+
+
+def test_dpmpp_2m_steps_by_hand():
+    D = gauss_denoiser(MU, S)
+    sig = [0.9, 0.6, 0.35, 0.1]
+    lam = [math.log((1 - s) / s) for s in sig]
+    x0 = X1.clone()
+    # step 1 (first order): x1 = (s1/s0) x0 + (1 - s1) (1 - e^{-h0}) D0
+    h0 = lam[1] - lam[0]
+    d0 = D(x0, sig[0])
+    x1 = sig[1] / sig[0] * x0 + (1 - sig[1]) * (1 - math.exp(-h0)) * d0
+    # step 2 (second order): D' = (1 + 1/(2r)) D1 - 1/(2r) D0 with r = h0 / h1
+    h1 = lam[2] - lam[1]
+    d1 = D(x1, sig[1])
+    r = h0 / h1
+    x2 = sig[2] / sig[1] * x1 + (1 - sig[2]) * (1 - math.exp(-h1)) * ((1 + 0.5 / r) * d1 - 0.5 / r * d0)
+    # step 3, r = h1 / h2
+    h2 = lam[3] - lam[2]
+    d2 = D(x2, sig[2])
+    r = h1 / h2
+    x3 = sig[3] / sig[2] * x2 + (1 - sig[3]) * (1 - math.exp(-h2)) * ((1 + 0.5 / r) * d2 - 0.5 / r * d1)
+    got = sample_dpmpp_2m(D, X1.clone(), torch.tensor(sig, dtype=torch.float64))
+    torch.testing.assert_close(got, x3, rtol=0, atol=1e-12)
+    # the step to sigma 0 returns the clean estimate
+    got0 = sample_dpmpp_2m(D, X1.clone(), torch.tensor([0.9, 0.6, 0.0], dtype=torch.float64))
+    torch.testing.assert_close(got0, D(x1, 0.6), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("solver", [sample_euler, sample_dpmpp_2m])
+def test_point_mass_lands_exactly(solver):
+    target = torch.tensor([[0.3, -1.2, 2.0]], dtype=torch.float64)
+    x = solver(lambda x, s: target.expand_as(x), torch.randn(1, 3, dtype=torch.float64), sigma_schedule(7))
+    torch.testing.assert_close(x, target, rtol=0, atol=1e-12)
+
+
+# measured orders (log2 of the error ratio when the steps double), see docs/ARCHITECTURE.md:
+#   Euler,    shift 5: N = 40 -> 80 -> 160: errors 1.06e-1, 5.44e-2, 2.75e-2 (order 0.96, 0.98)
+#   DPM++2M,  shift 1: N = 80 -> 160 -> 320: errors 1.61e-3, 4.85e-4, 1.42e-4 (order 1.73, 1.77)
+#   DPM++2M,  shift 5: N = 160 -> 320 -> 640: errors 4.98e-3, 1.87e-3, 6.09e-4 (order 1.41, 1.62)
+@pytest.mark.parametrize("shift", [1.0, 5.0])
+def test_euler_is_first_order_on_the_gaussian(shift):
+    e = [endpoint_error(sample_euler, n, shift) for n in (40, 80, 160)]
+    orders = [math.log2(e[i] / e[i + 1]) for i in range(2)]
+    assert all(0.9 < p < 1.1 for p in orders), (e, orders)
+    assert e[-1] < 0.03
+
+
+@pytest.mark.parametrize("shift, ns, min_order, max_err", [(1.0, (80, 160, 320), 1.7, 2e-4),
+                                                          (5.0, (160, 320, 640), 1.55, 7e-4)])
+def test_dpmpp_2m_is_second_order_on_the_gaussian(shift, ns, min_order, max_err):
+    e = [endpoint_error(sample_dpmpp_2m, n, shift) for n in ns]
+    order = math.log2(e[1] / e[2])
+    assert order > min_order and e[2] < max_err, (e, order)
+    # and much better than Euler at the same number of steps
+    assert e[2] < endpoint_error(sample_euler, ns[2], shift) / 10
+
+
+# ---------------------------------------------------------------- through sample()
+
+class GaussNet(torch.nn.Module):
+    """The exact Gaussian denoiser as a network: reads sigma = t / 1000 and answers the
+    velocity noise - x0 = (z - D) / sigma (prediction "velocity") or D ("x0")."""
+
+    def __init__(self, prediction="velocity", video=(0.7, 0.5), audio=(-0.4, 1.5)):
         super().__init__()
-        self.cfg = get_config("tiny")  # prediction "x0"
-        self.calls = []
+        self.cfg = dataclasses.replace(get_config("tiny"), prediction=prediction)
+        self.video, self.audio = video, audio
+        self.seen = []
 
     def forward(self, zv, za, tv, ta, cond):
-        self.calls.append(zv.shape[0])
-        # video estimate depends on the partner audio, audio estimate on the partner video
-        v = 0.5 * zv + za.mean(dim=(1, 2))[:, None, None, None, None] + tv.mean(1)[:, None, None, None, None] / 1000
-        a = 0.5 * za + zv.mean(dim=(1, 2, 3, 4))[:, None, None] + cond.video_context.mean() * 0
-        return v, a
+        self.seen.append((tv.clone(), ta.clone()))
+        sv = tv.double()[:, None, :, None, None] / 1000
+        sa = ta.double()[:, None, None] / 1000
+        dv = gauss_denoiser(*self.video)(zv.double(), sv)
+        da = gauss_denoiser(*self.audio)(za.double(), sa)
+        if self.cfg.prediction == "x0":
+            return dv.to(zv.dtype), da.to(za.dtype)
+        return ((zv - dv) / sv).to(zv.dtype), ((za - da) / sa).to(za.dtype)
 
 
-def _cond(b=1, dim=64):
-    return Conditioning(torch.randn(b, 5, dim), torch.randn(b, 7, dim), None)
+def _cond(b=1, dim=8):
+    return Conditioning(torch.ones(b, 2, dim), torch.ones(b, 2, dim))
 
 
-def test_synccfg_formula_matches_paper():
-    torch.manual_seed(0)
-    m = ProbeModel()
-    zv, za = torch.randn(1, 16, 3, 4, 4), torch.randn(1, 10, 20)
-    silent = torch.randn(20)
-    g = Guidance("synccfg", sv=3.0, sa=2.0)
-    den = AVDenoiser(m, _cond(), g, Job(), silent_audio_token=silent)
-    sv_, sa_ = torch.full((1, 3), 0.6, dtype=torch.float64), torch.full((1,), 0.6, dtype=torch.float64)
-    dv, da = den(zv, za, sv_, sa_)
-    tv, ta = torch.full((1, 3), 600.0), torch.full((1,), 600.0)
-    joint = m(zv, za, tv, ta, _cond())
-    silent_pass = m(zv, silent.reshape(1, 1, -1).expand_as(za), tv, ta * 0, _cond())
-    static = torch.zeros_like(zv[:, :, :1]).expand_as(zv)  # no estimate yet, no blank frame: zeros
-    static_pass = m(static, za, tv * 0, ta, _cond())
-    torch.testing.assert_close(dv, silent_pass[0] + 3.0 * (joint[0] - silent_pass[0]))
-    torch.testing.assert_close(da, static_pass[1] + 2.0 * (joint[1] - static_pass[1]))
+@pytest.mark.parametrize("prediction", ["velocity", "x0"])
+@pytest.mark.parametrize("solver, fn", [("euler", sample_euler), ("dpmpp_2m", sample_dpmpp_2m)])
+def test_sample_follows_the_exact_flow(prediction, solver, fn):
+    """sample(): shift-5 schedule, t = 1000 sigma, velocity -> x0, both modalities on one
+    clock; equals the float64 solver on the closed form (fp32 state) and ends near the exact
+    endpoint."""
+    g = torch.Generator().manual_seed(0)
+    nv, na = torch.randn(1, 2, 3, 2, 2, generator=g), torch.randn(1, 4, 3, generator=g)
+    net = GaussNet(prediction)
+    zv, za = sample(net, _cond(), nv, na, steps=40, shift=5.0, guidance=Guidance("none"), solver=solver)
+    assert zv.dtype == torch.float32 and za.dtype == torch.float32
+    ref_v = fn(gauss_denoiser(0.7, 0.5), nv.double(), sigma_schedule(40, 5.0))
+    ref_a = fn(gauss_denoiser(-0.4, 1.5), na.double(), sigma_schedule(40, 5.0))
+    torch.testing.assert_close(zv.double(), ref_v, rtol=0, atol=2e-4)
+    torch.testing.assert_close(za.double(), ref_a, rtol=0, atol=2e-4)
+    # 40 steps: error per unit of |noise| ~0.053 (Euler) / ~0.0054 (DPM++2M), see above
+    tol = (0.07 if solver == "euler" else 0.008) * float(nv.abs().max())
+    assert float((zv.double() - gauss_endpoint(nv.double(), 0.7, 0.5)).abs().max()) < tol
+    sig = sigma_schedule(40, 5.0)
+    torch.testing.assert_close(torch.stack([t[1][0] for t in net.seen]).double(), 1000 * sig[:-1],
+                               rtol=0, atol=1e-3)
 
 
-def test_unit_scales_reduce_to_joint_prediction():
-    m = ProbeModel()
-    zv, za = torch.randn(1, 16, 3, 4, 4), torch.randn(1, 10, 20)
-    den = AVDenoiser(m, _cond(), Guidance("synccfg", 1.0, 1.0), Job(), silent_audio_token=torch.zeros(20))
-    s = torch.full((1, 3), 0.5, dtype=torch.float64), torch.full((1,), 0.5, dtype=torch.float64)
-    dv, da = den(zv, za, *s)
-    jv, ja = m(zv, za, torch.full((1, 3), 500.0), torch.full((1,), 500.0), _cond())
-    torch.testing.assert_close(dv, jv)
-    torch.testing.assert_close(da, ja)
+def test_jobs_hold_the_given_latents_and_sigmas():
+    g = torch.Generator().manual_seed(1)
+    nv, na = torch.randn(1, 2, 3, 2, 2, generator=g), torch.randn(1, 4, 3, generator=g)
+    clean_v, clean_a = torch.randn(1, 2, 3, 2, 2, generator=g), torch.randn(1, 4, 3, generator=g)
+    first = torch.randn(1, 2, 1, 2, 2, generator=g)
+    kw = dict(steps=4, shift=5.0, guidance=Guidance("none"), solver="dpmpp_2m")
+    sig = sigma_schedule(4, 5.0)[:-1].float() * 1000
 
-
-@pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    return HarmonyModel(get_config("tiny")).eval()
-
-
-def test_batched_synccfg_equals_three_separate_passes(tiny):
-    torch.manual_seed(1)
-    cfg = tiny.cfg
-    zv = torch.randn(1, cfg.video.in_dim, 6, 4, 4)
-    za = torch.randn(1, 12, cfg.audio.in_dim)
-    cond = Conditioning(torch.randn(1, 8, cfg.video.text_dim), torch.randn(1, 9, cfg.audio.text_dim),
-                        torch.randn(1, 5, cfg.audio.in_dim))
-    uncond = Conditioning(torch.zeros_like(cond.video_context), torch.zeros_like(cond.audio_context),
-                          cond.ref_audio)
-    s = torch.full((1, 6), 0.7, dtype=torch.float64), torch.full((1,), 0.7, dtype=torch.float64)
-    out = {}
-    for batched in (True, False):
-        den = AVDenoiser(tiny, cond, Guidance("synccfg", 3.0, 2.0, 1.5, batched), Job(), uncond,
-                         silent_audio_token=torch.randn(cfg.audio.in_dim, generator=torch.Generator().manual_seed(2)))
-        with torch.no_grad():
-            out[batched] = den(zv, za, *s)
-        out[(batched, "forwards")] = den.forwards
-    torch.testing.assert_close(out[True][0], out[False][0], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(out[True][1], out[False][1], atol=1e-5, rtol=1e-5)
-    assert out[(True, "forwards")] == 1  # joint + silent + static + uncond as one batch
-    assert out[(False, "forwards")] == 4
-
-
-class ConstantX0(torch.nn.Module):
-    """Always predicts the same clean sample: every solver must land on it exactly."""
-
-    def __init__(self, xv, xa):
-        super().__init__()
-        self.cfg = dataclasses.replace(get_config("tiny"), prediction="x0")
-        self.xv, self.xa = xv, xa
-
-    def forward(self, zv, za, tv, ta, cond):
-        return self.xv.expand_as(zv), self.xa.expand_as(za)
-
-
-@pytest.mark.parametrize("solver", ["euler", "dpmpp_2m"])
-def test_solvers_reach_the_predicted_clean_sample(solver):
-    xv, xa = torch.randn(1, 4, 3, 2, 2), torch.randn(1, 5, 3)
-    m = ConstantX0(xv, xa)
-    zv, za = sample(m, _cond(), torch.randn(1, 4, 3, 2, 2), torch.randn(1, 5, 3), steps=7,
-                    guidance=Guidance("none"), solver=solver)
-    torch.testing.assert_close(zv, xv)
-    torch.testing.assert_close(za, xa)
-
-
-def test_jobs_hold_the_given_latents_clean():
-    m = ProbeModel()
-    clean_a = torch.randn(1, 10, 20)
-    clean_v = torch.randn(1, 16, 3, 4, 4)
-    first = torch.randn(1, 16, 1, 4, 4)
-    nv, na = torch.randn(1, 16, 3, 4, 4), torch.randn(1, 10, 20)
-    kw = dict(steps=4, silent_audio_token=torch.zeros(20))
-    zv, za = sample(m, _cond(), nv, na, job=Job(clean_audio=clean_a), **kw)
+    net = GaussNet("x0")  # A2V: audio clean at t_a = 0 in every pass; video noisy
+    zv, za = sample(net, _cond(), nv, na, job=Job(clean_audio=clean_a), **kw)
     assert torch.equal(za, clean_a) and not torch.equal(zv, nv)
-    zv, za = sample(m, _cond(), nv, na, job=Job(clean_video=clean_v), **kw)
+    assert all(float(ta.abs().max()) == 0 for _, ta in net.seen)
+    torch.testing.assert_close(torch.stack([tv[0, 0] for tv, _ in net.seen]), sig)
+
+    net = GaussNet("x0")  # V2A: video clean at t_v = 0; audio noisy
+    zv, za = sample(net, _cond(), nv, na, job=Job(clean_video=clean_v), **kw)
     assert torch.equal(zv, clean_v) and not torch.equal(za, na)
-    zv, za = sample(m, _cond(), nv, na, job=Job(first_frame=first), **kw)
+    assert all(float(tv.abs().max()) == 0 for tv, _ in net.seen)
+    torch.testing.assert_close(torch.stack([ta[0] for _, ta in net.seen]), sig)
+
+    net = GaussNet("x0")  # I2AV: first latent frame clean at t = 0, the other frames noisy
+    zv, za = sample(net, _cond(), nv, na, job=Job(first_frame=first), **kw)
     assert torch.equal(zv[:, :, :1], first)
-    assert Job(clean_audio=clean_a).name == "A2V" and Job(clean_video=clean_v).name == "V2A"
-    assert Job(first_frame=first).name == "I2AV" and Job().name == "T2AV"
+    for k, (tv, ta) in enumerate(net.seen):
+        assert float(tv[0, 0]) == 0
+        torch.testing.assert_close(tv[0, 1:], sig[k].expand(2))
+        torch.testing.assert_close(ta[0], sig[k])
 
 
-def test_a2v_network_sees_clean_audio_at_t0():
-    m = ProbeModel()
-    seen = []
-    orig = m.forward
-
-    def spy(zv, za, tv, ta, cond):
-        seen.append(ta.clone())
-        return orig(zv, za, tv, ta, cond)
-
-    m.forward = spy
-    sample(m, _cond(), torch.randn(1, 16, 3, 4, 4), torch.randn(1, 10, 20), steps=2,
-           job=Job(clean_audio=torch.randn(1, 10, 20)), silent_audio_token=torch.zeros(20))
-    assert all(float(t.abs().max()) == 0 for t in seen)
+def test_jobs_names():
+    t = torch.zeros(1)
+    assert Job().name == "T2AV" and Job(first_frame=t).name == "I2AV"
+    assert Job(clean_audio=t).name == "A2V" and Job(clean_video=t).name == "V2A"
 
 
-def test_callback_every_step_and_cancel_stops():
-    m = ProbeModel()
-    steps = []
-    sample(m, _cond(), torch.randn(1, 16, 3, 4, 4), torch.randn(1, 10, 20), steps=5,
-           silent_audio_token=torch.zeros(20), callback=lambda i, n: steps.append((i, n)))
+def test_callback_preview_every_step_and_cancel_stops():
+    net = GaussNet("x0")
+    nv, na = torch.randn(1, 2, 3, 2, 2), torch.randn(1, 4, 3)
+    steps, previews = [], []
+    sample(net, _cond(), nv, na, steps=5, guidance=Guidance("none"), solver="euler",
+           callback=lambda i, n: steps.append((i, n)),
+           preview=lambda i, n, xv, xa: previews.append((i, xv.clone(), xa.clone())))
     assert steps == [(i, 5) for i in range(1, 6)]
+    assert [p[0] for p in previews] == [1, 2, 3, 4, 5]
+    # the preview is the step's clean estimate: the exact denoiser at that step's sigma
+    sig = sigma_schedule(5, 5.0)
+    x = nv.double()
+    for k in range(2):
+        d = gauss_denoiser(0.7, 0.5)(x, float(sig[k]))
+        torch.testing.assert_close(previews[k][1].double(), d, rtol=0, atol=1e-5)
+        x = d + float(sig[k + 1] / sig[k]) * (x - d)
     count = {"n": 0}
 
     def cancel():
@@ -157,22 +227,98 @@ def test_callback_every_step_and_cancel_stops():
             raise SamplingCancelled("stop")
 
     with pytest.raises(SamplingCancelled):
-        sample(m, _cond(), torch.randn(1, 16, 3, 4, 4), torch.randn(1, 10, 20), steps=10,
-               silent_audio_token=torch.zeros(20), cancel=cancel)
+        sample(net, _cond(), nv, na, steps=10, guidance=Guidance("none"), cancel=cancel)
     assert count["n"] == 3
 
 
-def test_schedule_and_bad_arguments():
-    s = sigma_schedule(10, 5.0)
-    assert s[0] == 1 and s[-1] == 0 and torch.all(s[1:] < s[:-1])
-    # shift 5 keeps more steps at high noise than no shift
-    assert s[5] > sigma_schedule(10, 1.0)[5]
-    with pytest.raises(ValueError, match="steps"):
-        sigma_schedule(0)
-    with pytest.raises(ValueError, match="guidance mode"):
-        Guidance("bogus")
+def test_unknown_solver():
     with pytest.raises(ValueError, match="solver"):
-        sample(ProbeModel(), _cond(), torch.randn(1, 16, 3, 4, 4), torch.randn(1, 10, 20),
-               solver="bogus", silent_audio_token=torch.zeros(20))
-    with pytest.raises(ValueError, match="uncond"):
-        AVDenoiser(ProbeModel(), _cond(), Guidance("cfg"), Job())
+        sample(GaussNet(), _cond(), torch.randn(1, 2, 3, 2, 2), torch.randn(1, 4, 3), solver="bogus",
+               guidance=Guidance("none"))
+
+
+# ---------------------------------------------------------------- real tiny model
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return HarmonyModel(get_config("tiny")).eval()
+
+
+def _tiny_inputs(cfg, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    zv = torch.randn(1, cfg.video.in_dim, 2, 4, 4, generator=g)
+    za = torch.randn(1, 6, cfg.audio.in_dim, generator=g)
+    cond = Conditioning(torch.randn(1, 8, cfg.video.text_dim, generator=g),
+                        torch.randn(1, 9, cfg.audio.text_dim, generator=g))
+    uncond = Conditioning(torch.zeros_like(cond.video_context), torch.zeros_like(cond.audio_context))
+    return zv, za, cond, uncond
+
+
+def test_batched_synccfg_equals_separate_passes(tiny):
+    zv, za, cond, uncond = _tiny_inputs(tiny.cfg)
+    s = torch.full((1, 2), 0.7, dtype=torch.float64), torch.full((1,), 0.7, dtype=torch.float64)
+    out, forwards = {}, {}
+    for batched in (True, False):
+        den = SyncCFG(tiny, cond, Guidance("synccfg", 3.0, 2.0, 1.5, batched), Job(), uncond,
+                      silent_audio_token=torch.randn(tiny.cfg.audio.in_dim, generator=torch.Generator().manual_seed(2)))
+        with torch.no_grad():
+            out[batched] = den(zv, za, *s)
+        forwards[batched] = den.forwards
+    torch.testing.assert_close(out[True][0], out[False][0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out[True][1], out[False][1], atol=1e-5, rtol=1e-5)
+    assert forwards == {True: 1, False: 4}  # joint + silent + static + uncond
+
+
+class Bf16Net(torch.nn.Module):
+    """A network with bf16 parameters (one channel-mixing layer per modality, cast on use
+    like harmony's ops) that records what it is fed; predicts x0."""
+
+    def __init__(self, cv, ca):
+        super().__init__()
+        self.cfg = dataclasses.replace(get_config("tiny"), prediction="x0")
+        self.v = torch.nn.Linear(cv, cv).to(torch.bfloat16)
+        self.a = torch.nn.Linear(ca, ca).to(torch.bfloat16)
+        self.seen = []
+
+    def forward(self, zv, za, tv, ta, cond):
+        self.seen.append((zv.dtype, za.dtype, tv.clone(), ta.clone()))
+        v = self.v(zv.movedim(1, -1).to(self.v.weight.dtype)).movedim(-1, 1)
+        return 0.5 * v, 0.5 * self.a(za.to(self.a.weight.dtype))
+
+
+def test_bf16_model_keeps_fp32_state_and_exact_timesteps():
+    """A bf16 network at 40 steps, shift 5: it sees bf16 latents, fp32 timesteps equal to
+    1000 sigma (bf16 timesteps would be up to 2.0 off near t = 1000, where steps are ~1.3
+    apart), and the ODE state and result stay fp32."""
+    net = Bf16Net(2, 3)
+    g = torch.Generator().manual_seed(5)
+    nv, na = torch.randn(1, 2, 3, 2, 2, generator=g), torch.randn(1, 4, 3, generator=g)
+    states = []
+    out_v, out_a = sample(net, _cond(), nv, na, steps=40, shift=5.0, guidance=Guidance("none"),
+                          solver="dpmpp_2m", dtype=torch.bfloat16,
+                          preview=lambda i, n, xv, xa: states.append((xv.dtype, xa.dtype)))
+    exact = 1000 * sigma_schedule(40, 5.0)[:-1]
+    assert len(net.seen) == 40
+    assert all((s[0], s[1]) == (torch.bfloat16, torch.bfloat16) for s in net.seen)
+    tv = torch.stack([s[2][0, 0] for s in net.seen])
+    ta = torch.stack([s[3][0] for s in net.seen])
+    assert tv.dtype == torch.float32 and ta.dtype == torch.float32
+    assert float((tv.double() - exact).abs().max()) < 1e-3
+    assert float((ta.double() - exact).abs().max()) < 1e-3
+    bf16_error = float((exact.to(torch.bfloat16).double() - exact).abs().max())
+    assert bf16_error > 1.0  # what bf16 timesteps would have cost
+    assert out_v.dtype == torch.float32 and out_a.dtype == torch.float32
+    assert states == [(torch.float32, torch.float32)] * 40
+
+
+def test_real_bf16_model_runs_a_guided_step(tiny):
+    model = HarmonyModel(get_config("tiny")).eval()
+    model.load_state_dict(tiny.state_dict())
+    model.to(torch.bfloat16)
+    zv, za, cond, _ = _tiny_inputs(tiny.cfg)
+    den = SyncCFG(model, cond, Guidance("synccfg"), Job(), silent_audio_token=torch.zeros(tiny.cfg.audio.in_dim),
+                  dtype=torch.bfloat16)
+    with torch.no_grad():
+        dv, da = den(zv, za, torch.full((1, 2), 0.9, dtype=torch.float64), torch.full((1,), 0.9, dtype=torch.float64))
+    assert dv.dtype == torch.float32 and torch.isfinite(dv).all() and torch.isfinite(da).all()

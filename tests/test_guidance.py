@@ -1,0 +1,217 @@
+"""Guidance arithmetic of every mode, the SyncCFG anchors (latents and timesteps) and the
+velocity -> x0 conversion, on a fake network whose outputs are chosen by hand."""
+import dataclasses
+
+import pytest
+import torch
+
+from harmony.config import get_config
+from harmony.guidance import (DEFAULT_SA, DEFAULT_SV, Guidance, SyncCFG, default_scales,
+                              velocity_to_x0)
+from harmony.jobs import Job
+from harmony.model import Conditioning
+
+# hand-made clean estimates per pass: (video, audio)
+PRED = {"joint": (2.0, -1.0), "silent": (0.5, 7.0), "static": (9.0, 0.25), "uncond": (1.0, 0.0)}
+B, CV, F, H, W, LA, CA = 1, 4, 3, 2, 2, 5, 3
+SILENT = torch.tensor([0.3, -0.2, 0.1])
+
+
+class PassModel(torch.nn.Module):
+    """Recognises each guidance pass from its inputs alone and answers with PRED.
+
+    uncond: all-zero text; silent: the audio is the silent token repeated; static: every
+    video frame equals the first. Records what every batch row was fed."""
+
+    def __init__(self, prediction="x0"):
+        super().__init__()
+        self.cfg = dataclasses.replace(get_config("tiny"), prediction=prediction)
+        self.rows, self.calls = [], 0
+
+    def kind(self, zv, za, ctx):
+        if float(ctx.abs().max()) == 0:
+            return "uncond"
+        if torch.equal(za, SILENT.to(za.dtype).reshape(1, -1).expand_as(za)):
+            return "silent"
+        if torch.equal(zv, zv[:, :1].expand_as(zv)):
+            return "static"
+        return "joint"
+
+    def forward(self, zv, za, tv, ta, cond):
+        self.calls += 1
+        v, a = torch.empty_like(zv), torch.empty_like(za)
+        for i in range(zv.shape[0]):
+            k = self.kind(zv[i], za[i], cond.video_context[i])
+            self.rows.append(dict(kind=k, zv=zv[i].clone(), za=za[i].clone(), tv=tv[i].clone(),
+                                  ta=ta[i].clone(), dtype=zv.dtype, t_dtype=tv.dtype))
+            v[i], a[i] = PRED[k]
+        return v, a
+
+
+def _conds():
+    cond = Conditioning(torch.ones(B, 2, 8), torch.ones(B, 2, 8))
+    return cond, Conditioning(torch.zeros(B, 2, 8), torch.zeros(B, 2, 8))
+
+
+def _state(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(B, CV, F, H, W, generator=g), torch.randn(B, LA, CA, generator=g)
+
+
+def _sigmas(sigma=0.6):
+    return torch.full((B, F), sigma, dtype=torch.float64), torch.full((B,), sigma, dtype=torch.float64)
+
+
+def _run(mode, sv=3.0, sa=2.0, text_cfg=1.0, job=None, batched=True):
+    m = PassModel()
+    cond, uncond = _conds()
+    den = SyncCFG(m, cond, Guidance(mode, sv, sa, text_cfg, batched), job or Job(), uncond,
+                  silent_audio_token=SILENT)
+    dv, da = den(*_state(), *_sigmas())
+    return m, den, dv, da
+
+
+# expected values, computed by hand from PRED:
+#   synccfg: Dv = 0.5 + 3 (2 - 0.5) = 5.0          Da = 0.25 + 2 (-1 - 0.25) = -2.25
+#   text CFG 1.5 on top: Dv += 0.5 (2 - 1) = 5.5    Da += 0.5 (-1 - 0) = -2.75
+#   cfg:     Dv = 1 + 3 (2 - 1) = 4.0               Da = 0 + 2 (-1 - 0) = -2.0
+#   none:    Dv = 2.0                               Da = -1.0
+@pytest.mark.parametrize("mode, text_cfg, want_v, want_a, n_rows", [
+    ("synccfg", 1.0, 5.0, -2.25, 3),
+    ("synccfg", 1.5, 5.5, -2.75, 4),
+    ("cfg", 1.0, 4.0, -2.0, 2),
+    ("cfg", 1.5, 4.0, -2.0, 2),  # text_cfg is not used under plain CFG (sv/sa are the text scales)
+    ("none", 1.0, 2.0, -1.0, 1),
+    ("none", 1.5, 2.5, -1.5, 2),
+])
+@pytest.mark.parametrize("batched", [True, False])
+def test_guidance_arithmetic_of_every_mode(mode, text_cfg, want_v, want_a, n_rows, batched):
+    m, den, dv, da = _run(mode, text_cfg=text_cfg, batched=batched)
+    assert torch.all(dv == want_v) and torch.all(da == want_a), (float(dv.mean()), float(da.mean()))
+    assert len(m.rows) == n_rows
+    assert m.calls == (1 if batched else n_rows)
+
+
+def test_unit_scales_are_no_guidance():
+    for mode in ("synccfg", "cfg"):
+        _, _, dv, da = _run(mode, sv=1.0, sa=1.0)
+        assert torch.all(dv == PRED["joint"][0]) and torch.all(da == PRED["joint"][1])
+
+
+def test_sv_is_the_video_scale_and_sa_the_audio_scale():
+    _, _, dv, da = _run("synccfg", sv=5.0, sa=1.0)
+    assert torch.all(dv == 0.5 + 5.0 * 1.5) and torch.all(da == -1.0)
+    _, _, dv, da = _run("synccfg", sv=1.0, sa=5.0)
+    assert torch.all(dv == 2.0) and torch.all(da == 0.25 + 5.0 * -1.25)
+
+
+def _rows(m):
+    return {r["kind"]: r for r in m.rows}
+
+
+def test_synccfg_anchor_latents_and_timesteps_t2av():
+    zv, za = _state()
+    blank = torch.randn(CV, 1, H, W)
+    m = PassModel()
+    cond, _ = _conds()
+    den = SyncCFG(m, cond, Guidance("synccfg"), Job(), silent_audio_token=SILENT, blank_video_frame=blank)
+    den(zv, za, *_sigmas(0.6))
+    rows = _rows(m)
+    assert set(rows) == {"joint", "silent", "static"}
+    j, s, st = rows["joint"], rows["silent"], rows["static"]
+    assert torch.equal(j["zv"], zv[0]) and torch.equal(j["za"], za[0])
+    assert torch.allclose(j["tv"], torch.full((F,), 600.0)) and torch.allclose(j["ta"], torch.tensor(600.0))
+    # silent pass: same noisy video, silent audio fed CLEAN (t_a = 0)
+    assert torch.equal(s["zv"], zv[0]) and torch.equal(s["za"], SILENT.expand(LA, CA))
+    assert torch.allclose(s["tv"], torch.full((F,), 600.0)) and float(s["ta"]) == 0.0
+    # static pass: the blank frame repeated, fed CLEAN (t_v = 0), same noisy audio
+    assert torch.equal(st["zv"], blank.expand(CV, F, H, W)) and torch.equal(st["za"], za[0])
+    assert torch.all(st["tv"] == 0) and torch.allclose(st["ta"], torch.tensor(600.0))
+    # next step: the static anchor is the previous step's clean video estimate (first frame)
+    m.rows.clear()
+    dv_prev = den.video_estimate.clone()
+    den(zv, za, *_sigmas(0.3))
+    st = _rows(m)["static"]
+    assert torch.equal(st["zv"], dv_prev[0, :, :1].expand(CV, F, H, W)) and torch.all(st["tv"] == 0)
+
+
+def test_synccfg_anchors_per_job():
+    zv, za = _state()
+    first = torch.randn(B, CV, 1, H, W)
+    clean_v, clean_a = torch.randn(B, CV, F, H, W), torch.randn(B, LA, CA)
+    cond, _ = _conds()
+    # I2AV: static anchor = the given first frame
+    m = PassModel()
+    SyncCFG(m, cond, Guidance("synccfg"), Job(first_frame=first), silent_audio_token=SILENT)(zv, za, *_sigmas())
+    assert torch.equal(_rows(m)["static"]["zv"], first[0].expand(CV, F, H, W))
+    # V2A: the video is given -> no silent pass; static anchor = its first frame
+    m = PassModel()
+    SyncCFG(m, cond, Guidance("synccfg"), Job(clean_video=clean_v), silent_audio_token=SILENT)(zv, za, *_sigmas())
+    rows = _rows(m)
+    assert set(rows) == {"joint", "static"}
+    assert torch.equal(rows["static"]["zv"], clean_v[0, :, :1].expand(CV, F, H, W))
+    # A2V: the audio is given -> no static pass
+    m = PassModel()
+    SyncCFG(m, cond, Guidance("synccfg"), Job(clean_audio=clean_a), silent_audio_token=SILENT)(zv, za, *_sigmas())
+    assert set(_rows(m)) == {"joint", "silent"}
+
+
+def test_network_gets_fp32_timesteps_and_compute_dtype_latents():
+    m = PassModel()
+    cond, _ = _conds()
+    den = SyncCFG(m, cond, Guidance("synccfg"), Job(), silent_audio_token=SILENT, dtype=torch.bfloat16)
+    zv, za = _state()
+    sigma = 0.987654321
+    dv, da = den(zv, za, *_sigmas(sigma))
+    for r in m.rows:
+        assert r["dtype"] == torch.bfloat16 and r["t_dtype"] == torch.float32
+    assert abs(float(_rows(m)["joint"]["ta"]) - 1000 * sigma) < 1e-4  # bf16 would be off by ~2
+    assert dv.dtype == torch.float32 and da.dtype == torch.float32
+
+
+def test_velocity_to_x0_sign():
+    g = torch.Generator().manual_seed(3)
+    x0, noise = torch.randn(4, 5, generator=g), torch.randn(4, 5, generator=g)
+    sigma = 0.3
+    z = (1 - sigma) * x0 + sigma * noise
+    torch.testing.assert_close(velocity_to_x0(noise - x0, z, torch.tensor(sigma)), x0)
+
+
+class ExactVelocity(torch.nn.Module):
+    """Answers the exact velocity noise - x0 of a known (x0, noise) pair at its sigma."""
+
+    def __init__(self, x0v, x0a, nv, na):
+        super().__init__()
+        self.cfg = dataclasses.replace(get_config("tiny"), prediction="velocity")
+        self.x0v, self.x0a, self.nv, self.na = x0v, x0a, nv, na
+
+    def forward(self, zv, za, tv, ta, cond):
+        return (self.nv - self.x0v).expand_as(zv), (self.na - self.x0a).expand_as(za)
+
+
+def test_velocity_model_gives_the_clean_sample():
+    g = torch.Generator().manual_seed(4)
+    x0v, nv = torch.randn(B, CV, F, H, W, generator=g), torch.randn(B, CV, F, H, W, generator=g)
+    x0a, na = torch.randn(B, LA, CA, generator=g), torch.randn(B, LA, CA, generator=g)
+    sigma = 0.45
+    zv, za = (1 - sigma) * x0v + sigma * nv, (1 - sigma) * x0a + sigma * na
+    cond, _ = _conds()
+    den = SyncCFG(ExactVelocity(x0v, x0a, nv, na), cond, Guidance("none"), Job())
+    dv, da = den(zv, za, *_sigmas(sigma))
+    torch.testing.assert_close(dv, x0v)
+    torch.testing.assert_close(da, x0a)
+
+
+def test_defaults_and_errors():
+    assert (DEFAULT_SV, DEFAULT_SA) == (3.0, 2.0)  # the paper's scales
+    assert Guidance().sv == 3.0 and Guidance().sa == 2.0
+    assert default_scales(get_config("tiny")) == (3.0, 2.0)
+    tuned = get_config("tiny").replace(meta={"guidance": {"sv": 2.5, "sa": 1.5}})
+    assert default_scales(tuned) == (2.5, 1.5)
+    with pytest.raises(ValueError, match="guidance mode"):
+        Guidance("bogus")
+    cond, _ = _conds()
+    with pytest.raises(ValueError, match="uncond"):
+        SyncCFG(PassModel(), cond, Guidance("cfg"), Job())
+    with pytest.raises(ValueError, match="silent_audio_token"):
+        SyncCFG(PassModel(), cond, Guidance("synccfg"), Job())
