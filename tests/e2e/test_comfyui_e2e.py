@@ -85,11 +85,7 @@ def comfy(tmp_path_factory):
     cmd = [COMFYUI_PYTHON, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
            "--disable-auto-launch", "--base-directory", str(base), "--user-directory", str(base / "user"),
            "--database-url", "sqlite:///:memory:"]
-    env = dict(os.environ)
-    shim = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(COMFYUI_PYTHON))), "harmony-e2e-shim")
-    if os.path.isdir(shim):  # see tests/e2e/torchvision_cpu_shim.py
-        env["LD_LIBRARY_PATH"] = shim + os.pathsep + env.get("LD_LIBRARY_PATH", "")
-    proc = subprocess.Popen(cmd, cwd=COMFYUI_DIR, stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(cmd, cwd=COMFYUI_DIR, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 180
