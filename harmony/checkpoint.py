@@ -286,6 +286,19 @@ def check_safetensors_file(path, what: str = "checkpoint") -> str:
     return path
 
 
+def read_config(path, config=None):
+    """The config ``load_model`` would use for ``path``, from the file header only (no weights
+    read); raises the same errors for another model family or a missing config."""
+    path = check_safetensors_file(path)
+    try:
+        handle = safe_open(path, framework="pt", device="cpu")
+    except Exception as e:  # noqa: BLE001 - header passed the first check but the file is damaged
+        raise CheckpointError(f"{path} could not be opened as safetensors ({e}); the file may be "
+                              "truncated or damaged: download or convert it again") from None
+    with handle as f:
+        return _resolve_config(config, f.metadata() or {}, path, list(f.keys()))
+
+
 def load_model(path, dtype="auto", device="cpu", config=None, ops=None):
     """Build a ``HarmonyModel`` from a safetensors file, tensor by tensor.
 
@@ -379,20 +392,90 @@ def _parameters_on_meta():
         nn.Module.register_parameter = register
 
 
+def sidecar_config_paths(path) -> list[str]:
+    """Where a config for a checkpoint without ``harmony_config`` metadata is looked for, in order:
+    ``<name>.json`` beside ``<name>.safetensors``, then ``config.json`` in the same folder."""
+    path = os.path.abspath(os.fspath(path))
+    folder, name = os.path.split(path)
+    stem = name[: -len(".safetensors")] if name.endswith(".safetensors") else os.path.splitext(name)[0]
+    return [os.path.join(folder, stem + ".json"), os.path.join(folder, "config.json")]
+
+
+CONFIG_REMEDY = ('write its config beside it as {sidecar} - either {{"config": "<name>"}} with one of '
+                 '{names}, or a full config dict (HarmonyConfig.to_dict()); the Harmony Model Loader node '
+                 'and `python -m harmony generate --model` read it from there')
+
+
+def _remedy(path) -> str:
+    from . import config as config_mod
+
+    return CONFIG_REMEDY.format(sidecar=os.path.basename(sidecar_config_paths(path)[0]),
+                                names=", ".join(config_mod.CONFIGS))
+
+
+def read_sidecar_config(path):
+    """The config in a JSON file beside checkpoint ``path`` (see :func:`sidecar_config_paths`),
+    or None when there is none. Accepts a config name (``"5b"``), ``{"config": "5b"}``, a full
+    ``HarmonyConfig.to_dict()`` or ``{"harmony_config": ...}`` holding either."""
+    from . import config as config_mod
+
+    for side in sidecar_config_paths(path):
+        if not os.path.isfile(side):
+            continue
+        try:
+            with open(side, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except (OSError, ValueError) as e:
+            raise CheckpointError(f"{side}: config file beside {os.path.basename(path)} is not valid JSON "
+                                  f"({e}); fix it or remove it") from None
+        if isinstance(data, dict) and "harmony_config" in data:
+            data = data["harmony_config"]
+            if isinstance(data, str) and data.strip().startswith("{"):
+                data = json.loads(data)
+        if isinstance(data, dict) and set(data) == {"config"}:
+            data = data["config"]
+        try:
+            if isinstance(data, str):
+                return config_mod.get_config(data)
+            if isinstance(data, dict) and "video" in data and "audio" in data:
+                return config_mod.HarmonyConfig.from_dict(data)
+        except ValueError as e:
+            raise CheckpointError(f"{side}: {e}") from None
+        if os.path.basename(side) == "config.json":
+            continue  # a config.json of another kind (e.g. Wan's or diffusers'): not ours, not an error
+        keys = ", ".join(list(data)[:6]) if isinstance(data, dict) else type(data).__name__
+        raise CheckpointError(f"{side} is not a Harmony config (it holds {keys}); write "
+                              '{"config": "<name>"} or a HarmonyConfig dict there')
+    return None
+
+
 def _resolve_config(config, metadata: dict, path: str, file_keys):
     from . import config as config_mod
 
     if config is None:
         text = metadata.get(CONFIG_KEY)
-        if text is None and _detect_layout(file_keys) == "ovi":
-            return config_mod.get_config("5b-global")  # Ovi's FusionModel layout at its public size
         if text is None:
-            hint = _layout_hint(file_keys)
+            side = read_sidecar_config(path)
+            if side is not None:
+                return side
+        layout = _detect_layout(file_keys) if text is None else None
+        if text is None and layout == "ovi":
+            return config_mod.get_config("5b-global")  # Ovi's FusionModel layout at its public size
+        if text is None and layout == "wan2.2-ti2v-5b":
             raise CheckpointError(
-                f"{path} has no '{CONFIG_KEY}' metadata, so the model size is unknown"
-                + (f" ({hint})" if hint else "") + ". "
-                "Pass config= (a HarmonyConfig or a name for harmony.config.get_config)."
-            )
+                f"{path} is a Wan2.2 video-only checkpoint (a bare WanModel: it has no audio tower), so it "
+                "cannot be a Harmony model, which needs both towers. Use a Harmony or Ovi checkpoint here; "
+                "load Wan2.2 alone with ComfyUI's Load Diffusion Model node.")
+        if text is None and layout == "unknown":
+            raise CheckpointError(
+                f"{path} has no '{CONFIG_KEY}' metadata and its tensor names match no model family this "
+                "package knows (Harmony, Ovi, Wan2.2): it is not a Harmony model file. Pick a Harmony "
+                "model (.safetensors with its .text.safetensors beside it) or the bundled tiny model.")
+        if text is None:
+            raise CheckpointError(
+                f"{path} is a Harmony-layout checkpoint without '{CONFIG_KEY}' metadata, so the model size "
+                f"is unknown. To load it, {_remedy(path)}. Pass config= (a HarmonyConfig or a config name) "
+                "when calling harmony.checkpoint.load_model directly.")
         version = metadata.get(VERSION_KEY, FORMAT_VERSION)
         if version != FORMAT_VERSION:
             raise CheckpointError(
@@ -465,7 +548,8 @@ def _check_shapes(model: nn.Module, names: dict, f, path: str):
         raise CheckpointError(
             f"{path}: {len(bad)} tensor(s) have the wrong shape for this model config: "
             + "; ".join(bad[:10]) + (f"; ... ({len(bad) - 10} more)" if len(bad) > 10 else "")
-            + ". The checkpoint was made for a different model size; pass the matching config."
+            + f". The checkpoint was made for a different model size ({_layout_hint(names.values()) or 'family unknown'}"
+            f"); {_remedy(path)}."
         )
 
 

@@ -148,14 +148,19 @@ class HarmonyPipeline:
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         attn.set_backend(attention)
         store_device = "cpu" if offload in ("cpu", "block_swap") else device
-        model = load_model(path, dtype=dtype, device=store_device)
-        cfg = model.cfg
         text_path = path.replace(".safetensors", ".text.safetensors")
-        if not os.path.exists(text_path):
+        if not os.path.exists(text_path):  # checked before any weight is read
+            from .checkpoint import read_config
+
+            read_config(path)  # another model family, or no config: that error first
             raise FileNotFoundError(
                 f"model file {path!r} has no text-encoder file beside it ({text_path!r}). Harmony "
-                "models trained by this project ship both; for umT5-conditioned checkpoints "
-                "(Wan2.2 / Ovi) pass text embeddings directly instead of using encode_text().")
+                "models trained by this project ship both. umT5-conditioned checkpoints (Ovi, the 5b "
+                "configs) need a umT5 text encoder that this package does not include yet: they load "
+                "with harmony.checkpoint.load_model in Python, but the node and the CLI cannot "
+                "generate with them.")
+        model = load_model(path, dtype=dtype, device=store_device)
+        cfg = model.cfg
         conditioner = Conditioner.from_file(text_path, cfg).to(device)
         _check_codecs_match(cfg, codecs)
         video_codec, audio_codec = load_codecs(codecs, device=device)
