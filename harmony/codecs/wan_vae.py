@@ -70,14 +70,27 @@ class CausalConv3d(nn.Conv3d):
         self.space = (pad[2], pad[2], pad[1], pad[1])
 
     def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
-        front = self.front
-        if front and cache is not None:
+        prev = None
+        if self.front and cache is not None:
             prev = cache.get(self)
             if prev is not None:
-                x = torch.cat([prev.to(x.device), x], dim=2)
-                front = max(0, front - prev.shape[2])
-            cache[self] = x[:, :, -CACHE_FRAMES:].clone()
-        return super().forward(F.pad(x, (*self.space, front, 0)))
+                prev = prev.to(x.device)
+            keep = x[:, :, -CACHE_FRAMES:]
+            if keep.shape[2] < CACHE_FRAMES and prev is not None:
+                keep = torch.cat([prev[:, :, keep.shape[2] - CACHE_FRAMES:], keep], dim=2)
+            cache[self] = keep.clone()
+        n_prev = 0 if prev is None else prev.shape[2]
+        front = max(0, self.front - n_prev)
+        pw, ph = self.space[0], self.space[2]
+        if not (front or n_prev or pw or ph):
+            return super().forward(x)
+        # one padded buffer: [zeros | cached frames | x] in time, zero borders in space
+        b, c, t, h, w = x.shape
+        buf = x.new_zeros(b, c, front + n_prev + t, h + 2 * ph, w + 2 * pw)
+        if n_prev:
+            buf[:, :, front:front + n_prev, ph:ph + h, pw:pw + w] = prev
+        buf[:, :, front + n_prev:, ph:ph + h, pw:pw + w] = x
+        return super().forward(buf)
 
 
 class RMSNorm(nn.Module):
@@ -89,7 +102,7 @@ class RMSNorm(nn.Module):
         self.gamma = nn.Parameter(torch.ones(channels, *([1] * spatial_dims)))
 
     def forward(self, x):
-        return F.normalize(x, dim=1) * self.scale * self.gamma
+        return F.normalize(x, dim=1).mul_(self.scale).mul_(self.gamma)
 
 
 def _per_frame(fn, x: torch.Tensor) -> torch.Tensor:
@@ -105,8 +118,8 @@ class ResidualBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, dropout: float = 0.0):
         super().__init__()
         self.residual = nn.Sequential(
-            RMSNorm(c_in), nn.SiLU(), CausalConv3d(c_in, c_out, 3, padding=1),
-            RMSNorm(c_out), nn.SiLU(), nn.Dropout(dropout), CausalConv3d(c_out, c_out, 3, padding=1),
+            RMSNorm(c_in), nn.SiLU(inplace=True), CausalConv3d(c_in, c_out, 3, padding=1),
+            RMSNorm(c_out), nn.SiLU(inplace=True), nn.Dropout(dropout), CausalConv3d(c_out, c_out, 3, padding=1),
         )
         self.shortcut = CausalConv3d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
@@ -259,7 +272,7 @@ class UpBlock(nn.Module):
 
 
 def _head(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(RMSNorm(c_in), nn.SiLU(), CausalConv3d(c_in, c_out, 3, padding=1))
+    return nn.Sequential(RMSNorm(c_in), nn.SiLU(inplace=True), CausalConv3d(c_in, c_out, 3, padding=1))
 
 
 def _run_head(head: nn.Sequential, x, cache):
@@ -396,7 +409,7 @@ def tiled_decode(decode_fn, z: torch.Tensor, scale: int, tile: int, overlap: int
             out[..., sl[0], sl[1]] += pix.to(out_device, torch.float32) * wt
             weight[sl] += wt
             del pix
-    return out / weight
+    return out.div_(weight)
 
 
 # --------------------------------------------------------------------------- #
@@ -482,9 +495,17 @@ class WanVAE(nn.Module):
         """Normalised latent ``[B, z, F, h, w]`` -> ``[B, 3, 1 + 4(F-1), 16h, 16w]`` (unclamped, ~-1..1)."""
         mean, inv_std = self._stats(z)
         x = self.conv2(z / inv_std + mean)
+        b, _, f, h, w = x.shape
+        s = self.spatial_stride
+        out = torch.empty(b, 3, self.frames_for_latents(f), h * s, w * s, device=x.device, dtype=x.dtype)
         cache: dict = {}
-        out = [self.decoder(x[:, :, i:i + 1], cache, first_chunk=i == 0) for i in range(x.shape[2])]
-        return unpatchify(torch.cat(out, dim=2))
+        t = 0
+        for i in range(f):   # one latent frame per chunk, written straight into the output
+            y = unpatchify(self.decoder(x[:, :, i:i + 1], cache, first_chunk=i == 0))
+            out[:, :, t:t + y.shape[2]] = y
+            t += y.shape[2]
+            del y
+        return out
 
     # -- the codec interface ------------------------------------------------
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
