@@ -1,0 +1,183 @@
+"""MMAudio's 16 kHz audio codec (mel + mel VAE + BigVGAN vocoder) behind the toy codec's interface.
+
+Files people have:
+
+- ``v1-16.pth`` (MMAudio ``ext_weights``): the VAE, raw weights, upstream names;
+- ``best_netG.pt`` (MMAudio ``ext_weights``): the vocoder, ``{"generator": state_dict}``,
+  weight-norm (``weight_g``/``weight_v``) or plain form;
+- ComfyUI's single MMAudio VAE file: ``vae.*`` (weights already normalised), ``vocoder.*``
+  (plain) and ``mel_converter.*`` (``mel_basis``/``hann_window``, not needed: rebuilt here).
+
+Pickle-based files are read only through ``torch.load(weights_only=True)``, which refuses
+anything but tensors and plain containers; safetensors files are read directly.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Mapping
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from harmony.checkpoint import PICKLE_SUFFIXES, CheckpointError, check_safetensors_file
+from harmony.codecs.bigvgan import BigVGANVocoder, load_bigvgan
+from harmony.codecs.mel import MelSpectrogram16k
+from harmony.codecs.mmaudio_vae import MMAudioVAE, load_mmaudio_vae
+
+WRAPPER_KEYS = ("generator", "state_dict", "model", "module")
+
+
+def read_state_dict(path_or_sd, what: str = "weights") -> dict:
+    """Tensors of a safetensors file, a ``.pth``/``.pt`` file (``weights_only``) or a dict.
+
+    A checkpoint wrapped in one of ``generator`` / ``state_dict`` / ``model`` / ``module``
+    (BigVGAN's ``best_netG.pt`` uses ``generator``) is unwrapped; non-tensor entries are dropped.
+    """
+    if isinstance(path_or_sd, Mapping):
+        sd = dict(path_or_sd)
+        source = f"{what} state dict"
+    else:
+        if not isinstance(path_or_sd, (str, os.PathLike)):
+            raise TypeError(f"{what}: expected a file path or a state dict, got {type(path_or_sd).__name__}")
+        path = os.fspath(path_or_sd)
+        source = path
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{what} file not found: {path}")
+        if os.path.isdir(path):
+            raise CheckpointError(f"{what}: {path} is a folder; pass the weights file inside it")
+        if path.lower().endswith(PICKLE_SUFFIXES):
+            try:
+                sd = torch.load(path, map_location="cpu", weights_only=True)
+            except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, TypeError) as e:
+                raise CheckpointError(
+                    f"{what}: {path} could not be read as a plain tensor checkpoint with "
+                    f"torch.load(weights_only=True) ({type(e).__name__}: {str(e).splitlines()[0][:200]}). Harmony "
+                    "never unpickles arbitrary objects; if the file is genuine, convert it to safetensors in an "
+                    "environment you trust.") from None
+        else:
+            from safetensors.torch import load_file
+            sd = load_file(check_safetensors_file(path, what))
+    while isinstance(sd, Mapping) and len(sd) >= 1 and not any(torch.is_tensor(v) for v in sd.values()):
+        inner = [k for k in WRAPPER_KEYS if isinstance(sd.get(k), Mapping)]
+        if not inner:
+            break
+        sd = sd[inner[0]]
+    if not isinstance(sd, Mapping):
+        raise CheckpointError(f"{what}: {source} holds a {type(sd).__name__}, not a state dict of tensors.")
+    tensors = {k: v for k, v in sd.items() if isinstance(k, str) and torch.is_tensor(v)}
+    if not tensors:
+        raise CheckpointError(f"{what}: {source} contains no tensors (top-level keys: {list(sd)[:5]}).")
+    return tensors
+
+
+class MMAudioCodec(nn.Module):
+    """Waveform (16 kHz, mono) <-> MMAudio latents ``[L, 20]``, sequence-major, 31.25 latents/s.
+
+    Same interface as the toy ``AudioCodec``: ``encode(wave [B, T]) -> [B, L, 20]``,
+    ``decode(latent [B, L, 20], length=None) -> wave [B, L*512]``, ``num_latents(T)``,
+    ``latent_channels`` = 20, ``sample_rate`` = 16000, ``hop_length`` = 512,
+    ``latent_rate`` = 31.25. Unbatched calls also work: ``encode(wave [T]) -> [L, 20]`` and
+    ``decode(latent [L, 20]) -> wave [L*512]``.
+
+    Pipeline: ``encode`` = mel (80 bins, hop 256) -> VAE encoder -> posterior mean (as Ovi's
+    ``wrapped_encode``; ``sample=True`` draws from the posterior instead) -> ``[L, 20]``.
+    ``decode`` = VAE decoder -> mel -> BigVGAN -> waveform. No extra latent scaling: the
+    latents are what Ovi's audio tower sees.
+
+    **Latent count.** One latent covers 512 samples (two 256-sample mel hops). A clip of
+    ``N`` samples gives ``L = ceil(N / 512)`` latents (at least 1): a partial last hop is
+    zero-padded (silence) at the end before the mel is taken, so no sample is dropped;
+    ``decode`` returns ``L * 512`` samples, cut or padded to ``length`` when given. When ``N`` is a
+    multiple of 512 nothing is padded and the result is exactly MMAudio's; MMAudio itself
+    drops a partial hop instead (``floor(N / 512)`` latents). For ``S`` seconds:
+    ``L = ceil(31.25 * S)``, e.g. 5 s -> 157 latents (Ovi's ``audio_latent_length``), which
+    decode to 80,384 samples (5.024 s).
+    """
+
+    latent_channels = 20
+    sample_rate = 16000
+    hop_length = 512
+    latent_rate = 16000 / 512  # 31.25
+
+    def __init__(self, vae: MMAudioVAE, vocoder: BigVGANVocoder):
+        super().__init__()
+        if vae.embed_dim != self.latent_channels or vocoder.hop_length * vae.time_downsample != self.hop_length:
+            raise ValueError("MMAudioCodec: expects the 16 kHz VAE (20 latent channels) and a x256 vocoder")
+        self.mel = MelSpectrogram16k()
+        self.vae = vae
+        self.vocoder = vocoder
+
+    @classmethod
+    def from_files(cls, vae, vocoder=None, device="cpu", dtype=torch.float32,
+                   vae_normalized: bool | None = None) -> "MMAudioCodec":
+        """Load from ``vae`` (``v1-16.pth`` or ComfyUI's MMAudio file) and ``vocoder`` (``best_netG.pt``).
+
+        ``vocoder`` may be omitted when ``vae`` is ComfyUI's combined file (it holds ``vocoder.*``).
+        Paths or already-read state dicts are accepted.
+        """
+        vae_sd = read_state_dict(vae, "MMAudio VAE")
+        if vocoder is None:
+            if not any(k.startswith("vocoder.") for k in vae_sd):
+                raise ValueError(f"MMAudioCodec: {vae if not isinstance(vae, Mapping) else 'the VAE state dict'} "
+                                 "holds no vocoder; pass vocoder= (MMAudio's best_netG.pt, the 16 kHz BigVGAN).")
+            voc_sd = vae_sd
+        else:
+            voc_sd = read_state_dict(vocoder, "BigVGAN vocoder")
+        return cls(load_mmaudio_vae(vae_sd, normalized=vae_normalized, device=device, dtype=dtype),
+                   load_bigvgan(voc_sd, device=device, dtype=dtype))
+
+    @property
+    def device(self) -> torch.device:
+        return self.vae.data_mean.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.vae.encoder.conv_in.weight.dtype
+
+    def num_latents(self, num_samples: int) -> int:
+        """``ceil(num_samples / 512)``, at least 1."""
+        return max(1, -(-int(num_samples) // self.hop_length))
+
+    def encode(self, wave: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None):
+        """``wave [B, T]`` (or ``[T]``) at 16 kHz -> latent ``[B, L, 20]`` (or ``[L, 20]``), ``L = ceil(T/512)``."""
+        if (not torch.is_tensor(wave) or wave.dim() not in (1, 2) or wave.shape[-1] == 0
+                or not wave.is_floating_point()):
+            what = f"{tuple(wave.shape)} {wave.dtype}" if torch.is_tensor(wave) else type(wave).__name__
+            raise ValueError(f"MMAudioCodec.encode: wave must be a float tensor [T] or [B, T] of mono 16 kHz "
+                             f"samples, got {what}; mix stereo to mono (wave.mean(0)) and resample to 16 kHz.")
+        single = wave.dim() == 1
+        x = (wave[None] if single else wave).to(device=self.device, dtype=torch.float32)
+        L = self.num_latents(x.shape[-1])
+        x = F.pad(x, (0, L * self.hop_length - x.shape[-1]))
+        mel = self.mel(x)                                        # [B, 80, 2L]
+        z = self.vae.encode(mel.to(self.dtype), sample=sample, generator=generator)
+        z = z.transpose(1, 2).float()                            # [B, L, 20]
+        return z[0] if single else z
+
+    def decode_mel(self, latent: torch.Tensor) -> torch.Tensor:
+        """Latent ``[B, L, 20]`` -> log10 mel ``[B, 80, 2L]`` (the VAE decoder alone)."""
+        return self.vae.decode(latent.transpose(1, 2).to(device=self.device, dtype=self.dtype))
+
+    def decode(self, latent: torch.Tensor, length: int | None = None) -> torch.Tensor:
+        """Latent ``[B, L, 20]`` (or ``[L, 20]``) -> wave ``[B, L*512]`` (or ``[L*512]``) in (-1, 1), float32."""
+        if (not torch.is_tensor(latent) or latent.dim() not in (2, 3)
+                or latent.shape[-1] != self.latent_channels or latent.shape[-2] == 0):
+            shape = tuple(latent.shape) if torch.is_tensor(latent) else type(latent).__name__
+            raise ValueError(f"MMAudioCodec.decode: latent must be [L, {self.latent_channels}] or "
+                             f"[B, L, {self.latent_channels}] (sequence-major), got {shape}.")
+        single = latent.dim() == 2
+        z = latent[None] if single else latent
+        wave = self.vocoder(self.decode_mel(z))[:, 0].float()    # [B, 512 L]
+        if length is not None:
+            T = wave.shape[-1]
+            wave = wave[:, :length] if length <= T else F.pad(wave, (0, length - T))
+        return wave[0] if single else wave
+
+    def silent_latent(self, num_latents: int = 1) -> torch.Tensor:
+        """Latent ``[num_latents, 20]`` of digital silence (the SyncCFG silent-audio anchor)."""
+        return self.encode(torch.zeros(num_latents * self.hop_length, device=self.device))
+
+
+__all__ = ["MMAudioCodec", "read_state_dict"]
