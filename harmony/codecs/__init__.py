@@ -10,6 +10,8 @@ One file per codec:
 ``wan_vae.WanVAE``  the Wan2.2 VAE (48 channels, 4x temporal, 16x16 spatial) with the
                 same interface; ``load_wan_vae`` reads ``Wan2.2_VAE.pth`` /
                 ``wan2.2_vae.safetensors`` by key.
+``mmaudio.MMAudioCodec``  MMAudio's 16 kHz audio codec (``mel`` front end, ``mmaudio_vae``
+                mel VAE, ``bigvgan`` vocoder): wave ``[B, T]`` <-> latent ``[B, ceil(T/512), 20]``.
 
 ``tiny`` reads / writes the bundled toy pair file
 (``harmony/assets/tiny_codecs.safetensors``); ``train_toy`` / ``eval_toy`` train and
@@ -29,10 +31,11 @@ from .toy_audio import SAMPLE_RATE, AudioCodec, band_filterbank
 from .toy_video import FPS, ResBlock, VideoCodec
 from .train_toy import _train_clips, fit_audio_stats, synthetic_clip, train_video_codec
 from .wan_vae import WanVAE, load_wan_vae
+from .mmaudio import MMAudioCodec
 
 __all__ = [
     "DEFAULT_CODECS_PATH", "FPS", "SAMPLE_RATE", "AudioCodec", "ResBlock", "VideoCodec",
     "audio_metrics", "band_filterbank", "evaluate_codecs", "fit_audio_stats", "load_codecs",
     "log_mel", "save_codecs", "sync_change", "synthetic_clip", "train_video_codec", "video_psnr",
-    "WanVAE", "load_wan_vae",
+    "WanVAE", "load_wan_vae", "MMAudioCodec",
 ]
