@@ -393,6 +393,8 @@ TRAIN_HELP = {
     "tasks": "synergy: joint + A2V + V2A losses (Cross-Task Synergy); joint: the joint loss only",
     "lambda_v": "weight of the audio-driven video (A2V) loss (paper: 0.1)",
     "lambda_a": "weight of the video-driven audio (V2A) loss (paper: 0.3)",
+    "lambda_i": "weight of the I2AV task (clean first latent frame); 0 = no such task",
+    "init_from": "exported model file to start from (fine-tuning); empty = random weights",
     "p_first_frame": "share of joint samples given a clean first latent frame (I2AV)",
     "p_drop_text": "share of samples trained without text (for text CFG)",
     "p_drop_ref": "share of samples trained without the reference voice",

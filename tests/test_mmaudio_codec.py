@@ -380,3 +380,13 @@ def test_codec_rejects_bad_inputs(small_codec):
         small_codec.encode(torch.zeros(1, 0))
     with pytest.raises(ValueError, match="sequence-major"):
         small_codec.decode(torch.zeros(1, 20, 8))
+
+
+def test_full_size_codec_shapes_on_meta():
+    """Real widths (VAE 384, vocoder 1536), no weights: Ovi's 5 s clip is 157 latents, 80,384 samples."""
+    with torch.device("meta"):
+        codec = MMAudioCodec(MMAudioVAE(), BigVGANVocoder())
+        z = codec.encode(torch.zeros(5 * 16000))
+        assert z.shape == (157, 20)
+        assert codec.decode(z).shape == (157 * 512,)
+        assert codec.decode(z[None], length=80000).shape == (1, 80000)
