@@ -390,3 +390,26 @@ def test_full_size_codec_shapes_on_meta():
         assert z.shape == (157, 20)
         assert codec.decode(z).shape == (157 * 512,)
         assert codec.decode(z[None], length=80000).shape == (1, 80000)
+
+
+def test_bf16_weights_stay_within_the_reference_bf16_drift():
+    """Ovi runs the codec in bf16: our bf16 run may drift from fp32 by at most 2x the upstream bf16 drift."""
+    def rel(a, b):
+        return ((a.float() - b).norm() / b.norm()).item()
+    take, meta = _fixture("mmaudio_vae16k_small")
+    vae = load_mmaudio_vae(take("weights."), dtype=torch.bfloat16)
+    obs = meta["observed_differences"]
+    with torch.no_grad():
+        enc = vae.encode(take("inputs.")["mel"].bfloat16())
+        dec = vae.decode(take("inputs.")["z"].bfloat16())
+    assert enc.dtype == dec.dtype == torch.bfloat16
+    r_enc, r_dec = rel(enc, take("outputs.")["encode_mean"]), rel(dec, take("outputs.")["decode"])
+    take_v, meta_v = _fixture("bigvgan16k_small")
+    voc = load_bigvgan(take_v("weights."), dtype=torch.bfloat16)
+    with torch.no_grad():
+        wav = voc(take_v("inputs.")["mel"].bfloat16())
+    r_voc = rel(wav, take_v("outputs.")["wav"])
+    print(f"bf16 rel-L2: encode {r_enc:.4f}, decode {r_dec:.4f}, vocoder {r_voc:.4f}")
+    assert r_enc < 2 * obs["encode_mean"]["bf16_vs_fp32_reference"]["rel_l2"]
+    assert r_dec < 2 * obs["decode"]["bf16_vs_fp32_reference"]["rel_l2"]
+    assert r_voc < 2 * meta_v["observed_differences"]["bf16_vs_fp32_reference"]["rel_l2"]

@@ -169,7 +169,8 @@ class MMAudioCodec(nn.Module):
                              f"[B, L, {self.latent_channels}] (sequence-major), got {shape}.")
         single = latent.dim() == 2
         z = latent[None] if single else latent
-        wave = self.vocoder(self.decode_mel(z))[:, 0].float()    # [B, 512 L]
+        mel = self.decode_mel(z).to(self.vocoder.conv_pre.weight.dtype)
+        wave = self.vocoder(mel)[:, 0].float()                   # [B, 512 L]
         if length is not None:
             T = wave.shape[-1]
             wave = wave[:, :length] if length <= T else F.pad(wave, (0, length - T))
