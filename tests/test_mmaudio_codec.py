@@ -258,9 +258,7 @@ def test_full_size_vocoder_listings():
 
 
 def _small_parts():
-    vae_take, vae_meta = _fixture("mmaudio_vae16k_small")
-    voc_take, voc_meta = _fixture("bigvgan16k_small")
-    return vae_take, voc_take
+    return _fixture("mmaudio_vae16k_small")[0], _fixture("bigvgan16k_small")[0]
 
 
 def test_pth_files_load_with_weights_only(tmp_path):

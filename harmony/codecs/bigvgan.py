@@ -173,7 +173,8 @@ class BigVGANVocoder(nn.Module):
     """
 
     def __init__(self, num_mels: int = 80, upsample_initial_channel: int = 1536,
-                 upsample_rates: Sequence[int] = UPSAMPLE_RATES, upsample_kernel_sizes: Sequence[int] = UPSAMPLE_KERNELS,
+                 upsample_rates: Sequence[int] = UPSAMPLE_RATES,
+                 upsample_kernel_sizes: Sequence[int] = UPSAMPLE_KERNELS,
                  resblock_kernel_sizes: Sequence[int] = RESBLOCK_KERNELS,
                  resblock_dilation_sizes: Sequence[Sequence[int]] = RESBLOCK_DILATIONS):
         super().__init__()
