@@ -330,6 +330,12 @@ def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root + os.sep)
 
 
+def is_system_path(path) -> bool:
+    """Under /proc, /sys or /dev (not /dev/shm, an ordinary tmpfs folder), after resolving links."""
+    real = os.path.realpath(os.fspath(path))
+    return any(_under(real, root) for root in _SYSTEM_TREES) and not _under(real, "/dev/shm")
+
+
 def output_path(path, name: str = "output") -> str:
     """A path a result may be written to; checked before any compute.
 

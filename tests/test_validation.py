@@ -546,3 +546,17 @@ def test_save_node_refuses_an_audio_batch(tmp_path, monkeypatch):
             torch.rand(8, 32, 32, 3), {"waveform": torch.zeros(2, 1, 8000), "sample_rate": 16000}, 16.0,
             "clip", True, False)
     assert not any(f.endswith(".mp4") for _, _, files in os.walk(tmp_path) for f in files)
+
+
+def test_checkpoint_writer_never_replaces_what_is_not_a_regular_file(tmp_path):
+    from harmony.checkpoint import CheckpointError, save_safetensors
+
+    fifo = tmp_path / "model.safetensors"
+    os.mkfifo(fifo)
+    with pytest.raises(CheckpointError, match=r"model\.safetensors is a FIFO"):
+        save_safetensors({"x": torch.zeros(2)}, fifo)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    with pytest.raises(CheckpointError, match="refusing to write under /dev"):
+        save_safetensors({"x": torch.zeros(2)}, "/dev/null")
+    out = save_safetensors({"x": torch.zeros(2)}, tmp_path / "new" / "m.safetensors")  # folders are made
+    assert os.path.isfile(out) and sorted(os.listdir(tmp_path / "new")) == ["m.safetensors"]
