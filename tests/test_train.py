@@ -7,7 +7,8 @@ import torch
 
 from harmony.conditioner import REF_LATENTS, Conditioner
 from harmony.config import get_config
-from harmony.model import HarmonyModel
+from harmony.model import Conditioning, HarmonyModel
+from harmony.sampling import shift_sigmas
 from harmony.train import TrainConfig, synergy_loss, train
 
 
@@ -30,6 +31,108 @@ class Spy(torch.nn.Module):
     def forward(self, zv, za, tv, ta, cond):
         self.seen.append((tv.detach().clone(), ta.detach().clone()))
         return self.model(zv, za, tv, ta, cond)
+
+
+# ------------------------------------------------------------------ the loss, by construction
+
+class FakeConditioner:
+    def __call__(self, prompts, captions, transcripts, refs, device=None):
+        return Conditioning(torch.ones(len(prompts), 2, 4), torch.ones(len(prompts), 2, 4))
+
+
+# error the fake network makes, per task it recognises and per modality; the clean
+# first frame of a row gets error FIRST instead (the loss must not see it)
+ERR = {"joint": (1.0, 2.0), "a2v": (3.0, 5.0), "v2a": (7.0, 11.0)}
+FIRST = 100.0
+
+
+class TaskRecognisingNet(torch.nn.Module):
+    """Knows the clean batch; recognises each row's task from its timesteps alone (t_a = 0:
+    A2V, t_v = 0: V2A, else joint) and answers target + ERR[task], so each loss term can be
+    told from its value. Records every row's inputs."""
+
+    def __init__(self, v0, a0, prediction):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+        self.v0, self.a0, self.prediction, self.rows = v0, a0, prediction, []
+
+    def forward(self, zv, za, tv, ta, cond):
+        b = self.v0.shape[0]
+        out_v, out_a = torch.empty_like(zv), torch.empty_like(za)
+        for i in range(zv.shape[0]):
+            v0, a0 = self.v0[i % b], self.a0[i % b]
+            task = "a2v" if float(ta[i]) == 0 else ("v2a" if float(tv[i].max()) == 0 else "joint")
+            sv, sa = tv[i] / 1000, ta[i] / 1000
+            self.rows.append(dict(task=task, i=i % b, zv=zv[i].clone(), za=za[i].clone(), sv=sv, sa=sa))
+            if self.prediction == "x0":
+                tgt_v, tgt_a = v0, a0
+            else:  # velocity noise - x0 = (z - x0) / sigma where noisy (clean parts get no loss)
+                s = sv.clamp(min=1e-12)[None, :, None, None]
+                tgt_v = (zv[i] - v0) / s
+                tgt_a = (za[i] - a0) / sa.clamp(min=1e-12)
+            ev, ea = ERR[task]
+            out_v[i] = tgt_v + ev
+            out_a[i] = tgt_a + ea
+            clean_first = float(tv[i, 0]) == 0 and float(tv[i, 1:].min()) > 0
+            if clean_first:
+                out_v[i, :, 0] = tgt_v[:, 0] + FIRST
+        return out_v + 0 * self.dummy, out_a + 0 * self.dummy
+
+
+@pytest.mark.parametrize("prediction", ["x0", "velocity"])
+@pytest.mark.parametrize("p_first_frame", [0.0, 1.0])
+def test_cross_task_losses_by_construction(prediction, p_first_frame):
+    cfg = get_config("tiny")
+    batch = _batch(cfg, b=2, frames=3, n_audio=5)
+    v0, a0 = batch["video"], batch["audio"]
+    net = TaskRecognisingNet(v0, a0, prediction)
+    tc = TrainConfig(p_first_frame=p_first_frame, p_drop_text=0.0, p_drop_ref=0.0)
+    total, parts = synergy_loss(net, FakeConditioner(), batch, tc, torch.Generator().manual_seed(3),
+                                prediction)
+    # each term sees the error of its own task on its own modality only:
+    #   joint = video + audio error, A2V = video error only, V2A = audio error only;
+    #   the clean first frame's error (FIRST) never enters the joint video loss
+    want = {"joint": 1.0 ** 2 + 2.0 ** 2, "a2v": 3.0 ** 2, "v2a": 11.0 ** 2}
+    assert parts == pytest.approx(want, rel=1e-4), parts
+    assert float(total.detach()) == pytest.approx(want["joint"] + 0.1 * want["a2v"] + 0.3 * want["v2a"], rel=1e-4)
+    assert (tc.lambda_v, tc.lambda_a) == (0.1, 0.3)  # the paper's weights
+
+    rows = net.rows
+    assert [r["task"] for r in rows] == ["joint"] * 2 + ["a2v"] * 2 + ["v2a"] * 2
+    for i in range(2):
+        j, a2v, v2a = rows[i], rows[2 + i], rows[4 + i]
+        sigma = float(j["sa"])
+        assert 0 < sigma <= 1
+        # joint: both modalities noisy at the same sigma (frame 0 clean when p_first_frame = 1)
+        frames_noisy = slice(1, None) if p_first_frame else slice(None)
+        assert torch.allclose(j["sv"][frames_noisy], torch.tensor(sigma))
+        nv = (j["zv"][:, frames_noisy] - (1 - sigma) * v0[i][:, frames_noisy]) / sigma
+        na = (j["za"] - (1 - sigma) * a0[i]) / sigma
+        assert float(nv.std()) > 0.5 and float(na.std()) > 0.5  # really noisy, not the clean latent
+        if p_first_frame:
+            assert float(j["sv"][0]) == 0 and torch.equal(j["zv"][:, 0], v0[i][:, 0])
+        # A2V: audio clean at t_a = 0, video noisy with the same sigma and noise
+        assert float(a2v["sa"]) == 0 and torch.equal(a2v["za"], a0[i])
+        assert torch.allclose(a2v["sv"], torch.tensor(sigma))
+        torch.testing.assert_close(a2v["zv"][:, frames_noisy], j["zv"][:, frames_noisy])
+        # V2A: video clean at t_v = 0, audio noisy with the same sigma and noise
+        assert float(v2a["sv"].abs().max()) == 0 and torch.equal(v2a["zv"], v0[i])
+        assert float(v2a["sa"]) == pytest.approx(sigma) and torch.allclose(v2a["za"], j["za"])
+
+
+def test_training_sigmas_are_shifted():
+    """sigma = 5u / (1 + 4u) with u uniform: P(sigma < 0.5) = P(u < 1/6) = 1/6, not 1/2."""
+    cfg = get_config("tiny")
+    batch = _batch(cfg, b=2, frames=3, n_audio=5)
+    sig = []
+    for seed in range(150):
+        net = TaskRecognisingNet(batch["video"], batch["audio"], "x0")
+        synergy_loss(net, FakeConditioner(), batch, TrainConfig(tasks="joint", p_first_frame=0.0),
+                     torch.Generator().manual_seed(seed), "x0")
+        sig += [float(r["sa"]) for r in net.rows]
+    frac = sum(s < 0.5 for s in sig) / len(sig)
+    assert abs(frac - 1 / 6) < 0.06, frac
+    assert float(shift_sigmas(torch.tensor(1 / 6), 5.0)) == pytest.approx(0.5)
 
 
 def test_synergy_batches_joint_a2v_v2a_in_one_forward():
