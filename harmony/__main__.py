@@ -11,33 +11,89 @@ import sys
 import time
 
 
-def _generate(argv):
-    from .pipeline import DEMO_CAPTION, DEMO_PROMPT, DEMO_TRANSCRIPT, HarmonyPipeline
+GENERATE_EXAMPLES = """\
+The job follows from the inputs: none -> T2AV, --image -> I2AV, --audio -> A2V,
+--video -> V2A. Without a prompt (and without media) a demo clip is made.
+Pictures of another shape are fitted to the model's frame (--fit), and each
+such change is printed once.
+
+examples:
+  {prog} generate "a small red ball bounces twice on the left. plain blue background." --caption "two high thuds." -o t2av.mp4
+  {prog} generate --image first.png -o i2av.mp4
+  {prog} generate --audio speech.wav -o a2v.mp4
+  {prog} generate --video clip.mp4 -o v2a.mp4
+"""
+
+
+def generate_parser():
+    from .cli import Parser, program
+    from .media import FIT_MODES
+    from .pipeline import MIN_SECONDS, model_limits
     from .sampling import GUIDANCE_MODES, SOLVERS
 
-    ap = argparse.ArgumentParser(prog="python -m harmony generate",
-                                 description="Generate a synchronized audio-video clip (mp4).")
-    ap.add_argument("prompt", nargs="?", default=None, help="what is seen (default: a demo prompt)")
-    ap.add_argument("--caption", default=None, help="audio caption: what is heard")
-    ap.add_argument("--transcript", default=None, help="speech transcript (syllables)")
-    ap.add_argument("--image", help="first frame (I2AV): png/jpg")
-    ap.add_argument("--audio", help="driving audio (A2V): wav/mp3/flac/mp4, any rate")
-    ap.add_argument("--video", help="driving video (V2A): mp4 or other video file")
-    ap.add_argument("--ref-voice", help="reference voice clip (timbre), 1-3 s")
-    ap.add_argument("--seconds", type=float, default=None, help="clip length (default 3, or the driving clip's)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--shift", type=float, default=5.0)
-    ap.add_argument("--guidance", choices=GUIDANCE_MODES, default="synccfg")
-    ap.add_argument("--sv", type=float, default=None, help="video guidance scale")
-    ap.add_argument("--sa", type=float, default=None, help="audio guidance scale")
-    ap.add_argument("--text-cfg", type=float, default=1.0, help="text CFG on top of SyncCFG (1 = off)")
-    ap.add_argument("--solver", choices=SOLVERS, default="dpmpp_2m")
-    ap.add_argument("--model", default=None, help="Harmony .safetensors (default: the bundled tiny model)")
-    ap.add_argument("--dtype", default="auto", help="weight dtype: auto, bf16, fp16, fp32, fp8_e4m3fn, fp8_e5m2")
-    ap.add_argument("--offload", default="none", choices=("none", "block_swap", "cpu"))
-    ap.add_argument("--resident-blocks", type=int, default=None)
-    ap.add_argument("-o", "--output", default="harmony.mp4", help="output mp4 path")
+    prog = program()
+    try:
+        bundled = f"{model_limits()[1]:g} s for the bundled model"
+    except Exception:  # noqa: BLE001 - help must print even without the bundled model file
+        bundled = "see MODEL_CARD.md"
+    ap = Parser(prog=f"{prog} generate", epilog=GENERATE_EXAMPLES.format(prog=prog),
+                description="Generate a synchronized audio-video clip (H.264 + AAC mp4) with a Harmony model.")
+    ap.add_argument("prompt", nargs="?", default=None,
+                    help="what is seen (and heard); default: a demo prompt, or empty with driving media")
+    text = ap.add_argument_group("text")
+    text.add_argument("--caption", default=None, help="audio caption: what is heard (default: the demo's, or empty)")
+    text.add_argument("--transcript", default=None,
+                      help="words to be spoken, as syllables, e.g. 'ba lo mi' (default: the demo's, or none)")
+    inputs = ap.add_argument_group("media inputs (pick the job)")
+    inputs.add_argument("--image", metavar="FILE", help="first frame (I2AV): png / jpg / webp")
+    inputs.add_argument("--audio", metavar="FILE",
+                        help="driving audio (A2V): wav / mp3 / flac / mp4, any rate; its sound is the clip's "
+                             "soundtrack (mixed to mono)")
+    inputs.add_argument("--video", metavar="FILE", help="driving video (V2A): mp4 / webm / mov ...; "
+                                                        "its picture is the clip's picture")
+    inputs.add_argument("--ref-voice", metavar="FILE", help="reference voice (timbre of the generated voice), 1-3 s")
+    inputs.add_argument("--fit", choices=FIT_MODES, default="crop",
+                        help="how an image or video of another shape meets the model's frame: crop (centre), "
+                             "letterbox (whole picture, black bars) or stretch (whole picture, distorted)")
+    sampling = ap.add_argument_group("sampling")
+    sampling.add_argument("--seconds", type=float, default=None, metavar="S",
+                          help=f"clip length, at least {MIN_SECONDS:g} s and at most the model's limit "
+                               f"({bundled}); default: 3, or the driving clip's length")
+    sampling.add_argument("--seed", type=int, default=0, help="noise seed (same seed and settings: same clip)")
+    sampling.add_argument("--steps", type=int, default=20, help="sampling steps (the paper uses 40)")
+    sampling.add_argument("--shift", type=float, default=5.0, help="flow-matching schedule shift (paper: 5)")
+    sampling.add_argument("--guidance", choices=GUIDANCE_MODES, default="synccfg",
+                          help="synccfg: against silent-audio / static-video anchors (the paper); cfg: plain "
+                               "text CFG; none: no guidance")
+    sampling.add_argument("--sv", type=float, default=None,
+                          help="SyncCFG video scale; default: the model's tuned value (paper: 3)")
+    sampling.add_argument("--sa", type=float, default=None,
+                          help="SyncCFG audio scale; default: the model's tuned value (paper: 2)")
+    sampling.add_argument("--text-cfg", type=float, default=1.0, help="text CFG on top of SyncCFG (1 = off)")
+    sampling.add_argument("--solver", choices=SOLVERS, default="dpmpp_2m", help="ODE solver")
+    model = ap.add_argument_group("model and memory")
+    model.add_argument("--model", metavar="FILE", default=None,
+                       help="Harmony .safetensors file, with its .text.safetensors beside it "
+                            "(default: the bundled tiny model)")
+    model.add_argument("--dtype", default="auto",
+                       help="weight storage: auto (the file's), bf16, fp16, fp32, fp8_e4m3fn, fp8_e5m2")
+    model.add_argument("--offload", default="none", choices=("none", "block_swap", "cpu"),
+                       help="block_swap: keep --resident-blocks layers on the GPU, stream the rest; "
+                            "cpu: all weights in RAM")
+    model.add_argument("--resident-blocks", type=int, default=None, metavar="N",
+                       help="with --offload block_swap: layers kept on the GPU (default: 0)")
+    ap.add_argument("-o", "--output", metavar="FILE", default="harmony.mp4", help="output mp4 path")
+    return ap
+
+
+def _say(msg: str):
+    print(f"[harmony] {msg}", flush=True)
+
+
+def _generate(argv):
+    from .pipeline import DEMO_CAPTION, DEMO_PROMPT, DEMO_TRANSCRIPT, HarmonyPipeline
+
+    ap = generate_parser()
     a = ap.parse_args(argv)
 
     from tqdm import tqdm
@@ -62,13 +118,14 @@ def _generate(argv):
     sa = a.sa if a.sa is not None else float(defaults.get("sa", 2.0))
     kw = {}
     if a.image:
-        kw["first_frame"] = media.read_image(a.image)
+        kw["first_frame"] = media.read_image(a.image)  # fitted to the frame by pipe.sample(fit=...)
     # driving media: only the part that can be used is decoded (a long file is never read in full)
     if a.audio:
         kw["driving_audio"] = _read_limited(media.read_audio, a.audio, "--audio", limit)
     if a.video:
         frames, fps, _, _ = _read_limited(media.read_video, a.video, "--video", limit)
-        kw["driving_video"] = (frames, fps)
+        # conformed once here (messages once): sampled from it, and shown as the clip's picture
+        kw["driving_video"] = (pipe.conform_frames(frames, fps, "--video", a.fit), pipe.fps)
     if a.ref_voice:
         kw["ref_voice"] = _read_limited(media.read_audio, a.ref_voice, "--ref-voice", limit)
     cond = pipe.encode_text(prompt, caption, transcript)
@@ -79,15 +136,19 @@ def _generate(argv):
         bar.update(step - bar.n)
 
     lat = pipe.sample(cond, seconds=a.seconds, seed=a.seed, steps=a.steps, shift=a.shift, sv=sv, sa=sa,
-                      text_cfg=a.text_cfg, guidance=a.guidance, solver=a.solver, callback=progress, **kw)
+                      text_cfg=a.text_cfg, guidance=a.guidance, solver=a.solver, callback=progress, fit=a.fit,
+                      **kw)
     bar.close()
     frames, wave, sr, fps = pipe.decode(lat)
     if a.audio:  # A2V: the soundtrack is the driving audio itself (cropped before resampling)
         wave_in, sr_in = kw["driving_audio"]
         wave_in = wave_in[..., : int(lat.seconds * sr_in) + sr_in // 20]
+        if wave_in.shape[0] > 1:
+            _say(f"--audio: {wave_in.shape[0]} channels mixed to mono for the soundtrack (the model's sound is mono)")
+            wave_in = media.to_mono(wave_in)
         wave = media.resample_audio(wave_in, sr_in, sr)[..., : wave.shape[-1]]
     if a.video:  # V2A: the picture is the driving video itself (at the model's fps and size)
-        frames = pipe.conform_frames(*kw["driving_video"])[: frames.shape[0]]
+        frames = kw["driving_video"][0][: frames.shape[0]]
     _check_output(a.output, "-o")  # again: the path may have changed while sampling
     media.write_mp4(a.output, frames, fps, wave, sr)
     print(f"wrote {a.output}: {lat.job}, {frames.shape[0]} frames at {fps:g} fps, "
@@ -146,12 +207,18 @@ def _evaluate(argv):
 
 
 def _convert(argv):
-    ap = argparse.ArgumentParser(prog="python -m harmony convert",
-                                 description="Convert a model file's weight format (safetensors to safetensors).")
-    ap.add_argument("input")
-    ap.add_argument("output")
-    ap.add_argument("--fp8", choices=("e4m3fn", "e5m2", "scaled_e4m3fn"), default=None)
-    ap.add_argument("--dtype", default=None, help="bf16, fp16 or fp32 for the non-fp8 weights")
+    from .cli import Parser, program
+
+    ap = Parser(prog=f"{program()} convert",
+                description="Convert a model file's weight format (safetensors to safetensors).",
+                epilog=f"example:\n  {program()} convert model.safetensors model_fp8.safetensors --fp8 scaled_e4m3fn")
+    ap.add_argument("input", help="Harmony model file (.safetensors)")
+    ap.add_argument("output", help="file to write (.safetensors)")
+    ap.add_argument("--fp8", choices=("e4m3fn", "e5m2", "scaled_e4m3fn"), default=None,
+                    help="store the transformer blocks' linear weights in fp8; scaled_e4m3fn adds one scale "
+                         "per weight (ComfyUI's scaled-fp8 format); default: no fp8")
+    ap.add_argument("--dtype", default=None,
+                    help="bf16, fp16 or fp32 for the non-fp8 weights; default: keep the file's")
     a = ap.parse_args(argv)
     _check_output(a.output, "output")
     from .checkpoint import convert
@@ -163,10 +230,39 @@ COMMANDS = {"generate": _generate, "bench": _bench, "train": _train, "evaluate":
             "convert": _convert}
 
 
+OVERVIEW = """\
+usage: {prog} <command> [options]
+       {prog} <command> --help      (the command's options and their defaults)
+
+Harmony: synchronized audio and video generation (arXiv 2511.21579). The bundled
+tiny model runs on a CPU with no download; see MODEL_CARD.md for what it can do.
+
+commands:
+  generate   make a clip (mp4); the job follows from the inputs: T2AV, I2AV, A2V, V2A
+  bench      seconds per sampling step and peak memory, per precision and guidance
+  train      Cross-Task Synergy training of a small model on the synthetic world
+  evaluate   held-out synchronization table of a model (SyncCFG vs plain CFG)
+  convert    change a model file's weight format (fp8, scaled fp8, bf16, ...)
+
+examples:
+  T2AV  {prog} generate "a small red ball bounces twice on the left. plain blue background." --caption "two high thuds."
+  I2AV  {prog} generate --image first.png -o i2av.mp4
+  A2V   {prog} generate --audio speech.wav -o a2v.mp4
+  V2A   {prog} generate --video clip.mp4 -o v2a.mp4
+        {prog} bench --quick
+        {prog} train --steps 3000 --out runs/tiny
+        {prog} evaluate -n 2 --jobs T2AV,V2A
+        {prog} convert model.safetensors model_fp8.safetensors --fp8 scaled_e4m3fn
+
+An error prints one line; add --debug to see the traceback.
+"""
+
+
 def _dispatch(argv):
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print(__doc__.strip())
-        print("commands: " + ", ".join(COMMANDS))
+        from .cli import program
+
+        print(OVERVIEW.format(prog=program()).rstrip())
         if argv and argv[0] not in ("-h", "--help"):
             print(f"unknown command {argv[0]!r}", file=sys.stderr)
             sys.exit(2)
