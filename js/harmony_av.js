@@ -6,7 +6,8 @@
 //   - a <video> player with sound (controls, loop);
 //   - the AV timeline: the frame strip over the waveform, one shared time axis,
 //     a playhead that follows playback (click or drag to seek);
-//   - the sync badge: the measured offset in ms and in frames, coloured by size.
+//   - the sync badge: the measured offset in ms and in frames, coloured by size; a
+//     low-confidence measurement is shown as "uncertain" (grey), not as a verdict.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
@@ -15,21 +16,33 @@ const UI_KEY = "harmony_av";
 const TIMELINE_HEIGHT = 96;
 const STRIP_SHARE = 0.5; // upper half: frames, lower half: waveform
 
-export function describeOffset(offsetS, confidence, fps) {
-  // Text and level ("good" | "fair" | "off" | "none") for a measured offset.
+export function describeOffset(offsetS, confidence, fps, level, minConfidence) {
+  // Text and level ("good" | "fair" | "off" | "uncertain" | "none") for a measured offset.
+  // `level` / `minConfidence` come from the node (nodes/save_av.py sync_level); a confidence
+  // below the threshold is no evidence either way, so the offset is shown as uncertain.
   if (offsetS === null || offsetS === undefined || Number.isNaN(offsetS)) {
     return { text: "A/V offset: not measured", level: "none" };
   }
   const ms = Math.round(offsetS * 1000);
   const frames = offsetS * fps;
   const sign = ms > 0 ? "+" : "";
+  const hasConf = typeof confidence === "number";
+  const minConf = typeof minConfidence === "number" ? minConfidence : null;
+  if (!level) {
+    if (minConf !== null && (!hasConf || confidence < minConf)) level = "uncertain";
+    else level = Math.abs(frames) <= 1 ? "good" : Math.abs(frames) <= 3 ? "fair" : "off";
+  }
+  const conf = hasConf ? ` · confidence ${confidence.toFixed(2)}` : "";
+  if (level === "uncertain") {
+    const why = minConf !== null ? ` below ${minConf.toFixed(2)}` : "";
+    return { text: `A/V sync uncertain: ${sign}${ms} ms measured, confidence ${hasConf ? confidence.toFixed(2) : "?"}${why}`,
+             level };
+  }
   const who = ms === 0 ? "in sync" : ms > 0 ? "audio late" : "audio early";
-  const conf = confidence === null || confidence === undefined ? "" : ` · confidence ${confidence.toFixed(2)}`;
-  const level = Math.abs(frames) <= 1 ? "good" : Math.abs(frames) <= 3 ? "fair" : "off";
   return { text: `A/V offset ${sign}${ms} ms (${sign}${frames.toFixed(1)} frames, ${who})${conf}`, level };
 }
 
-const LEVEL_COLOURS = { good: "#3fbf6f", fair: "#e0a030", off: "#e05050", none: "#888" };
+const LEVEL_COLOURS = { good: "#3fbf6f", fair: "#e0a030", off: "#e05050", uncertain: "#a9b4c2", none: "#888" };
 
 function viewUrl(clip) {
   const params = new URLSearchParams({ filename: clip.filename, subfolder: clip.subfolder || "", type: clip.type });
@@ -107,7 +120,7 @@ function buildPlayer(node) {
     state.clip = clip;
     video.src = viewUrl(clip);
     state.strip.src = `data:image/jpeg;base64,${clip.strip}`;
-    const { text, level } = describeOffset(clip.offset_s, clip.confidence, clip.fps);
+    const { text, level } = describeOffset(clip.offset_s, clip.confidence, clip.fps, clip.sync_level, clip.min_confidence);
     badge.textContent = `${text} · ${clip.frames} frames @ ${clip.fps} fps, ${clip.audio_seconds} s audio`;
     badge.dataset.level = level;
     badge.style.background = LEVEL_COLOURS[level];

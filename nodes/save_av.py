@@ -50,6 +50,23 @@ def frame_strip_jpeg(frames: torch.Tensor, count: int = STRIP_FRAMES, height: in
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+SYNC_MIN_CONFIDENCE = 0.58
+"""Below this confidence the measured offset is no evidence either way and the badge says
+"uncertain": 90 % of world clips paired with *another* clip's audio stay below it, while
+85 % of clips with their own audio reach it (scripts/calibrate_sync_confidence.py, 40 clips)."""
+
+
+def sync_level(offset_s, confidence, fps) -> str:
+    """The badge's verdict: "none" (not measured), "uncertain" (confidence below
+    ``SYNC_MIN_CONFIDENCE``), else by |offset| in frames: "good" (<= 1), "fair" (<= 3), "off"."""
+    if offset_s is None or fps is None or fps <= 0 or offset_s != offset_s:
+        return "none"
+    if confidence is None or not confidence >= SYNC_MIN_CONFIDENCE:
+        return "uncertain"
+    frames = abs(offset_s) * fps
+    return "good" if frames <= 1 + 1e-9 else "fair" if frames <= 3 + 1e-9 else "off"
+
+
 def measure_offset(frames, fps, wave, sample_rate):
     """(offset seconds, confidence) from harmony.metrics, or (None, None) if it cannot measure."""
     try:
@@ -120,6 +137,8 @@ class HarmonySaveAV:
             "audio_seconds": round(wave.shape[-1] / float(sample_rate), 3),
             "width": int(frames.shape[2]), "height": int(frames.shape[1]),
             "offset_s": offset, "confidence": confidence,
+            "sync_level": sync_level(offset, confidence, float(fps)),
+            "min_confidence": SYNC_MIN_CONFIDENCE,
             "envelope": waveform_envelope(wave),
             "strip": frame_strip_jpeg(frames),
         }
