@@ -8,8 +8,13 @@ batched forward:
 * **A2V**: audio clean (``t_a = 0``), loss on video only;
 * **V2A**: video clean (``t_v = 0``), loss on audio only;
 
-``L = L_joint + λv · L_A2V + λa · L_V2A`` (defaults λv = 0.1, λa = 0.3;
-``--tasks joint`` trains the joint loss alone). Flow matching with shift 5.
+* **I2AV** (``--lambda-i`` > 0): the first latent frame clean (``t = 0`` on that
+  frame only), loss on frames 1..N and on the audio;
+
+``L = L_joint + λv · L_A2V + λa · L_V2A + λi · L_I2AV`` (``--tasks joint`` trains
+the joint loss alone). Flow matching with shift 5. ``--init-from FILE``
+starts from an exported model file (and its text-encoder file) instead of
+random weights, for fine-tuning.
 Text and the reference voice are dropped at random so that text CFG and
 voice-free generation work. EMA weights, safetensors checkpoints, resumable.
 
@@ -46,6 +51,7 @@ class TrainConfig:
     tasks: str = "synergy"  # "synergy" | "joint"
     lambda_v: float = 0.1  # weight of the audio-driven video (A2V) loss
     lambda_a: float = 0.3  # weight of the video-driven audio (V2A) loss
+    lambda_i: float = 0.0  # weight of the I2AV task (clean first latent frame); 0 = no such task
     p_first_frame: float = 0.2  # joint task with a clean first latent frame (I2AV)
     p_drop_text: float = 0.1
     p_drop_ref: float = 0.3
@@ -62,6 +68,7 @@ class TrainConfig:
     workers: int = 0  # processes rendering world clips (0/1 = in-process)
     codecs: str = ""  # codec weights (default: the bundled tiny codecs)
     export_dtype: str = "fp32"  # dtype of the exported EMA weights: fp32 | fp16 | bf16
+    init_from: str = ""  # exported model file to start from (fine-tuning); ignored when resuming
 
 
 # --------------------------------------------------------------------------
@@ -159,6 +166,8 @@ def synergy_loss(model, conditioner, batch, tc: TrainConfig, gen: torch.Generato
     v0, a0 = batch["video"].to(device), batch["audio"].to(device)
     b, f = v0.shape[0], v0.shape[2]
     tasks = ["joint"] if tc.tasks == "joint" else ["joint", "a2v", "v2a"]
+    if tc.tasks != "joint" and tc.lambda_i > 0:
+        tasks.append("i2av")
     n = len(tasks)
 
     # text / reference dropout (one draw per clip, shared by its tasks)
@@ -182,6 +191,8 @@ def synergy_loss(model, conditioner, batch, tc: TrainConfig, gen: torch.Generato
         sa = sigma.clone()
         if task == "joint":
             sv[first_clean, 0] = 0
+        elif task == "i2av":
+            sv[:, 0] = 0
         elif task == "a2v":
             sa.zero_()
         elif task == "v2a":
@@ -204,13 +215,14 @@ def synergy_loss(model, conditioner, batch, tc: TrainConfig, gen: torch.Generato
         sv_mask = (tv_list[i] > 0).float()[:, None, :, None, None].expand_as(v0)
         lv = ((ov[i] - target_v) ** 2 * sv_mask).sum() / sv_mask.sum().clamp(min=1)
         la = F.mse_loss(oa[i], target_a)
-        if task == "joint":
-            losses["joint"] = lv + la
+        if task in ("joint", "i2av"):
+            losses[task] = lv + la
         elif task == "a2v":
             losses["a2v"] = lv
         else:
             losses["v2a"] = la
-    total = losses["joint"] + tc.lambda_v * losses.get("a2v", 0) + tc.lambda_a * losses.get("v2a", 0)
+    total = (losses["joint"] + tc.lambda_v * losses.get("a2v", 0) + tc.lambda_a * losses.get("v2a", 0)
+             + tc.lambda_i * losses.get("i2av", 0))
     return total, {k: float(v.detach()) for k, v in losses.items()}
 
 
@@ -280,6 +292,41 @@ def export_default(ema, cfg: HarmonyConfig, out_path: str, step: int, dtype: str
 # the loop
 # --------------------------------------------------------------------------
 
+def init_from_file(path: str, model, conditioner, cfg: HarmonyConfig) -> HarmonyConfig:
+    """Load an exported model file (any float dtype) and its ``.text.safetensors`` into
+    ``model`` / ``conditioner`` for fine-tuning. The file's architecture must equal ``cfg``'s
+    and it must have been trained with the same codecs (same sha256). Returns ``cfg`` with
+    the file's extra meta (e.g. tuned guidance) and ``init_step`` added."""
+    from safetensors import safe_open
+
+    text_path = path.replace(".safetensors", ".text.safetensors")
+    for f in (path, text_path):
+        if not os.path.isfile(f):
+            raise FileNotFoundError(f"--init-from: {f!r} does not exist; give an exported model file "
+                                    "(e.g. harmony/assets/harmony_tiny.safetensors) with its .text.safetensors beside it")
+    with safe_open(path, "pt") as fh:
+        meta = fh.metadata() or {}
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    if "harmony_config" not in meta:
+        raise ValueError(f"--init-from: {path!r} has no harmony_config metadata; it is not a Harmony export")
+    file_cfg = HarmonyConfig.from_dict(json.loads(meta["harmony_config"]))
+    if file_cfg.replace(meta={}) != cfg.replace(meta={}):
+        raise ValueError(f"--init-from: {path!r} has another architecture than --config; "
+                         "fine-tune with the config it was trained with")
+    want, have = file_cfg.meta.get("codecs_sha256"), cfg.meta.get("codecs_sha256")
+    if want and have and want != have:
+        raise ValueError(f"--init-from: {path!r} was trained with other codec weights (sha256 {want[:12]}…, "
+                         f"these are {have[:12]}…); its latents would not match")
+    own = model.state_dict()
+    model.load_state_dict({k: v.to(own[k].dtype) if k in own else v for k, v in tensors.items()})
+    with safe_open(text_path, "pt") as fh:
+        text = {k: fh.get_tensor(k) for k in fh.keys()}
+    own = conditioner.state_dict()
+    conditioner.load_state_dict({k: v.to(own[k].dtype) if k in own else v for k, v in text.items()})
+    extra = {k: v for k, v in file_cfg.meta.items() if k not in cfg.meta}
+    return cfg.replace(meta={**cfg.meta, **extra, "init_step": int(meta.get("step", 0))})
+
+
 def _sha256(path: str) -> str:
     import hashlib
 
@@ -312,6 +359,9 @@ def train(tc: TrainConfig):
                             "codecs_sha256": _sha256(tc.codecs or DEFAULT_CODECS_PATH)})
     model = HarmonyModel(cfg).to(device)
     conditioner = Conditioner(cfg).to(device)
+    if tc.init_from and not os.path.exists(os.path.join(tc.out, "state.safetensors")):
+        cfg = init_from_file(tc.init_from, model, conditioner, cfg)
+        print(f"initialised from {tc.init_from} (step {cfg.meta.get('init_step', '?')})")
     params = list(model.parameters()) + list(conditioner.parameters())
     opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.99))
     ema = {f"model.{k}": v.detach().clone() for k, v in model.state_dict().items()}

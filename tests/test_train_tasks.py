@@ -1,0 +1,96 @@
+"""Trainer task mix and fine-tuning start (issue 10): the I2AV task and --init-from."""
+import pytest
+import torch
+
+from harmony.conditioner import REF_LATENTS, Conditioner
+from harmony.config import get_config
+from harmony.model import HarmonyModel
+from harmony.train import TrainConfig, export_default, init_from_file, synergy_loss
+
+
+def _batch(cfg, b=2, frames=6, n_audio=12):
+    g = torch.Generator().manual_seed(0)
+    return dict(video=torch.randn(b, cfg.video.in_dim, frames, 4, 4, generator=g),
+                audio=torch.randn(b, n_audio, cfg.audio.in_dim, generator=g),
+                refs=[torch.randn(REF_LATENTS, cfg.audio.in_dim, generator=g), None][:b],
+                prompt=["a red ball bounces twice", "a face says two syllables"][:b],
+                caption=["two thuds", "a low voice"][:b], transcript=["", "ka lo"][:b])
+
+
+class Oracle(torch.nn.Module):
+    """Predicts the clean target exactly, except latent frame 0 which is off by 10;
+    records the timesteps it is given."""
+
+    def __init__(self, batch):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+        self.v0, self.a0, self.seen = batch["video"], batch["audio"], []
+
+    def forward(self, zv, za, tv, ta, cond):
+        self.seen.append((tv.clone(), ta.clone()))
+        n = zv.shape[0] // self.v0.shape[0]
+        v = self.v0.repeat(n, 1, 1, 1, 1).clone()
+        v[:, :, 0] += 10.0
+        return v + 0 * self.w, self.a0.repeat(n, 1, 1) + 0 * self.w
+
+
+def test_i2av_task_holds_frame0_clean_and_scores_frames_1_on():
+    cfg = get_config("tiny")
+    batch = _batch(cfg)
+    model = Oracle(batch)
+    tc = TrainConfig(lambda_i=0.5, lambda_v=0.25, lambda_a=2.0, p_first_frame=0.0, p_drop_text=0.0, p_drop_ref=0.0)
+    loss, parts = synergy_loss(model, Conditioner(cfg), batch, tc, torch.Generator().manual_seed(1), "x0")
+    assert set(parts) == {"joint", "a2v", "v2a", "i2av"}
+    assert len(model.seen) == 1
+    tv, ta = model.seen[0]
+    b, f = 2, batch["video"].shape[2]
+    i2av_tv, i2av_ta = tv[3 * b:], ta[3 * b:]
+    assert torch.all(i2av_tv[:, 0] == 0) and torch.all(i2av_tv[:, 1:] > 0) and torch.all(i2av_ta > 0)
+    # frame 0 is off by 10 everywhere: the joint and A2V losses see it (mean over all frames),
+    # the I2AV loss does not (frame 0 is the given frame) and V2A scores audio only
+    assert parts["i2av"] == pytest.approx(0.0, abs=1e-10)
+    assert parts["v2a"] == pytest.approx(0.0, abs=1e-10)
+    assert parts["joint"] == pytest.approx(100.0 / f, rel=1e-5)
+    assert parts["a2v"] == pytest.approx(100.0 / f, rel=1e-5)
+    expected = parts["joint"] + 0.25 * parts["a2v"] + 2.0 * parts["v2a"] + 0.5 * parts["i2av"]
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-6)
+
+
+def test_no_i2av_task_by_weight_zero_or_joint_only():
+    cfg = get_config("tiny")
+    batch = _batch(cfg)
+    for tc in (TrainConfig(lambda_i=0.0), TrainConfig(tasks="joint", lambda_i=1.0)):
+        model = Oracle(batch)
+        _, parts = synergy_loss(model, Conditioner(cfg), batch, tc, torch.Generator().manual_seed(1), "x0")
+        assert "i2av" not in parts
+
+
+def _export(tmp_path, cfg, seed):
+    torch.manual_seed(seed)
+    model, cond = HarmonyModel(cfg), Conditioner(cfg)
+    ema = {f"model.{k}": v for k, v in model.state_dict().items()}
+    ema.update({f"text.{k}": v for k, v in cond.state_dict().items()})
+    path = str(tmp_path / f"m{seed}.safetensors")
+    export_default(ema, cfg, path, step=7, dtype="fp16")
+    return path, model, cond
+
+
+def test_init_from_loads_weights_and_checks_architecture_and_codecs(tmp_path):
+    cfg = get_config("tiny").replace(meta={"codecs_sha256": "a" * 64, "guidance": {"sv": 2.0, "sa": 4.0}})
+    path, src_model, src_cond = _export(tmp_path, cfg, seed=1)
+    torch.manual_seed(2)
+    model, cond = HarmonyModel(cfg), Conditioner(cfg)
+    run_cfg = get_config("tiny").replace(meta={"codecs_sha256": "a" * 64})
+    out = init_from_file(path, model, cond, run_cfg)
+    for k, v in src_model.state_dict().items():  # fp16 file: equal to fp16 precision
+        assert torch.allclose(model.state_dict()[k], v.half().float()), k
+    for k, v in src_cond.state_dict().items():
+        assert torch.allclose(cond.state_dict()[k].float(), v.float().half().float()), k
+    assert out.meta["init_step"] == 7 and out.meta["guidance"] == {"sv": 2.0, "sa": 4.0}
+    other_codecs = get_config("tiny").replace(meta={"codecs_sha256": "b" * 64})
+    with pytest.raises(ValueError, match="codec"):
+        init_from_file(path, HarmonyModel(cfg), Conditioner(cfg), other_codecs)
+    with pytest.raises(ValueError, match="architecture"):
+        init_from_file(path, HarmonyModel(cfg), Conditioner(cfg), get_config("tiny-global"))
+    with pytest.raises(FileNotFoundError, match="init-from"):
+        init_from_file(str(tmp_path / "missing.safetensors"), model, cond, run_cfg)
