@@ -22,6 +22,7 @@ import torch.nn as nn
 from .config import HarmonyConfig
 from .interaction import build_interaction
 from .ops import default_ops
+from .rope import TableCache
 from .tower import WanTower
 
 
@@ -69,6 +70,56 @@ class Conditioning:
         return cls(pad_cat([c.video_context for c in conds]), pad_cat([c.audio_context for c in conds]), ref)
 
 
+@dataclass
+class PreparedConditioning:
+    """A `Conditioning` after the work that depends on it alone, done once per sampling run.
+
+    Built by ``HarmonyModel.prepare(cond, dtype, device)``; ``HarmonyModel.forward``
+    takes it wherever it takes a `Conditioning` (a raw one is prepared on every call).
+    Holds the text contexts after each tower's text-embedding MLP (padded to
+    ``text_len``) and, for a reference voice longer than twice the audio patch
+    embedding's receptive radius r, the patch-embedded reference tokens
+    ``0 .. Lr-r-1`` (those the noisy target cannot reach). Valid for the model,
+    dtype and device it was prepared with; ``forward`` re-prepares from ``raw``
+    when the latents' dtype or device differ.
+    """
+
+    raw: Conditioning
+    video_context: torch.Tensor           # [B, video text_len, dim]
+    audio_context: torch.Tensor           # [B, audio text_len, dim]
+    ref_tokens: Optional[torch.Tensor]    # [B, Lr - r, dim] or None
+    dtype: torch.dtype
+    device: torch.device
+
+    @property
+    def batch_size(self) -> int:
+        return self.raw.batch_size
+
+    @property
+    def ref_audio(self) -> Optional[torch.Tensor]:
+        return self.raw.ref_audio
+
+    def repeat(self, n: int) -> "PreparedConditioning":
+        """Each tensor repeated n times along the batch."""
+        rep = lambda x: None if x is None else x.repeat(n, *([1] * (x.dim() - 1)))  # noqa: E731
+        return PreparedConditioning(self.raw.repeat(n), rep(self.video_context), rep(self.audio_context),
+                                    rep(self.ref_tokens), self.dtype, self.device)
+
+    @classmethod
+    def cat(cls, items: Sequence["PreparedConditioning"]) -> "PreparedConditioning":
+        """Concatenate along the batch (all prepared with one dtype and device)."""
+        if not items:
+            raise ValueError("PreparedConditioning.cat needs at least one item")
+        if len({(c.dtype, c.device) for c in items}) != 1:
+            raise ValueError("PreparedConditioning.cat: items were prepared with different dtypes or devices")
+        refs = [c.ref_tokens for c in items]
+        if any(r is None for r in refs) != all(r is None for r in refs):
+            raise ValueError("PreparedConditioning.cat: either all or none of the items may carry a reference voice")
+        return cls(Conditioning.cat([c.raw for c in items]), torch.cat([c.video_context for c in items]),
+                   torch.cat([c.audio_context for c in items]), None if refs[0] is None else torch.cat(refs),
+                   items[0].dtype, items[0].device)
+
+
 def audio_positions(cfg: HarmonyConfig, n_frames: int, n_audio: int, n_ref: int = 0) -> torch.Tensor:
     """RoPE positions (float64) of the audio tokens [reference..., target...] on the time axis.
 
@@ -91,6 +142,7 @@ class HarmonyModel(nn.Module):
         self.audio_model = WanTower(cfg.audio, ops, fusion=True, style_alignment=gldi)
         self.interaction = build_interaction(cfg)
         self.layer_hook: Optional[Callable[[int], None]] = None
+        self.plans = TableCache(size=8)  # RoPE tables + window masks per (grid, audio length, ref length, device)
 
     @property
     def num_layers(self) -> int:
@@ -121,7 +173,7 @@ class HarmonyModel(nn.Module):
         if audio.shape[1] < 1:
             raise ValueError("audio needs at least one latent token")
         if not isinstance(cond, Conditioning):
-            raise TypeError(f"cond must be a harmony.model.Conditioning, got {type(cond).__name__}")
+            raise TypeError(f"cond must be a harmony.model.Conditioning (or PreparedConditioning), got {type(cond).__name__}")
         for name, ctx, tc in (("video_context", cond.video_context, cv), ("audio_context", cond.audio_context, ca)):
             if not torch.is_tensor(ctx) or ctx.dim() != 3:
                 raise ValueError(f"cond.{name} must be a [B, Lt, text_dim] tensor, got {_shape(ctx)}")
@@ -134,22 +186,73 @@ class HarmonyModel(nn.Module):
             if not torch.is_tensor(ref) or ref.dim() != 3 or ref.shape[0] != B or ref.shape[2] != ca.in_dim:
                 raise ValueError(f"cond.ref_audio must be [B={B}, Lr, {ca.in_dim}] (clean reference-voice latent), got {_shape(ref)}")
 
+    # conditioning ------------------------------------------------------------------
+    def prepare(self, cond: Conditioning, dtype: torch.dtype = None, device=None) -> PreparedConditioning:
+        """Everything that depends only on `cond`, computed once: both towers' text embeddings and
+        the reference-voice tokens the target cannot reach. Pass the result to ``forward`` at every
+        step of a sampling run (and to ``PreparedConditioning.cat`` / ``repeat`` for guidance batches).
+
+        `dtype` / `device`: those of the latents ``forward`` will get (default: the
+        contexts' own). Under block swap or CPU offload call it with the weights available
+        (inside ``CPUOffload.loaded()``; the text and patch embeddings are resident under block swap).
+        """
+        if isinstance(cond, PreparedConditioning):
+            cond = cond.raw
+        if not isinstance(cond, Conditioning):
+            raise TypeError(f"cond must be a harmony.model.Conditioning, got {type(cond).__name__}")
+        dtype = dtype or cond.video_context.dtype
+        device = torch.device(device) if device is not None else cond.video_context.device
+        vm, am = self.video_model, self.audio_model
+        ctx_v = vm.embed_text(cond.video_context.to(device=device, dtype=dtype))
+        ctx_a = am.embed_text(cond.audio_context.to(device=device, dtype=dtype))
+        ref_tokens = None
+        ref = cond.ref_audio
+        r = getattr(am.patch_embedding, "receptive_radius", None)
+        if ref is not None and r is not None and ref.shape[1] > 2 * r:
+            ref_tokens = am.patchify(ref.to(device=device, dtype=dtype))[0][:, : ref.shape[1] - r]
+        return PreparedConditioning(cond, ctx_v, ctx_a, ref_tokens, dtype, device)
+
+    def plan(self, grid, n_audio: int, n_ref: int, device):
+        """RoPE tables and interaction masks for one geometry, built once per (shape, device)."""
+        grid, device = tuple(int(g) for g in grid), torch.device(device)
+
+        def build():
+            vm, am = self.video_model, self.audio_model
+            rope_v = vm.rope(grid, device=device)
+            rope_a = am.rope((n_ref + n_audio,), positions=audio_positions(self.cfg, grid[0], n_audio, n_ref),
+                             device=device)
+            return self.interaction.plan(grid, n_ref + n_audio, n_ref, rope_v, rope_a, device=device)
+
+        return self.plans.get((grid, n_audio, n_ref, device), build)
+
     # forward ---------------------------------------------------------------------
     def forward(self, video: torch.Tensor, audio: torch.Tensor, t_video: torch.Tensor, t_audio: torch.Tensor,
-                cond: Conditioning, slg_layers: Sequence[int] = ()):
+                cond, slg_layers: Sequence[int] = ()):
         """Raw network outputs ``(v_out [B, Cv, F, H, W], a_out [B, La, Ca])`` (see ``cfg.prediction``).
 
-        `t_video`: ``[B]`` or ``[B, F]`` (per latent frame; I2AV gives frame 0 t=0); `t_audio`: ``[B]`` or
-        ``[B, La]``. `slg_layers`: layers skipped entirely in both towers (Ovi's skip-layer guidance).
+        `cond`: a `Conditioning`, or a `PreparedConditioning` from ``prepare`` (the same result,
+        without recomputing the conditioning-only work). `t_video`: ``[B]`` or ``[B, F]`` (per
+        latent frame; I2AV gives frame 0 t=0); `t_audio`: ``[B]`` or ``[B, La]``. `slg_layers`:
+        layers skipped entirely in both towers (Ovi's skip-layer guidance).
         """
-        self._check_inputs(video, audio, cond)
+        prepared = cond if isinstance(cond, PreparedConditioning) else None
+        self._check_inputs(video, audio, prepared.raw if prepared is not None else cond)
         vm, am = self.video_model, self.audio_model
         B, La, dev = video.shape[0], audio.shape[1], video.device
-        ref = cond.ref_audio
+        if prepared is None or prepared.dtype != video.dtype or prepared.device != dev:
+            prepared = self.prepare(cond, dtype=video.dtype, device=dev)
+        ref = prepared.ref_audio
         n_ref = 0 if ref is None else ref.shape[1]
 
         v, grid = vm.patchify(video)
-        a, _ = am.patchify(audio if ref is None else torch.cat([ref.to(audio.dtype), audio], dim=1))
+        if ref is None:
+            a, _ = am.patchify(audio)
+        elif prepared.ref_tokens is None:
+            a, _ = am.patchify(torch.cat([ref.to(audio.dtype), audio], dim=1))
+        else:  # only the last 2r reference tokens meet the target inside the receptive field
+            r = n_ref - prepared.ref_tokens.shape[1]
+            tail, _ = am.patchify(torch.cat([ref[:, n_ref - 2 * r:].to(audio.dtype), audio], dim=1))
+            a = torch.cat([prepared.ref_tokens, tail[:, r:]], dim=1)
 
         tv = vm.timestep_groups(torch.as_tensor(t_video, device=dev), B, grid, name="t_video")
         ta = am.timestep_groups(torch.as_tensor(t_audio, device=dev), B, (La,), name="t_audio")
@@ -157,12 +260,8 @@ class HarmonyModel(nn.Module):
             ta = torch.cat([torch.zeros(B, n_ref, device=dev), ta.expand(B, La)], dim=1)
         e_v, e0_v = vm.embed_time(tv.to(dev))
         e_a, e0_a = am.embed_time(ta.to(dev))
-        ctx_v = vm.embed_text(cond.video_context.to(device=dev, dtype=v.dtype))
-        ctx_a = am.embed_text(cond.audio_context.to(device=dev, dtype=a.dtype))
-
-        rope_v = vm.rope(grid, device=dev)
-        rope_a = am.rope((n_ref + La,), positions=audio_positions(self.cfg, grid[0], La, n_ref), device=dev)
-        plan = self.interaction.plan(grid, n_ref + La, n_ref, rope_v, rope_a, device=dev)
+        ctx_v, ctx_a = prepared.video_context, prepared.audio_context
+        plan = self.plan(grid, La, n_ref, dev)
 
         skip = {int(i) for i in slg_layers}
         for i in range(self.num_layers):

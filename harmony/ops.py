@@ -11,6 +11,13 @@ code.
 
 A scaled-fp8 layer carries an extra buffer ``scale_weight`` (a scalar or one
 value per output row); the real weight is ``weight.to(compute) * scale_weight``.
+
+Convolutions that are really matrix products run as one: ``Conv1d.forward_sequence``
+(stride 1, sequence-major ``[B, L, C]``) unfolds the kernel windows and does one
+matmul; ``Conv3d.forward_patches`` (kernel == stride, no padding: a patch
+embedding) rearranges the patches into rows and does one matmul. Both equal
+the convolution up to float rounding (tests/test_model.py checks 1e-6 at fp32);
+on a CPU the unfolded Conv1d is 2-6x faster than ``conv1d`` at Ovi's kernel 7.
 """
 from __future__ import annotations
 
@@ -19,6 +26,7 @@ from types import SimpleNamespace
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from einops import rearrange
 
 
 def _cast_weight_bias(layer: nn.Module, x: torch.Tensor):
@@ -43,16 +51,60 @@ class Linear(nn.Linear):
         return F.linear(x, w, b)
 
 
+def unfold_windows(x: torch.Tensor, kernel: int, padding: int) -> torch.Tensor:
+    """``[B, L, C]`` -> ``[B, L + 2*padding - kernel + 1, C*kernel]``: each row one zero-padded window,
+    flattened channel-major (the order of a Conv1d weight ``[out, C, kernel]``)."""
+    x = F.pad(x, (0, 0, padding, padding))
+    return x.unfold(1, kernel, 1).flatten(2)  # unfold gives [B, L', C, kernel]
+
+
+def conv1d_windows(windows: torch.Tensor, weight: torch.Tensor, bias=None) -> torch.Tensor:
+    """A stride-1 Conv1d over unfolded windows: one matmul with the weight seen as ``[out, C*kernel]``."""
+    return F.linear(windows, weight.flatten(1), bias)
+
+
 class Conv1d(nn.Conv1d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w, b = _cast_weight_bias(self, x)
         return self._conv_forward(x, w, b)
+
+    def matmul_ok(self) -> bool:
+        return (self.stride == (1,) and self.dilation == (1,) and self.groups == 1
+                and self.padding_mode == "zeros" and not isinstance(self.padding, str))
+
+    def forward_sequence(self, x: torch.Tensor, windows: torch.Tensor = None) -> torch.Tensor:
+        """Sequence-major ``[B, L, C_in]`` -> ``[B, L', C_out]`` as one matmul over unfolded windows.
+
+        `windows`: ``unfold_windows(x, kernel, padding)`` when the caller already has them.
+        """
+        w, b = _cast_weight_bias(self, x)
+        if not self.matmul_ok():
+            return self._conv_forward(x.transpose(1, 2), w, b).transpose(1, 2)
+        if windows is None:
+            windows = unfold_windows(x, self.kernel_size[0], self.padding[0])
+        return conv1d_windows(windows, w, b)
 
 
 class Conv3d(nn.Conv3d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w, b = _cast_weight_bias(self, x)
         return self._conv_forward(x, w, b)
+
+    def forward_patches(self, x: torch.Tensor):
+        """Patch embedding ``[B, C, F, H, W]`` -> tokens ``[B, f*h*w, C_out]`` (f, h, w order) and the grid.
+
+        With kernel == stride and no padding the convolution is one matmul over
+        non-overlapping patches; other settings run the convolution.
+        """
+        w, b = _cast_weight_bias(self, x)
+        if self.kernel_size != self.stride or self.padding != (0, 0, 0) or self.groups != 1 or self.dilation != (1, 1, 1):
+            y = self._conv_forward(x, w, b)
+            return rearrange(y, "b c f h w -> b (f h w) c"), tuple(y.shape[2:])
+        pf, ph, pw = self.kernel_size
+        f, h, w_ = x.shape[2] // pf, x.shape[3] // ph, x.shape[4] // pw
+        x = x[:, :, : f * pf, : h * ph, : w_ * pw]  # a conv drops what does not fill a patch
+        rows = rearrange(x, "b c (f pf) (h ph) (w pw) -> b (f h w) (c pf ph pw)", pf=pf, ph=ph, pw=pw)
+        return F.linear(rows, w.flatten(1), b), (f, h, w_)
 
 
 class LayerNorm(nn.LayerNorm):

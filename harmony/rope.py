@@ -15,7 +15,8 @@ are computed in float64 (as Wan does) and stored in float32.
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections import OrderedDict
+from typing import Callable, Hashable, NamedTuple, Sequence
 
 import torch
 
@@ -28,6 +29,34 @@ class Rope(NamedTuple):
         if isinstance(idx, int):
             return tuple.__getitem__(self, idx)
         return Rope(self.cos[idx], self.sin[idx])
+
+
+class TableCache:
+    """A small least-recently-used cache of tables built from shapes (RoPE tables, window masks).
+
+    Keys must name everything a table depends on (shape, device, ...). Tables are built with
+    autograd off and outside inference mode, so one built during sampling can be used in training.
+    """
+
+    def __init__(self, size: int = 8):
+        self.size, self._tables = size, OrderedDict()
+
+    def get(self, key: Hashable, build: Callable[[], object]):
+        if key in self._tables:
+            self._tables.move_to_end(key)
+            return self._tables[key]
+        with torch.inference_mode(False), torch.no_grad():
+            table = build()
+        self._tables[key] = table
+        while len(self._tables) > self.size:
+            self._tables.popitem(last=False)
+        return table
+
+    def clear(self):
+        self._tables.clear()
+
+    def __len__(self):
+        return len(self._tables)
 
 
 def axis_frequencies(channels: int, theta: float = 10000.0) -> torch.Tensor:

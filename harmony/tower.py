@@ -20,6 +20,7 @@ per latent frame, S = L for per-token t), which keeps e0 small for video.
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 import torch.nn as nn
@@ -27,11 +28,21 @@ import torch.nn as nn
 from .attention import attention
 from .config import TowerConfig
 from .interaction import StyleAlignment
-from .ops import default_ops
-from .rope import Rope, apply_rope, audio_rope, video_rope
+from .ops import default_ops, unfold_windows
+from .rope import Rope, TableCache, apply_rope, audio_rope, video_rope
 
 
 # --- small helpers ----------------------------------------------------------
+
+_FP32_WEIGHTS = re.compile(r"(^|\.)(time_embedding|time_projection)\.|(^|\.)(blocks\.\d+|head)\.modulation$")
+
+
+def computes_in_fp32(name: str) -> bool:
+    """True for the parameters that always compute in float32 (tower- or model-level state-dict name):
+    the time embedding, the time projection and the modulation tables. Towers store them in float32
+    whatever the storage dtype of the rest (cast once at load instead of at every forward)."""
+    return bool(_FP32_WEIGHTS.search(name))
+
 
 def sinusoidal_embedding(freq_dim: int, t: torch.Tensor) -> torch.Tensor:
     """Wan's timestep sinusoid [cos, sin] (cos first), computed in float64, returned float32."""
@@ -208,9 +219,27 @@ class ConvMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, L]
         return self.w2(nn.functional.silu(self.w1(x)) * self.w3(x))
 
+    def forward_sequence(self, x: torch.Tensor) -> torch.Tensor:  # [B, L, C]
+        """The same on a sequence-major input; w1 and w3 share one set of unfolded windows."""
+        win = None
+        if hasattr(self.w1, "matmul_ok") and self.w1.matmul_ok() and self.w1.padding == self.w3.padding:
+            win = unfold_windows(x, self.w1.kernel_size[0], self.w1.padding[0])
+        h = nn.functional.silu(_conv_seq(self.w1, x, win)) * _conv_seq(self.w3, x, win)
+        return _conv_seq(self.w2, h)
+
+
+def _conv_seq(conv: nn.Module, x: torch.Tensor, windows=None) -> torch.Tensor:
+    """A Conv1d applied to ``[B, L, C]``: as a matmul when the layer offers it, else as a convolution."""
+    if hasattr(conv, "forward_sequence"):
+        return conv.forward_sequence(x, windows)
+    return conv(x.transpose(1, 2)).transpose(1, 2)
+
 
 class AudioPatchEmbedding(nn.Sequential):
-    """Ovi audio patch embedding: Conv1d(in, dim, k7) -> SiLU -> ConvMLP; [B, L, C_in] -> [B, L, dim]."""
+    """Ovi audio patch embedding: Conv1d(in, dim, k7) -> SiLU -> ConvMLP; [B, L, C_in] -> [B, L, dim].
+
+    Every stride-1 Conv1d runs as one matmul over unfolded windows (``ops.Conv1d.forward_sequence``).
+    """
 
     def __init__(self, cfg: TowerConfig, ops):
         k = cfg.audio_patch_kernel
@@ -220,8 +249,13 @@ class AudioPatchEmbedding(nn.Sequential):
             ConvMLP(cfg.dim, cfg.patch_hidden, k, ops),
         )
 
+    @property
+    def receptive_radius(self) -> int:
+        """Output token j depends on input tokens j-r..j+r only (three stacked kernel-k convolutions)."""
+        return 3 * (self[0].kernel_size[0] // 2)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+        return self[2].forward_sequence(self[1](_conv_seq(self[0], x)))
 
 
 # --- tower ----------------------------------------------------------------------
@@ -245,12 +279,32 @@ class WanTower(nn.Module):
             WanBlock(cfg, ops, fusion=fusion, style_alignment=style_alignment) for _ in range(cfg.num_layers)
         )
         self.head = Head(cfg, ops)
+        self.ropes = TableCache(size=4)  # standalone forward: RoPE table per (grid, device)
+        self.register_load_state_dict_post_hook(lambda module, _incompatible: module.store_fp32_weights())
+
+    # storage -----------------------------------------------------------------
+    def store_fp32_weights(self):
+        """Keep the fp32-compute weights (``computes_in_fp32``) in float32.
+
+        Runs after every ``.to()`` / ``.half()`` / ``load_state_dict``. A bf16 or fp16 value
+        upcast to float32 is exact, so outputs are bit-identical to casting at every use.
+        """
+        for name, p in self.named_parameters():
+            if p.dtype in (torch.float16, torch.bfloat16) and computes_in_fp32(name):
+                p.data = p.data.float()
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        self.store_fp32_weights()
+        return self
 
     # inputs ---------------------------------------------------------------
     def patchify(self, x: torch.Tensor):
         """Video ``[B, C, F, H, W]`` -> tokens ``[B, f*h*w, dim]`` and grid (f, h, w); audio ``[B, L, C]`` -> ``[B, L, dim]``, (L,)."""
         if self.cfg.modality == "audio":
             return self.patch_embedding(x), (x.shape[1],)
+        if hasattr(self.patch_embedding, "forward_patches"):  # one matmul over the patches
+            return self.patch_embedding.forward_patches(x)
         y = self.patch_embedding(x)
         grid = tuple(y.shape[2:])
         return y.flatten(2).transpose(1, 2), grid
@@ -318,7 +372,7 @@ class WanTower(nn.Module):
         tokens, grid = self.patchify(x)
         e, e0 = self.embed_time(self.timestep_groups(t, x.shape[0], grid).to(x.device))
         ctx = self.embed_text(context.to(tokens.dtype))
-        rope = self.rope(grid, device=x.device)
+        rope = self.ropes.get((tuple(grid), x.device), lambda: self.rope(grid, device=x.device))
         for block in self.blocks:
             tokens = block(tokens, e0, ctx, rope)
         return self.unpatchify(self.head(tokens, e), grid)

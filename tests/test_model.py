@@ -367,3 +367,136 @@ def test_text_longer_than_text_len_is_refused():
     cond = Conditioning(torch.randn(1, n + 1, model.cfg.video.text_dim), cond.audio_context)
     with pytest.raises(ValueError, match=f"text_len={n}"):
         model(video, audio, torch.tensor([1.0]), torch.tensor([1.0]), cond)
+
+
+# --- speed paths: same results (issue 15) ----------------------------------------------
+
+def test_conv1d_as_one_matmul_equals_conv1d():
+    from harmony.ops import Conv1d
+    g = torch.Generator().manual_seed(0)
+    for c_in, c_out, k, L in ((20, 64, 7, 13), (64, 96, 7, 5), (3, 8, 3, 1)):
+        conv = Conv1d(c_in, c_out, k, padding=k // 2)
+        with torch.no_grad():
+            conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) / (c_in * k) ** 0.5)
+            conv.bias.copy_(torch.randn(c_out, generator=g))
+        x = torch.randn(2, L, c_in, generator=g)
+        want = torch.nn.functional.conv1d(x.transpose(1, 2), conv.weight, conv.bias, padding=k // 2).transpose(1, 2)
+        got = conv.forward_sequence(x)
+        assert got.shape == want.shape
+        assert (got - want).abs().max() <= 1e-6 * want.abs().max()  # fp32: summation order only
+        conv64, x64 = conv.double(), x.double()
+        want64 = torch.nn.functional.conv1d(x64.transpose(1, 2), conv64.weight, conv64.bias, padding=k // 2)
+        assert (conv64.forward_sequence(x64) - want64.transpose(1, 2)).abs().max() <= 1e-12
+
+
+def test_video_patch_embedding_as_one_matmul_equals_conv3d():
+    from harmony.ops import Conv3d
+    g = torch.Generator().manual_seed(0)
+    conv = Conv3d(16, 32, kernel_size=(1, 2, 2), stride=(1, 2, 2))
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) / 8)
+    x = torch.randn(2, 16, 3, 6, 8, generator=g)
+    want = torch.nn.functional.conv3d(x, conv.weight, conv.bias, stride=(1, 2, 2))  # [B, C, f, h, w]
+    tokens, grid = conv.forward_patches(x)
+    assert grid == (3, 3, 4) and tokens.shape == (2, 36, 32)
+    assert (tokens - want.flatten(2).transpose(1, 2)).abs().max() <= 1e-6 * want.abs().max()
+
+
+def test_audio_patch_embedding_matches_ovi_conv_stack():
+    """Conv1d k7 -> SiLU -> ConvMLP written with torch's conv1d (Ovi's formula) vs the unfolded matmuls."""
+    model = _randomize(HarmonyModel(get_config("tiny")))
+    pe = model.audio_model.patch_embedding
+    x = torch.randn(2, 17, model.cfg.audio.in_dim)
+    conv = lambda m, y: torch.nn.functional.conv1d(y, m.weight, m.bias, padding=m.padding)  # noqa: E731
+    y = torch.nn.functional.silu(conv(pe[0], x.transpose(1, 2)))
+    mlp = pe[2]
+    want = conv(mlp.w2, torch.nn.functional.silu(conv(mlp.w1, y)) * conv(mlp.w3, y)).transpose(1, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(pe(x), want, atol=1e-5, rtol=1e-5)
+    assert pe.receptive_radius == 9  # three kernel-7 convolutions
+
+
+def test_fp32_compute_weights_are_stored_in_fp32_with_identical_outputs():
+    from harmony.tower import computes_in_fp32
+    model = _randomize(HarmonyModel(get_config("tiny"))).to(torch.bfloat16)
+    names = {n for n, p in model.named_parameters() if p.dtype == torch.float32}
+    assert names and all(computes_in_fp32(n) for n in names)
+    assert "video_model.time_projection.1.weight" in names and "audio_model.blocks.3.modulation" in names
+    assert "video_model.head.modulation" in names and "video_model.text_embedding.0.weight" not in names
+    video, audio, cond = _inputs(model.cfg, Lr=2)
+    args = (video.bfloat16(), audio.bfloat16(), torch.tensor([600.0]), torch.tensor([300.0]), cond.to(torch.bfloat16))
+    with torch.no_grad():
+        stored = model(*args)
+        for n in names:  # what the model did before: bf16 storage, cast to fp32 at every use
+            model.get_parameter(n).data = model.get_parameter(n).data.bfloat16()
+        cast_on_use = model(*args)
+        model.load_state_dict(model.state_dict())  # loading stores them in fp32 again
+    assert all(model.get_parameter(n).dtype == torch.float32 for n in names)
+    assert torch.equal(stored[0], cast_on_use[0]) and torch.equal(stored[1], cast_on_use[1])
+
+
+@pytest.mark.parametrize("n_ref", [0, 5, 25])
+def test_prepared_conditioning_gives_the_raw_result(n_ref):
+    """prepare() once + forward(prepared) == forward(raw), including a reference voice longer than 2r."""
+    from harmony.model import PreparedConditioning
+    model = _randomize(HarmonyModel(get_config("tiny")))
+    video, audio, cond = _inputs(model.cfg, B=2, Lr=n_ref)
+    tv, ta = torch.tensor([700.0, 200.0]), torch.tensor([300.0, 900.0])
+    with torch.no_grad():
+        raw = model(video, audio, tv, ta, cond)
+        prep = model.prepare(cond)
+        assert isinstance(prep, PreparedConditioning)
+        assert (prep.ref_tokens is not None) == (n_ref > 18)
+        got = model(video, audio, tv, ta, prep)
+        torch.testing.assert_close(got[0], raw[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(got[1], raw[1], atol=1e-5, rtol=1e-5)
+        # guidance batches: cat / repeat of prepared conditioning == prepared cat / repeat
+        both = PreparedConditioning.cat([prep, prep])
+        ref_both = model(torch.cat([video] * 2), torch.cat([audio] * 2), tv.repeat(2), ta.repeat(2),
+                         Conditioning.cat([cond, cond]))
+        out_both = model(torch.cat([video] * 2), torch.cat([audio] * 2), tv.repeat(2), ta.repeat(2), both)
+        torch.testing.assert_close(out_both[1], ref_both[1], atol=1e-5, rtol=1e-5)
+        assert prep.repeat(3).video_context.shape[0] == 6
+        # prepared for another dtype: forward re-prepares instead of mixing dtypes
+        other = model.prepare(cond, dtype=torch.float64)
+        torch.testing.assert_close(model(video, audio, tv, ta, other)[0], raw[0], atol=1e-5, rtol=1e-5)
+
+
+def test_prepare_does_the_text_embedding_once():
+    model = _randomize(HarmonyModel(get_config("tiny")))
+    video, audio, cond = _inputs(model.cfg)
+    calls = []
+    model.video_model.text_embedding.register_forward_hook(lambda *_: calls.append(1))
+    t = torch.tensor([500.0])
+    with torch.no_grad():
+        prep = model.prepare(cond)
+        for _ in range(3):
+            model(video, audio, t, t, prep)
+        assert len(calls) == 1
+        model(video, audio, t, t, cond)
+        assert len(calls) == 2
+
+
+def test_rope_tables_and_window_plans_are_built_once_per_shape_and_device():
+    model = _randomize(HarmonyModel(get_config("tiny")))
+    t = torch.tensor([500.0])
+    video, audio, cond = _inputs(model.cfg, F=5, La=25)
+    with torch.no_grad():
+        model(video, audio, t, t, cond)
+        plan = model.plan((5, 2, 2), 25, 0, "cpu")
+        model(video, audio, t, t, cond)
+        assert len(model.plans) == 1 and model.plan((5, 2, 2), 25, 0, torch.device("cpu")) is plan
+        v2, a2, c2 = _inputs(model.cfg, F=3, La=13)
+        model(v2, a2, t, t, c2)
+        assert len(model.plans) == 2
+    # the cached tables are the tables: same as building them afresh
+    fresh = model.video_model.rope((5, 2, 2))
+    assert torch.equal(plan.rope_video.cos, fresh.cos) and torch.equal(plan.rope_video.sin, fresh.sin)
+    assert torch.equal(plan.mask_video, local_window_mask(5, 25, 1.0).repeat_interleave(4, dim=0))
+    # a table built during inference can be used in training (not an inference tensor)
+    with torch.inference_mode():
+        model.plans.clear()
+        model(video, audio, t, t, cond)
+    model.train()
+    v, _ = model(video, audio, t, t, cond)
+    v.sum().backward()
