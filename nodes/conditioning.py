@@ -22,7 +22,11 @@ FIRST_FRAME = "first frame (I2AV)"
 
 
 class HarmonyTextConditioning:
-    """Prompt, audio caption and transcript -> a new conditioning."""
+    """Prompt, audio caption and transcript -> a new conditioning.
+
+    The frontend draws a multiline box without its name; js/harmony_text_labels.js writes
+    each box's name in its corner, and the placeholders say what goes in an empty box.
+    """
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -30,13 +34,17 @@ class HarmonyTextConditioning:
             "model": (HARMONY_MODEL, {"tooltip": "From Harmony Model Loader."}),
             "prompt": ("STRING", {
                 "multiline": True, "default": harmony_module("pipeline").DEMO_PROMPT,
-                "tooltip": "What is seen (and heard): the video prompt."}),
+                "placeholder": "prompt: what is seen (and heard), e.g. a small red ball bounces twice "
+                               "on the left. plain blue background.",
+                "tooltip": "prompt: what is seen (and heard): the video prompt."}),
             "audio_caption": ("STRING", {
                 "multiline": True, "default": harmony_module("pipeline").DEMO_CAPTION,
-                "tooltip": "What is heard: sounds, ambience, voice character. May be empty."}),
+                "placeholder": "audio caption: what is heard, e.g. two high thuds. (may stay empty)",
+                "tooltip": "audio caption: what is heard: sounds, ambience, voice character. May be empty."}),
             "transcript": ("STRING", {
                 "multiline": True, "default": "",
-                "tooltip": "Words to be spoken (lip-synced). Empty for no speech."}),
+                "placeholder": "transcript: the words spoken, as syllables, e.g. ba lo mi (empty: no speech)",
+                "tooltip": "transcript: words to be spoken (lip-synced). Empty for no speech."}),
         }}
 
     RETURN_TYPES = (HARMONY_CONDITIONING,)
@@ -116,6 +124,11 @@ class HarmonyVideoConditioning:
                 "fps": ("FLOAT", {
                     "default": 24.0, "min": 1.0, "max": 120.0, "step": 0.001,
                     "tooltip": "Frame rate of 'images' (a VIDEO brings its own)."}),
+                "fit": (list(harmony_module("media").FIT_MODES), {
+                    "default": "crop",
+                    "tooltip": "Frames of another shape than the model's: crop keeps the centre at the "
+                               "model's aspect ratio, letterbox keeps the whole picture with black bars, "
+                               "stretch keeps the whole picture distorted. The console says what was done."}),
             },
             "optional": {
                 "images": ("IMAGE", {"tooltip": "Frames [F, H, W, 3]; for first frame, the first is used."}),
@@ -130,9 +143,12 @@ class HarmonyVideoConditioning:
     CATEGORY = "Harmony/conditioning"
     DESCRIPTION = "Driving video (V2A: sound follows the picture) or a first frame (I2AV)."
 
-    def add(self, conditioning, use_as, fps, images=None, video=None):
+    def add(self, conditioning, use_as, fps, fit="crop", images=None, video=None):
         node = "Harmony Video Conditioning"
         check_type(conditioning, HARMONY_CONDITIONING, "conditioning", node)
+        modes = harmony_module("media").FIT_MODES
+        if fit not in modes:
+            raise HarmonyInputError(f"{node}: fit {fit!r} is unknown; use one of {list(modes)}.")
         if images is not None:
             frames = image_frames(images, "images")
             if video is not None:
@@ -146,7 +162,7 @@ class HarmonyVideoConditioning:
             if frames.shape[0] > 1:  # documented in the tooltip; said, not silent
                 print(f"[harmony] {node}: {frames.shape[0]} frames connected; the first one is the first "
                       "frame (pick another with ImageFromBatch)")
-            return (conditioning.with_(first_frame=frames[0]),)
+            return (conditioning.with_(first_frame=frames[0], fit=fit),)
         if use_as != DRIVING_VIDEO:
             raise HarmonyInputError(f"use_as {use_as!r} is unknown; use one of {[DRIVING_VIDEO, FIRST_FRAME]}.")
         with node_checks(node) as validate:
@@ -156,4 +172,4 @@ class HarmonyVideoConditioning:
             raise HarmonyInputError(
                 f"{node}: the driving video is {frames.shape[0]} frames at {fps:g} fps "
                 f"({frames.shape[0] / fps:.2f} s); at least {min_s:g} s is needed.")
-        return (conditioning.with_(driving_video=(frames, float(fps))),)
+        return (conditioning.with_(driving_video=(frames, float(fps)), fit=fit),)

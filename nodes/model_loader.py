@@ -20,6 +20,39 @@ def attention_backends() -> list[str]:
     return list(harmony_module("attention").available_backends())
 
 
+NODE = "Harmony Model Loader"
+
+
+def model_files_for(model_name: str) -> str:
+    """The model file behind ``model_name`` after checking that it and its text-encoder file
+    exist; the errors tell a ComfyUI user which file belongs in which folder."""
+    pipeline = harmony_module("pipeline")
+    if model_name == BUNDLED:
+        path = pipeline.DEFAULT_MODEL
+        if not os.path.isfile(path):
+            raise HarmonyInputError(
+                f"{NODE}: the bundled tiny model is missing from the pack ({path}). Reinstall "
+                "ComfyUI-Harmony (git clone it again into ComfyUI/custom_nodes/), or pick a model file.")
+    else:
+        try:
+            path = host.model_path(model_name)
+        except FileNotFoundError as e:
+            raise HarmonyInputError(
+                f"{NODE}: model file {model_name!r} was not found in ComfyUI/models/{host.MODEL_FOLDER}/ "
+                "or ComfyUI/models/diffusion_models/. Put it in ComfyUI/models/harmony/ (with its "
+                ".text.safetensors file beside it), press R to refresh the list, or pick "
+                f"'{BUNDLED}'.") from e
+    text = path[: -len(".safetensors")] + ".text.safetensors" if path.endswith(".safetensors") else path + ".text.safetensors"
+    if not os.path.isfile(text):
+        raise HarmonyInputError(
+            f"{NODE}: {os.path.basename(path)} needs its text-encoder file {os.path.basename(text)} in the "
+            f"same folder ({os.path.dirname(path)}). A Harmony model comes as two files, <name>.safetensors "
+            f"and <name>.text.safetensors: copy both into ComfyUI/models/{host.MODEL_FOLDER}/ and press R. "
+            "Checkpoints conditioned on umT5 (Wan2.2 / Ovi) have no such file and cannot be loaded by "
+            "this node yet.")
+    return path
+
+
 def resolve_offload(offload: str, device) -> str:
     """``auto`` follows ComfyUI's memory mode: --lowvram -> block swap, --novram -> CPU offload."""
     if offload != "auto":
@@ -65,7 +98,7 @@ class HarmonyModelLoader:
     DESCRIPTION = "Loads a Harmony dual-tower audio-video model."
 
     def load(self, model_name, dtype, offload, resident_blocks, attention):
-        path = None if model_name == BUNDLED else host.model_path(model_name)
+        path = model_files_for(model_name)
         if dtype not in dtype_names():
             raise HarmonyInputError(f"dtype {dtype!r} is unknown; use one of {dtype_names()}.")
         if attention not in attention_backends():
@@ -74,7 +107,7 @@ class HarmonyModelLoader:
                 "Install its package or pick sdpa.")
         device = host.torch_device()
         offload = resolve_offload(offload, device)
-        size = os.path.getsize(path or harmony_module("pipeline").DEFAULT_MODEL)
+        size = os.path.getsize(path)
         if offload == "none":
             host.free_memory_for(size, device)
         with actionable_errors("Harmony Model Loader",

@@ -100,6 +100,8 @@ class HarmonySyncCFGSampler:
                 max_seconds=getattr(model, "max_seconds", pipeline.DEFAULT_MAX_SECONDS),
                 guidance_modes=guidance_modes(), solvers=solvers(), via="node")
         kwargs = {}
+        if "fit" in inspect.signature(model.sample).parameters:
+            kwargs["fit"] = conditioning.fit
         native_h, native_w = model.frame_size
         size = (height or native_h, width or native_w)
         if size != (native_h, native_w):

@@ -33,7 +33,8 @@ class AVConditioning:
 
     text: harmony ``Conditioning`` from the text node; first_frame ``[H, W, 3]``
     (I2AV); driving_audio ``(wave [C, T], sr)`` (A2V); driving_video
-    ``(frames [F, H, W, 3], fps)`` (V2A); ref_voice ``(wave [C, T], sr)``.
+    ``(frames [F, H, W, 3], fps)`` (V2A); ref_voice ``(wave [C, T], sr)``;
+    fit: how those frames meet the model's frame (crop, letterbox, stretch).
     """
 
     text: object
@@ -42,6 +43,7 @@ class AVConditioning:
     driving_audio: Optional[tuple] = None
     driving_video: Optional[tuple] = None
     ref_voice: Optional[tuple] = None
+    fit: str = "crop"
     notes: list = field(default_factory=list)
 
     def with_(self, **changes) -> "AVConditioning":

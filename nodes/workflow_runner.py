@@ -37,6 +37,8 @@ KNOWN_CORE_NODES = {
     "SaveAudio": ([("audio", "AUDIO", {}, False),
                    ("filename_prefix", "STRING", {"default": "audio/ComfyUI"}, False)], []),
     "PreviewImage": ([("images", "IMAGE", {}, False)], []),
+    # a frontend-only node (never sent to the server): the templates' one-line description
+    "Note": ([("text", "STRING", {"multiline": True, "default": ""}, False)], []),
 }
 """Core nodes the templates may use, with the declarations needed to check links and widgets."""
 

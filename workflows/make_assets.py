@@ -136,6 +136,8 @@ class WorkflowBuilder:
         self.links.append([lid, src, src_slot, dst, slot, typ])
 
     def workflow(self, note=None):
+        if note:  # ComfyUI 0.3.64's template browser shows only the file name: the note is on the canvas
+            self.add("Note", (0, 440), {"text": note}, size=(320, 110), title="About this template")
         wf = {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, json.dumps(self.nodes, sort_keys=True))),
               "revision": 0, "last_node_id": len(self.nodes), "last_link_id": len(self.links),
               "nodes": self.nodes, "links": self.links, "groups": [], "config": {},
@@ -182,7 +184,9 @@ def build_workflows() -> dict:
     # T2AV
     b = WorkflowBuilder()
     save_av(b, chain(b, "T2AV", texts["speech"]), "harmony/t2av")
-    out["harmony_t2av"] = b.workflow("Text to audio+video with SyncCFG.")
+    out["harmony_t2av"] = b.workflow(
+        "T2AV: text to synchronized video and sound with SyncCFG. Edit the prompt, audio caption "
+        "and transcript, then Queue.")
 
     # I2AV: a bundled first frame
     def first_frame(b, cond):
@@ -194,7 +198,9 @@ def build_workflows() -> dict:
 
     b = WorkflowBuilder()
     save_av(b, chain(b, "I2AV", texts["speech"], first_frame), "harmony/i2av")
-    out["harmony_i2av"] = b.workflow("Image to audio+video: the bundled first frame starts the clip.")
+    out["harmony_i2av"] = b.workflow(
+        "I2AV: the bundled first frame starts the clip. Wire your own IMAGE into Harmony Video "
+        "Conditioning (fit: crop or letterbox for other shapes).")
 
     # A2V: bundled driving audio
     def driving_audio(b, cond):
@@ -206,7 +212,9 @@ def build_workflows() -> dict:
 
     b = WorkflowBuilder()
     save_av(b, chain(b, "A2V", texts["speech"], driving_audio), "harmony/a2v")
-    out["harmony_a2v"] = b.workflow("Audio to video: the picture moves to the bundled speech clip.")
+    out["harmony_a2v"] = b.workflow(
+        "A2V: the picture moves to the bundled speech clip. Wire your own AUDIO into Harmony Audio "
+        "Conditioning.")
 
     # V2A: bundled driving video
     def driving_video(b, cond):
@@ -219,7 +227,9 @@ def build_workflows() -> dict:
 
     b = WorkflowBuilder()
     save_av(b, chain(b, "V2A", texts["ambient"], driving_video), "harmony/v2a")
-    out["harmony_v2a"] = b.workflow("Video to audio: sound for the bundled bouncing-objects clip.")
+    out["harmony_v2a"] = b.workflow(
+        "V2A: sound for the bundled bouncing-objects clip. Wire your own frames or VIDEO into Harmony "
+        "Video Conditioning.")
 
     # T2AV into core CreateVideo -> SaveVideo
     b = WorkflowBuilder()
@@ -230,7 +240,7 @@ def build_workflows() -> dict:
     savev = b.add("SaveVideo", (1700, 0), {"filename_prefix": "harmony/core_video"}, size=(420, 480))
     b.link(create, 0, savev, "video")
     out["harmony_t2av_core_video"] = b.workflow(
-        "Harmony Decode chained into core CreateVideo -> SaveVideo.")
+        "T2AV saved by core nodes: Harmony Decode into CreateVideo, then SaveVideo.")
     return out
 
 
