@@ -186,7 +186,10 @@ def test_bundled_audio_codec_on_heldout_world_clips(bundled):
 def test_bundled_weights_small_and_safetensors():
     assert os.path.getsize(DEFAULT_CODECS_PATH) < 3_000_000
     with open(DEFAULT_CODECS_PATH, "rb") as f:
-        assert f.read(8) != b"PK\x03\x04"  # not a zip/pickle
+        head = f.read(8)
+        assert head[:4] != b"PK\x03\x04"  # not a zip (torch.save) archive
+        n = int.from_bytes(head, "little")  # safetensors: u64 header length, then a JSON header
+        assert 0 < n < os.path.getsize(DEFAULT_CODECS_PATH) and f.read(1) == b"{"
 
 
 def test_save_load_roundtrip(tmp_path):

@@ -84,7 +84,7 @@ def test_resample_video_and_resize():
     out = resample_video(frames, 16, 8)
     assert out.shape[0] == 8 and list(out[:, 0, 0, 0]) == list(range(0, 16, 2))
     up = resample_video(frames, 16, 32)
-    assert up.shape[0] == 32 and up[1, 0, 0, 0] == 1.0 or up[1, 0, 0, 0] == 0.0
+    assert up.shape[0] == 32 and all(abs(float(up[k, 0, 0, 0]) - k / 2) <= 0.5 for k in range(32)) and set(up[:, 0, 0, 0].tolist()) == set(range(16))
     small = resize_frames(np.random.default_rng(0).random((2, 64, 64, 3)).astype(np.float32), 32, 48)
     assert small.shape == (2, 32, 48, 3)
     t = resize_frames(torch.zeros(2, 16, 16, 3, dtype=torch.uint8), 8, 8)

@@ -295,8 +295,10 @@ def test_bf16_model_keeps_fp32_state_and_exact_timesteps():
     g = torch.Generator().manual_seed(5)
     nv, na = torch.randn(1, 2, 3, 2, 2, generator=g), torch.randn(1, 4, 3, generator=g)
     states = []
-    out_v, out_a = sample(net, _cond(), nv, na, steps=40, shift=5.0, guidance=Guidance("none"),
-                          solver="dpmpp_2m", dtype=torch.bfloat16,
+    # noise handed over in bf16 (as a host computing in bf16 does): the network gets bf16,
+    # the ODE state is fp32 from the first step on
+    out_v, out_a = sample(net, _cond(), nv.to(torch.bfloat16), na.to(torch.bfloat16), steps=40,
+                          shift=5.0, guidance=Guidance("none"), solver="dpmpp_2m",
                           preview=lambda i, n, xv, xa: states.append((xv.dtype, xa.dtype)))
     exact = 1000 * sigma_schedule(40, 5.0)[:-1]
     assert len(net.seen) == 40
