@@ -34,10 +34,11 @@ def job_name(driving_audio: bool, driving_video: bool, first_frame: bool) -> str
     return "I2AV" if first_frame else "T2AV"
 
 
-def max_seconds(cfg) -> float:
-    """Longest clip a model config supports (its ``meta["max_seconds"]``, else the default)."""
-    meta = getattr(cfg, "meta", None) or {}
-    return float(meta.get("max_seconds", DEFAULT_MAX_SECONDS))
+def max_seconds(cfg_or_meta) -> float:
+    """Longest clip a model supports: its config's ``meta["max_seconds"]`` (a config or its
+    ``meta`` dict may be given), else ``DEFAULT_MAX_SECONDS``."""
+    meta = cfg_or_meta if isinstance(cfg_or_meta, dict) else getattr(cfg_or_meta, "meta", None)
+    return float((meta or {}).get("max_seconds", DEFAULT_MAX_SECONDS))
 
 
 def largest_max_seconds() -> float:

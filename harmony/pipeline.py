@@ -22,6 +22,8 @@ from typing import Callable, Optional
 import torch
 
 from . import validate
+from .guidance import DEFAULT_SA, DEFAULT_SV
+from .jobs import DEFAULT_MAX_SECONDS, DEFAULT_SECONDS, MIN_SECONDS, max_seconds  # noqa: F401 (re-exported)
 from .model import Conditioning
 from .sampling import GUIDANCE_MODES, SOLVERS, Guidance, Job, sample
 
@@ -32,8 +34,6 @@ DEMO_PROMPT = ("a large face with orange hair in the middle says three syllables
                "in front of a plain gray wall.")
 DEMO_CAPTION = "a low voice says three syllables in a quiet room."
 DEMO_TRANSCRIPT = "ba lo mi"
-
-MIN_SECONDS = 1.0
 
 
 @dataclass
@@ -59,16 +59,14 @@ class AVLatent:
 
 def _check_codecs_match(cfg, codecs_path: Optional[str]):
     """A latent model only works with the codec weights it was trained on."""
-    import hashlib
-
     from .codecs import DEFAULT_CODECS_PATH
+    from .files import sha256_file
 
     want = (cfg.meta or {}).get("codecs_sha256")
     path = codecs_path or DEFAULT_CODECS_PATH
     if not want or not os.path.isfile(path):
         return
-    with open(path, "rb") as fh:
-        have = hashlib.sha256(fh.read()).hexdigest()
+    have = sha256_file(path)
     if have != want:
         raise ValueError(f"codec weights {path!r} are not the ones this model was trained with "
                          f"(sha256 {have[:12]}…, expected {want[:12]}…): its latents would decode to "
@@ -79,13 +77,7 @@ def _log(msg: str):
     print(f"[harmony] {msg}", flush=True)
 
 
-DEFAULT_MAX_SECONDS = 6.0
-"""Longest clip of a model whose config does not record ``meta["max_seconds"]``."""
-
-
-def _max_seconds(meta) -> float:
-    """The one rule for a model's clip-length limit: its config's ``meta["max_seconds"]``."""
-    return float((meta or {}).get("max_seconds", DEFAULT_MAX_SECONDS))
+_max_seconds = max_seconds  # the one rule for a model's clip-length limit (harmony.jobs)
 
 
 def model_limits(path: Optional[str] = None) -> tuple[float, float]:
@@ -323,7 +315,7 @@ class HarmonyPipeline:
                 if seconds is not None:
                     self.log(f"{name} is {length:.2f} s: generating {length:.2f} s instead of {seconds:g} s")
                 seconds = length
-        seconds = float(seconds if seconds is not None else 3.0)
+        seconds = float(seconds if seconds is not None else DEFAULT_SECONDS)
         if seconds < MIN_SECONDS:
             raise ValueError(f"seconds must be at least {MIN_SECONDS:g}, got {seconds:g}")
         if seconds > self.max_seconds:
@@ -333,7 +325,7 @@ class HarmonyPipeline:
 
     @torch.no_grad()
     def sample(self, cond: Conditioning, seconds: Optional[float] = None, seed: int = 0, steps: int = 20,
-               shift: float = 5.0, sv: float = 3.0, sa: float = 2.0, text_cfg: float = 1.0,
+               shift: float = 5.0, sv: float = DEFAULT_SV, sa: float = DEFAULT_SA, text_cfg: float = 1.0,
                guidance: str = "synccfg", solver: str = "dpmpp_2m", first_frame=None,
                driving_audio=None, driving_video=None, ref_voice=None,
                callback: Optional[Callable] = None, cancel: Optional[Callable] = None,
@@ -408,9 +400,9 @@ class HarmonyPipeline:
         cv, lh, lw = int(self.codecs.video.latent_channels), h // stride, w // stride
         f_lat = 1 + (n_frames - 1) // int(getattr(self.codecs.video, "temporal_stride", 1))
         gen = torch.Generator().manual_seed(int(seed))
-        noise_v = torch.randn(1, cv, f_lat, lh, lw, generator=gen).to(self.device, self.compute_dtype)
+        noise_v = torch.randn(1, cv, f_lat, lh, lw, generator=gen).to(self.device)  # fp32 ODE state
         noise_a = torch.randn(1, n_audio, self.codecs.audio.latent_channels, generator=gen)
-        noise_a = noise_a.to(self.device, self.compute_dtype)
+        noise_a = noise_a.to(self.device)
         silent, blank = self.anchors()
         uncond = None
         if guidance == "cfg" or text_cfg != 1.0:
@@ -422,7 +414,7 @@ class HarmonyPipeline:
             zv, za = sample(self.model, cond, noise_v, noise_a, steps=steps, shift=shift,
                             guidance=Guidance(guidance, sv, sa, text_cfg, batched), job=job,
                             uncond=uncond, silent_audio_token=silent, blank_video_frame=blank,
-                            solver=solver, callback=callback, cancel=cancel)
+                            solver=solver, callback=callback, cancel=cancel, dtype=self.compute_dtype)
         return AVLatent(zv.float(), za.float(), self.fps, self.sample_rate, seconds, job.name,
                         {"seed": seed, "steps": steps, "guidance": guidance, "sv": sv, "sa": sa})
 
