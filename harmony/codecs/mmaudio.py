@@ -21,10 +21,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from harmony.checkpoint import PICKLE_SUFFIXES, CheckpointError, check_safetensors_file
-from harmony.codecs.bigvgan import BigVGANVocoder, load_bigvgan
-from harmony.codecs.mel import MelSpectrogram16k
-from harmony.codecs.mmaudio_vae import MMAudioVAE, load_mmaudio_vae
+from ..checkpoint import PICKLE_SUFFIXES, CheckpointError, check_safetensors_file
+from .bigvgan import BigVGANVocoder, load_bigvgan
+from .mel import MelSpectrogram16k
+from .mmaudio_vae import MMAudioVAE, load_mmaudio_vae
 
 WRAPPER_KEYS = ("generator", "state_dict", "model", "module")
 

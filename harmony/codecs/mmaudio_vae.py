@@ -360,7 +360,7 @@ def load_mmaudio_vae(path_or_sd, normalized: bool | None = None, hidden_dim: int
     The width is read from ``encoder.conv_in.weight`` unless ``hidden_dim`` is given.
     Every model tensor must be present with its shape (``data_mean``/``data_std`` may be absent).
     """
-    from harmony.codecs.mmaudio import read_state_dict  # local: avoids an import cycle
+    from .mmaudio import read_state_dict  # local: avoids an import cycle
 
     source = str(path_or_sd) if not isinstance(path_or_sd, Mapping) else "MMAudio VAE state dict"
     file_sd = read_state_dict(path_or_sd, what="MMAudio VAE")
