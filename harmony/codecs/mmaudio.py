@@ -105,7 +105,7 @@ class MMAudioCodec(nn.Module):
         super().__init__()
         if vae.embed_dim != self.latent_channels or vocoder.hop_length * vae.time_downsample != self.hop_length:
             raise ValueError("MMAudioCodec: expects the 16 kHz VAE (20 latent channels) and a x256 vocoder")
-        self.mel = MelSpectrogram16k()
+        self.mel = MelSpectrogram16k().to(vae.data_mean.device)
         self.vae = vae
         self.vocoder = vocoder
 
