@@ -113,9 +113,11 @@ def _generate(argv):
     t0 = time.time()
     pipe = HarmonyPipeline.from_pretrained(a.model, dtype=a.dtype, offload=a.offload,
                                            resident_blocks=a.resident_blocks)
-    defaults = pipe.model.cfg.meta.get("guidance", {}) if pipe.model.cfg.meta else {}
-    sv = a.sv if a.sv is not None else float(defaults.get("sv", 3.0))
-    sa = a.sa if a.sa is not None else float(defaults.get("sa", 2.0))
+    from .guidance import default_scales
+
+    default_sv, default_sa = default_scales(pipe.model.cfg)  # the model file's tuned scales, else 3 / 2
+    sv = a.sv if a.sv is not None else default_sv
+    sa = a.sa if a.sa is not None else default_sa
     kw = {}
     if a.image:
         kw["first_frame"] = media.read_image(a.image)  # fitted to the frame by pipe.sample(fit=...)

@@ -211,23 +211,18 @@ def save_model(model: nn.Module, path, metadata: dict | None = None, dtype=None,
 def save_safetensors(tensors: dict, path, metadata: dict | None = None) -> str:
     """Write ``tensors`` to ``path`` atomically (a temporary file, then a rename):
     an interrupted or failed write leaves no half-written file behind."""
-    from .validate import InputError, is_system_path, output_path
+    from .files import atomic_path
+    from .validate import InputError, is_system_path
 
     path = os.fspath(path)
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent) and not is_system_path(parent):
         os.makedirs(parent, exist_ok=True)
     try:  # only an absent target or a regular file is ever replaced (a symlink: its target)
-        target = output_path(path, "output")
+        with atomic_path(path) as tmp:
+            save_file(tensors, tmp, metadata=metadata)
     except InputError as e:
         raise CheckpointError(str(e)) from None
-    tmp = f"{target}.tmp-{os.getpid()}"
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

@@ -17,21 +17,25 @@ def sha256_file(path, chunk: int = 1 << 20) -> str:
 
 
 @contextlib.contextmanager
-def atomic_path(path, suffix: str = ""):
+def atomic_path(path, suffix: str = "", name: str = "output"):
     """Yield a temporary file name beside ``path`` (``<name>.tmp-XXXX<suffix>``, mode
     0666 minus umask); it becomes ``path`` when the block succeeds and is deleted on
-    any error, so no half-written file is ever left behind."""
-    path = os.path.abspath(os.fspath(path))
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=suffix, prefix=os.path.basename(path) + ".tmp-", dir=folder)
+    any error, so no half-written file is ever left behind. Only an absent target or a
+    regular file is ever replaced (a symlink: its target), checked before and again just
+    before the rename (:func:`harmony.validate.output_path`, raising its ``InputError``)."""
+    from .validate import output_path
+
+    target = output_path(path, name)
+    fd, tmp = tempfile.mkstemp(suffix=suffix, prefix=os.path.basename(target) + ".tmp-",
+                               dir=os.path.dirname(target))
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)
     try:
         yield tmp
-        os.replace(tmp, path)
+        output_path(target, name)  # still absent or a regular file?
+        os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -35,6 +35,8 @@ import torch.nn.functional as F
 
 from .config import HarmonyConfig, get_config
 from .conditioner import Conditioner
+from .files import sha256_file
+from .jobs import DEFAULT_MAX_SECONDS
 from .model import HarmonyModel
 from .sampling import shift_sigmas
 
@@ -327,13 +329,6 @@ def init_from_file(path: str, model, conditioner, cfg: HarmonyConfig) -> Harmony
     return cfg.replace(meta={**cfg.meta, **extra, "init_step": int(meta.get("step", 0))})
 
 
-def _sha256(path: str) -> str:
-    import hashlib
-
-    with open(path, "rb") as fh:
-        return hashlib.sha256(fh.read()).hexdigest()
-
-
 def train(tc: TrainConfig):
     from tqdm import tqdm
 
@@ -355,8 +350,8 @@ def train(tc: TrainConfig):
     cfg = get_config(tc.config)
     cfg = cfg.replace(meta={**cfg.meta, "fps": codecs[0].fps, "sample_rate": codecs[1].sample_rate,
                             "audio_latent_rate": codecs[1].latent_rate, "trained_seconds": tc.seconds,
-                            "max_seconds": 6.0, "codecs": "tiny_codecs.safetensors",
-                            "codecs_sha256": _sha256(tc.codecs or DEFAULT_CODECS_PATH)})
+                            "max_seconds": DEFAULT_MAX_SECONDS, "codecs": "tiny_codecs.safetensors",
+                            "codecs_sha256": sha256_file(tc.codecs or DEFAULT_CODECS_PATH)})
     model = HarmonyModel(cfg).to(device)
     conditioner = Conditioner(cfg).to(device)
     if tc.init_from and not os.path.exists(os.path.join(tc.out, "state.safetensors")):
