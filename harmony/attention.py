@@ -1,7 +1,7 @@
-"""The one attention dispatch point.
+"""The one attention dispatch point, with the backend chosen per model.
 
-``attention(q, k, v, mask=None)`` takes ``[B, L, heads, head_dim]`` tensors and
-returns ``[B, Lq, heads, head_dim]``. Backends:
+``attention(q, k, v, mask=None, backend="sdpa")`` takes ``[B, L, heads, head_dim]``
+tensors and returns ``[B, Lq, heads, head_dim]``. Backends:
 
 - ``"sdpa"``: ``torch.nn.functional.scaled_dot_product_attention`` (always there);
 - ``"flash"``: flash-attn (``flash_attn``), only when importable, CUDA half/bf16;
@@ -9,16 +9,19 @@ returns ``[B, Lq, heads, head_dim]``. Backends:
 
 A mask (bool, True = attend, shape ``[Lq, Lk]`` or ``[B, Lq, Lk]``) always runs
 through sdpa, whatever backend is selected; so do CPU tensors.
+
+An `Attention` object holds one model's backend: ``HarmonyModel`` makes one and
+hands it to every attention layer of both towers, so
+``model.set_attention_backend("flash")`` changes that model and no other.
 """
 from __future__ import annotations
 
-import contextlib
 import importlib
 
 import torch
 import torch.nn.functional as F
 
-_current = "sdpa"
+BACKENDS = ("sdpa", "flash", "sage")
 _probed: dict = {}
 
 
@@ -41,15 +44,10 @@ def available_backends() -> list:
     return names
 
 
-def get_backend() -> str:
-    return _current
-
-
-def set_backend(name: str) -> None:
-    """Select the attention backend for all later calls."""
-    global _current
+def check_backend(name: str) -> str:
+    """`name` if that backend can run here; otherwise a clear error listing the ones that can."""
     avail = available_backends()
-    if name not in ("sdpa", "flash", "sage"):
+    if name not in BACKENDS:
         raise ValueError(f"unknown attention backend {name!r}; available here: {', '.join(avail)}")
     if name not in avail:
         pkg = {"flash": "flash-attn", "sage": "sageattention"}[name]
@@ -57,19 +55,23 @@ def set_backend(name: str) -> None:
             f"attention backend {name!r} is not available (package {pkg} cannot be imported); "
             f"available here: {', '.join(avail)}. Install {pkg} or pick one of those."
         )
-    _current = name
+    return name
 
 
-@contextlib.contextmanager
-def use_backend(name: str):
-    """Context manager: run the block with backend `name`, then restore the previous one."""
-    global _current
-    previous = _current
-    set_backend(name)
-    try:
-        yield
-    finally:
-        _current = previous
+class Attention:
+    """Attention with one model's backend; called like ``attention`` without the `backend` argument."""
+
+    def __init__(self, backend: str = "sdpa"):
+        self.backend = check_backend(backend)
+
+    def set_backend(self, name: str) -> None:
+        self.backend = check_backend(name)
+
+    def __call__(self, q, k, v, mask=None):
+        return attention(q, k, v, mask, self.backend)
+
+    def __repr__(self):
+        return f"Attention(backend={self.backend!r})"
 
 
 def _sdpa(q, k, v, mask):
@@ -97,10 +99,11 @@ def _sage(q, k, v):
     return out.to(q.dtype)
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor = None) -> torch.Tensor:
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor = None,
+              backend: str = "sdpa") -> torch.Tensor:
     """softmax(q k^T / sqrt(head_dim)) v over ``[B, L, heads, head_dim]`` tensors."""
-    if mask is not None or _current == "sdpa" or q.device.type != "cuda":
+    if mask is not None or backend == "sdpa" or q.device.type != "cuda":
         return _sdpa(q, k, v, mask)
-    if _current == "flash":
+    if backend == "flash":
         return _flash(q, k, v)
     return _sage(q, k, v)

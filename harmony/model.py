@@ -19,8 +19,9 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.nn as nn
 
+from .attention import Attention
 from .config import HarmonyConfig
-from .interaction import build_interaction
+from .interaction import add_style_alignment, audio_positions, build_interaction
 from .ops import default_ops
 from .rope import TableCache
 from .tower import WanTower
@@ -42,8 +43,6 @@ class Conditioning:
         """Each tensor repeated n times along the batch."""
         rep = lambda x: None if x is None else x.repeat(n, *([1] * (x.dim() - 1)))  # noqa: E731
         return Conditioning(rep(self.video_context), rep(self.audio_context), rep(self.ref_audio))
-
-    batch = repeat  # ARCHITECTURE.md name
 
     def to(self, *args, **kw) -> "Conditioning":
         mv = lambda x: None if x is None else x.to(*args, **kw)  # noqa: E731
@@ -120,33 +119,31 @@ class PreparedConditioning:
                    items[0].dtype, items[0].device)
 
 
-def audio_positions(cfg: HarmonyConfig, n_frames: int, n_audio: int, n_ref: int = 0) -> torch.Tensor:
-    """RoPE positions (float64) of the audio tokens [reference..., target...] on the time axis.
-
-    "ovi": target token j at ``j * audio_rope_scale``; "aligned": at ``j * n_frames / n_audio``
-    (the paper's RoPE alignment onto the video latent-frame timeline). Reference tokens sit
-    just before the target, at negative positions with the same spacing.
-    """
-    step = cfg.audio.audio_rope_scale if cfg.audio_rope == "ovi" else n_frames / n_audio
-    return (torch.arange(n_ref + n_audio, dtype=torch.float64) - n_ref) * step
-
-
 class HarmonyModel(nn.Module):
     """Video tower + audio tower + their interaction (``cfg.interaction``)."""
 
-    def __init__(self, cfg: HarmonyConfig, ops=default_ops):
+    def __init__(self, cfg: HarmonyConfig, ops=default_ops, attention: str = "sdpa"):
         super().__init__()
         self.cfg = cfg
-        gldi = cfg.interaction == "gldi"
-        self.video_model = WanTower(cfg.video, ops, fusion=True)
-        self.audio_model = WanTower(cfg.audio, ops, fusion=True, style_alignment=gldi)
         self.interaction = build_interaction(cfg)
+        self.attend = Attention(attention)  # this model's attention backend, shared by all its layers
+        self.video_model = WanTower(cfg.video, ops, fusion=True, attend=self.attend)
+        style = add_style_alignment if self.interaction.has_style_alignment else None
+        self.audio_model = WanTower(cfg.audio, ops, fusion=True, extend_block=style, attend=self.attend)
         self.layer_hook: Optional[Callable[[int], None]] = None
         self.plans = TableCache(size=8)  # RoPE tables + window masks per (grid, audio length, ref length, device)
 
     @property
     def num_layers(self) -> int:
         return self.cfg.num_layers
+
+    @property
+    def attention_backend(self) -> str:
+        return self.attend.backend
+
+    def set_attention_backend(self, name: str) -> None:
+        """Attention backend ("sdpa", "flash", "sage") for this model only; see `harmony.attention`."""
+        self.attend.set_backend(name)
 
     # validation ------------------------------------------------------------------
     def _check_inputs(self, video, audio, cond):

@@ -138,7 +138,7 @@ class HarmonyPipeline:
 
         path = path or DEFAULT_MODEL
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        attn.set_backend(attention)
+        attn.check_backend(attention)  # before loading: a bad name fails fast
         store_device = "cpu" if offload in ("cpu", "block_swap") else device
         text_path = path.replace(".safetensors", ".text.safetensors")
         if not os.path.exists(text_path):  # checked before any weight is read
@@ -152,6 +152,7 @@ class HarmonyPipeline:
                 "with harmony.checkpoint.load_model in Python, but the node and the CLI cannot "
                 "generate with them.")
         model = load_model(path, dtype=dtype, device=store_device)
+        model.set_attention_backend(attention)  # this model's backend, not a global
         cfg = model.cfg
         conditioner = Conditioner.from_file(text_path, cfg).to(device)
         _check_codecs_match(cfg, codecs)

@@ -10,8 +10,13 @@ are computed in float64 (as Wan does) and stored in float32.
 - Audio (Ovi): 1-D. Only the first ``d-4*(d//6)`` channels (the same pairs and
   frequencies as the video t axis) turn, with the audio token's *position on the
   time axis*; the rest pass unrotated. Ovi uses position ``j * 0.19676``; the
-  paper's RoPE alignment uses ``j * F_video / L_audio`` (`rescale_positions`), so
-  audio token j sits where its time falls on the video latent-frame timeline.
+  paper's RoPE alignment uses ``j * F_video / L_audio`` (``interaction.audio_time``,
+  the one timeline mapping), so audio token j sits where its time falls on the
+  video latent-frame timeline.
+
+Tables are pure functions of shapes: `TableCache` keeps them per (shape, device)
+(``HarmonyModel.plan``, ``WanTower.forward``) instead of rebuilding them in
+float64 on the CPU at every forward.
 """
 from __future__ import annotations
 
@@ -74,16 +79,11 @@ def _table(angles: torch.Tensor) -> Rope:
     return Rope(torch.cos(angles).float(), torch.sin(angles).float())
 
 
-def video_rope(grid: Sequence[int], head_dim: int, theta: float = 10000.0,
-               frame_positions: torch.Tensor = None, device=None) -> Rope:
-    """3-D RoPE for an (f, h, w) patch grid, tokens in (f, h, w) order.
-
-    `frame_positions` (float, length f) overrides the frame indices 0..f-1.
-    """
+def video_rope(grid: Sequence[int], head_dim: int, theta: float = 10000.0, device=None) -> Rope:
+    """3-D RoPE for an (f, h, w) patch grid, tokens in (f, h, w) order."""
     f, h, w = (int(g) for g in grid)
     nt, nh, nw = rope_split(head_dim)
-    ft = frame_positions.to(torch.float64).cpu() if frame_positions is not None else torch.arange(f, dtype=torch.float64)
-    at = torch.outer(ft, axis_frequencies(2 * nt, theta))  # [f, nt]
+    at = torch.outer(torch.arange(f, dtype=torch.float64), axis_frequencies(2 * nt, theta))  # [f, nt]
     ah = torch.outer(torch.arange(h, dtype=torch.float64), axis_frequencies(2 * nh, theta))
     aw = torch.outer(torch.arange(w, dtype=torch.float64), axis_frequencies(2 * nw, theta))
     angles = torch.cat([
@@ -101,13 +101,6 @@ def audio_rope(positions: torch.Tensor, head_dim: int, theta: float = 10000.0, d
     angles = torch.zeros(pos.numel(), head_dim // 2, dtype=torch.float64)
     angles[:, :nt] = torch.outer(pos, axis_frequencies(2 * nt, theta))
     return _table(angles.to(device) if device is not None else angles)
-
-
-def rescale_positions(n_src: int, n_tgt: int) -> torch.Tensor:
-    """Index j of a length-`n_src` sequence mapped onto a length-`n_tgt` timeline: j * n_tgt / n_src (float64)."""
-    if n_src <= 0 or n_tgt <= 0:
-        raise ValueError(f"rescale_positions needs positive lengths, got n_src={n_src}, n_tgt={n_tgt}")
-    return torch.arange(n_src, dtype=torch.float64) * (n_tgt / n_src)
 
 
 def apply_rope(x: torch.Tensor, rope: Rope) -> torch.Tensor:

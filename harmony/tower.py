@@ -13,7 +13,12 @@ checkpoints load by key (see `keymap.py` for Ovi's few renames):
 
 A block is exposed in pieces (`modulation_chunks`, `self_attention_step`,
 `cross_attention_step`, `ffn_step`) so the dual-tower forward can interleave
-the two towers layer by layer. Timestep embeddings are per *group* of tokens:
+the two towers layer by layer, and its cross-attention as plain building
+blocks (`CrossAttention.queries`, `text_attention`, `partner_keys_values`,
+`out`) from which `harmony.interaction` composes the cross-tower attention.
+The tower knows nothing of the interaction: the model passes `extend_block`
+to add per-block modules (GLDI's style alignment) and one `Attention` object
+(the model's backend) to every attention layer. Timestep embeddings are per *group* of tokens:
 ``S`` groups of ``L/S`` consecutive tokens (S = 1 for one t, S = F for one t
 per latent frame, S = L for per-token t), which keeps e0 small for video.
 """
@@ -25,9 +30,12 @@ import re
 import torch
 import torch.nn as nn
 
-from .attention import attention
+from typing import Callable, Optional
+
+from einops import rearrange
+
+from .attention import Attention
 from .config import TowerConfig
-from .interaction import StyleAlignment
 from .ops import default_ops, unfold_windows
 from .rope import Rope, TableCache, apply_rope, audio_rope, video_rope
 
@@ -54,21 +62,24 @@ def sinusoidal_embedding(freq_dim: int, t: torch.Tensor) -> torch.Tensor:
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """x * (1 + scale) + shift with per-group float32 tables ``[B, S, 1, dim]``; result in x's dtype."""
-    B, L, D = x.shape
-    S = shift.shape[1]
-    y = x.float().view(B, S, L // S, D) * (1 + scale) + shift
-    return y.view(B, L, D).to(x.dtype)
+    groups = rearrange(x.float(), "b (s l) d -> b s l d", s=shift.shape[1])
+    return rearrange(groups * (1 + scale) + shift, "b s l d -> b (s l) d").to(x.dtype)
 
 
 def gated_add(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
     """x + y * gate with a per-group float32 gate ``[B, S, 1, dim]``."""
-    B, L, D = x.shape
-    S = gate.shape[1]
-    return x + (y.float().view(B, S, L // S, D) * gate).view(B, L, D).to(x.dtype)
+    groups = rearrange(y.float(), "b (s l) d -> b s l d", s=gate.shape[1])
+    return x + rearrange(groups * gate, "b s l d -> b (s l) d").to(x.dtype)
 
 
-def _heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
-    return x.unflatten(-1, (num_heads, -1))
+def heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """``[B, L, heads*head_dim]`` -> ``[B, L, heads, head_dim]``."""
+    return rearrange(x, "b l (h d) -> b l h d", h=num_heads)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """``[B, L, heads, head_dim]`` -> ``[B, L, heads*head_dim]``."""
+    return rearrange(x, "b l h d -> b l (h d)")
 
 
 def _qk_norm(ops, cfg: TowerConfig):
@@ -80,29 +91,30 @@ def _qk_norm(ops, cfg: TowerConfig):
 class SelfAttention(nn.Module):
     """Multi-head self-attention with q/k RMSNorm (over the full dim) and RoPE on q, k."""
 
-    def __init__(self, cfg: TowerConfig, ops):
+    def __init__(self, cfg: TowerConfig, ops, attend: Attention):
         super().__init__()
         dim, self.num_heads = cfg.dim, cfg.num_heads
         self.q, self.k, self.v, self.o = (ops.Linear(dim, dim) for _ in range(4))
         self.norm_q, self.norm_k = _qk_norm(ops, cfg), _qk_norm(ops, cfg)
+        self.attend = attend
 
     def forward(self, x: torch.Tensor, rope: Rope) -> torch.Tensor:
-        q = apply_rope(_heads(self.norm_q(self.q(x)), self.num_heads), rope)
-        k = apply_rope(_heads(self.norm_k(self.k(x)), self.num_heads), rope)
-        v = _heads(self.v(x), self.num_heads)
-        return self.o(attention(q, k, v).flatten(2))
+        q = apply_rope(heads(self.norm_q(self.q(x)), self.num_heads), rope)
+        k = apply_rope(heads(self.norm_k(self.k(x)), self.num_heads), rope)
+        v = heads(self.v(x), self.num_heads)
+        return self.o(merge_heads(self.attend(q, k, v)))
 
 
 class CrossAttention(nn.Module):
-    """Text cross-attention (no RoPE), optionally plus attention to the partner tower (fusion).
+    """Text cross-attention (no RoPE); with ``fusion=True`` also Ovi's parameters for attending a partner.
 
-    With ``fusion=True`` it carries Ovi's fusion parameters: ``k_fusion``,
-    ``v_fusion``, ``norm_k_fusion`` (RMSNorm) and ``pre_attn_norm_fusion``
-    (affine LayerNorm on the partner stream). The text and partner attention
-    outputs are summed before the shared output projection ``o``.
+    Fusion parameters: ``k_fusion``, ``v_fusion``, ``norm_k_fusion`` (RMSNorm) and
+    ``pre_attn_norm_fusion`` (affine LayerNorm on the partner stream). ``forward``
+    is Wan's text cross-attention; the building blocks below let
+    `harmony.interaction` add the partner attention before the shared ``o``.
     """
 
-    def __init__(self, cfg: TowerConfig, ops, fusion: bool = False):
+    def __init__(self, cfg: TowerConfig, ops, attend: Attention, fusion: bool = False):
         super().__init__()
         dim, self.num_heads = cfg.dim, cfg.num_heads
         self.q, self.k, self.v, self.o = (ops.Linear(dim, dim) for _ in range(4))
@@ -113,33 +125,32 @@ class CrossAttention(nn.Module):
             self.v_fusion = ops.Linear(dim, dim)
             self.norm_k_fusion = _qk_norm(ops, cfg)
             self.pre_attn_norm_fusion = ops.LayerNorm(dim, eps=cfg.eps, elementwise_affine=True)
+        self.attend = attend
 
-    def partner_attention(self, q: torch.Tensor, partner: torch.Tensor, q_rope: Rope, k_rope: Rope,
-                          mask: torch.Tensor = None, q_start: int = 0) -> torch.Tensor:
-        """Queries ``q[:, q_start:]`` (own RoPE) attend the partner tokens (partner's RoPE).
+    def queries(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, L, heads, head_dim]`` queries (no RoPE)."""
+        return heads(self.norm_q(self.q(x)), self.num_heads)
 
-        Rows before `q_start` get zeros (they take no part). Returns ``[B, Lq, heads, head_dim]``.
-        """
+    def text_attention(self, q: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Queries attend the (embedded) text context; ``[B, L, heads, head_dim]``."""
+        k = heads(self.norm_k(self.k(context)), self.num_heads)
+        v = heads(self.v(context), self.num_heads)
+        return self.attend(q, k, v)
+
+    def partner_keys_values(self, partner: torch.Tensor, rope: Rope):
+        """Keys (with the partner's RoPE) and values of the partner tower's tokens, by the fusion parameters."""
         if not self.has_fusion:
             raise RuntimeError("this tower was built without fusion parameters (fusion=False)")
         p = self.pre_attn_norm_fusion(partner)
-        k = apply_rope(_heads(self.norm_k_fusion(self.k_fusion(p)), self.num_heads), k_rope)
-        v = _heads(self.v_fusion(p), self.num_heads)
-        out = attention(apply_rope(q[:, q_start:], q_rope), k, v, mask)
-        if q_start:
-            out = torch.cat([out.new_zeros(q[:, :q_start].shape), out], dim=1)
-        return out
+        k = apply_rope(heads(self.norm_k_fusion(self.k_fusion(p)), self.num_heads), rope)
+        return k, heads(self.v_fusion(p), self.num_heads)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor, partner: torch.Tensor = None,
-                q_rope: Rope = None, k_rope: Rope = None, mask: torch.Tensor = None,
-                q_start: int = 0) -> torch.Tensor:
-        q = _heads(self.norm_q(self.q(x)), self.num_heads)
-        k = _heads(self.norm_k(self.k(context)), self.num_heads)
-        v = _heads(self.v(context), self.num_heads)
-        out = attention(q, k, v)
-        if partner is not None:
-            out = out + self.partner_attention(q, partner, q_rope, k_rope, mask, q_start)
-        return self.o(out.flatten(2))
+    def out(self, y: torch.Tensor) -> torch.Tensor:
+        """The shared output projection of ``[B, L, heads, head_dim]``."""
+        return self.o(merge_heads(y))
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        return self.out(self.text_attention(self.queries(x), context))
 
 
 # --- block ---------------------------------------------------------------------
@@ -147,19 +158,16 @@ class CrossAttention(nn.Module):
 class WanBlock(nn.Module):
     """One DiT block: gated self-attention, un-gated cross-attention, gated FFN, with a [1, 6, dim] modulation table."""
 
-    def __init__(self, cfg: TowerConfig, ops, fusion: bool = False, style_alignment: bool = False):
+    def __init__(self, cfg: TowerConfig, ops, attend: Attention, fusion: bool = False):
         super().__init__()
         dim = cfg.dim
         self.norm1 = ops.LayerNorm(dim, eps=cfg.eps, elementwise_affine=False)
-        self.self_attn = SelfAttention(cfg, ops)
+        self.self_attn = SelfAttention(cfg, ops, attend)
         self.norm3 = ops.LayerNorm(dim, eps=cfg.eps, elementwise_affine=True) if cfg.cross_attn_norm else nn.Identity()
-        self.cross_attn = CrossAttention(cfg, ops, fusion=fusion)
+        self.cross_attn = CrossAttention(cfg, ops, attend, fusion=fusion)
         self.norm2 = ops.LayerNorm(dim, eps=cfg.eps, elementwise_affine=False)
         self.ffn = nn.Sequential(ops.Linear(dim, cfg.ffn_dim), nn.GELU(approximate="tanh"), ops.Linear(cfg.ffn_dim, dim))
         self.modulation = nn.Parameter(torch.randn(1, 6, dim) / dim ** 0.5)
-        if style_alignment:
-            self.norm_style = ops.LayerNorm(dim, eps=cfg.eps, elementwise_affine=True)
-            self.style_attn = StyleAlignment(cfg, ops)
 
     def modulation_chunks(self, e0: torch.Tensor) -> list:
         """shift/scale/gate for self-attention then FFN, each ``[B, S, 1, dim]`` float32."""
@@ -170,15 +178,9 @@ class WanBlock(nn.Module):
         y = self.self_attn(modulate(self.norm1(x), mod[0], mod[1]), rope)
         return gated_add(x, y, mod[2])
 
-    def cross_attention_step(self, x: torch.Tensor, context: torch.Tensor, **partner) -> torch.Tensor:
-        """x + CrossAttn(norm3(x), text [, partner]) (no gate); `partner` kwargs go to `CrossAttention`."""
-        return x + self.cross_attn(self.norm3(x), context, **partner)
-
-    def style_step(self, audio: torch.Tensor, video: torch.Tensor, n_ref: int) -> torch.Tensor:
-        """GLDI global style alignment: only the first `n_ref` (reference-voice) tokens change."""
-        ref = audio[:, :n_ref]
-        ref = ref + self.style_attn(self.norm_style(ref), video)
-        return torch.cat([ref, audio[:, n_ref:]], dim=1)
+    def cross_attention_step(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """x + CrossAttn(norm3(x), text) (no gate): Wan's text cross-attention."""
+        return x + self.cross_attn(self.norm3(x), context)
 
     def ffn_step(self, x: torch.Tensor, mod: list) -> torch.Tensor:
         return gated_add(x, self.ffn(modulate(self.norm2(x), mod[3], mod[4])), mod[5])
@@ -262,9 +264,12 @@ class AudioPatchEmbedding(nn.Sequential):
 
 class WanTower(nn.Module):
     """One tower. ``fusion=True`` adds Ovi's fusion parameters to every cross-attention;
-    ``style_alignment=True`` (audio, GLDI) adds ``norm_style`` + ``style_attn`` to every block."""
+    ``extend_block(block, cfg, ops, attend)``, when given, is called at the end of each block's
+    construction to add modules (the model uses it for GLDI's style alignment); `attend` is the
+    `Attention` (backend) every attention layer uses (default: a new sdpa one)."""
 
-    def __init__(self, cfg: TowerConfig, ops=default_ops, fusion: bool = False, style_alignment: bool = False):
+    def __init__(self, cfg: TowerConfig, ops=default_ops, fusion: bool = False,
+                 extend_block: Optional[Callable] = None, attend: Optional[Attention] = None):
         super().__init__()
         self.cfg = cfg
         dim = cfg.dim
@@ -275,9 +280,13 @@ class WanTower(nn.Module):
         self.text_embedding = nn.Sequential(ops.Linear(cfg.text_dim, dim), nn.GELU(approximate="tanh"), ops.Linear(dim, dim))
         self.time_embedding = nn.Sequential(ops.Linear(cfg.freq_dim, dim), nn.SiLU(), ops.Linear(dim, dim))
         self.time_projection = nn.Sequential(nn.SiLU(), ops.Linear(dim, 6 * dim))
-        self.blocks = nn.ModuleList(
-            WanBlock(cfg, ops, fusion=fusion, style_alignment=style_alignment) for _ in range(cfg.num_layers)
-        )
+        self.attend = attend if attend is not None else Attention()
+        blocks = []
+        for _ in range(cfg.num_layers):
+            blocks.append(WanBlock(cfg, ops, self.attend, fusion=fusion))
+            if extend_block is not None:
+                extend_block(blocks[-1], cfg, ops, self.attend)
+        self.blocks = nn.ModuleList(blocks)
         self.head = Head(cfg, ops)
         self.ropes = TableCache(size=4)  # standalone forward: RoPE table per (grid, device)
         self.register_load_state_dict_post_hook(lambda module, _incompatible: module.store_fp32_weights())
@@ -306,17 +315,15 @@ class WanTower(nn.Module):
         if hasattr(self.patch_embedding, "forward_patches"):  # one matmul over the patches
             return self.patch_embedding.forward_patches(x)
         y = self.patch_embedding(x)
-        grid = tuple(y.shape[2:])
-        return y.flatten(2).transpose(1, 2), grid
+        return rearrange(y, "b c f h w -> b (f h w) c"), tuple(y.shape[2:])
 
     def unpatchify(self, y: torch.Tensor, grid) -> torch.Tensor:
         """Head output ``[B, L, prod(patch)*out_dim]`` -> video ``[B, C, F, H, W]`` (audio: ``[B, L, C]`` as is)."""
         if self.cfg.modality == "audio":
             return y
-        (pt, ph, pw), c = self.cfg.patch_size, self.cfg.out_dim
-        f, h, w = grid
-        y = y.reshape(y.shape[0], f, h, w, pt, ph, pw, c)
-        return y.permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(y.shape[0], c, f * pt, h * ph, w * pw)
+        (pt, ph, pw), (f, h, w) = self.cfg.patch_size, grid
+        return rearrange(y, "b (f h w) (pf ph pw c) -> b c (f pf) (h ph) (w pw)",
+                         f=f, h=h, w=w, pf=pt, ph=ph, pw=pw)
 
     def embed_text(self, context: torch.Tensor) -> torch.Tensor:
         """Zero-pad ``[B, Lt, text_dim]`` to text_len rows (all attended, as Wan), then the text MLP."""

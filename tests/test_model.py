@@ -9,9 +9,9 @@ import torch
 from harmony import attention as attn
 from harmony import keymap
 from harmony.config import HarmonyConfig, get_config
-from harmony.interaction import local_window_mask
-from harmony.model import Conditioning, HarmonyModel, audio_positions
-from harmony.rope import apply_rope, audio_rope, rescale_positions, video_rope
+from harmony.interaction import audio_positions, audio_time, local_window_mask, style_alignment_step
+from harmony.model import Conditioning, HarmonyModel
+from harmony.rope import apply_rope, audio_rope, video_rope
 from harmony.tower import WanTower
 
 REF = Path(__file__).parent / "fixtures" / "reference"
@@ -118,7 +118,8 @@ def test_local_window_mask():
 
 
 def test_rope_rescaling_puts_audio_on_the_video_timeline():
-    assert torch.allclose(rescale_positions(157, 31), torch.arange(157, dtype=torch.float64) * 31 / 157)
+    assert torch.allclose(audio_time(157, 31), torch.arange(157, dtype=torch.float64) * 31 / 157)
+    assert audio_time(157, 31)[157 // 2].item() == pytest.approx(78 * 31 / 157)
     cfg = get_config("tiny")
     pos = audio_positions(cfg, n_frames=5, n_audio=10, n_ref=3)
     assert torch.allclose(pos, (torch.arange(13, dtype=torch.float64) - 3) * 0.5)
@@ -215,12 +216,12 @@ def test_reference_voice_is_outside_the_local_path_and_style_changes_only_it():
         block = model.audio_model.blocks[0]
         tokens = torch.randn(1, n_ref + 25, model.cfg.audio.dim)
         vid = torch.randn(1, 80, model.cfg.video.dim)
-        out = block.style_step(tokens, vid, n_ref)
+        out = style_alignment_step(block, tokens, vid, n_ref)
         assert torch.equal(out[:, n_ref:], tokens[:, n_ref:])
         assert (out[:, :n_ref] - tokens[:, :n_ref]).abs().max() > 1e-3
         vid2 = vid.clone()
         vid2[:, -1] += 3 * torch.randn_like(vid2[:, -1])  # the last video token, far from anything local: the global path sees it
-        assert (block.style_step(tokens, vid2, n_ref) - out).abs().max() > 1e-4
+        assert (style_alignment_step(block, tokens, vid2, n_ref) - out).abs().max() > 1e-4
 
 
 def test_gldi_with_an_all_covering_window_equals_global_fusion():
@@ -328,14 +329,27 @@ def test_attention_backends():
     logits = torch.einsum("bqhd,bkhd->bhqk", q, k) / 8 ** 0.5
     want = torch.einsum("bhqk,bkhd->bqhd", logits.masked_fill(~mask, float("-inf")).softmax(-1), v)
     torch.testing.assert_close(attn.attention(q, k, v, mask), want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(attn.Attention("sdpa")(q, k, v, mask), want, atol=1e-5, rtol=1e-5)
     for name in ("flash", "sage"):
         if name not in attn.available_backends():
             with pytest.raises(RuntimeError, match="available here: sdpa"):
-                attn.set_backend(name)
+                attn.check_backend(name)
     with pytest.raises(ValueError, match="unknown attention backend"):
-        attn.set_backend("xformers")
-    with attn.use_backend("sdpa"):
-        assert attn.get_backend() == "sdpa"
+        attn.Attention("xformers")
+
+
+def test_attention_backend_belongs_to_the_model():
+    """Every attention layer of a model uses that model's backend; another model is not affected."""
+    a, b = HarmonyModel(get_config("tiny")), HarmonyModel(get_config("tiny-global"))
+    layers = [m for m in a.modules() if hasattr(m, "attend")]
+    assert len(layers) > 3 * a.num_layers and all(m.attend is a.attend for m in layers)
+    assert any(type(m).__name__ == "StyleAlignment" for m in layers)
+    a.attend.backend = "flash"  # (set directly: flash-attn need not be installed here)
+    assert all(m.attend.backend == "flash" for m in layers)
+    assert b.attention_backend == "sdpa" and HarmonyModel(get_config("tiny")).attention_backend == "sdpa"
+    with pytest.raises(ValueError, match="unknown attention backend"):
+        b.set_attention_backend("xformers")
+    assert b.attention_backend == "sdpa"
 
 
 @pytest.mark.parametrize("change, match", [
