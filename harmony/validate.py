@@ -142,13 +142,17 @@ def seconds(value, *, min_seconds: float, max_seconds: float, via: str = "api",
     return v
 
 
-def sampling_args(*, seconds_value=None, seed=0, steps=20, shift=5.0, sv=3.0, sa=2.0, text_cfg=1.0,
+def sampling_args(*, seconds_value=None, seed=0, steps=20, shift=5.0, sv=None, sa=None, text_cfg=1.0,
                   guidance="synccfg", solver="dpmpp_2m", min_seconds: float, max_seconds: float,
                   guidance_modes=None, solvers=None, via: str = "api", flags: Optional[dict] = None) -> dict:
     """Check every scalar setting of a sampling run; returns them normalised (floats / ints).
 
     ``flags``: CLI spellings for names whose flag is not ``--name`` (e.g. ``{"seconds_value": ...}``).
     """
+    from .guidance import DEFAULT_SA, DEFAULT_SV
+
+    sv = DEFAULT_SV if sv is None else sv
+    sa = DEFAULT_SA if sa is None else sa
     flags = flags or {}
     out = {
         "seconds": seconds(seconds_value, min_seconds=min_seconds, max_seconds=max_seconds, via=via,
@@ -156,8 +160,8 @@ def sampling_args(*, seconds_value=None, seed=0, steps=20, shift=5.0, sv=3.0, sa
         "seed": integer(seed, "seed", 0, via=via, flag=flags.get("seed"), low=0, high=2**64 - 1),
         "steps": integer(steps, "steps", 20, via=via, flag=flags.get("steps"), low=1),
         "shift": number(shift, "shift", 5, via=via, flag=flags.get("shift"), low=0, low_open=True),
-        "sv": number(sv, "sv", 3, via=via, flag=flags.get("sv")),
-        "sa": number(sa, "sa", 2, via=via, flag=flags.get("sa")),
+        "sv": number(sv, "sv", f"{DEFAULT_SV:g}", via=via, flag=flags.get("sv")),
+        "sa": number(sa, "sa", f"{DEFAULT_SA:g}", via=via, flag=flags.get("sa")),
         "text_cfg": number(text_cfg, "text_cfg", 1, via=via, flag=flags.get("text_cfg")),
     }
     if guidance_modes is not None:

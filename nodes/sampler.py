@@ -45,6 +45,7 @@ class HarmonySyncCFGSampler:
 
     @classmethod
     def INPUT_TYPES(cls):
+        guidance, jobs = harmony_module("guidance"), harmony_module("jobs")
         return {"required": {
             "model": (HARMONY_MODEL, {"tooltip": "From Harmony Model Loader."}),
             "conditioning": (HARMONY_CONDITIONING, {
@@ -54,9 +55,11 @@ class HarmonySyncCFGSampler:
                              "tooltip": "Noise seed; the same seed and settings give the same clip."}),
             "steps": ("INT", {"default": 20, "min": 1, "max": 200,
                               "tooltip": "Sampling steps (the paper uses 40; 10-20 is enough for the tiny model)."}),
-            "seconds": ("FLOAT", {"default": 2.0, "min": 1.0, "max": 60.0, "step": 0.1,
-                                  "tooltip": "Clip length. With driving media, at most the media's length; "
-                                             "capped to what the model supports."}),
+            "seconds": ("FLOAT", {"default": 2.0, "min": jobs.MIN_SECONDS, "max": jobs.largest_max_seconds(),
+                                  "step": 0.1,
+                                  "tooltip": "Clip length. With driving media, at most the media's length. "
+                                             "At most the loaded model's limit (6 s for the bundled model); "
+                                             "a longer value is refused with that limit."}),
             "width": ("INT", {"default": 0, "min": 0, "max": 2048, "step": 16,
                               "tooltip": "Frame width in pixels (multiple of 16); 0 = the model's native size."}),
             "height": ("INT", {"default": 0, "min": 0, "max": 2048, "step": 16,
@@ -67,12 +70,17 @@ class HarmonySyncCFGSampler:
                 "default": "synccfg",
                 "tooltip": "synccfg: contrast the joint prediction with a silent-audio / static-video "
                            "anchor (the paper). cfg: plain text CFG. none: no guidance (fastest)."}),
-            "sv": ("FLOAT", {"default": 3.0, "min": 0.0, "max": 20.0, "step": 0.1,
-                             "tooltip": "SyncCFG video scale: how strongly the picture follows the sound (paper: 3)."}),
-            "sa": ("FLOAT", {"default": 2.0, "min": 0.0, "max": 20.0, "step": 0.1,
-                             "tooltip": "SyncCFG audio scale: how strongly the sound follows the picture (paper: 2)."}),
+            "sv": ("FLOAT", {"default": guidance.DEFAULT_SV, "min": 0.0, "max": 20.0, "step": 0.1,
+                             "tooltip": "Video guidance scale; 1 = no guidance. synccfg: how strongly the "
+                                        "picture follows the sound (paper: 3). cfg: the text-CFG scale of "
+                                        "the video. Unused with guidance=none."}),
+            "sa": ("FLOAT", {"default": guidance.DEFAULT_SA, "min": 0.0, "max": 20.0, "step": 0.1,
+                             "tooltip": "Audio guidance scale; 1 = no guidance. synccfg: how strongly the "
+                                        "sound follows the picture (paper: 2). cfg: the text-CFG scale of "
+                                        "the audio. Unused with guidance=none."}),
             "text_cfg": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 20.0, "step": 0.1,
-                                   "tooltip": "Text CFG on top of SyncCFG; 1 = off (one batched pass fewer)."}),
+                                   "tooltip": "Text CFG on top of synccfg or none; 1 = off (one batched pass "
+                                              "fewer). Unused with guidance=cfg, where sv / sa are the text scales."}),
             "solver": (solvers(), {"default": solvers()[-1], "tooltip": "ODE solver."}),
         }}
 

@@ -52,13 +52,10 @@ class AVConditioning:
 
     @property
     def job(self) -> str:
-        if self.driving_audio is not None and self.driving_video is not None:
-            return "A2V+V2A"
-        if self.driving_audio is not None:
-            return "A2V"
-        if self.driving_video is not None:
-            return "V2A"
-        return "I2AV" if self.first_frame is not None else "T2AV"
+        from .harmony_lib import harmony_module
+
+        return harmony_module("jobs").job_name(self.driving_audio is not None, self.driving_video is not None,
+                                                self.first_frame is not None)
 
 
 def check_type(value, expected_type: str, input_name: str, node: str):

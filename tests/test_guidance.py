@@ -215,3 +215,19 @@ def test_defaults_and_errors():
         SyncCFG(PassModel(), cond, Guidance("cfg"), Job())
     with pytest.raises(ValueError, match="silent_audio_token"):
         SyncCFG(PassModel(), cond, Guidance("synccfg"), Job())
+
+
+def test_sampler_node_widgets_follow_the_one_source():
+    from harmony import jobs
+    from nodes.sampler import HarmonySyncCFGSampler
+
+    req = HarmonySyncCFGSampler.INPUT_TYPES()["required"]
+    assert (req["sv"][1]["default"], req["sa"][1]["default"]) == (DEFAULT_SV, DEFAULT_SA)
+    for name in ("sv", "sa"):
+        tip = req[name][1]["tooltip"]
+        assert "1 = no guidance" in tip and "cfg: the text-CFG scale" in tip
+    assert req["seconds"][1]["max"] == jobs.largest_max_seconds() == 6.0  # not 60 s
+    assert req["seconds"][1]["min"] == jobs.MIN_SECONDS
+    assert jobs.job_name(True, False, False) == "A2V" and jobs.job_name(False, True, True) == "V2A"
+    assert jobs.job_name(False, False, True) == "I2AV" and jobs.job_name(False, False, False) == "T2AV"
+    assert jobs.job_name(True, True, False) == "A2V+V2A"
