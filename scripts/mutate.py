@@ -1,0 +1,167 @@
+"""Mutation check of the sampling, guidance and training maths.
+
+Applies one-line mutations, one at a time, to a temporary copy of the repository
+(never the working tree: the files ``git ls-files`` lists plus everything under
+``harmony/`` and ``tests/``, as they are in the working tree now), runs the fast
+tests that should notice, and exits non-zero if any mutation survives (the tests
+still pass) or no longer applies (its line is gone: update the list).
+
+    python scripts/mutate.py            # all mutations
+    python scripts/mutate.py -k cfg     # those whose name contains "cfg"
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+SAMPLING_TESTS = ["tests/test_sampling.py", "tests/test_guidance.py"]
+GUIDANCE_TESTS = ["tests/test_guidance.py", "tests/test_sampling.py"]  # the likelier killer first (-x)
+TRAIN_TESTS = ["tests/test_train.py", "-k", "construction or shifted"]
+
+# (name, file, exact old line (without indentation), new line, tests to run)
+MUTATIONS = [
+    ("DPM++(2M) correction sign flipped", "harmony/sampling.py",
+     "d = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old_denoised",
+     "d = (1 - 1 / (2 * r)) * denoised + (1 / (2 * r)) * old_denoised", SAMPLING_TESTS),
+    ("DPM++(2M) without the second-order correction", "harmony/sampling.py",
+     "d = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old_denoised",
+     "d = denoised", SAMPLING_TESTS),
+    ("DPM++(2M) exponential factor wrong sign", "harmony/sampling.py",
+     "x = (sigma_next / s) * x - (1 - sigma_next) * math.expm1(-h) * d",
+     "x = (sigma_next / s) * x - (1 - sigma_next) * math.expm1(h) * d", SAMPLING_TESTS),
+    ("velocity->x0 sign flipped", "harmony/guidance.py",
+     "return z - sigma * out", "return z + sigma * out", GUIDANCE_TESTS),
+    ("plain-CFG direction reversed (video)", "harmony/guidance.py",
+     'dv = x0v["uncond"] + g.sv * (x0v["joint"] - x0v["uncond"])',
+     'dv = x0v["joint"] + g.sv * (x0v["uncond"] - x0v["joint"])', GUIDANCE_TESTS),
+    ("plain-CFG direction reversed (audio)", "harmony/guidance.py",
+     'da = x0a["uncond"] + g.sa * (x0a["joint"] - x0a["uncond"])',
+     'da = x0a["uncond"] - g.sa * (x0a["joint"] - x0a["uncond"])', GUIDANCE_TESTS),
+    ("text CFG on top with the wrong sign", "harmony/guidance.py",
+     'dv = dv + (g.text_cfg - 1) * (x0v["joint"] - x0v["uncond"])',
+     'dv = dv - (g.text_cfg - 1) * (x0v["joint"] - x0v["uncond"])', GUIDANCE_TESTS),
+    ("silent-audio anchor fed at the noisy timestep", "harmony/guidance.py",
+     'out.append(("silent", zv, self.silent_audio(za), sigma_v, zero_a, self.cond))',
+     'out.append(("silent", zv, self.silent_audio(za), sigma_v, sigma_a, self.cond))', GUIDANCE_TESTS),
+    ("static-video anchor fed at the noisy timestep", "harmony/guidance.py",
+     'out.append(("static", self.static_video(zv), za, zero_v, sigma_a, self.cond))',
+     'out.append(("static", self.static_video(zv), za, sigma_v, sigma_a, self.cond))', GUIDANCE_TESTS),
+    ("SyncCFG video scale uses sa (sv/sa swapped)", "harmony/guidance.py",
+     'dv = x0v["silent"] + g.sv * (x0v["joint"] - x0v["silent"])',
+     'dv = x0v["silent"] + g.sa * (x0v["joint"] - x0v["silent"])', GUIDANCE_TESTS),
+    ("SyncCFG audio scale uses sv (sv/sa swapped)", "harmony/guidance.py",
+     'da = x0a["static"] + g.sa * (x0a["joint"] - x0a["static"])',
+     'da = x0a["static"] + g.sv * (x0a["joint"] - x0a["static"])', GUIDANCE_TESTS),
+    ("default scales swapped", "harmony/guidance.py",
+     "DEFAULT_SV = 3.0", "DEFAULT_SV = 2.0", GUIDANCE_TESTS),
+    ("timesteps given to the network in its (bf16) dtype", "harmony/guidance.py",
+     "v, a = self.model(zv.to(dt), za.to(dt), (sigma_v * 1000).float(), (sigma_a * 1000).float(), cond)",
+     "v, a = self.model(zv.to(dt), za.to(dt), (sigma_v * 1000).to(dt), (sigma_a * 1000).to(dt), cond)",
+     GUIDANCE_TESTS),
+    ("ODE state kept in the noise's dtype", "harmony/sampling.py",
+     "state = torch.promote_types(noise_video.dtype, torch.float32)",
+     "state = noise_video.dtype", SAMPLING_TESTS),
+    ("shift dropped from the schedule", "harmony/sampling.py",
+     "return shift * sigmas / (1 + (shift - 1) * sigmas)", "return sigmas",
+     SAMPLING_TESTS + ["tests/test_train.py::test_training_sigmas_are_shifted"]),
+    ("wrong Euler step ratio", "harmony/sampling.py",
+     "x = denoised + (sigma_next / sigma) * (x - denoised)",
+     "x = denoised + (sigma_next / sigma) ** 0.5 * (x - denoised)", SAMPLING_TESTS),
+    ("I2AV first frame at the noisy timestep", "harmony/sampling.py",
+     "sigma_v[:, 0] = 0", "sigma_v[:, 0] = sigma", SAMPLING_TESTS),
+    ("A2V audio not held clean", "harmony/sampling.py",
+     "za = job.clean_audio.to(za)", "za = za", SAMPLING_TESTS),
+    ("A2V loss on the clean modality (audio)", "harmony/train.py",
+     'losses["a2v"] = lv', 'losses["a2v"] = la', TRAIN_TESTS),
+    ("V2A loss on the clean modality (video)", "harmony/train.py",
+     'losses["v2a"] = la', 'losses["v2a"] = lv', TRAIN_TESTS),
+    ("clean first frame counted in the video loss", "harmony/train.py",
+     "sv_mask = (tv_list[i] > 0).float()[:, None, :, None, None].expand_as(v0)",
+     "sv_mask = (tv_list[i] >= 0).float()[:, None, :, None, None].expand_as(v0)", TRAIN_TESTS),
+    ("A2V audio not clean in training", "harmony/train.py",
+     "sa.zero_()", "sa.mul_(0.5)", TRAIN_TESTS),
+    ("A2V/V2A weights swapped", "harmony/train.py",
+     "lambda_v: float = 0.1  # weight of the audio-driven video (A2V) loss",
+     "lambda_v: float = 0.3  # weight of the audio-driven video (A2V) loss", TRAIN_TESTS),
+]
+
+
+def copy_tree(dst: str):
+    """The repository as it is in the working tree (tracked files + harmony/ + tests/)."""
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.splitlines()
+    for top in ("harmony", "tests"):
+        for folder, dirs, names in os.walk(os.path.join(ROOT, top)):
+            dirs[:] = [d for d in dirs if d != "__pycache__"]
+            files += [os.path.relpath(os.path.join(folder, n), ROOT) for n in names]
+    for rel in sorted(set(files)):
+        src = os.path.join(ROOT, rel)
+        if os.path.isfile(src):
+            os.makedirs(os.path.dirname(os.path.join(dst, rel)), exist_ok=True)
+            shutil.copy2(src, os.path.join(dst, rel))
+
+
+def run_tests(tree: str, tests: list) -> int:
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+    return subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True).returncode
+
+
+def apply(tree: str, rel: str, old: str, new: str):
+    """Replace the one line whose text (indentation aside) is ``old``; return the original text."""
+    path = os.path.join(tree, rel)
+    text = open(path, encoding="utf-8").read()
+    lines = text.splitlines(keepends=True)
+    hits = [i for i, line in enumerate(lines) if line.strip() == old.strip()]
+    if len(hits) != 1:
+        return None, len(hits)
+    i = hits[0]
+    indent = lines[i][: len(lines[i]) - len(lines[i].lstrip())]
+    lines[i] = indent + new.strip() + "\n"
+    open(path, "w", encoding="utf-8").write("".join(lines))
+    return text, 1
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("-k", default="", help="only mutations whose name contains this")
+    a = ap.parse_args()
+    todo = [m for m in MUTATIONS if a.k.lower() in m[0].lower()]
+    with tempfile.TemporaryDirectory(prefix="harmony-mutate-") as tree:
+        copy_tree(tree)
+        for tests in sorted({tuple(m[4]) for m in todo}):
+            t0 = time.time()
+            if run_tests(tree, list(tests)) != 0:
+                print(f"baseline: {' '.join(tests)} fail without any mutation; fix them first")
+                return 2
+            print(f"baseline: {' '.join(tests)} pass unmutated ({time.time() - t0:.0f} s)", flush=True)
+        survived, stale = [], []
+        for name, rel, old, new, tests in todo:
+            original, hits = apply(tree, rel, old, new)
+            if original is None:
+                stale.append(name)
+                print(f"STALE     {name}: {rel} has {hits} lines equal to {old!r}")
+                continue
+            t0 = time.time()
+            try:
+                rc = run_tests(tree, tests)
+            finally:
+                open(os.path.join(tree, rel), "w", encoding="utf-8").write(original)
+            verdict = "killed" if rc != 0 else "SURVIVED"
+            if rc == 0:
+                survived.append(name)
+            print(f"{verdict:9} {name}  [{rel}: {new.strip()}]  ({time.time() - t0:.0f} s)", flush=True)
+        killed = len(todo) - len(survived) - len(stale)
+        print(f"{killed}/{len(todo)} mutations killed, {len(survived)} survived, {len(stale)} stale")
+        return 1 if survived or stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
