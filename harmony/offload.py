@@ -16,22 +16,25 @@ back.
   ``with offload.loaded():`` block).
 
 fp8-stored weights are copied as fp8; ``harmony.ops`` casts them on use.
+
+Every load is a real copy (``Tensor.to(device, copy=True)``), also when the
+device is the CPU, so the streaming path can be watched without a GPU:
+``BlockSwap.where(i)`` says whether layer i's weights are resident, on the
+device (a copy) or at home (the CPU master), and ``copies`` / ``bytes_copied``
+count the tensor copies. A ``transfer`` function may be injected to record or
+replace each copy.
 """
 from __future__ import annotations
 
 from contextlib import contextmanager, nullcontext
+from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
 
 
 def layer_modules(model: nn.Module, i: int) -> list[nn.Module]:
-    """The modules that make up layer ``i``: video block i and audio block i.
-
-    A model may override this by defining ``model.layer_modules(i)``.
-    """
-    if hasattr(model, "layer_modules"):
-        return list(model.layer_modules(i))
+    """The modules that make up layer ``i``: video block i and audio block i."""
     towers = [getattr(model, name, None) for name in ("video_model", "audio_model")]
     return [t.blocks[i] for t in towers if t is not None and i < len(t.blocks)]
 
@@ -70,10 +73,17 @@ def _slots(modules) -> list[_TensorSlot]:
     return slots
 
 
+def copy_to(t: torch.Tensor, device: torch.device, non_blocking: bool = False) -> torch.Tensor:
+    """The default transfer: a fresh copy of `t` on `device` (a copy even when `t` is already there)."""
+    return t.to(device, non_blocking=non_blocking, copy=True)
+
+
 class _Offloaded:
     """Weights of some modules kept on the CPU and copied to a device on demand."""
 
-    def __init__(self, modules, pin: bool):
+    def __init__(self, modules, pin: bool, transfer: Callable = copy_to, stats: Optional[dict] = None):
+        self.transfer = transfer
+        self.stats = stats if stats is not None else {"copies": 0, "bytes": 0}
         self.slots = _slots(modules)
         for s in self.slots:
             master = s.get().detach().to("cpu")
@@ -90,7 +100,9 @@ class _Offloaded:
             return
         with torch.cuda.stream(stream) if stream is not None else nullcontext():
             for s in self.slots:
-                s.set(s.master.to(device, non_blocking=True))
+                s.set(self.transfer(s.master, device, non_blocking=True))
+                self.stats["copies"] += 1
+                self.stats["bytes"] += s.master.numel() * s.master.element_size()
             if stream is not None:
                 self.ready = torch.cuda.Event()
                 self.ready.record(stream)
@@ -105,6 +117,10 @@ class _Offloaded:
         for s in self.slots:  # the copies were allocated on the side stream
             s.get().record_stream(current)
         self.ready = None
+
+    def at_home(self) -> bool:
+        """Every tensor is its CPU master (no device copy in place)."""
+        return all(s.get().data_ptr() == s.master.data_ptr() for s in self.slots)
 
     def unload(self):
         """Point the modules at the CPU masters again (the device copies are freed)."""
@@ -132,10 +148,13 @@ class BlockSwap:
 
     Installs ``model.layer_hook`` (chaining any hook already there) and forward
     hooks on the model. ``remove()`` uninstalls and puts every weight back on
-    the device it had before.
+    the device it had before. `transfer(tensor, device, non_blocking)` makes
+    each device copy (default `copy_to`). ``copies`` / ``bytes_copied`` count the
+    tensor copies, ``loads`` the layer loads, ``where(i)`` tells where layer i is.
     """
 
-    def __init__(self, model: nn.Module, resident_blocks: int, device, prefetch: bool = True):
+    def __init__(self, model: nn.Module, resident_blocks: int, device, prefetch: bool = True,
+                 transfer: Callable = copy_to):
         if not hasattr(model, "layer_hook") or not hasattr(model, "num_layers"):
             raise TypeError(
                 f"BlockSwap needs a model with .num_layers and a .layer_hook its forward calls; "
@@ -150,7 +169,9 @@ class BlockSwap:
         cuda = self.device.type == "cuda"
         self.stream = torch.cuda.Stream(self.device) if cuda and prefetch else None
 
-        self.layers = {i: _Offloaded(layer_modules(model, i), pin=cuda) for i in range(resident_blocks, n)}
+        self._stats = {"copies": 0, "bytes": 0}
+        self.layers = {i: _Offloaded(layer_modules(model, i), pin=cuda, transfer=transfer, stats=self._stats)
+                       for i in range(resident_blocks, n)}
         swapped = {id(m) for layer in self.layers.values() for s in layer.slots for m in [s.module]}
         self._resident = [s for s in _slots([model]) if id(s.module) not in swapped]
         _move(self._resident, self.device)
@@ -196,6 +217,27 @@ class BlockSwap:
         """Indices of the swapped layers whose weights are on the device now."""
         return [i for i, layer in self.layers.items() if layer.on_device]
 
+    def where(self, i: int) -> str:
+        """Where layer i's weights are: "resident" (never moved), "device" (a copy) or "host" (the CPU master)."""
+        if not 0 <= i < self.model.num_layers:
+            raise IndexError(f"layer {i} out of range 0..{self.model.num_layers - 1}")
+        layer = self.layers.get(i)
+        if layer is None:
+            return "resident"
+        home = layer.at_home()
+        if home == layer.on_device:
+            raise RuntimeError(f"layer {i}: bookkeeping says on_device={layer.on_device} but at_home={home}")
+        return "host" if home else "device"
+
+    @property
+    def copies(self) -> int:
+        """Tensor copies made so far (each parameter or buffer of a loaded layer counts once per load)."""
+        return self._stats["copies"]
+
+    @property
+    def bytes_copied(self) -> int:
+        return self._stats["bytes"]
+
     def remove(self):
         """Uninstall the hooks and put every weight back where it was."""
         for h in self._handles:
@@ -224,9 +266,9 @@ class CPUOffload:
     ``remove()`` (or leaving ``with cpu_offload(...)``) restores the model.
     """
 
-    def __init__(self, model: nn.Module, device):
+    def __init__(self, model: nn.Module, device, transfer: Callable = copy_to):
         self.model, self.device = model, torch.device(device)
-        self.weights = _Offloaded([model], pin=self.device.type == "cuda")
+        self.weights = _Offloaded([model], pin=self.device.type == "cuda", transfer=transfer)
         self._held = 0
         self.loads = 0
         self._handles = [
@@ -257,6 +299,10 @@ class CPUOffload:
     @property
     def on_device(self) -> bool:
         return self.weights.on_device
+
+    @property
+    def copies(self) -> int:
+        return self.weights.stats["copies"]
 
     def remove(self):
         for h in self._handles:

@@ -1,4 +1,8 @@
-"""Block swap and CPU offload give exactly the resident model's output."""
+"""Block swap and CPU offload: the weights really move (observed on the CPU) and outputs equal the resident model's.
+
+Every device copy is a real copy, also on the CPU, so these tests see where each
+layer's weights are before, during and after its turn, and count the copies.
+"""
 import pytest
 import torch
 
@@ -21,28 +25,67 @@ def same(a, b):
     return all(torch.equal(x, y) for x, y in zip(a, b))
 
 
-@pytest.mark.parametrize("resident", [0, 1, 2])
+def _layer_tensors(model, i):
+    return [t for m in layer_modules(model, i) for t in list(m.parameters()) + list(m.buffers())]
+
+
+@pytest.mark.parametrize("resident", [0, 1, 2, 4])
 @pytest.mark.parametrize("prefetch", [True, False])
-def test_block_swap_matches_resident(model, inputs, resident, prefetch):
+def test_block_swap_moves_exactly_the_swapped_layers(model, inputs, resident, prefetch):
+    n = model.num_layers
     ref = run(model, inputs)
-    swap = BlockSwap(model, resident_blocks=resident, device="cpu", prefetch=prefetch)
-    seen = []
+    home = {i: [t.data_ptr() for t in _layer_tensors(model, i)] for i in range(n)}
+    per_layer = {i: (len(home[i]), sum(t.numel() * t.element_size() for t in _layer_tensors(model, i)))
+                 for i in range(n)}
+    transfers = []
+
+    def transfer(t, device, non_blocking=False):
+        transfers.append(t.data_ptr())
+        return t.to(device, copy=True)
+
+    swap = BlockSwap(model, resident_blocks=resident, device="cpu", prefetch=prefetch, transfer=transfer)
+    before_turn, during_turn = [], []
     inner = model.layer_hook
-    model.layer_hook = lambda i: (inner(i), seen.append((i, swap.on_device_layers())))
+    model.layer_hook = lambda i: (inner(i), before_turn.append((i, [swap.where(j) for j in range(n)])))
+
+    def during(i):
+        def hook(block, _args):
+            own = [t.data_ptr() for t in _layer_tensors(model, i)]
+            moved = [a != b for a, b in zip(own, home[i])]
+            during_turn.append((i, all(moved) if i >= resident else not any(moved)))
+        return hook
+
+    handles = [model.video_model.blocks[i].self_attn.register_forward_pre_hook(during(i)) for i in range(n)]
     try:
+        assert [swap.where(i) for i in range(n)] == ["resident"] * resident + ["host"] * (n - resident)
         assert same(run(model, inputs), ref)
         assert same(run(model, inputs), ref)  # a second call starts from a clean state
     finally:
         model.layer_hook = inner
-    n = model.num_layers
-    assert [i for i, _ in seen] == list(range(n)) * 2
-    for i, on_device in seen:
-        if i >= resident:
-            assert i in on_device  # the layer about to run is loaded
-        allowed = {i, i + 1} if prefetch else {i}
-        assert set(on_device) <= allowed  # earlier layers went back to the CPU
-    assert swap.on_device_layers() == []  # nothing left loaded after the call
-    assert swap.loads == 2 * (n - resident)  # each swapped layer copied in once per call
+        for h in handles:
+            h.remove()
+    # before layer i runs (its hook): i is on the device (a copy), earlier swapped layers went home,
+    # only i and (with prefetch) i+1 are on the device; resident layers never move
+    assert [i for i, _ in before_turn] == list(range(n)) * 2
+    for i, where in before_turn:
+        for j, w in enumerate(where):
+            if j < resident:
+                assert w == "resident"
+            elif j == i or (prefetch and j == i + 1):
+                assert w == "device", (i, j, where)
+            else:
+                assert w == "host", (i, j, where)
+    # during its turn the block computes on copies (swapped) or its own weights (resident)
+    assert during_turn == [(i, True) for i in range(n)] * 2
+    # after the call everything is back home, the masters are the original tensors
+    assert [swap.where(i) for i in range(n)] == ["resident"] * resident + ["host"] * (n - resident)
+    assert all([t.data_ptr() for t in _layer_tensors(model, i)] == home[i] for i in range(n))
+    # exactly the swapped layers' tensors were copied, once per call each, from their masters
+    swapped = range(resident, n)
+    assert swap.loads == 2 * len(swapped)
+    assert swap.copies == len(transfers) == 2 * sum(per_layer[i][0] for i in swapped)
+    assert swap.bytes_copied == 2 * sum(per_layer[i][1] for i in swapped)
+    assert sorted(transfers) == sorted(2 * [p for i in swapped for p in home[i]])
     swap.remove()
     assert model.layer_hook is None
     assert same(run(model, inputs), ref)
@@ -71,8 +114,18 @@ def test_block_swap_with_fp8_weights(model, inputs, tmp_path):
 
 def test_cpu_offload_matches_resident(model, inputs):
     ref = run(model, inputs)
+    n_tensors = len(list(model.parameters())) + len(list(model.buffers()))
+    home = model.video_model.blocks[0].self_attn.q.weight.data_ptr()
+    seen = []
     with cpu_offload(model, "cpu") as offload:
-        assert same(run(model, inputs), ref)
+        model.layer_hook = lambda i: seen.append(model.video_model.blocks[0].self_attn.q.weight.data_ptr())
+        try:
+            assert same(run(model, inputs), ref)
+        finally:
+            model.layer_hook = None
+        assert seen and home not in seen  # the forward ran on a copy
+        assert model.video_model.blocks[0].self_attn.q.weight.data_ptr() == home  # and dropped it after
+        assert offload.copies == n_tensors
         assert not offload.on_device and offload.loads == 1
         with offload.loaded():
             assert offload.on_device
