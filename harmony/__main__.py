@@ -320,7 +320,9 @@ def main(argv=None):
         text = " ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
         if code == 1:
             text = f"{type(e).__name__}: {text} (rerun with --debug for the traceback)"
-        print(f"python -m harmony{' ' + command if command else ''}: error: {text}", file=sys.stderr)
+        from .cli import program
+
+        print(f"{program()}{' ' + command if command else ''}: error: {text}", file=sys.stderr)
         sys.exit(code)
 
 
