@@ -202,10 +202,10 @@ class SyncCFG:
             x0a = {k: a.to(work) for k, (_, a) in outs.items()}
         else:  # velocity: convert with each pass's own input latents and sigmas
             x0v, x0a = {}, {}
-            for name, pzv, pza, psv, psa, _ in passes:
+            for name, pass_zv, pass_za, pass_sigma_v, pass_sigma_a, _ in passes:
                 v, a = outs[name]
-                x0v[name] = velocity_to_x0(v.to(work), pzv, psv.to(work)[:, None, :, None, None])
-                x0a[name] = velocity_to_x0(a.to(work), pza, psa.to(work)[:, None, None])
+                x0v[name] = velocity_to_x0(v.to(work), pass_zv, pass_sigma_v.to(work)[:, None, :, None, None])
+                x0a[name] = velocity_to_x0(a.to(work), pass_za, pass_sigma_a.to(work)[:, None, None])
         dv, da = combine(self.guidance, x0v, x0a)
         self.video_estimate = dv.detach()
         return dv, da

@@ -189,21 +189,21 @@ def synergy_loss(model, conditioner, batch, tc: TrainConfig, gen: torch.Generato
 
     zv_list, za_list, tv_list, ta_list = [], [], [], []
     for task in tasks:
-        sv = sigma[:, None].expand(b, f).clone()
-        sa = sigma.clone()
+        sigma_v = sigma[:, None].expand(b, f).clone()  # per latent frame
+        sigma_a = sigma.clone()
         if task == "joint":
-            sv[first_clean, 0] = 0
+            sigma_v[first_clean, 0] = 0
         elif task == "i2av":
-            sv[:, 0] = 0
+            sigma_v[:, 0] = 0
         elif task == "a2v":
-            sa.zero_()
+            sigma_a.zero_()
         elif task == "v2a":
-            sv.zero_()
-        svb = sv[:, None, :, None, None]
-        zv_list.append((1 - svb) * v0 + svb * nv)
-        za_list.append(noisy(a0, na, sa))
-        tv_list.append(sv * 1000)
-        ta_list.append(sa * 1000)
+            sigma_v.zero_()
+        sigma_vb = sigma_v[:, None, :, None, None]
+        zv_list.append((1 - sigma_vb) * v0 + sigma_vb * nv)
+        za_list.append(noisy(a0, na, sigma_a))
+        tv_list.append(sigma_v * 1000)
+        ta_list.append(sigma_a * 1000)
     out_v, out_a = model(torch.cat(zv_list), torch.cat(za_list), torch.cat(tv_list),
                          torch.cat(ta_list), cond.repeat(n))
 
@@ -214,8 +214,8 @@ def synergy_loss(model, conditioner, batch, tc: TrainConfig, gen: torch.Generato
     ov, oa = out_v.chunk(n), out_a.chunk(n)
     losses = {}
     for i, task in enumerate(tasks):
-        sv_mask = (tv_list[i] > 0).float()[:, None, :, None, None].expand_as(v0)
-        lv = ((ov[i] - target_v) ** 2 * sv_mask).sum() / sv_mask.sum().clamp(min=1)
+        noisy_frames = (tv_list[i] > 0).float()[:, None, :, None, None].expand_as(v0)
+        lv = ((ov[i] - target_v) ** 2 * noisy_frames).sum() / noisy_frames.sum().clamp(min=1)
         la = F.mse_loss(oa[i], target_a)
         if task in ("joint", "i2av"):
             losses[task] = lv + la
