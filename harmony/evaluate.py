@@ -178,13 +178,13 @@ def main(argv=None):
     ap = Parser(prog=f"{program()} evaluate",
                 description="The held-out table and targets for the bundled (or given) model.")
     ap.add_argument("--model", default=None, help="model file (default: the bundled tiny model)")
-    ap.add_argument("-n", "--n-per-split", type=int, default=8)
+    ap.add_argument("-n", "--n-per-split", type=int, default=8, help="held-out clips per split")
     ap.add_argument("--jobs", default=",".join(JOBS), help="comma-separated subset of " + ",".join(JOBS))
     ap.add_argument("--guidance", default="synccfg,cfg",
                     help="comma-separated guidance modes to compare (synccfg, cfg, none)")
     ap.add_argument("--steps", type=int, default=20, help="sampling steps per clip")
-    ap.add_argument("--sv", type=float, default=None)
-    ap.add_argument("--sa", type=float, default=None)
+    ap.add_argument("--sv", type=float, default=None, help="video guidance scale (default: the model's)")
+    ap.add_argument("--sa", type=float, default=None, help="audio guidance scale (default: the model's)")
     ap.add_argument("--text-cfg", type=float, default=1.0, help="text CFG on top of SyncCFG (1 = off)")
     ap.add_argument("--seconds", type=float, default=3.0, help="length of each held-out clip")
     ap.add_argument("--no-ceiling", action="store_true", help="skip the ceiling / floor rows")
