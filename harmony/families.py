@@ -1,0 +1,291 @@
+"""What a checkpoint file is, from its safetensors header alone (no weight is read).
+
+``detect(path)`` returns a :class:`Found`: the model family (Harmony, Ovi's
+fusion model, a bare Wan2.2-TI2V-5B DiT), the wrapper prefix (ComfyUI saves
+``model.diffusion_model.*``), the config the file fits, the storage dtype
+(bf16, fp8 without scales as in Ovi's ``model_fp8_e4m3fn.safetensors``,
+ComfyUI scaled fp8 with ``scaled_fp8`` + ``*.scale_weight``) and the parameter
+count. ``Found.line()`` says it in one line; ``harmony.checkpoint.load_model``
+attaches that line to the model it loads (``model.load_summary``).
+
+Config of a file without ``harmony_config`` metadata, in order: a JSON beside
+it (``harmony.checkpoint.read_sidecar_config``), Ovi's own ``video.json`` +
+``audio.json`` beside it, then the named config whose tower sizes equal the
+shapes in the header (interaction from the key set: GLDI files hold the
+audio blocks' ``norm_style`` / ``style_attn``; Ovi files are the global
+interaction).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+from dataclasses import dataclass, field
+from typing import Optional
+
+FAMILY_NAMES = {
+    "harmony": "Harmony model",
+    "ovi": "Ovi fusion model (Wan2.2-5B video tower + audio tower)",
+    "wan2.2-ti2v-5b": "Wan2.2-TI2V-5B DiT alone (video tower only, no audio tower)",
+    "unknown": "unknown model family",
+}
+
+_SAFETENSORS_DTYPES = {
+    "BF16": "bf16", "F16": "fp16", "F32": "fp32", "F64": "fp64",
+    "F8_E4M3": "fp8_e4m3fn", "F8_E5M2": "fp8_e5m2",
+}
+_BYTES = {"BF16": 2, "F16": 2, "F32": 4, "F64": 8, "F8_E4M3": 1, "F8_E5M2": 1,
+          "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+_BLOCK = re.compile(r"^(video_model|audio_model)\.blocks\.(\d+)\.")
+_GLDI_ONLY = re.compile(r"^audio_model\.blocks\.\d+\.(norm_style|style_attn)\.")
+OVI_CONFIG_FILES = ("video.json", "audio.json")
+
+
+@dataclass
+class Found:
+    """What :func:`detect` found in a checkpoint header."""
+
+    path: str
+    family: str
+    prefix: str = ""
+    config: object = None
+    config_name: Optional[str] = None
+    config_source: str = ""
+    interaction: Optional[str] = None
+    storage: str = ""
+    params: int = 0
+    tensors: int = 0
+    notes: list = field(default_factory=list)
+
+    def line(self) -> str:
+        """One line: file, family, config, storage dtype, parameter count."""
+        what = FAMILY_NAMES.get(self.family, self.family)
+        if self.prefix:
+            what += f", keys under ComfyUI's '{self.prefix}' prefix"
+        if self.config_name:
+            cfg = f"config {self.config_name}"
+        elif self.config is not None:
+            cfg = "config custom"
+        else:
+            cfg = "config unknown"
+        if self.interaction:
+            cfg += f" ({self.interaction})"
+        if self.config_source:
+            cfg += f" from {self.config_source}"
+        parts = [f"{os.path.basename(self.path)}: {what}", cfg, f"storage {self.storage}",
+                 f"{format_params(self.params)} params"]
+        return "; ".join(parts + list(self.notes))
+
+
+def format_params(n: int) -> str:
+    if n >= 1e9:
+        return f"{n / 1e9:.2f}B"
+    if n >= 1e6:
+        return f"{n / 1e6:.2f}M"
+    return f"{n / 1e3:.1f}K" if n >= 1e3 else str(n)
+
+
+def read_header(path) -> tuple[dict, dict]:
+    """``({tensor name: (safetensors dtype, shape)}, metadata)`` from the file's JSON header only."""
+    from .checkpoint import check_safetensors_file
+
+    path = check_safetensors_file(path)
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+    meta = header.pop("__metadata__", None) or {}
+    return {k: (v["dtype"], tuple(v["shape"])) for k, v in header.items()}, meta
+
+
+def storage_of(tensors: dict) -> str:
+    """The storage dtype in words: the dtype holding most weight bytes, and fp8 in detail."""
+    from .checkpoint import SCALED_FP8_KEY
+
+    by = {}
+    for k, (dt, shape) in tensors.items():
+        if k == SCALED_FP8_KEY or k.endswith((".scale_weight", ".scale_input")):
+            continue
+        n = 1
+        for s in shape:
+            n *= s
+        by[dt] = by.get(dt, 0) + n * _BYTES.get(dt, 1)
+    if not by:
+        return "empty"
+    fp8 = [d for d in by if d.startswith("F8_")]
+    rest = sorted((d for d in by if not d.startswith("F8_") and d in _SAFETENSORS_DTYPES), key=by.get, reverse=True)
+    rest_txt = f", other tensors {_SAFETENSORS_DTYPES[rest[0]]}" if rest else ""
+    if fp8:
+        name = _SAFETENSORS_DTYPES[max(fp8, key=by.get)]
+        if SCALED_FP8_KEY in tensors or any(k.endswith(".scale_weight") for k in tensors):
+            return f"scaled {name} (ComfyUI scaled fp8){rest_txt}"
+        return f"{name} without scales (as Ovi's model_fp8_e4m3fn.safetensors){rest_txt}"
+    main = max(by, key=by.get)
+    return _SAFETENSORS_DTYPES.get(main, main.lower())
+
+
+def _params(tensors: dict) -> int:
+    from .checkpoint import SCALED_FP8_KEY
+
+    total = 0
+    for k, (_, shape) in tensors.items():
+        if k == SCALED_FP8_KEY or k.endswith((".scale_weight", ".scale_input")):
+            continue
+        n = 1
+        for s in shape:
+            n *= s
+        total += n
+    return total
+
+
+def _prefix(keys) -> str:
+    from .keymap import strip_wrapper_prefix
+
+    for k in keys:
+        stripped = strip_wrapper_prefix(k)
+        if stripped != k:
+            return k[: len(k) - len(stripped)]
+    return ""
+
+
+def tower_sizes(shapes: dict, tower: str) -> Optional[dict]:
+    """Sizes of one tower read off the header shapes (our names), or None when it is absent."""
+    p = tower + "."
+    pe = shapes.get(p + "patch_embedding.weight") or shapes.get(p + "patch_embedding.0.weight")
+    if pe is None:
+        return None
+    layers = {int(m.group(2)) for k in shapes for m in [_BLOCK.match(k)] if m and m.group(1) == tower}
+    ffn = shapes.get(p + "blocks.0.ffn.0.weight")
+    text = shapes.get(p + "text_embedding.0.weight")
+    time = shapes.get(p + "time_embedding.0.weight")
+    return {"dim": pe[0], "in_dim": pe[1], "patch_size": tuple(pe[2:]) if tower == "video_model" else None,
+            "num_layers": len(layers), "ffn_dim": ffn[0] if ffn else None,
+            "text_dim": text[1] if text else None, "freq_dim": time[1] if time else None}
+
+
+def _matches(sizes: dict, tower_cfg) -> bool:
+    if sizes is None:
+        return False
+    want = {"dim": tower_cfg.dim, "in_dim": tower_cfg.in_dim, "num_layers": tower_cfg.num_layers,
+            "ffn_dim": tower_cfg.ffn_dim, "text_dim": tower_cfg.text_dim, "freq_dim": tower_cfg.freq_dim}
+    if tower_cfg.modality == "video":
+        want["patch_size"] = tuple(tower_cfg.patch_size)
+    return all(sizes.get(k) == v for k, v in want.items())
+
+
+def match_named_config(shapes: dict, interaction: Optional[str]):
+    """``(name, config)`` of the named config whose towers have the header's sizes, or ``(None, None)``."""
+    from . import config as config_mod
+
+    video, audio = tower_sizes(shapes, "video_model"), tower_sizes(shapes, "audio_model")
+    for name, make in config_mod.CONFIGS.items():
+        cfg = make()
+        if interaction is not None and cfg.interaction != interaction:
+            continue
+        if _matches(video, cfg.video) and _matches(audio, cfg.audio):
+            return name, cfg
+    return None, None
+
+
+def read_ovi_configs(path):
+    """A global-interaction HarmonyConfig from Ovi's ``video.json`` + ``audio.json`` beside ``path``, or None."""
+    from . import config as config_mod
+
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    files = [os.path.join(folder, n) for n in OVI_CONFIG_FILES]
+    if not all(os.path.isfile(f) for f in files):
+        return None
+    towers = []
+    for f, modality in zip(files, ("video", "audio")):
+        try:
+            with open(f, encoding="utf-8") as fh:
+                d = json.load(fh)
+            kw = dict(modality=modality, dim=d["dim"], ffn_dim=d["ffn_dim"], num_heads=d["num_heads"],
+                      num_layers=d["num_layers"], in_dim=d["in_dim"], out_dim=d["out_dim"],
+                      text_dim=d.get("text_dim", 4096), text_len=d.get("text_len", 512),
+                      freq_dim=d.get("freq_dim", 256), eps=d.get("eps", 1e-6), patch_size=tuple(d["patch_size"]),
+                      qk_norm=d.get("qk_norm", True), cross_attn_norm=d.get("cross_attn_norm", True))
+            if modality == "audio" and "temporal_rope_scaling_factor" in d:
+                kw["audio_rope_scale"] = float(d["temporal_rope_scaling_factor"])
+            towers.append(config_mod.TowerConfig(**kw))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            from .checkpoint import CheckpointError
+
+            raise CheckpointError(f"{f}: not a usable Ovi model config ({type(e).__name__}: {e}); it needs "
+                                  "dim, ffn_dim, num_heads, num_layers, in_dim, out_dim, patch_size") from None
+    meta = config_mod.get_config("5b-global").meta
+    return config_mod.HarmonyConfig(video=towers[0], audio=towers[1], interaction="global", audio_rope="ovi",
+                                    prediction="velocity", meta=dict(meta))
+
+
+def detect(path) -> Found:
+    """What ``path`` holds, from its header alone (see the module docstring)."""
+    from . import keymap
+    from .checkpoint import CONFIG_KEY, SCALED_FP8_KEY, read_sidecar_config
+
+    tensors, meta = read_header(path)
+    keys = [k for k in tensors if k != SCALED_FP8_KEY]
+    weight_keys = [k for k in keys if not k.endswith((".scale_weight", ".scale_input"))]
+    family = keymap.detect_layout(weight_keys)
+    found = Found(path=os.fspath(path), family=family, prefix=_prefix(weight_keys), storage=storage_of(tensors),
+                  params=_params(tensors), tensors=len(weight_keys))
+    if family == "unknown":
+        return found
+    shapes = {keymap.from_upstream_name(k, family): shape for k, (_, shape) in tensors.items() if k in weight_keys}
+    if family == "wan2.2-ti2v-5b":
+        from . import config as config_mod
+
+        if _matches(tower_sizes(shapes, "video_model"), config_mod.get_config("5b").video):
+            found.config_name = "Wan2.2-TI2V-5B video tower"
+        found.notes.append("not a Harmony model on its own (no audio tower)")
+        return found
+    found.interaction = "gldi" if any(_GLDI_ONLY.match(k) for k in shapes) else "global"
+    if CONFIG_KEY in meta:
+        from . import config as config_mod
+
+        try:
+            cfg = config_mod.HarmonyConfig.from_dict(json.loads(meta[CONFIG_KEY]))
+        except (ValueError, TypeError) as e:
+            found.notes.append(f"its harmony_config metadata is unreadable ({e})")
+            return found
+        found.config, found.config_source = cfg, "file metadata"
+        found.config_name = next((n for n, make in config_mod.CONFIGS.items() if make() == cfg), None)
+        found.interaction = cfg.interaction
+        return found
+    side = read_sidecar_config(path)
+    if side is not None:
+        found.config, found.config_source = side, "the JSON beside it"
+    elif family == "ovi" and read_ovi_configs(path) is not None:
+        found.config, found.config_source = read_ovi_configs(path), "Ovi's video.json + audio.json beside it"
+    if found.config is not None:
+        from . import config as config_mod
+
+        found.config_name = next((n for n, make in config_mod.CONFIGS.items() if make() == found.config), None)
+        return found
+    name, cfg = match_named_config(shapes, found.interaction)
+    if cfg is not None:
+        found.config, found.config_name, found.config_source = cfg, name, "tensor shapes"
+    else:
+        found.notes.append("its sizes match no named config: put a config JSON beside it")
+    return found
+
+
+def describe(path) -> str:
+    """``detect(path).line()``."""
+    return detect(path).line()
+
+
+def ovi_config(path):
+    """The config an Ovi-layout file without metadata loads with: Ovi's ``video.json`` +
+    ``audio.json`` beside it, else the global named config of the header's sizes, else
+    ``5b-global`` (Ovi's public size; a file of another size then fails the shape check)."""
+    from . import config as config_mod
+    from . import keymap
+
+    side = read_ovi_configs(path)
+    if side is not None:
+        return side
+    tensors, _ = read_header(path)
+    shapes = {keymap.from_upstream_name(k, "ovi"): shape for k, (_, shape) in tensors.items()}
+    _, cfg = match_named_config(shapes, "global")
+    return cfg if cfg is not None else config_mod.get_config("5b-global")
