@@ -97,7 +97,7 @@ def test_point_mass_lands_exactly(solver):
 
 
 # measured orders (log2 of the error ratio when the steps double), see docs/ARCHITECTURE.md:
-#   Euler,    shift 5: N = 40 -> 80 -> 160: errors 1.06e-1, 5.44e-2, 2.75e-2 (order 0.96, 0.98)
+#   Euler,    shift 5: N = 40 -> 80 -> 160: errors 1.06e-1, 5.44e-2, 2.75e-2 (order 0.97, 0.98)
 #   DPM++2M,  shift 1: N = 80 -> 160 -> 320: errors 1.61e-3, 4.85e-4, 1.42e-4 (order 1.73, 1.77)
 #   DPM++2M,  shift 5: N = 160 -> 320 -> 640: errors 4.98e-3, 1.87e-3, 6.09e-4 (order 1.41, 1.62)
 @pytest.mark.parametrize("shift", [1.0, 5.0])
