@@ -25,9 +25,15 @@ def atomic_path(path, suffix: str = "", name: str = "output"):
     before the rename (:func:`harmony.validate.output_path`, raising its ``InputError``)."""
     from .validate import output_path
 
+    from .validate import InputError
+
     target = output_path(path, name)
-    fd, tmp = tempfile.mkstemp(suffix=suffix, prefix=os.path.basename(target) + ".tmp-",
-                               dir=os.path.dirname(target))
+    folder = os.path.dirname(target)
+    try:
+        fd, tmp = tempfile.mkstemp(suffix=suffix, prefix=os.path.basename(target) + ".tmp-", dir=folder)
+    except OSError as e:
+        raise InputError(f"{name} {os.fspath(path)!r}: cannot create a file in {folder!r} ({e.strerror}); "
+                         "give a path in a folder you can write to") from None
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)

@@ -64,52 +64,24 @@ def _check_file(path) -> Path:
     return p
 
 
-def _default_mode(path):
-    """Give a mkstemp file the usual permissions (0666 minus umask) instead of 0600."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
-def _output_target(path) -> Path:
-    """The file ``path`` stands for, if it may be written: absent or a regular file (a symlink
-    is followed), in a writable folder; never a folder, device, FIFO, /proc, /sys or /dev path."""
-    from .validate import InputError, output_path
+@contextlib.contextmanager
+def _atomic_output(path, suffix: str):
+    """:func:`harmony.files.atomic_path` (a temporary file beside ``path`` that becomes
+    ``path`` on success; only an absent target or a regular file is replaced) with the
+    errors as :class:`MediaError` naming ``path``, not the temporary file."""
+    from .files import atomic_path
+    from .validate import InputError
 
     try:
-        return Path(output_path(path, "output"))
+        with atomic_path(path, suffix) as tmp:
+            try:
+                yield tmp
+            except Exception as e:
+                if isinstance(e, MediaError) or tmp not in str(e):
+                    raise
+                raise MediaError(f"output {str(path)!r}: writing failed ({str(e).replace(tmp, str(path))})") from e
     except InputError as e:
         raise MediaError(str(e)) from None
-
-
-@contextlib.contextmanager
-def _atomic_output(path: Path, suffix: str):
-    """Yield a temporary file beside ``path``; it becomes ``path`` on success and is
-    deleted on any error, so no half-written file is ever left behind. Only an absent
-    target or a regular file is ever replaced (checked before and again just before the
-    rename); errors name ``path``, not the temporary file."""
-    target = _output_target(path)
-    try:
-        fd, tmp = tempfile.mkstemp(suffix=suffix, prefix=".tmp-" + target.stem + "-", dir=str(target.parent))
-    except OSError as e:
-        raise MediaError(f"output {str(path)!r}: cannot create a file in {str(target.parent)!r} "
-                         f"({e.strerror}); give a path in a folder you can write to") from None
-    os.close(fd)
-    _default_mode(tmp)
-    try:
-        yield tmp
-        _output_target(target)  # still absent or a regular file?
-        os.replace(tmp, target)
-    except Exception as e:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        if isinstance(e, MediaError) or tmp not in str(e):
-            raise
-        raise MediaError(f"output {str(path)!r}: writing failed ({str(e).replace(tmp, str(path))})") from e
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _frames_uint8(frames, name="frames") -> np.ndarray:
