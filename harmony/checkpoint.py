@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 from contextlib import contextmanager
 
@@ -329,7 +330,8 @@ def load_model(path, dtype="auto", device="cpu", config=None, ops=None):
         file_keys = list(f.keys())
         cfg = _resolve_config(config, f.metadata() or {}, path, file_keys)
         model = build_empty_model(cfg, ops)
-        names = _model_to_file_names(model, file_keys, path, cfg)
+        fresh_ok = _GLDI_FROM_OVI if cfg.interaction == "gldi" and _detect_layout(file_keys) == "ovi" else None
+        names = _model_to_file_names(model, file_keys, path, cfg, allow_missing=fresh_ok)
         _check_shapes(model, names, f, path)
 
         quantize = set(quantizable_weights(model))
@@ -354,13 +356,54 @@ def load_model(path, dtype="auto", device="cpu", config=None, ops=None):
                 module = model.get_submodule(key.rsplit(".", 1)[0])
                 module.register_buffer("scale_weight", torch.empty((), device="meta"))
                 state[key[: -len("weight")] + "scale_weight"] = scale.float().to(device)
-    model.load_state_dict(state, strict=True, assign=True)
+    model.load_state_dict(state, strict=not names.fresh, assign=True)
+    model.fresh_keys = _init_fresh(model, names.fresh, storage, device, ops) if names.fresh else []
     left = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
     if left:
         raise CheckpointError(f"{path}: these tensors were not loaded (model bug?): {_listing(left)}")
     model.eval()
     model.compute_dtype = compute_dtype(model, device)
+    from .families import detect
+
+    found = detect(path)
+    found.config, found.config_name = cfg, next((n for n, make in _config_names() if make() == cfg), None)
+    found.interaction = cfg.interaction
+    if config is not None:
+        found.config_source = "the config asked for"
+    if model.fresh_keys:
+        found.notes.append(f"initialised fresh ({len(model.fresh_keys)} tensors, GLDI style alignment at its "
+                           f"identity init): {_listing(model.fresh_keys, 4)}")
+    model.load_summary = found.line()
     return model
+
+
+_GLDI_FROM_OVI = re.compile(r"^audio_model\.blocks\.\d+\.(norm_style|style_attn)\.")
+"""Model keys an Ovi file cannot hold when it initialises a GLDI model: the style-alignment modules."""
+
+
+def _config_names():
+    from . import config as config_mod
+
+    return config_mod.CONFIGS.items()
+
+
+def _init_fresh(model: nn.Module, fresh: list, storage, device, ops) -> list:
+    """Give the audio blocks whose style-alignment weights the file lacks new modules at their
+    init (the output projection is zero, so each starts as the identity); returns the keys."""
+    from .interaction import add_style_alignment
+    from .ops import default_ops
+
+    blocks = sorted({int(k.split(".")[2]) for k in fresh})
+    for i in blocks:
+        block = model.audio_model.blocks[i]
+        like = block.self_attn.q.weight.dtype
+        dtype = storage if storage is not None and storage not in FP8_DTYPES else like
+        if dtype in FP8_DTYPES:
+            dtype = torch.float32
+        add_style_alignment(block, model.cfg.audio, ops if ops is not None else default_ops, model.attend)
+        block.norm_style.to(device=device, dtype=dtype)
+        block.style_attn.to(device=device, dtype=dtype)
+    return sorted(fresh)
 
 
 # --------------------------------------------------------------------------- load helpers
@@ -463,7 +506,11 @@ def _resolve_config(config, metadata: dict, path: str, file_keys):
                 return side
         layout = _detect_layout(file_keys) if text is None else None
         if text is None and layout == "ovi":
-            return config_mod.get_config("5b-global")  # Ovi's FusionModel layout at its public size
+            # Ovi's FusionModel layout: its video.json/audio.json beside it, else the global config
+            # whose sizes the header shows, else Ovi's public size (then the shape check explains)
+            from .families import ovi_config
+
+            return ovi_config(path)
         if text is None and layout == "wan2.2-ti2v-5b":
             raise CheckpointError(
                 f"{path} is a Wan2.2 video-only checkpoint (a bare WanModel: it has no audio tower), so it "
@@ -505,10 +552,13 @@ class _Names(dict):
     """model key -> file key, plus the file's ``scale_weight`` keys."""
 
     file_scales: set
+    fresh: list
 
 
-def _model_to_file_names(model: nn.Module, file_keys, path: str, cfg) -> _Names:
-    """Match the model's state-dict keys to the file's; raise listing any mismatch."""
+def _model_to_file_names(model: nn.Module, file_keys, path: str, cfg, allow_missing=None) -> _Names:
+    """Match the model's state-dict keys to the file's; raise listing any mismatch.
+
+    ``allow_missing``: a regex of model keys the file may lack (``names.fresh`` lists them)."""
     ignored = {k for k in file_keys if k == SCALED_FP8_KEY or k.endswith((".scale_weight", ".scale_input"))}
     weight_keys = [k for k in file_keys if k not in ignored]
     rename = _upstream_renames(weight_keys)  # file key -> model key
@@ -521,6 +571,8 @@ def _model_to_file_names(model: nn.Module, file_keys, path: str, cfg) -> _Names:
                                   "the file mixes key layouts")
         by_model[ours] = k
     missing = [k for k in model_keys if k not in by_model]
+    fresh = [k for k in missing if allow_missing is not None and allow_missing.match(k)]
+    missing = [k for k in missing if k not in set(fresh)]
     unexpected = [k for k in weight_keys if rename.get(k, k) not in set(model_keys)]
     if missing or unexpected:
         name = getattr(cfg, "name", None)
@@ -533,7 +585,8 @@ def _model_to_file_names(model: nn.Module, file_keys, path: str, cfg) -> _Names:
         parts.append(f"  hint: {_layout_hint(file_keys) or 'the key set matches no known layout'}. "
                      "Check that the file and the config are for the same model.")
         raise CheckpointError("\n".join(parts))
-    names = _Names((k, by_model[k]) for k in model_keys)
+    names = _Names((k, by_model[k]) for k in model_keys if k in by_model)
+    names.fresh = fresh
     names.file_scales = {k for k in ignored if k.endswith(".scale_weight")}
     return names
 
