@@ -9,7 +9,7 @@ first runs the same tracker on real CPU tensors for a small case and shows that
 the meta run sees exactly the same peak, and compares it with the process's
 resident-memory growth.
 
-    python scripts/wan_vae_memory.py [--check] [--frames 121 --height 720 --width 1280]
+    python scripts/wan_vae_memory.py [--check] [--encode] [--frames 121 --height 720 --width 1280]
 """
 from __future__ import annotations
 
@@ -96,6 +96,7 @@ def main(argv=None) -> int:
     ap.add_argument("--width", type=int, default=1280)
     ap.add_argument("--tiles", default="0,32:8,24:8,16:4", help="tile:overlap in latents; 0 = untiled")
     ap.add_argument("--check", action="store_true", help="validate the meta tracker on CPU first")
+    ap.add_argument("--encode", action="store_true", help="also the peak of encoding the clip")
     args = ap.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
 
@@ -137,6 +138,13 @@ def main(argv=None) -> int:
             one_s = "   (untiled)"
         label = "untiled" if not tile else f"{tile}:{overlap}"
         print(f"{label:>12} | {peak / GB:6.2f} GiB | {one_s} | {(dec * 4 + peak) / GB:6.2f} GiB")
+    if args.encode:
+        x = torch.zeros(1, 3, n_frames, args.height, args.width, device="meta")
+        with torch.no_grad(), LiveBytes() as mode:
+            z = vae.encode_video(x)
+            del z
+        print(f"encode (chunked, not tiled): input {x.nbytes / GB:.2f} GiB + peak live activations "
+              f"{mode.peak / GB:.2f} GiB + encoder weights {enc * 4 / GB:.2f} GiB")
     return 0
 
 

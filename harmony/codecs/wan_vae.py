@@ -571,10 +571,12 @@ def read_state_dict(path) -> dict:
         try:
             sd = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
         except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, ValueError, OSError) as e:
+            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+            why = next((ln for ln in lines if "Unsupported global" in ln or "GLOBAL" in ln), lines[0] if lines else "")
             raise ValueError(
                 f"Wan VAE weights {path!r} were refused: torch.load(weights_only=True) could not read them as "
-                f"plain tensors ({type(e).__name__}: {str(e).splitlines()[0][:200]}). Harmony never runs "
-                "arbitrary pickled code; use the original Wan2.2_VAE.pth or a .safetensors file.") from None
+                f"plain tensors ({type(e).__name__}: {why[:200]}). Harmony never runs arbitrary pickled "
+                "code; use the original Wan2.2_VAE.pth or a .safetensors file.") from None
         for wrapper in ("state_dict", "model"):
             if isinstance(sd, dict) and isinstance(sd.get(wrapper), dict):
                 sd = sd[wrapper]
