@@ -70,7 +70,8 @@ def model_flops(cfg: HarmonyConfig, grid, n_audio: int, n_ref: int = 0, batch: i
     context is always padded to ``text_len`` rows. Timesteps are one per
     sample (one group per tower). Returns a dict with ``"conditioning"`` (text
     embedding MLPs: work that depends only on the conditioning), ``"step"``
-    (the rest) and ``"total"``, each for the whole batch.
+    (the rest), ``"total"`` and ``"attention"`` (the part of ``"step"`` in the
+    attention matmuls), each for the whole batch.
     """
     v, a = cfg.video, cfg.audio
     D = v.dim
@@ -82,8 +83,12 @@ def model_flops(cfg: HarmonyConfig, grid, n_audio: int, n_ref: int = 0, batch: i
     def mm(m, k, n):
         return 2 * m * k * n
 
+    attention = 0
+
     def attn(lq, lk):
-        return 2 * lq * lk * D * 2  # q k^T and p v over all heads
+        nonlocal attention
+        attention += 2 * lq * lk * D * 2  # q k^T and p v over all heads
+        return 2 * lq * lk * D * 2
 
     cond = mm(v.text_len, v.text_dim, D) + mm(v.text_len, D, D) + mm(a.text_len, a.text_dim, D) + mm(a.text_len, D, D)
     step = 0
@@ -103,7 +108,8 @@ def model_flops(cfg: HarmonyConfig, grid, n_audio: int, n_ref: int = 0, batch: i
         if gldi and n_ref:  # style alignment: reference queries attend the whole video
             step += mm(n_ref, D, D) + mm(Lv, D, 2 * D) + attn(n_ref, Lv) + mm(n_ref, D, D)
     step += mm(Lv, D, math.prod(v.patch_size) * v.out_dim) + mm(La, D, a.out_dim)  # heads
-    return {"conditioning": batch * cond, "step": batch * step, "total": batch * (cond + step)}
+    return {"conditioning": batch * cond, "step": batch * step, "total": batch * (cond + step),
+            "attention": batch * attention}
 
 
 def clip_tokens_5b(seconds: float = 5.0, width: int = 1280, height: int = 704):
@@ -150,16 +156,22 @@ def _peak_gib(device, resettable: bool):
 # --- the model at issue-15 shapes ---------------------------------------------------
 
 def _fill_random_(model: HarmonyModel, seed: int = 0):
-    """Random weights of Wan-like scale, fast (no per-layer init schemes): N(0, 1/fan_in), norms 1."""
+    """Random weights of Wan-like scale, fast: N(0, 1/fan_in) values tiled from one 4M-value pool, norms 1.
+
+    (Drawing 1.5 B fresh normals takes over a minute on 2 cores; the timing does not care.)
+    """
     g = torch.Generator().manual_seed(seed)
+    pool = torch.randn(1 << 22, generator=g)
     with torch.no_grad():
         for name, p in model.named_parameters():
+            flat = p.view(-1)
             if p.dim() == 1 and "norm" in name:
-                p.fill_(1.0)
-            elif p.dim() >= 2:
-                p.normal_(0.0, 1.0 / math.sqrt(p[0].numel()), generator=g)
-            else:
-                p.normal_(0.0, 0.02, generator=g)
+                flat.fill_(1.0)
+                continue
+            scale = 1.0 / math.sqrt(p[0].numel()) if p.dim() >= 2 else 0.02
+            for i in range(0, flat.numel(), pool.numel()):
+                n = min(pool.numel(), flat.numel() - i)
+                flat[i:i + n].copy_(pool[:n]).mul_(scale)
     return model
 
 
@@ -194,17 +206,18 @@ def time_forward(model, inputs, repeats, device):
     """Median seconds of one forward (after one warm-up call); prepared conditioning when the model offers it."""
     zv, za, tv, ta, cond = inputs
     prepared = hasattr(model, "prepare")
-    times = []
+    times, cpu = [], []
     with torch.no_grad():
         c = model.prepare(cond, dtype=zv.dtype, device=zv.device) if prepared else cond
         for i in range(repeats + 1):
             _sync(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             model(zv, za, tv, ta, c)
             _sync(device)
             if i:
                 times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2], prepared
+                cpu.append(time.process_time() - c0)
+    return sorted(times)[len(times) // 2], sorted(cpu)[len(cpu) // 2], prepared
 
 
 def _peak_fraction(device, dtype, gflops):
@@ -249,14 +262,14 @@ def precision_rows(device, wanted, repeats, out):
             model.to("cpu")
             swap = BlockSwap(model, resident_blocks=0, device=device)
         resettable = _reset_peak(device)
-        sec, prepared = time_forward(model, inputs, repeats, device)
+        sec, cpu_sec, prepared = time_forward(model, inputs, repeats, device)
         peak = _peak_gib(device, resettable)
         f = flops["step"] if prepared else flops["total"]
         gflops = f / sec / 1e9
         label = {"fp32": "fp32", "bf16": "bf16", "fp8": "fp8 e4m3fn storage",
                  "swap": "bf16, block swap 0 resident"}[row]
         out.append((device.type, label, str(compute).replace("torch.", ""), "prepared" if prepared else "raw",
-                    sec, f / 1e9, gflops, peak, _peak_fraction(device, compute, gflops)))
+                    sec, cpu_sec, f / 1e9, gflops, peak, _peak_fraction(device, compute, gflops)))
         if swap is not None:
             moved = sum(len(layer.slots) for layer in swap.layers.values())
             nbytes = sum(s.master.numel() * s.master.element_size() for layer in swap.layers.values() for s in layer.slots)
@@ -289,21 +302,22 @@ def tiny_rows(device, repeats, out):
     silent = torch.zeros(cfg.audio.in_dim, device=device, dtype=dtype)
     for mode, batched, key in (("cfg", True, "plain CFG"), ("synccfg", True, "SyncCFG batched"),
                                ("synccfg", False, "SyncCFG 3 passes")):
-        den = AVDenoiser(model, cond, Guidance(mode, 3.0, 2.0, 1.0, batched), Job(), uncond, silent)
-        sv = torch.full((1, zv.shape[2]), 0.7, dtype=torch.float64, device=device)
-        sa = torch.full((1,), 0.7, dtype=torch.float64, device=device)
+        den = AVDenoiser(model, cond, Guidance(mode, batched=batched), Job(), uncond, silent)  # default scales
+        sigma_v = torch.full((1, zv.shape[2]), 0.7, dtype=torch.float64, device=device)
+        sigma_a = torch.full((1,), 0.7, dtype=torch.float64, device=device)
         resettable = _reset_peak(device)
-        times = []
+        times, cpu = [], []
         with torch.no_grad():
             for i in range(repeats + 1):
                 _sync(device)
-                t0 = time.perf_counter()
-                den(zv, za, sv, sa)
+                t0, c0 = time.perf_counter(), time.process_time()
+                den(zv, za, sigma_v, sigma_a)
                 _sync(device)
                 if i:
                     times.append(time.perf_counter() - t0)
-        sec = sorted(times)[len(times) // 2]
-        out.append((device.type, f"tiny, step: {key}", str(dtype).replace("torch.", ""), "raw", sec,
+                    cpu.append(time.process_time() - c0)
+        sec, cpu_sec = sorted(times)[len(times) // 2], sorted(cpu)[len(cpu) // 2]
+        out.append((device.type, f"tiny, step: {key}", str(dtype).replace("torch.", ""), "raw", sec, cpu_sec,
                     None, None, _peak_gib(device, resettable), ""))
 
 
@@ -342,6 +356,7 @@ def main(argv=None):
     if a.repeats < 1:
         ap.error("--repeats must be at least 1")
     torch.set_grad_enabled(False)
+    print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())}" if hasattr(os, "getloadavg") else "")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
           + (f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"))
     s = ISSUE15_SHAPE
@@ -358,15 +373,17 @@ def main(argv=None):
         if "tiny" in wanted:
             tiny_rows(dev, a.repeats, rows)
     print()
-    head = (f"{'device':6} | {'row':28} | {'compute':8} | {'cond':8} | {'s/forward':>9} | {'GFLOP':>7} | "
-            f"{'GFLOP/s':>8} | {'peak GiB':>8} | of device peak")
+    head = (f"{'device':6} | {'row':28} | {'compute':8} | {'cond':8} | {'s/forward':>9} | {'CPU s':>8} | "
+            f"{'GFLOP':>7} | {'GFLOP/s':>8} | {'peak GiB':>8} | of device peak")
     print(head)
     print("-" * len(head))
-    for dev, label, compute, cond, sec, gf, gfs, peak, frac in rows:
-        print(f"{dev:6} | {label:28} | {compute:8} | {cond:8} | {sec:9.4f} | "
+    for dev, label, compute, cond, sec, cpu_sec, gf, gfs, peak, frac in rows:
+        print(f"{dev:6} | {label:28} | {compute:8} | {cond:8} | {sec:9.4f} | {cpu_sec:8.2f} | "
               f"{'' if gf is None else f'{gf:7.1f}':>7} | {'' if gfs is None else f'{gfs:8.1f}':>8} | "
               f"{'n/a' if peak is None else f'{peak:8.2f}':>8} | {frac}")
-    print("(peak GiB: torch.cuda.max_memory_allocated on a GPU; on the CPU the whole process's peak RSS since the row began)")
+    print("(s/forward and s/step: wall-clock median; CPU s: process CPU time of the same call, all threads, which a "
+          "busy shared machine disturbs less; GFLOP/s from wall time. peak GiB: torch.cuda.max_memory_allocated on "
+          "a GPU; on the CPU the whole process's peak RSS since the row began)")
     cfg5 = get_config("5b")
     grid, n_audio = clip_tokens_5b()
     fl = model_flops(cfg5, grid, n_audio)
