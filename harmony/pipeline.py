@@ -330,10 +330,11 @@ class HarmonyPipeline:
                guidance: str = "synccfg", solver: str = "dpmpp_2m", first_frame=None,
                driving_audio=None, driving_video=None, ref_voice=None,
                callback: Optional[Callable] = None, cancel: Optional[Callable] = None,
-               batched: bool = True, fit: str = "crop") -> AVLatent:
+               batched: bool = True, fit: str = "crop", preview: Optional[Callable] = None) -> AVLatent:
         """Sample a joint latent. ``driving_audio``/``ref_voice``: ``(wave [C,T], sr)``;
         ``driving_video``: ``(frames [F,H,W,3], fps)``; ``first_frame``: ``[H,W,3]``;
-        ``fit``: how frames of another aspect ratio meet the model's frame (crop, letterbox, stretch)."""
+        ``fit``: how frames of another aspect ratio meet the model's frame (crop, letterbox, stretch);
+        ``preview(step, total, x0_video, x0_audio)``: the step's clean estimate (latents)."""
         from .media import FIT_MODES
 
         if fit not in FIT_MODES:
@@ -370,6 +371,9 @@ class HarmonyPipeline:
                 self.log("first frame not used: the driving video gives every frame (V2A)")
         seconds = self._plan_seconds(seconds, driving_audio, driving_video)
         n_frames = int(round(seconds * self.fps))
+        t_stride = int(getattr(self.codecs.video, "temporal_stride", 1))
+        if t_stride > 1:  # Wan VAE: 1 frame for the first latent frame, t_stride for each further one
+            n_frames = t_stride * (n_frames // t_stride) + 1  # 5 s at 24 fps: 121 frames, 31 latents (Ovi)
         n_audio = math.ceil(seconds * self.codecs.audio.latent_rate - 1e-6)  # cover every sample
         # crop driving media to what is used, then scan it for NaN / inf, before any encoding
         if driving_audio is not None:
@@ -415,7 +419,8 @@ class HarmonyPipeline:
             zv, za = sample(self.model, cond, noise_v, noise_a, steps=steps, shift=shift,
                             guidance=Guidance(guidance, sv, sa, text_cfg, batched), job=job,
                             uncond=uncond, silent_audio_token=silent, blank_video_frame=blank,
-                            solver=solver, callback=callback, cancel=cancel, dtype=self.compute_dtype)
+                            solver=solver, callback=callback, cancel=cancel, preview=preview,
+                            dtype=self.compute_dtype)
         return AVLatent(zv.float(), za.float(), self.fps, self.sample_rate, seconds, job.name,
                         {"seed": seed, "steps": steps, "guidance": guidance, "sv": sv, "sa": sa})
 

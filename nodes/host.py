@@ -1,7 +1,7 @@
 """The one module that talks to ComfyUI.
 
-Every ComfyUI import (``comfy.model_management``, ``comfy.utils``,
-``comfy.cli_args``, ``folder_paths``) happens here, lazily and guarded, so the
+Every ComfyUI import (``comfy.model_management``, ``comfy.model_patcher``,
+``comfy.utils``, ``comfy.cli_args``, ``folder_paths``) happens here, lazily and guarded, so the
 pack and its tests import without the host. Without ComfyUI each function
 falls back to plain behaviour: the best torch device, no progress bar, no
 interrupt, model files from the folder given by ``HARMONY_MODELS_DIR``.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 
 import torch
 
@@ -138,23 +139,135 @@ def empty_cache() -> None:
         torch.cuda.empty_cache()
 
 
+# ---------------------------------------------------------------- model management
+
+
+def module_bytes(module: torch.nn.Module) -> int:
+    """Bytes of a module's parameters and buffers (what ComfyUI counts as its size)."""
+    return sum(t.numel() * t.element_size() for t in module.state_dict().values())
+
+
+_PATCHER_CLASS = None
+
+
+def _patcher_class():
+    """ComfyUI's ModelPatcher, made all-or-nothing for a plain torch module.
+
+    ComfyUI loads a model partially (--lowvram, or when memory is short) by
+    leaving some layers on the CPU and casting their weights on use; only its
+    own ``comfy.ops`` layers can do that, and Harmony's layers are plain torch.
+    So this patcher always loads the whole module and, asked to free part of
+    it, frees all of it. Partial residency is the pack's own block swap.
+    """
+    global _PATCHER_CLASS
+    if _PATCHER_CLASS is None:
+        base = _comfy("comfy.model_patcher").ModelPatcher
+
+        class HarmonyPatcher(base):
+            def partially_load(self, device_to, extra_memory=0, force_patch_weights=False):
+                return super().partially_load(device_to, 1e32, force_patch_weights=force_patch_weights)
+
+            def partially_unload(self, device_to, memory_to_free=0):
+                return 0  # nothing freed in part: ComfyUI then unloads the whole model
+
+        _PATCHER_CLASS = HarmonyPatcher
+    return _PATCHER_CLASS
+
+
+class ManagedModel:
+    """A torch module whose device memory the host accounts for.
+
+    Inside ComfyUI (``offloaded`` False) the module is wrapped in a ModelPatcher
+    and loaded with ``model_management.load_models_gpu``: ComfyUI unloads other
+    models to fit it, keeps it loaded between runs (no copy when it is already
+    there), moves it to its offload device when another model needs the memory,
+    on ``/free`` or ``unload_all_models()``, and brings it back on the next
+    :meth:`load`. ``offloaded`` True (the pack's block swap or CPU offload owns
+    the placement): no patcher; :meth:`load` asks ComfyUI to free
+    ``working_bytes`` (the layer copies it streams in) before each run; the resident
+    part stays on the device while the model is loaded and is not unloaded by ComfyUI.
+    Without ComfyUI, :meth:`load` moves the module to ``device`` (a no-op when it is there).
+    """
+
+    def __init__(self, module: torch.nn.Module, device, offloaded: bool = False,
+                 resident_bytes: int | None = None, working_bytes: int = 0):
+        self.module, self.device, self.offloaded = module, torch.device(device), bool(offloaded)
+        self.size = module_bytes(module)
+        self.resident_bytes = self.size if resident_bytes is None else int(resident_bytes)
+        self.working_bytes = int(working_bytes)
+        self.patcher = None
+        mm = _comfy("comfy.model_management")
+        if mm is not None and _comfy("comfy.model_patcher") is not None and not self.offloaded:
+            self.patcher = _patcher_class()(module, load_device=self.device,
+                                            offload_device=mm.unet_offload_device(), size=self.size)
+
+    def load(self) -> None:
+        """Make the module ready on its device before a run."""
+        mm = _comfy("comfy.model_management")
+        if self.patcher is not None:
+            mm.load_models_gpu([self.patcher])
+        elif self.offloaded:
+            if mm is not None and self.device.type != "cpu" and self.working_bytes:
+                mm.free_memory(self.working_bytes, self.device)
+        else:
+            self.module.to(self.device)
+
+    def is_loaded(self) -> bool:
+        """True when the host lists this model among its loaded models (False without the host)."""
+        mm = _comfy("comfy.model_management")
+        if self.patcher is None or mm is None:
+            return False
+        return any(lm.model is self.patcher for lm in mm.current_loaded_models)
+
+
 # ----------------------------------------------------------- progress, interrupt
 
 
 class Progress:
-    """ComfyUI's progress bar for the running node; silent without the host."""
+    """ComfyUI's progress bar for the running node, with optional previews; silent without the host."""
 
     def __init__(self, total: int):
         utils = _comfy("comfy.utils")
         self.bar = utils.ProgressBar(int(total)) if utils is not None else None
         self.total, self.current = int(total), 0
 
-    def set(self, value: int, total: int | None = None) -> None:
+    @property
+    def wants_preview(self) -> bool:
+        """True when a preview image would be shown: inside ComfyUI, unless it was started
+        with ``--preview-method none`` given explicitly (its default is "none" too, but the
+        core samplers' default previewer is not Harmony's, so only an explicit "none" counts)."""
+        return self.bar is not None and previews_enabled()
+
+    def set(self, value: int, total: int | None = None, preview=None) -> None:
+        """Report ``value`` of ``total``; ``preview``: an RGB frame [H, W, 3] in 0..1 (tensor)
+        sent as ComfyUI's latent preview (the ``("JPEG", PIL image, max size)`` tuple)."""
         self.current = int(value)
         if total is not None:
             self.total = int(total)
         if self.bar is not None:
-            self.bar.update_absolute(self.current, self.total)
+            image = preview_tuple(preview) if preview is not None else None
+            self.bar.update_absolute(self.current, self.total, image)
+
+
+def previews_enabled() -> bool:
+    cli = _comfy("comfy.cli_args")
+    if cli is None:
+        return False
+    method = getattr(getattr(cli.args, "preview_method", None), "value", "auto")
+    explicit = any(a == "--preview-method" or a.startswith("--preview-method=") for a in sys.argv)
+    return not (explicit and method == "none")
+
+
+def preview_tuple(frame: torch.Tensor):
+    """An RGB frame [H, W, 3] in 0..1 -> ComfyUI's preview tuple ("JPEG", PIL image, max size)."""
+    from PIL import Image
+
+    if frame.ndim != 3 or frame.shape[-1] != 3:
+        raise ValueError(f"preview frame: expected [H, W, 3], got shape {tuple(frame.shape)}")
+    pixels = (frame.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    cli = _comfy("comfy.cli_args")
+    size = int(getattr(cli.args, "preview_size", 512)) if cli is not None else 512
+    return ("JPEG", Image.fromarray(pixels), size)
 
 
 def check_interrupt() -> None:

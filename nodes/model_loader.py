@@ -90,9 +90,11 @@ class HarmonyModelLoader:
                 "tooltip": "Attention backend; only those importable here are listed."}),
         }}
 
-    RETURN_TYPES = (HARMONY_MODEL,)
-    RETURN_NAMES = ("model",)
-    OUTPUT_TOOLTIPS = ("The loaded Harmony model, for the text node, sampler and decoder.",)
+    RETURN_TYPES = (HARMONY_MODEL, "STRING")
+    RETURN_NAMES = ("model", "info")
+    OUTPUT_TOOLTIPS = ("The loaded Harmony model, for the text node, sampler and decoder.",
+                       "What was loaded, in one line: file, model family, config, weight dtype, "
+                       "parameters, device and memory (wire it to core Preview Any to read it).")
     FUNCTION = "load"
     CATEGORY = "Harmony/loaders"
     DESCRIPTION = "Loads a Harmony dual-tower audio-video model."
@@ -116,4 +118,56 @@ class HarmonyModelLoader:
             pipe = harmony_module("pipeline").HarmonyPipeline.from_pretrained(
                 path=path, dtype=dtype, offload=offload, resident_blocks=resident_blocks,
                 attention=attention, device=device)
-        return (pipe,)
+            managed(pipe).load()  # registered with ComfyUI's model management from the start
+        summary = load_summary(pipe, path, offload)
+        print(f"[Harmony] loaded {summary}")
+        return (pipe, summary)
+
+
+def managed(pipe):
+    """The host's handle on the pipeline's network (``host.ManagedModel``), made once per pipeline.
+
+    Not offloaded: ComfyUI's model management owns its placement. Block swap: the
+    non-block weights and the first ``resident_blocks`` layers stay on the device, two
+    layers at a time are streamed in. CPU offload: nothing stays; the whole model is
+    copied in for each run.
+    """
+    handle = getattr(pipe, "host_model", None)
+    if handle is None:
+        off = getattr(pipe, "offload", None)
+        model = pipe.model
+        if off is None:
+            handle = host.ManagedModel(model, pipe.device)
+        else:
+            offload = harmony_module("offload")
+            total = host.module_bytes(model)
+            n = len(model.video_model.blocks)
+            layers = [sum(host.module_bytes(m) for m in offload.layer_modules(model, i)) for i in range(n)]
+            kept = getattr(off, "resident_blocks", None)
+            if kept is None:  # full CPU offload
+                resident, working = 0, total
+            else:
+                resident = total - sum(layers[kept:])
+                working = 2 * max(layers[kept:], default=0)  # the running layer + the prefetched one
+            handle = host.ManagedModel(model, pipe.device, offloaded=True,
+                                       resident_bytes=resident, working_bytes=working)
+        pipe.host_model = handle
+    return handle
+
+
+def load_summary(pipe, path: str, offload: str) -> str:
+    """One line on what was loaded: the checkpoint's own summary (family, config, storage dtype,
+    parameters) when ``harmony.checkpoint`` attaches one, else config sizes, dtype and parameters."""
+    model = pipe.model
+    params = sum(p.numel() for p in model.parameters())
+    line = getattr(model, "load_summary", None)
+    if not line:
+        cfg = model.cfg
+        dtypes = sorted({str(p.dtype).replace("torch.", "") for p in model.parameters()})
+        line = (f"{os.path.basename(path)}: {cfg.video.num_layers} layers, dim {cfg.video.dim}, "
+                f"weights {'/'.join(dtypes)}, {params / 1e6:.1f}M params")
+    handle = managed(pipe)
+    where = f"{pipe.device}"
+    if offload != "none":
+        where += f", offload {offload} ({handle.resident_bytes / 2**20:.0f} MiB resident)"
+    return f"{line}; on {where}, {handle.size / 2**20:.0f} MiB of weights"

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import inspect
 
+import torch
+
 from . import host
 from .errors import actionable_errors
 from .harmony_lib import harmony_module
+from .model_loader import managed
 from .types import (HARMONY_AV_LATENT, HARMONY_CONDITIONING, HARMONY_MODEL, HarmonyInputError,
                     check_type, node_checks)
 
@@ -25,19 +28,34 @@ def guidance_modes() -> list[str]:
     return list(harmony_module("sampling").GUIDANCE_MODES)
 
 
-def model_to_compute_device(pipe) -> None:
-    """Bring a non-offloaded model back to its device (it is parked after each run)."""
-    if getattr(pipe, "offload", None) is None and pipe.device.type != "cpu":
-        host.free_memory_for(sum(p.numel() * p.element_size() for p in pipe.model.parameters()),
-                             pipe.device)
-        pipe.model.to(pipe.device)
+def preview_frame(pipe, x0_video: torch.Tensor) -> torch.Tensor:
+    """The first frame of a clean-estimate video latent, decoded by the model's video codec
+    -> [H, W, 3] in 0..1 (one latent frame: the cheapest faithful picture)."""
+    with torch.no_grad():
+        frames = pipe.codecs.video.decode(x0_video[:1, :, :1].to(pipe.device))
+    return frames[0, 0].clamp(0, 1).float().cpu()
 
 
-def park_model(pipe) -> None:
-    """After use, move a non-offloaded model to ComfyUI's offload device so other models fit."""
-    if getattr(pipe, "offload", None) is None and pipe.device.type != "cpu":
-        pipe.model.to(host.offload_device())
-        host.empty_cache()
+def step_reporter(pipe, progress):
+    """(callback, preview) for ``pipe.sample``: progress per step, and with previews wanted the
+    step's clean estimate as a decoded frame. A failing preview decode turns previews off for
+    the run (logged once) rather than failing the generation; ComfyUI's interrupt, raised by
+    its progress hook, passes through."""
+    if not progress.wants_preview:
+        return (lambda step, total: progress.set(step, total)), None
+    state = {"on": True}
+
+    def preview(step, total, x0_video, x0_audio):
+        image = None
+        if state["on"]:
+            try:
+                image = preview_frame(pipe, x0_video)
+            except Exception as e:  # noqa: BLE001 - a preview must not cost the result
+                state["on"] = False
+                print(f"[Harmony] previews off for this run: decoding the preview frame failed ({e})")
+        progress.set(step, total, preview=image)
+
+    return None, preview
 
 
 class HarmonySyncCFGSampler:
@@ -122,16 +140,17 @@ class HarmonySyncCFGSampler:
                                         f"{size[1]}x{size[0]}.")
             kwargs["size"] = size
         progress = host.Progress(steps)
-        model_to_compute_device(model)
-        try:
-            with actionable_errors(node, MEMORY_HINT):
-                latent = model.sample(
-                    conditioning.text, seconds=seconds, seed=seed, steps=steps, shift=shift,
-                    sv=sv, sa=sa, text_cfg=text_cfg, guidance=guidance, solver=solver,
-                    first_frame=conditioning.first_frame, driving_audio=conditioning.driving_audio,
-                    driving_video=conditioning.driving_video, ref_voice=conditioning.ref_voice,
-                    callback=lambda step, total: progress.set(step, total),
-                    cancel=host.check_interrupt, **kwargs)
-        finally:
-            park_model(model)
+        callback, preview = step_reporter(model, progress)
+        if preview is not None and "preview" in inspect.signature(model.sample).parameters:
+            kwargs["preview"] = preview
+        elif preview is not None:  # a pipeline without previews: progress only
+            callback = lambda step, total: progress.set(step, total)  # noqa: E731
+        with actionable_errors(node, MEMORY_HINT):
+            managed(model).load()  # ComfyUI's model management: loaded once, kept while memory allows
+            latent = model.sample(
+                conditioning.text, seconds=seconds, seed=seed, steps=steps, shift=shift,
+                sv=sv, sa=sa, text_cfg=text_cfg, guidance=guidance, solver=solver,
+                first_frame=conditioning.first_frame, driving_audio=conditioning.driving_audio,
+                driving_video=conditioning.driving_video, ref_voice=conditioning.ref_voice,
+                callback=callback, cancel=host.check_interrupt, **kwargs)
         return (latent,)

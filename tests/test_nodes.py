@@ -335,3 +335,92 @@ print("OK", tuple(images.shape))
     run = subprocess.run([sys.executable, "-c", script], cwd=str(tmp_path), capture_output=True,
                          text=True, env=env, timeout=300)
     assert run.returncode == 0 and "OK" in run.stdout, run.stderr[-3000:]
+
+
+# ------------------------------------------------- model management, previews (issue 12)
+
+
+def test_sampler_uses_one_host_handle_per_model_and_loads_it_each_run(pipe, text, monkeypatch):
+    from nodes.model_loader import managed
+
+    handle = managed(pipe)
+    loads = []
+    monkeypatch.setattr(host.ManagedModel, "load", lambda self: loads.append(self))
+    for _ in range(2):
+        M["HarmonySyncCFGSampler"]().sample(pipe, text, **fast_sampler_args())
+    assert loads == [handle, handle] and managed(pipe) is handle
+    assert handle.patcher is None and not handle.offloaded  # no host here: plain placement
+    assert handle.size == sum(t.numel() * t.element_size() for t in pipe.model.state_dict().values())
+
+
+def test_preview_per_step_is_the_clean_estimate(pipe, text, monkeypatch):
+    seen = []
+
+    class PreviewProgress(host.Progress):
+        wants_preview = True
+
+        def set(self, value, total=None, preview=None):
+            seen.append((value, total, preview))
+
+    monkeypatch.setattr(host, "Progress", PreviewProgress)
+    latent = M["HarmonySyncCFGSampler"]().sample(pipe, text, **fast_sampler_args(steps=2))[0]
+    assert [(v, t) for v, t, _ in seen] == [(1, 2), (2, 2)]
+    h, w = pipe.frame_size
+    assert all(p.shape == (h, w, 3) and 0 <= p.min() and p.max() <= 1 for _, _, p in seen)
+    # Euler's last step lands on sigma 0, where the state is the clean estimate itself:
+    # the last preview is the first frame of the returned latent, decoded.
+    with torch.no_grad():
+        final = pipe.codecs.video.decode(latent.video[:, :, :1])[0, 0].clamp(0, 1).float()
+    assert torch.allclose(seen[-1][2], final, atol=1e-5)
+    assert not torch.allclose(seen[0][2], final, atol=1e-3)  # the first step's estimate is another picture
+
+
+def test_a_failing_preview_decode_does_not_fail_the_run(pipe, text, monkeypatch):
+    seen = []
+
+    class PreviewProgress(host.Progress):
+        wants_preview = True
+
+        def set(self, value, total=None, preview=None):
+            seen.append(preview)
+
+    def broken(*a, **k):
+        raise RuntimeError("decoder broke")
+
+    monkeypatch.setattr(host, "Progress", PreviewProgress)
+    monkeypatch.setattr(pipe.codecs.video, "decode", broken)
+    latent = M["HarmonySyncCFGSampler"]().sample(pipe, text, **fast_sampler_args(steps=2))[0]
+    assert seen == [None, None] and latent.job == "T2AV"
+
+
+def test_preview_tuple_is_comfyui_latent_preview_format():
+    frame = torch.full((24, 40, 3), 0.5)
+    frame[0, 0] = torch.tensor([1.0, 0.0, 2.0])  # out of range values are clamped
+    fmt, image, max_size = host.preview_tuple(frame)
+    assert fmt == "JPEG" and image.size == (40, 24) and image.mode == "RGB" and max_size == 512
+    assert image.getpixel((5, 5)) == (128, 128, 128) and image.getpixel((0, 0)) == (255, 0, 255)
+    with pytest.raises(ValueError, match=r"\[H, W, 3\]"):
+        host.preview_tuple(torch.zeros(3, 24, 40))
+    assert host.Progress(3).wants_preview is False  # no host, no previews
+
+
+def test_loader_info_and_block_swap_accounting():
+    from nodes.model_loader import managed
+
+    pipe, info = M["HarmonyModelLoader"]().load(BUNDLED, "auto", "block_swap", 1, "sdpa")
+    model = pipe.model
+    sd = model.state_dict()
+    nbytes = lambda keys: sum(sd[k].numel() * sd[k].element_size() for k in keys)  # noqa: E731
+    layer = {}
+    for k in sd:
+        m = re.match(r"^(video_model|audio_model)\.blocks\.(\d+)\.", k)
+        if m:
+            layer.setdefault(int(m.group(2)), []).append(k)
+    streamed = [nbytes(layer[i]) for i in sorted(layer) if i >= 1]
+    handle = managed(pipe)
+    assert handle.offloaded and handle.patcher is None
+    assert handle.resident_bytes == nbytes(sd) - sum(streamed)
+    assert handle.working_bytes == 2 * max(streamed)
+    params = sum(p.numel() for p in model.parameters())
+    assert info.startswith("harmony_tiny.safetensors") and "offload block_swap" in info
+    assert f"{params / 1e6:.2f}M" in info or f"{params / 1e6:.1f}M" in info
