@@ -18,7 +18,10 @@ ComfyUI's server installs it. It reports what the host saw; the test checks:
 * ``unload_all_models()`` (what ``POST /free`` with unload_models does) removes it,
   and the next run registers it again;
 * the progress hook gets steps 1..N of N, each with a ("JPEG", PIL image, max size)
-  preview of the model's frame size.
+  preview of the model's frame size;
+* Cancel (``nodes.interrupt_processing()``, what ``POST /interrupt`` calls) pressed during
+  step 2 of a 200-step run stops it with ComfyUI's InterruptProcessingException before
+  step 3 ends. The time from the press to the stop is printed (run pytest with -s), not asserted.
 """
 import json
 import os
@@ -107,6 +110,27 @@ sampler.sample(pipe, text, *args)
 out["after_rerun"] = registered(pipe)
 out["loads_after_rerun"] = len(loads)
 out["frame_size"] = list(pipe.frame_size)
+
+# Cancel: another thread does what POST /interrupt does (nodes.interrupt_processing) in the middle
+# of the second step of a 200-step run; the run must stop with ComfyUI's exception within that step.
+import threading, time
+hook_calls.clear()
+asked = {}
+def press_cancel():
+    while len(hook_calls) < 1:
+        time.sleep(0.005)
+    time.sleep(0.05)
+    asked["at"], asked["steps"] = time.perf_counter(), len(hook_calls)
+    comfy_nodes.interrupt_processing()
+presser = threading.Thread(target=press_cancel)
+presser.start()
+try:
+    sampler.sample(pipe, text, 3, 200, 1.0, 0, 0, 5.0, "synccfg", 3.0, 2.0, 1.0, "euler")
+    out["cancel"] = "not stopped"
+except mm.InterruptProcessingException:
+    out["cancel"] = {"latency_s": time.perf_counter() - asked["at"], "steps_before": asked["steps"],
+                     "steps_done": len(hook_calls)}
+presser.join()
 print("RESULT " + json.dumps(out))
 """ % {"steps": STEPS}
 
@@ -160,3 +184,11 @@ def test_progress_per_step_with_a_preview_frame(host_run):
             assert preview is not None
             fmt, kind, size, max_size = preview
             assert fmt == "JPEG" and kind == "Image" and size == [w, h] and max_size == 512
+
+
+def test_cancel_stops_the_run_within_the_step(host_run):
+    cancel = host_run["cancel"]
+    assert cancel != "not stopped"
+    assert cancel["steps_done"] <= cancel["steps_before"] + 1 < 200
+    print(f"\ninterrupt -> stopped run: {cancel['latency_s'] * 1000:.0f} ms "
+          f"(pressed after step {cancel['steps_before']}, stopped after step {cancel['steps_done']})")
