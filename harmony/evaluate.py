@@ -1,31 +1,40 @@
-"""Held-out evaluation table: ceiling, floor and model rows per split and job.
+"""Held-out evaluation table: ceiling, floor and model rows per split and job, and the targets.
 
-``evaluate(generate_fn, n_per_split, jobs, codec_roundtrip=None, seconds=3.0)``
+``evaluate(generators, n_per_split, jobs, codec_roundtrip=None, seconds=3.0)``
 renders the first ``n_per_split`` held-out clips of each split (speech /
-ambient / complex) and scores, with ``harmony.metrics.clip_metrics``:
+ambient / complex; ``harmony.world.heldout_seeds``) and scores, with
+``harmony.metrics.clip_metrics``:
 
 - ceiling ``real``: the real clip; ``real+codec``: through
-  ``codec_roundtrip(frames, wave) -> (frames, wave)`` when given;
+  ``codec_roundtrip(frames, wave) -> (frames, wave)`` when given (the best any
+  latent model can do: every model row is decoded media);
 - floor ``audio shifted``: real audio delayed by 0.5 s; ``audio shuffled``:
   the real audio of another clip of the same split;
-- model rows, one per job: ``generate_fn(job, clip, seed) -> (frames, wave)``.
-  The conditioning is in ``clip`` (prompt, audio_caption, transcript,
-  ref_voice; first frame ``clip.frames[0]`` for I2AV; ``clip.wave`` for A2V;
-  ``clip.frames`` for V2A). For A2V / V2A the given modality may be returned
-  as ``None`` and the real one is used.
+- model rows, one per job and generator: ``generate(job, clips, seeds) ->
+  [(frames, wave), ...]``, all clips of a split in one call (one batched
+  sampling run). Every job returns BOTH modalities decoded from its latent:
+  for A2V the audio is the driving audio through the audio codec, for V2A the
+  video is the driving video through the video codec, so they compare with the
+  ``real+codec`` ceiling like-for-like.
 
-``format_table(rows)`` prints a plain-text table; ``rows`` are dicts with
-split, kind (ceiling / floor / model), name, n and the mean of each metric.
+``generators`` is one callable (rows named by job) or a dict ``{mode: callable}``
+(rows named ``"<job> <mode>"``). ``format_table(rows)`` prints the table;
+``format_targets(rows)`` prints, per split and job, each model row against the
+through-codec ceiling and against plain CFG, with a PASS / MISS verdict
+(targets: ``TARGETS``).
+
+``model_generate_fn(pipe, ...)`` builds the batched generator from a
+:class:`~harmony.pipeline.HarmonyPipeline` (``generate_batch``).
 """
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
-from .metrics import clip_metrics
-from .world import SPLITS, heldout_seeds, render, sample_scene
+from .metrics import clip_metrics, first_frame_similarity
+from .world import FPS, SPLITS, heldout_seeds, render, sample_scene
 
 JOBS = ("T2AV", "I2AV", "A2V", "V2A")
 SHIFT_S = 0.5
@@ -39,7 +48,18 @@ COLUMNS = (  # (metric key, header, better)
     ("colour_f1", "colour F1", "high"),
     ("kind_acc", "kind acc", "high"),
     ("count_error_audio", "count err a", "low"),
+    ("count_error_video", "count err v", "low"),
+    ("ff_psnr_db", "frame0 dB", "high"),
+    ("persist_psnr_db", "frames1+ dB", "high"),
 )
+EXTRA_KEYS = ("offset_s", "n_audio_events", "n_visual_events", "n_gt_events")
+
+# Targets (issue 10 item 4), for every job and split under SyncCFG, on held-out seeds:
+TARGETS = {
+    "ratio": 0.9,           # sync confidence and a<->v F1 within 10 % of the through-codec ceiling
+    "offset_frames": 1.0,   # |offset| within one frame of the ceiling's
+    "ff_ratio": 0.9,        # I2AV first-frame PSNR within 10 % of the codec's own round trip (dB)
+}
 
 
 def shift_audio(wave: np.ndarray, seconds: float, sr: int) -> np.ndarray:
@@ -59,98 +79,299 @@ def _as_numpy(x):
     return np.asarray(x, np.float32)
 
 
-def _fit_wave(wave: np.ndarray, n: int) -> np.ndarray:
+def _fit_wave(wave, n: int) -> np.ndarray:
     wave = _as_numpy(wave)
     if wave.ndim == 2:
         wave = wave.mean(0)
     return wave[:n] if len(wave) >= n else np.pad(wave, (0, n - len(wave)))
 
 
+def _nanmean(vals) -> float:
+    vals = [v for v in vals if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
 def _mean_row(split, kind, name, results) -> dict:
     row = {"split": split, "kind": kind, "name": name, "n": len(results)}
-    for key, _, _ in COLUMNS + (("offset_s", "", ""),):
-        vals = [r[key] for r in results if r.get(key) is not None and not math.isnan(r[key])]
-        row[key] = float(np.mean(vals)) if vals else float("nan")
+    for key in [c[0] for c in COLUMNS] + list(EXTRA_KEYS):
+        row[key] = _nanmean([r.get(key) for r in results])
     return row
 
 
-def evaluate(generate_fn: Callable | None, n_per_split: int = 8, jobs=JOBS,
-             codec_roundtrip: Callable | None = None, seconds: float = 3.0,
-             splits=SPLITS, progress: Callable | None = None) -> list[dict]:
-    """Rows of the held-out table (see module docstring); ``generate_fn=None`` scores
-    only the ceiling and floor rows."""
+def _generators(generators) -> list[tuple[str, Callable]]:
+    if generators is None:
+        return []
+    if callable(generators):
+        return [("", generators)]
+    return list(generators.items())
+
+
+def evaluate(generators=None, n_per_split: int = 8, jobs=JOBS, codec_roundtrip: Callable | None = None,
+             seconds: float = 3.0, splits=SPLITS, seeds_fn: Callable = heldout_seeds,
+             progress: Callable | None = None) -> list[dict]:
+    """Rows of the held-out table (see module docstring). ``generators=None`` scores only the
+    ceiling and floor rows. ``seeds_fn(split, n)``: which seeds (default: the held-out
+    evaluation seeds; guidance tuning passes ``harmony.world.tuning_seeds``).
+    ``progress(label)`` is called once per finished unit (ceiling of a split, or one row)."""
     bad = [j for j in jobs if j not in JOBS]
     if bad:
         raise ValueError(f"evaluate: unknown jobs {bad}; expected a subset of {JOBS}")
+    if n_per_split < 1:
+        raise ValueError(f"evaluate: n_per_split must be >= 1, got {n_per_split}")
+    gens = _generators(generators)
     rows = []
     for split in splits:
-        seeds = heldout_seeds(split, n_per_split)
+        seeds = list(seeds_fn(split, n_per_split))
         clips = [render(sample_scene(s, split, seconds)) for s in seeds]
         res: dict[tuple[str, str], list[dict]] = {}
 
-        def add(kind, name, clip, frames, wave):
+        def add(kind, name, clip, frames, wave, first_frame=None):
+            frames = _as_numpy(frames)
             wave = _fit_wave(wave, len(clip.wave))
             r = clip_metrics((frames, wave, clip.fps, clip.sample_rate), clip.scene, ref_voice=clip.ref_voice)
+            if first_frame is not None:
+                r.update(first_frame_similarity(frames, first_frame))
             res.setdefault((kind, name), []).append(r)
 
-        for i, (seed, clip) in enumerate(zip(seeds, clips)):
-            add("ceiling", "real", clip, clip.frames, clip.wave)
+        for i, clip in enumerate(clips):
+            add("ceiling", "real", clip, clip.frames, clip.wave, clip.frames[0])
             if codec_roundtrip is not None:
                 f, w = codec_roundtrip(clip.frames, clip.wave)
-                add("ceiling", "real+codec", clip, _as_numpy(f), w)
-            add("floor", f"audio shifted {SHIFT_S}s", clip, clip.frames, shift_audio(clip.wave, SHIFT_S, clip.sample_rate))
-            other = clips[(i + 1) % len(clips)] if len(clips) > 1 else render(sample_scene(seed + 1, split, seconds))
+                add("ceiling", "real+codec", clip, f, w, clip.frames[0])
+                # the codec's own round trip of the first frame alone (what I2AV can reach on frame 0)
+                f0, _ = codec_roundtrip(clip.frames[:1], clip.wave)
+                res[("ceiling", "real+codec")][-1]["ff_psnr_db"] = first_frame_similarity(
+                    f0, clip.frames[0])["ff_psnr_db"]
+            add("floor", f"audio shifted {SHIFT_S}s", clip, clip.frames,
+                shift_audio(clip.wave, SHIFT_S, clip.sample_rate))
+            other = clips[(i + 1) % len(clips)] if len(clips) > 1 else render(sample_scene(seeds[i] + 1, split, seconds))
             add("floor", "audio shuffled", clip, clip.frames, other.wave)
-            if generate_fn is not None:
-                for job in jobs:
-                    f, w = generate_fn(job, clip, seed)
-                    f = clip.frames if (f is None and job == "V2A") else _as_numpy(f)
-                    w = clip.wave if (w is None and job == "A2V") else w
+        if progress is not None:
+            progress(f"{split} ceiling/floor")
+        for mode, gen in gens:
+            for job in jobs:
+                outs = list(gen(job, clips, seeds))
+                if len(outs) != len(clips):
+                    raise ValueError(f"evaluate: generator returned {len(outs)} results for {len(clips)} clips")
+                name = f"{job} {mode}".strip()
+                for clip, seed, (f, w) in zip(clips, seeds, outs):
                     if f is None or w is None:
-                        raise ValueError(f"evaluate: generate_fn returned no {'frames' if f is None else 'audio'} "
-                                         f"for job {job} (seed {seed}); only A2V may omit audio and V2A frames")
-                    add("model", job, clip, f, w)
-            if progress is not None:
-                progress(split, i + 1, len(seeds))
+                        raise ValueError(f"evaluate: generator returned no {'frames' if f is None else 'audio'} "
+                                         f"for job {job} (seed {seed}); every job returns both decoded modalities")
+                    add("model", name, clip, f, w, clip.frames[0] if job == "I2AV" else None)
+                if progress is not None:
+                    progress(f"{split} {name}")
         rows += [_mean_row(split, kind, name, r) for (kind, name), r in res.items()]
     return rows
+
+
+def _fmt(v, spec=".3f") -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+
+
+def _layout(head, body, notes=None) -> str:
+    widths = [max(len(x) for x in col) for col in zip(head, *body)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    out = [line(head)]
+    if notes is not None:
+        out.append(line(notes))
+    out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out + [line(c) for c in body])
 
 
 def format_table(rows: list[dict]) -> str:
     """Plain-text table, one line per row."""
     head = ["split", "kind", "name", "n"] + [h for _, h, _ in COLUMNS]
-    body = []
+    body = [[r["split"], r["kind"], r["name"], str(r["n"])] + [_fmt(r.get(k, float("nan"))) for k, _, _ in COLUMNS]
+            for r in rows]
+    notes = ["", "", "", ""] + [f"({b})" for _, _, b in COLUMNS]
+    return _layout(head, body, notes)
+
+
+def _generated_count_error(job: str, row: dict) -> float:
+    """Event-count error of the modality the job generates (both for T2AV / I2AV)."""
+    keys = {"A2V": ("count_error_video",), "V2A": ("count_error_audio",)}.get(
+        job, ("count_error_audio", "count_error_video"))
+    return _nanmean([row.get(k) for k in keys])
+
+
+def target_rows(rows: list[dict], fps: float = FPS) -> list[dict]:
+    """Each model row against the split's ``real+codec`` ceiling and the same job under plain
+    CFG (``"<job> cfg"``). Verdict keys: ``misses`` (list of failed targets), ``verdict``."""
+    ceil = {r["split"]: r for r in rows if r["kind"] == "ceiling" and r["name"] == "real+codec"}
+    by_name = {(r["split"], r["name"]): r for r in rows if r["kind"] == "model"}
+    out = []
     for r in rows:
-        cells = [r["split"], r["kind"], r["name"], str(r["n"])]
-        for key, _, _ in COLUMNS:
-            v = r.get(key, float("nan"))
-            cells.append("-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}")
-        body.append(cells)
-    widths = [max(len(x) for x in col) for col in zip(head, *body)]
-    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-    arrows = "  ".join(("" if i < 4 else ("(low)" if COLUMNS[i - 4][2] == "low" else "(high)")).ljust(w)
-                       for i, w in enumerate(widths)).rstrip()
-    sep = "  ".join("-" * w for w in widths)
-    return "\n".join([line(head), arrows, sep] + [line(c) for c in body])
+        if r["kind"] != "model" or r["split"] not in ceil:
+            continue
+        c = ceil[r["split"]]
+        job, _, mode = r["name"].partition(" ")
+        cfg = by_name.get((r["split"], f"{job} cfg")) if mode != "cfg" else None
+        t = {"split": r["split"], "job": job, "mode": mode or "-", "n": r["n"],
+             "conf": r["confidence"], "conf_ceil": c["confidence"], "conf_ratio": r["confidence"] / c["confidence"],
+             "f1": r["f1_av"], "f1_ceil": c["f1_av"], "f1_ratio": r["f1_av"] / max(c["f1_av"], 1e-9),
+             "offset": r["abs_offset_s"], "offset_ceil": c["abs_offset_s"],
+             "n_audio": r["n_audio_events"], "n_video": r["n_visual_events"], "n_gt": r["n_gt_events"],
+             "count_err": _generated_count_error(job, r),
+             "ff": r["ff_psnr_db"] if job == "I2AV" else float("nan"),
+             "ff_codec": c["ff_psnr_db"] if job == "I2AV" else float("nan")}
+        misses = []
+        if not t["conf_ratio"] >= TARGETS["ratio"]:
+            misses.append("conf")
+        if not t["f1_ratio"] >= TARGETS["ratio"]:
+            misses.append("F1")
+        if not t["offset"] <= t["offset_ceil"] + TARGETS["offset_frames"] / fps + 1e-9:
+            misses.append("|offset|")
+        if job == "I2AV" and not t["ff"] >= TARGETS["ff_ratio"] * t["ff_codec"]:
+            misses.append("frame0")
+        if cfg is not None:
+            t.update(conf_cfg=cfg["confidence"], f1_cfg=cfg["f1_av"], offset_cfg=cfg["abs_offset_s"],
+                     count_err_cfg=_generated_count_error(job, cfg))
+            if not t["conf"] >= cfg["confidence"]:
+                misses.append("conf<cfg")
+            if not t["f1"] >= cfg["f1_av"]:
+                misses.append("F1<cfg")
+            if not t["offset"] <= cfg["abs_offset_s"] + 1e-9:
+                misses.append("|offset|>cfg")
+            if not t["count_err"] <= t["count_err_cfg"] + 1e-9:
+                misses.append("counts>cfg")
+        t["misses"] = misses
+        t["verdict"] = "PASS" if not misses else "MISS"
+        out.append(t)
+    return out
+
+
+def format_targets(rows: list[dict], fps: float = FPS) -> str:
+    """The targets table (see :func:`target_rows`): ratios to the through-codec ceiling,
+    |offset| against the ceiling's, event counts, I2AV frame-0 PSNR against the codec's own
+    round trip of the image, and PASS / MISS (SyncCFG rows are also compared with plain CFG)."""
+    head = ["split", "job", "guidance", "conf/ceil", "F1/ceil", "|off| s (ceil)", "events a/v (gt)",
+            "count err (cfg)", "frame0 dB (codec)", "verdict"]
+    body = []
+    for t in target_rows(rows, fps):
+        cerr = _fmt(t["count_err"], ".2f") + (f" ({_fmt(t['count_err_cfg'], '.2f')})" if "count_err_cfg" in t else "")
+        body.append([
+            t["split"], t["job"], t["mode"],
+            f"{_fmt(t['conf_ratio'], '.2f')} ({_fmt(t['conf'], '.2f')}/{_fmt(t['conf_ceil'], '.2f')})",
+            f"{_fmt(t['f1_ratio'], '.2f')} ({_fmt(t['f1'], '.2f')}/{_fmt(t['f1_ceil'], '.2f')})",
+            f"{_fmt(t['offset'], '.3f')} ({_fmt(t['offset_ceil'], '.3f')})",
+            f"{_fmt(t['n_audio'], '.1f')}/{_fmt(t['n_video'], '.1f')} ({_fmt(t['n_gt'], '.1f')})",
+            cerr,
+            "-" if t["job"] != "I2AV" else f"{_fmt(t['ff'], '.1f')} ({_fmt(t['ff_codec'], '.1f')})",
+            t["verdict"] + ("" if not t["misses"] else ": " + ", ".join(t["misses"])),
+        ])
+    legend = (f"targets: conf and F1 a<->v >= {TARGETS['ratio']:g} x the real+codec ceiling; |offset| <= "
+              f"ceiling + {TARGETS['offset_frames']:g} frame; I2AV frame-0 PSNR >= {TARGETS['ff_ratio']:g} x the "
+              "codec's own round trip of the image; SyncCFG rows also: conf, F1, |offset| and the generated "
+              "modality's event-count error no worse than plain CFG's (values in brackets).")
+    return _layout(head, body) + "\n" + legend
+
+
+# ----------------------------------------------------------------------------- generation
+
+def generate_batch(pipe, job: str, texts: Sequence[tuple[str, str, str]], seeds: Sequence[int],
+                   seconds: float = 3.0, first_frames=None, driving_audio=None, driving_video=None,
+                   ref_voices=None, guidance: str = "synccfg", steps: int = 20, sv: float = 3.0,
+                   sa: float = 2.0, text_cfg: float = 1.0, solver: str = "dpmpp_2m", shift: float = 5.0,
+                   callback: Callable | None = None):
+    """B clips of one job in ONE batched sampling run; each item is what
+    ``pipe.sample(..., seed=seeds[i])`` + ``pipe.decode`` gives for it alone (same noise).
+
+    ``texts``: ``(prompt, audio_caption, transcript)`` per item; ``first_frames``: ``[H,W,3]`` per
+    item (I2AV); ``driving_audio``: ``(wave [C,T] or [T], sr)`` per item (A2V);
+    ``driving_video``: ``(frames [F,H,W,3], fps)`` per item (V2A); ``ref_voices``: ``(wave, sr)``
+    or None per item. Returns ``[(frames [F,H,W,3] float 0..1, wave [T] float), ...]``: both
+    modalities decoded from the latent (the given one has been through its codec).
+    """
+    import inspect
+
+    import torch
+
+    from .model import Conditioning
+    from .pipeline import AVLatent
+    from .sampling import Guidance, Job, sample
+
+    if job not in JOBS:
+        raise ValueError(f"generate_batch: job {job!r} is unknown; expected one of {JOBS}")
+    b = len(seeds)
+    if b < 1 or len(texts) != b:
+        raise ValueError(f"generate_batch: need one (prompt, caption, transcript) per seed; got {len(texts)} "
+                         f"texts for {b} seeds")
+    need = {"I2AV": ("first_frames", first_frames), "A2V": ("driving_audio", driving_audio),
+            "V2A": ("driving_video", driving_video)}.get(job)
+    if need is not None and (need[1] is None or len(need[1]) != b):
+        raise ValueError(f"generate_batch: job {job} needs `{need[0]}`, one per seed ({b})")
+    seconds = float(seconds)
+    n_frames = int(round(seconds * pipe.fps))
+    n_audio = math.ceil(seconds * pipe.codecs.audio.latent_rate - 1e-6)
+    with torch.no_grad():
+        conds = []
+        for i, (prompt, caption, transcript) in enumerate(texts):
+            c = pipe.encode_text(prompt, caption, transcript)
+            if ref_voices is not None and ref_voices[i] is not None:
+                c.ref_audio = pipe.encode_audio(*ref_voices[i], name="reference voice")
+            conds.append(c)
+        n_ref = min(c.ref_audio.shape[1] for c in conds)
+        for c in conds:
+            c.ref_audio = c.ref_audio[:, :n_ref]
+        cond = Conditioning.cat(conds)
+        j = Job()
+        if job == "A2V":
+            j.clean_audio = torch.cat([pipe.encode_audio(torch.as_tensor(w), sr, seconds=seconds, name="driving audio")
+                                       for w, sr in driving_audio])
+        elif job == "V2A":
+            j.clean_video = torch.cat([pipe.encode_video(f, fps, n_frames, "driving video") for f, fps in driving_video])
+        elif job == "I2AV":
+            j.first_frame = torch.cat([pipe.encode_video(torch.as_tensor(ff, dtype=torch.float32)[None], None, 1,
+                                                         "first frame")[:, :, :1] for ff in first_frames])
+        h, w = pipe.frame_size
+        stride = int(pipe.codecs.video.spatial_stride)
+        cv, lh, lw = int(pipe.codecs.video.latent_channels), h // stride, w // stride
+        f_lat = 1 + (n_frames - 1) // int(getattr(pipe.codecs.video, "temporal_stride", 1))
+        nv, na = [], []
+        for seed in seeds:  # the same draws, in the same order, as pipe.sample
+            gen = torch.Generator().manual_seed(int(seed))
+            nv.append(torch.randn(1, cv, f_lat, lh, lw, generator=gen))
+            na.append(torch.randn(1, n_audio, pipe.codecs.audio.latent_channels, generator=gen))
+        noise_v, noise_a = torch.cat(nv).to(pipe.device), torch.cat(na).to(pipe.device)  # fp32 ODE state
+        silent, blank = pipe.anchors()
+        uncond = None
+        if guidance == "cfg" or text_cfg != 1.0:
+            uncond = pipe.encode_text("", "", "").repeat(b)
+            uncond.ref_audio = cond.ref_audio
+        extra = {"dtype": pipe.compute_dtype} if "dtype" in inspect.signature(sample).parameters else {}
+        with pipe._resident():
+            zv, za = sample(pipe.model, cond, noise_v, noise_a, steps=steps, shift=shift,
+                            guidance=Guidance(guidance, sv, sa, text_cfg, True), job=j, uncond=uncond,
+                            silent_audio_token=silent, blank_video_frame=blank, solver=solver,
+                            callback=callback, **extra)
+        out = []
+        for i in range(b):  # decode one by one: exactly the single-clip decode (the audio codec seeds its noise per call)
+            frames, wave, _, _ = pipe.decode(AVLatent(zv[i:i + 1].float(), za[i:i + 1].float(), pipe.fps,
+                                                      pipe.sample_rate, seconds, job))
+            out.append((frames.numpy(), wave[0].numpy()))
+    return out
 
 
 def model_generate_fn(pipe, guidance: str = "synccfg", steps: int = 20, sv: float = 3.0, sa: float = 2.0,
-                      text_cfg: float = 1.0, solver: str = "dpmpp_2m"):
-    """A ``generate_fn`` that runs a :class:`~harmony.pipeline.HarmonyPipeline` on a held-out clip."""
-    def generate(job, clip, seed):
-        cond = pipe.encode_text(clip.prompt, clip.audio_caption, clip.transcript)
-        kw = dict(seconds=clip.seconds, seed=seed, steps=steps, guidance=guidance, sv=sv, sa=sa,
-                  text_cfg=text_cfg, solver=solver)
-        if clip.ref_voice is not None:
-            kw["ref_voice"] = (clip.ref_voice[None], clip.sample_rate)
-        if job == "I2AV":
-            kw["first_frame"] = clip.frames[0]
-        elif job == "A2V":
-            kw["driving_audio"] = (clip.wave[None], clip.sample_rate)
-        elif job == "V2A":
-            kw["driving_video"] = (clip.frames, clip.fps)
-        frames, wave, _, _ = pipe.decode(pipe.sample(cond, **kw))
-        return (None if job == "V2A" else frames), (None if job == "A2V" else wave[0])
+                      text_cfg: float = 1.0, solver: str = "dpmpp_2m", max_batch: int = 8,
+                      callback: Callable | None = None):
+    """A batched generator for :func:`evaluate`: the clips of one split, one job, in one
+    sampling run (or ``ceil(n / max_batch)`` runs). The conditioning is in each clip (prompt,
+    audio_caption, transcript, ref_voice; ``clip.frames[0]`` for I2AV, ``clip.wave`` for A2V,
+    ``clip.frames`` for V2A)."""
+    def generate(job, clips, seeds):
+        out = []
+        for k in range(0, len(clips), max_batch):
+            cs, ss = clips[k:k + max_batch], seeds[k:k + max_batch]
+            out += generate_batch(
+                pipe, job, [(c.prompt, c.audio_caption, c.transcript) for c in cs], ss, seconds=cs[0].seconds,
+                first_frames=[c.frames[0] for c in cs] if job == "I2AV" else None,
+                driving_audio=[(c.wave[None], c.sample_rate) for c in cs] if job == "A2V" else None,
+                driving_video=[(c.frames, c.fps) for c in cs] if job == "V2A" else None,
+                ref_voices=[(c.ref_voice[None], c.sample_rate) if c.ref_voice is not None else None for c in cs],
+                guidance=guidance, steps=steps, sv=sv, sa=sa, text_cfg=text_cfg, solver=solver, callback=callback)
+        return out
     return generate
 
 
@@ -167,8 +388,9 @@ def codec_roundtrip_fn(pipe):
 
 
 def main(argv=None):
-    """``python -m harmony evaluate``: the held-out table for the bundled (or given) model."""
+    """``python -m harmony evaluate``: the held-out table and targets for the bundled (or given) model."""
     import argparse
+    import json
     import time
 
     import torch
@@ -187,35 +409,69 @@ def main(argv=None):
     ap.add_argument("--sa", type=float, default=None, help="audio guidance scale (default: the model's)")
     ap.add_argument("--text-cfg", type=float, default=1.0, help="text CFG on top of SyncCFG (1 = off)")
     ap.add_argument("--seconds", type=float, default=3.0, help="length of each held-out clip")
+    ap.add_argument("--batch", type=int, default=8, help="clips per batched sampling run")
     ap.add_argument("--no-ceiling", action="store_true", help="skip the ceiling / floor rows")
-    ap.add_argument("-o", "--output", default=None, help="also write the rows as JSON here")
+    ap.add_argument("--controls", action="store_true",
+                    help="also run the input controls (harmony.controls: V2A static / flashing / two videos, "
+                         "I2AV persistence, A2V tone bursts and speech)")
+    ap.add_argument("--controls-only", action="store_true", help="run only the controls")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ap.add_argument("-o", "--output", default=None, help="also write the rows (and controls) as JSON here")
     a = ap.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    jobs = tuple(j.strip() for j in a.jobs.split(",") if j.strip())
+    modes = [m.strip() for m in a.guidance.split(",") if m.strip()]
+    from .sampling import GUIDANCE_MODES
+    bad = [j for j in jobs if j not in JOBS] + [m for m in modes if m not in GUIDANCE_MODES]
+    if bad:
+        ap.error(f"unknown job or guidance mode {bad}; jobs: {', '.join(JOBS)}; guidance: {', '.join(GUIDANCE_MODES)}")
+    if a.n_per_split < 1 or a.steps < 1 or a.batch < 1:
+        ap.error("-n, --steps and --batch must be >= 1")
     from .pipeline import HarmonyPipeline
 
     pipe = HarmonyPipeline.from_pretrained(a.model, log=lambda m: None)
-    meta = pipe.model.cfg.meta or {}
-    defaults = meta.get("guidance", {})
-    sv = a.sv if a.sv is not None else float(defaults.get("sv", 3.0))
-    sa = a.sa if a.sa is not None else float(defaults.get("sa", 2.0))
-    jobs = tuple(j.strip() for j in a.jobs.split(",") if j.strip())
+    from .guidance import default_scales
+
+    default_sv, default_sa = default_scales(pipe.model.cfg)  # the model file's tuned scales, else 3 / 2
+    sv = a.sv if a.sv is not None else default_sv
+    sa = a.sa if a.sa is not None else default_sa
     t0 = time.time()
-    rows = [] if a.no_ceiling else evaluate(None, a.n_per_split, jobs, codec_roundtrip_fn(pipe), a.seconds)
-    for mode in [m.strip() for m in a.guidance.split(",") if m.strip()]:
-        gen = model_generate_fn(pipe, mode, a.steps, sv, sa, a.text_cfg)
-        model_rows = [r for r in evaluate(gen, a.n_per_split, jobs, None, a.seconds) if r["kind"] == "model"]
-        for r in model_rows:
-            r["name"] = f"{r['name']} {mode}"
-        rows += model_rows
-    order = {s: i for i, s in enumerate(SPLITS)}
-    rows.sort(key=lambda r: (order.get(r["split"], 9), {"ceiling": 0, "floor": 1, "model": 2}[r["kind"]]))
-    print(f"held-out seeds, {a.n_per_split} per split, {a.seconds:g} s clips, {a.steps} steps, "
-          f"sv={sv:g} sa={sa:g} text_cfg={a.text_cfg:g}; {time.time() - t0:.0f} s")
-    print(format_table(rows))
+    out = {}
+    if not a.controls_only:
+        from tqdm import tqdm
+
+        n_units = len(SPLITS) * (1 + len(modes) * len(jobs))
+        bar = tqdm(total=n_units, desc="evaluate", unit="row", disable=a.no_progress)
+
+        def progress(label):
+            bar.set_postfix_str(label)
+            bar.update(1)
+
+        gens = {m: model_generate_fn(pipe, m, a.steps, sv, sa, a.text_cfg, max_batch=a.batch) for m in modes}
+        rows = evaluate(gens, a.n_per_split, jobs, None if a.no_ceiling else codec_roundtrip_fn(pipe), a.seconds,
+                        progress=progress)
+        bar.close()
+        if a.no_ceiling:
+            rows = [r for r in rows if r["kind"] == "model"]
+        order = {s: i for i, s in enumerate(SPLITS)}
+        rows.sort(key=lambda r: (order.get(r["split"], 9), {"ceiling": 0, "floor": 1, "model": 2}[r["kind"]]))
+        print(f"held-out seeds, {a.n_per_split} per split, {a.seconds:g} s clips, {a.steps} steps, "
+              f"sv={sv:g} sa={sa:g} text_cfg={a.text_cfg:g}, batch {a.batch}; {time.time() - t0:.0f} s")
+        print(format_table(rows))
+        if not a.no_ceiling:
+            print()
+            print(format_targets(rows, pipe.fps))
+        out["rows"] = rows
+    if a.controls or a.controls_only:
+        from .controls import format_controls, run_controls
+        t1 = time.time()
+        results = run_controls(pipe, steps=a.steps, sv=sv, sa=sa, guidance=modes[0])
+        print()
+        print(f"controls ({modes[0]}, {a.steps} steps; decoded media; {time.time() - t1:.0f} s)")
+        print(format_controls(results))
+        out["controls"] = results
     if a.output:
-        import json
         with open(a.output, "w") as fh:
-            json.dump(rows, fh, indent=1)
+            json.dump(out if len(out) > 1 else next(iter(out.values())), fh, indent=1)
 
 
 if __name__ == "__main__":

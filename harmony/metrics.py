@@ -12,6 +12,9 @@ Analytic detectors of the synthetic world (``harmony.world``):
   (positive = audio late); confidence = peak minus median correlation.
 - ``detect_audio_events`` / ``detect_visual_events`` -> event times (s);
   ``event_f1(pred, gt, tol_s) -> float``, ``event_prf`` -> precision / recall / f1.
+- ``loud_onsets`` (absolute-threshold onsets: none for a steady sound),
+  ``envelope_correlation`` (two sounds' loudness envelopes), ``psnr``,
+  ``first_frame_similarity`` (I2AV: frames against the given image).
 - ``voice_pitch(wave, sr)`` / ``voice_pitch_error(wave, ref_wave, sr)`` (semitones).
 - caption adherence: ``detect_colours``, ``detect_object_kinds``, ``count_adherence``.
 - ``clip_metrics(media, scene) -> dict`` gathers all of them for one clip.
@@ -213,6 +216,70 @@ def event_prf(pred_times, gt_times, tol_s: float) -> dict:
     return {"precision": precision, "recall": recall, "f1": f1}
 
 
+def loud_onsets(wave, sr: int, fps: float = 16, rise: float = 30.0, num_frames: int | None = None) -> np.ndarray:
+    """Times (s) of audio onsets whose strength exceeds the clip's median by ``rise`` (absolute
+    units of :func:`audio_onset_strength`). Unlike :func:`detect_audio_events`, whose threshold
+    is relative to the clip's own peak, a steady sound with no events gives none: on real world
+    clips through the audio codec every event onset rises 50-220 above the median, a steady
+    ambience bed at most ~14."""
+    s = audio_onset_strength(wave, sr, fps, num_frames).astype(np.float64)
+    if s.size == 0:
+        return np.zeros(0)
+    thr = np.median(s) + rise
+    keep = [k for k in range(len(s)) if s[k] >= thr and (k == 0 or s[k] >= s[k - 1])
+            and (k == len(s) - 1 or s[k] > s[k + 1])]
+    return np.asarray(keep, np.float64) / fps
+
+
+def loudness_envelope(wave, sr: int, fps: float = 16) -> np.ndarray:
+    """RMS level (dB) per video frame (1/fps windows)."""
+    w = _mono(wave).astype(np.float64)
+    hop = int(round(sr / fps))
+    n = len(w) // hop
+    if n == 0:
+        return np.zeros(0)
+    rms = np.sqrt((w[: n * hop].reshape(n, hop) ** 2).mean(1) + 1e-10)
+    return 20 * np.log10(rms)
+
+
+def envelope_correlation(wave_a, wave_b, sr: int, fps: float = 16) -> float:
+    """Pearson correlation of two waves' loudness envelopes (dB per video frame): ~1 for the
+    same sound events at the same times, ~0 for unrelated ones."""
+    a, b = loudness_envelope(wave_a, sr, fps), loudness_envelope(wave_b, sr, fps)
+    n = min(len(a), len(b))
+    a, b = a[:n] - a[:n].mean(), b[:n] - b[:n].mean()
+    den = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / den) if den > 1e-12 else 0.0
+
+
+# ----------------------------------------------------------------------------- pictures
+
+PSNR_CAP_DB = 60.0
+
+
+def psnr(a, b) -> float:
+    """PSNR (dB, images in 0..1), capped at ``PSNR_CAP_DB`` for identical images."""
+    mse = float(np.mean((_np(a).astype(np.float64) - _np(b).astype(np.float64)) ** 2))
+    return PSNR_CAP_DB if mse <= 10 ** (-PSNR_CAP_DB / 10) else float(-10 * np.log10(mse))
+
+
+def first_frame_similarity(frames, image) -> dict:
+    """How a clip keeps a given first frame ``image`` [H, W, 3]: ``ff_psnr_db`` = PSNR of frame 0
+    against it, ``persist_psnr_db`` = mean PSNR of frames 1..N against it (a cut to another
+    scene drops it to the level of unrelated pictures), ``cut_psnr_db`` = the lowest of them."""
+    f, img = _frames(frames), _np(image)
+    if img.ndim == 4:
+        img = img[0]
+    if img.max() > 1.5:
+        img = img / 255.0
+    if img.shape != f.shape[1:]:
+        raise ValueError(f"first_frame_similarity: image {img.shape} and frames {f.shape[1:]} differ in size")
+    rest = [psnr(x, img) for x in f[1:]]
+    return {"ff_psnr_db": psnr(f[0], img),
+            "persist_psnr_db": float(np.mean(rest)) if rest else float("nan"),
+            "cut_psnr_db": float(np.min(rest)) if rest else float("nan")}
+
+
 # ----------------------------------------------------------------------------- voice
 
 def voice_pitch(wave, sr: int, fmin: float = 70.0, fmax: float = 400.0) -> float:
@@ -353,6 +420,7 @@ def clip_metrics(media, scene, ref_voice=None, tol_frames: float = 1.0) -> dict:
         "f1_video": event_f1(v_ev, gt, tol),
         "count_error_audio": abs(len(a_ev) - len(gt)),
         "count_error_video": abs(len(v_ev) - len(gt)),
+        "n_audio_events": len(a_ev), "n_visual_events": len(v_ev), "n_gt_events": len(gt),
     }
     want_colours = {o.colour for o in scene.objects} | ({scene.face.hair} if scene.face else set())
     out["colour_f1"] = _set_f1(detect_colours(frames), want_colours)

@@ -1,6 +1,7 @@
 """Fine-tune only the video codec's decoder, keeping its encoder and latent statistics.
 
-A latent diffusion model is tied to its codec's latent space: retraining the
+Trains on training seeds and checks on tuning seeds (``harmony.world.tuning_seeds``),
+never on the held-out evaluation seeds. A latent diffusion model is tied to its codec's latent space: retraining the
 whole codec would make the shipped model's latents decode to noise. Training
 the decoder alone improves the picture while every latent keeps its meaning.
 
@@ -41,7 +42,7 @@ def main():
                         for c in _train_clips(a.clips, 3.0, a.seed_offset)]).permute(0, 1, 4, 2, 3)
     from harmony import world
     held = torch.stack([torch.from_numpy(world.render(world.sample_scene(s, seconds=3.0)).frames)
-                        for split in world.SPLITS for s in world.heldout_seeds(split, 2)])
+                        for split in world.SPLITS for s in world.tuning_seeds(split, 2)])
     with torch.no_grad():
         before = psnr(video.decode(video.encode(held)), held)
         enc_before = video.encode(held[:1])
@@ -73,9 +74,9 @@ def main():
     with torch.no_grad():
         after = psnr(video.decode(video.encode(held)), held)
         assert torch.equal(video.encode(held[:1]), enc_before), "the encoder must not change"
-    print(f"held-out PSNR: {before:.2f} dB -> {after:.2f} dB after {step} decoder-only steps")
+    print(f"tuning-seed PSNR: {before:.2f} dB -> {after:.2f} dB after {step} decoder-only steps")
     save_codecs(video, audio, a.out, metadata={"decoder_finetune_steps": step,
-                                               "heldout_psnr_db": round(after, 2)})
+                                               "tuning_psnr_db": round(after, 2)})
     print(f"wrote {a.out} (encoder and latent statistics unchanged)")
 
 

@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 
 from harmony import metrics as M
-from harmony.evaluate import evaluate, format_table, shift_audio
-from harmony.world import render, sample_scene
+from harmony.evaluate import TARGETS, evaluate, format_table, format_targets, shift_audio, target_rows
+from harmony.world import (EVAL_SEEDS, SPLITS, TRAIN_SEEDS, TUNING_SEEDS, heldout_seeds, render, sample_scene,
+                           tuning_seeds)
 
 
 def test_event_f1():
@@ -75,8 +76,8 @@ def test_caption_detectors_on_real_clip():
 
 
 def test_evaluate_table_ranks_ceiling_over_floor():
-    def generate(job, clip, seed):  # a "model" that returns silence: must score like a floor
-        return clip.frames, np.zeros_like(clip.wave)
+    def generate(job, clips, seeds):  # a "model" that returns silence: must score like a floor
+        return [(c.frames, np.zeros_like(c.wave)) for c in clips]
     rows = evaluate(generate, n_per_split=2, jobs=("T2AV",), splits=("ambient",))
     by = {r["name"]: r for r in rows}
     assert set(by) == {"real", "audio shifted 0.5s", "audio shuffled", "T2AV"}
@@ -86,3 +87,122 @@ def test_evaluate_table_ranks_ceiling_over_floor():
     assert "real" in text and "T2AV" in text and "|offset|" in text
     with pytest.raises(ValueError, match="unknown jobs"):
         evaluate(generate, 1, jobs=("X2Y",))
+
+
+def test_seed_ranges_are_disjoint():
+    ranges = {"train": TRAIN_SEEDS, "tuning": TUNING_SEEDS, "eval": EVAL_SEEDS}
+    names = list(ranges)
+    for i, a in enumerate(names):  # range objects: disjoint iff one ends before the other starts
+        for b in names[i + 1:]:
+            ra, rb = ranges[a], ranges[b]
+            assert ra.stop <= rb.start or rb.stop <= ra.start, (a, b)
+    for split in SPLITS:
+        ev, tu = heldout_seeds(split, 1000), tuning_seeds(split, 1000)
+        assert all(s in EVAL_SEEDS for s in ev) and all(s in TUNING_SEEDS for s in tu)
+        assert not set(ev) & set(tu)
+    assert len({s for sp in SPLITS for s in tuning_seeds(sp, 500)}) == 1500  # splits do not share seeds
+    with pytest.raises(ValueError, match="n must be"):
+        heldout_seeds("speech", 10**9)
+
+
+def test_tuning_script_uses_tuning_seeds_not_heldout():
+    import pathlib
+    root = pathlib.Path(__file__).resolve().parents[1]
+    tune = (root / "scripts" / "tune_guidance.py").read_text()
+    dec = (root / "scripts" / "finetune_video_decoder.py").read_text()
+    assert "seeds_fn=tuning_seeds" in tune and "heldout_seeds" not in tune.split('"""', 2)[2]
+    assert "tuning_seeds(split" in dec and "heldout_seeds(" not in dec
+
+
+def test_loud_onsets_absolute_threshold():
+    sr, rng = 16000, np.random.default_rng(0)
+    bed = 0.02 * rng.standard_normal(3 * sr).astype(np.float32)        # steady noise: no onsets
+    assert len(M.loud_onsets(bed, sr, 16)) == 0
+    assert len(M.detect_audio_events(bed, sr, 16)) > 0                 # the relative detector always finds some
+    wave = bed.copy()
+    for f in (8, 20, 32):                                                # tone bursts on frames 8, 20, 32
+        t0 = int(f / 16 * sr)
+        wave[t0:t0 + 1600] += 0.5 * np.sin(2 * np.pi * 880 * np.arange(1600) / sr)
+    assert np.allclose(M.loud_onsets(wave, sr, 16), [0.5, 1.25, 2.0], atol=1 / 16 + 1e-6)
+
+
+def test_envelope_correlation_same_vs_different_timing():
+    sr = 16000
+
+    def bursts(frames):
+        w = np.zeros(3 * sr, np.float32) + 1e-3
+        for f in frames:
+            t0 = int(f / 16 * sr)
+            w[t0:t0 + 2000] += np.sin(2 * np.pi * 500 * np.arange(2000) / sr)
+        return w
+    a, b = bursts([8, 20, 32]), bursts([13, 25, 38])
+    assert M.envelope_correlation(a, 0.3 * a, sr) > 0.999              # level-free: dB envelope, Pearson
+    assert M.envelope_correlation(a, b, sr) < 0.0
+
+
+def test_psnr_and_first_frame_similarity_closed_form():
+    img = np.full((64, 64, 3), 0.5, np.float32)
+    assert M.psnr(img, img + 0.1) == pytest.approx(20.0, abs=1e-4)      # mse 0.01 -> 20 dB
+    assert M.psnr(img, img) == M.PSNR_CAP_DB
+    frames = np.stack([img, img + 0.1, img - 0.01, img + 0.1])         # 20, 40, 20 dB
+    sim = M.first_frame_similarity(frames, img)
+    assert sim["ff_psnr_db"] == M.PSNR_CAP_DB
+    assert sim["persist_psnr_db"] == pytest.approx(80 / 3, abs=1e-3)
+    assert sim["cut_psnr_db"] == pytest.approx(20.0, abs=1e-3)
+    with pytest.raises(ValueError, match="differ in size"):
+        M.first_frame_similarity(frames, img[:32])
+
+
+def test_evaluate_scores_the_given_modality_as_returned():
+    """A2V / V2A rows score what the generator returns for BOTH modalities (the decoded
+    latent, i.e. the driving media through the codec), not the raw driving media."""
+    seen = {}
+
+    def generate(job, clips, seeds):
+        out = []
+        for c in clips:  # "codec" that drops the audio of A2V and freezes the video of V2A
+            f = np.repeat(c.frames[:1], len(c.frames), 0) if job == "V2A" else c.frames
+            w = np.zeros_like(c.wave) if job == "A2V" else c.wave
+            out.append((f, w))
+        seen[job] = list(seeds)
+        return out
+    rows = evaluate(generate, n_per_split=2, jobs=("A2V", "V2A", "T2AV"), splits=("ambient",))
+    by = {r["name"]: r for r in rows}
+    assert by["T2AV"]["f1_audio"] > 0.8                                  # real media: events found
+    assert by["A2V"]["n_audio_events"] == 0 or by["A2V"]["f1_audio"] < 0.5   # silent audio was scored
+    assert by["V2A"]["f1_video"] < 0.5                                   # frozen video was scored
+    assert seen["A2V"] == heldout_seeds("ambient", 2)                   # one call per job: the whole split
+    with pytest.raises(ValueError, match="no frames"):
+        evaluate(lambda job, clips, seeds: [(None, c.wave) for c in clips], 1, jobs=("V2A",), splits=("ambient",))
+
+
+def _row(split, kind, name, **kw):
+    base = {"split": split, "kind": kind, "name": name, "n": 4, "abs_offset_s": 0.0, "confidence": 1.0,
+            "f1_av": 1.0, "count_error_audio": 0.0, "count_error_video": 0.0, "ff_psnr_db": 30.0,
+            "n_audio_events": 3.0, "n_visual_events": 3.0, "n_gt_events": 3.0}
+    base.update(kw)
+    return base
+
+
+def test_targets_verdicts_on_hand_made_rows():
+    ceil = _row("ambient", "ceiling", "real+codec", abs_offset_s=0.05, confidence=0.6, f1_av=0.8, ff_psnr_db=25.0)
+    rows = [ceil,
+            # passes: 0.55/0.6 = 0.917, 0.73/0.8 = 0.9125, offset 0.05 + 1/16 >= 0.11, better than cfg
+            _row("ambient", "model", "T2AV synccfg", confidence=0.55, f1_av=0.73, abs_offset_s=0.11,
+                 count_error_audio=1.0, count_error_video=1.0),
+            _row("ambient", "model", "T2AV cfg", confidence=0.3, f1_av=0.5, abs_offset_s=0.2,
+                 count_error_audio=1.0, count_error_video=2.0),
+            # misses: conf ratio 0.85, offset 0.05 + 0.0625 < 0.13, F1 below cfg, count err above cfg
+            _row("ambient", "model", "V2A synccfg", confidence=0.51, f1_av=0.75, abs_offset_s=0.13,
+                 count_error_audio=2.0, count_error_video=9.0),
+            _row("ambient", "model", "V2A cfg", confidence=0.4, f1_av=0.78, abs_offset_s=0.2, count_error_audio=1.0),
+            # I2AV frame 0: 22 < 0.9 x 25 = 22.5 dB
+            _row("ambient", "model", "I2AV synccfg", confidence=0.6, f1_av=0.8, abs_offset_s=0.0, ff_psnr_db=22.0)]
+    t = {(r["job"], r["mode"]): r for r in target_rows(rows, fps=16)}
+    assert t[("T2AV", "synccfg")]["verdict"] == "PASS", t[("T2AV", "synccfg")]["misses"]
+    assert t[("V2A", "synccfg")]["misses"] == ["conf", "|offset|", "F1<cfg", "counts>cfg"]
+    assert t[("I2AV", "synccfg")]["misses"] == ["frame0"]
+    assert "conf<cfg" not in t[("T2AV", "cfg")]["misses"] and "count_err_cfg" not in t[("T2AV", "cfg")]
+    assert TARGETS["ratio"] == 0.9
+    text = format_targets(rows, fps=16)
+    assert "MISS: conf, |offset|, F1<cfg, counts>cfg" in text and "PASS" in text

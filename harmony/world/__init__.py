@@ -18,20 +18,22 @@ API::
                              # transcript, ref_voice, events [(time_s, kind, id)], counts
     batch = sample_batch(seeds, seconds)          # stacked numpy arrays for training
     heldout_seeds(split, n); is_heldout(seed); TRAIN_SEEDS
+    tuning_seeds(split, n); TUNING_SEEDS; EVAL_SEEDS   # disjoint ranges
 
 Event times are whole frames (exact in both modalities). Seeds at or above
 ``HELDOUT_START`` are reserved for evaluation. ``tokenize`` / ``vocabulary``
 give the word-level vocabulary every text is written in.
 """
 from .render import Batch, Clip, render, sample_batch
-from .scene import (DEFAULT_SECONDS, FPS, HELDOUT_START, MAX_SECONDS, MIN_SECONDS, SAMPLE_RATE, SIZE,
-                    SPLITS, TRAIN_SEEDS, Face, Scene, SceneObject, Voice, heldout_seeds, is_heldout,
-                    sample_scene)
+from .scene import (DEFAULT_SECONDS, EVAL_SEEDS, FPS, HELDOUT_START, MAX_SECONDS, MIN_SECONDS, SAMPLE_RATE,
+                    SIZE, SPLITS, TRAIN_SEEDS, TUNING_SEEDS, Face, Scene, SceneObject, Voice, heldout_seeds,
+                    is_heldout, sample_scene, tuning_seeds)
 from .vocab import COLOURS, OBJECT_KINDS, SYLLABLES, tokenize, vocabulary
 
 __all__ = [
     "Batch", "Clip", "render", "sample_batch", "DEFAULT_SECONDS", "FPS", "HELDOUT_START",
     "MAX_SECONDS", "MIN_SECONDS", "SAMPLE_RATE", "SIZE", "SPLITS", "TRAIN_SEEDS", "Face", "Scene",
     "SceneObject", "Voice", "heldout_seeds", "is_heldout", "sample_scene", "COLOURS",
+    "EVAL_SEEDS", "TUNING_SEEDS", "tuning_seeds",
     "OBJECT_KINDS", "SYLLABLES", "tokenize", "vocabulary",
 ]

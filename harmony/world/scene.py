@@ -28,9 +28,15 @@ DEFAULT_SECONDS = 3.0
 MIN_SECONDS, MAX_SECONDS = 1.0, 6.0
 SPLITS = ("speech", "ambient", "complex")
 
+# Seed ranges, disjoint (tests/test_metrics.py checks): training, tuning (guidance sweeps,
+# codec decoder fine-tune checks) and the held-out evaluation seeds every reported number uses.
 HELDOUT_START = 1_000_000_000
 TRAIN_SEEDS = range(0, HELDOUT_START)
+_SPLIT_BLOCK = 10_000_000      # seeds per split inside one range
 _HELDOUT_SPLIT_OFFSET = {"speech": 0, "ambient": 10_000_000, "complex": 20_000_000}
+EVAL_SEEDS = range(HELDOUT_START, HELDOUT_START + 3 * _SPLIT_BLOCK)
+TUNING_START = HELDOUT_START + 500_000_000
+TUNING_SEEDS = range(TUNING_START, TUNING_START + 3 * _SPLIT_BLOCK)
 
 EDGE_FRAMES = 4        # no event in the first / last 4 frames (0.25 s)
 MIN_GAP_OWN = 5        # frames between two events of one object
@@ -169,7 +175,19 @@ def heldout_seeds(split: str, n: int) -> list[int]:
     """The first ``n`` held-out evaluation seeds of ``split`` (fixed forever)."""
     if split not in _HELDOUT_SPLIT_OFFSET:
         raise ValueError(f"heldout_seeds: split {split!r} unknown; expected one of {SPLITS}")
+    if not 0 <= n <= _SPLIT_BLOCK:
+        raise ValueError(f"heldout_seeds: n must be in 0..{_SPLIT_BLOCK}, got {n}")
     return [HELDOUT_START + _HELDOUT_SPLIT_OFFSET[split] + i for i in range(n)]
+
+
+def tuning_seeds(split: str, n: int) -> list[int]:
+    """The first ``n`` tuning seeds of ``split``: for guidance sweeps and codec fine-tune checks.
+    Never used in training, and disjoint from :func:`heldout_seeds` (the reported evaluation)."""
+    if split not in _HELDOUT_SPLIT_OFFSET:
+        raise ValueError(f"tuning_seeds: split {split!r} unknown; expected one of {SPLITS}")
+    if not 0 <= n <= _SPLIT_BLOCK:
+        raise ValueError(f"tuning_seeds: n must be in 0..{_SPLIT_BLOCK}, got {n}")
+    return [TUNING_START + _HELDOUT_SPLIT_OFFSET[split] + i for i in range(n)]
 
 
 # ----------------------------------------------------------------------------- sampling
