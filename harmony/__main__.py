@@ -82,6 +82,9 @@ def generate_parser():
                             "cpu: all weights in RAM")
     model.add_argument("--resident-blocks", type=int, default=None, metavar="N",
                        help="with --offload block_swap: layers kept on the GPU (default: 0)")
+    from . import stack
+
+    stack.add_arguments(ap)
     ap.add_argument("-o", "--output", metavar="FILE", default="harmony.mp4", help="output mp4 path")
     return ap
 
@@ -100,6 +103,16 @@ def _generate(argv):
 
     from . import media
 
+    from . import stack
+
+    real = stack.wanted(a)
+    if real:  # the real-scale components: every file found (or a clear error) before anything loads
+        try:
+            paths = stack.resolve(a)
+            stack.parse_size(a.size)
+        except (stack.ComponentError, ValueError) as e:
+            ap.error(str(e))
+        a.model = paths["model"]
     for flag, path in (("--image", a.image), ("--audio", a.audio), ("--video", a.video),
                        ("--ref-voice", a.ref_voice), ("--model", a.model)):
         if path is not None and not os.path.isfile(path):
@@ -111,8 +124,12 @@ def _generate(argv):
     caption = a.caption if a.caption is not None else (DEMO_CAPTION if demo else "")
     transcript = a.transcript if a.transcript is not None else (DEMO_TRANSCRIPT if demo else "")
     t0 = time.time()
-    pipe = HarmonyPipeline.from_pretrained(a.model, dtype=a.dtype, offload=a.offload,
-                                           resident_blocks=a.resident_blocks)
+    if real:
+        pipe = stack.load_stack(paths, dtype=a.dtype, offload=a.offload, resident_blocks=a.resident_blocks,
+                                size=a.size, caption_tags=a.caption_tags, log=_say)
+    else:
+        pipe = HarmonyPipeline.from_pretrained(a.model, dtype=a.dtype, offload=a.offload,
+                                               resident_blocks=a.resident_blocks)
     from .guidance import default_scales
 
     default_sv, default_sa = default_scales(pipe.model.cfg)  # the model file's tuned scales, else 3 / 2

@@ -3,7 +3,6 @@
 A tiny random umT5 and a tiny word-level tokenizer are made here; nothing is downloaded.
 The reference forward below is written from the T5 formulas (RMS norm, relative position
 buckets, gated-GELU feed-forward) in Wan's parameter names, so a wrong name mapping fails."""
-import json
 import math
 import os
 import pickle
@@ -18,40 +17,20 @@ from safetensors.torch import save_file  # noqa: E402
 
 from harmony import umt5  # noqa: E402
 
-WORDS = ["a", "red", "ball", "bounces", "hello", "there", "audio:", "<s>", "<e>", "thud", "loud", "two"]
-D, HEADS, LAYERS, FF, BUCKETS = 32, 4, 2, 48, 8
+from realfiles import UMT5_SIZE, UMT5_WORDS, umt5_wan_state, write_umt5_tokenizer  # noqa: E402
+
+WORDS = UMT5_WORDS
+D, HEADS, LAYERS, FF, BUCKETS = (UMT5_SIZE[k] for k in ("dim", "heads", "layers", "ffn", "buckets"))
 
 
 @pytest.fixture(scope="module")
 def tokenizer_dir(tmp_path_factory):
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(WORDS)}}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    d = tmp_path_factory.mktemp("umt5_tok")
-    tok.save(str(d / "tokenizer.json"))
-    (d / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "PreTrainedTokenizerFast", "pad_token": "<pad>", "eos_token": "</s>",
-        "unk_token": "<unk>", "model_max_length": 512}))
-    return str(d)
+    return write_umt5_tokenizer(tmp_path_factory.mktemp("umt5_tok"))
 
 
 @pytest.fixture(scope="module")
 def wan_state():
-    """Random weights in Wan's T5Encoder names (umT5: a relative bias table in every block)."""
-    g = torch.Generator().manual_seed(0)
-    r = lambda *s: torch.randn(*s, generator=g) * 0.2  # noqa: E731
-    sd = {"token_embedding.weight": r(len(WORDS) + 3, D), "norm.weight": 1 + r(D)}
-    for i in range(LAYERS):
-        p = f"blocks.{i}."
-        sd.update({p + "norm1.weight": 1 + r(D), p + "norm2.weight": 1 + r(D),
-                   p + "pos_embedding.embedding.weight": r(BUCKETS, HEADS),
-                   p + "ffn.gate.0.weight": r(FF, D), p + "ffn.fc1.weight": r(FF, D), p + "ffn.fc2.weight": r(D, FF)})
-        for n in "qkvo":
-            sd[p + f"attn.{n}.weight"] = r(D, D)
-    return sd
+    return umt5_wan_state()
 
 
 def _bucket(rel, num_buckets, max_dist=128):
