@@ -50,7 +50,7 @@ def _why_skip():
 pytestmark = pytest.mark.skipif(_why_skip() is not None, reason=_why_skip() or "")
 
 SCRIPT = r"""
-import asyncio, json, os, sys
+import asyncio, json, os, sys, time
 sys.argv = [sys.argv[0], "--cpu"]
 import comfy.options
 comfy.options.enable_args_parsing()
@@ -76,8 +76,9 @@ def counting_load(self, *a, **k):
     return _load(self, *a, **k)
 mp.ModelPatcher.load = counting_load
 
-hook_calls = []
+hook_calls, hook_times = [], []
 def hook(value, total, preview, prompt_id=None, node_id=None):
+    hook_times.append(time.perf_counter())
     mm.throw_exception_if_processing_interrupted()   # as ComfyUI's server hook does
     hook_calls.append([value, total, None if preview is None else
                        [preview[0], type(preview[1]).__name__, list(preview[1].size), preview[2]]])
@@ -99,8 +100,10 @@ args = (3, %(steps)d, 1.0, 0, 0, 5.0, "synccfg", 3.0, 2.0, 1.0, "euler")
 runs = []
 for run in range(2):
     hook_calls.clear()
+    del hook_times[:]
     latent = sampler.sample(pipe, text, *args)[0]
     runs.append({"registered": registered(pipe), "loads": len(loads), "hook": list(hook_calls),
+                 "step_s": (hook_times[-1] - hook_times[0]) / (len(hook_times) - 1),
                  "same_weights": all(a is b for a, b in zip(weights, pipe.model.parameters()))})
 out["runs"] = runs
 mm.unload_all_models()
@@ -113,8 +116,9 @@ out["frame_size"] = list(pipe.frame_size)
 
 # Cancel: another thread does what POST /interrupt does (nodes.interrupt_processing) in the middle
 # of the second step of a 200-step run; the run must stop with ComfyUI's exception within that step.
-import threading, time
+import threading
 hook_calls.clear()
+del hook_times[:]
 asked = {}
 def press_cancel():
     while len(hook_calls) < 1:
@@ -129,7 +133,7 @@ try:
     out["cancel"] = "not stopped"
 except mm.InterruptProcessingException:
     out["cancel"] = {"latency_s": time.perf_counter() - asked["at"], "steps_before": asked["steps"],
-                     "steps_done": len(hook_calls)}
+                     "steps_done": len(hook_calls), "step_s": runs[-1]["step_s"]}
 presser.join()
 print("RESULT " + json.dumps(out))
 """ % {"steps": STEPS}
@@ -191,4 +195,5 @@ def test_cancel_stops_the_run_within_the_step(host_run):
     assert cancel != "not stopped"
     assert cancel["steps_done"] <= cancel["steps_before"] + 1 < 200
     print(f"\ninterrupt -> stopped run: {cancel['latency_s'] * 1000:.0f} ms "
-          f"(pressed after step {cancel['steps_before']}, stopped after step {cancel['steps_done']})")
+          f"(pressed after step {cancel['steps_before']}, stopped after step {cancel['steps_done']}; "
+          f"one step of the 3-step run took {cancel['step_s'] * 1000:.0f} ms)")
