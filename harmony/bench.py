@@ -25,7 +25,6 @@ format and, on CUDA, the achieved fraction of the device's dense peak.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import os
