@@ -15,7 +15,8 @@ keep their precision.
 
 Storage dtype (what the weights are kept in) is separate from compute dtype
 (what the activations use): the cast-on-use layers of ``harmony.ops`` cast
-each weight to the activation dtype when it is used. See ``compute_dtype``.
+each weight to the activation dtype when it is used; the caller (e.g. the
+pipeline) picks the compute dtype.
 
 Checkpoints are never unpickled: ``.pt`` / ``.ckpt`` / ``.bin`` files are
 refused with a message saying to convert them to safetensors.
@@ -80,23 +81,6 @@ def parse_dtype(dtype) -> torch.dtype | None:
             f"unknown dtype {dtype!r}; expected one of: {', '.join(DTYPES)}"
         )
     return DTYPES[dtype]
-
-
-def compute_dtype(model: nn.Module, device="cpu") -> torch.dtype:
-    """Activation dtype for a model whose weights are stored as they are now.
-
-    fp8 storage computes in bf16 on CUDA and in fp32 elsewhere; otherwise the
-    dtype holding most of the floating-point weight bytes.
-    """
-    by_dtype: dict[torch.dtype, int] = {}
-    for t in model.state_dict().values():
-        if t.is_floating_point():
-            by_dtype[t.dtype] = by_dtype.get(t.dtype, 0) + t.numel() * t.element_size()
-    if not by_dtype:
-        return torch.float32
-    if any(d in FP8_DTYPES for d in by_dtype):
-        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
-    return max(by_dtype, key=by_dtype.get)
 
 
 def weight_bytes(model: nn.Module) -> int:
@@ -315,8 +299,7 @@ def load_model(path, dtype="auto", device="cpu", config=None, ops=None):
     ``device`` in its storage dtype: no full-precision copy of the model is made.
     config: a HarmonyConfig, its dict, or a config name; default the file's
     ``harmony_config`` metadata ("5b-global" for an Ovi file without it).
-    Sets ``model.compute_dtype``. ComfyUI's optional ``scale_input`` tensors
-    are ignored (activations are not quantised).
+    ComfyUI's optional ``scale_input`` tensors are ignored (activations are not quantised).
     """
     storage = parse_dtype(dtype)
     path = check_safetensors_file(path)
@@ -362,7 +345,6 @@ def load_model(path, dtype="auto", device="cpu", config=None, ops=None):
     if left:
         raise CheckpointError(f"{path}: these tensors were not loaded (model bug?): {_listing(left)}")
     model.eval()
-    model.compute_dtype = compute_dtype(model, device)
     from .families import detect
 
     found = detect(path)

@@ -96,7 +96,6 @@ def test_load_casts_to_storage_dtype(model, fp32_file):
     for k, t in loaded.state_dict().items():  # time embedding / modulation: bf16 values kept in fp32
         assert t.dtype == (torch.float32 if computes_in_fp32(k) else torch.bfloat16), k
         assert torch.equal(t, model.state_dict()[k].to(torch.bfloat16).to(t.dtype)), k
-    assert loaded.compute_dtype == torch.bfloat16
 
 
 def test_fp8_storage_halves_block_weights(model, tmp_path):
@@ -116,7 +115,6 @@ def test_fp8_storage_halves_block_weights(model, tmp_path):
         ratio = weight_bytes(fp8) / weight_bytes(bf16)
         assert ratio == pytest.approx(1 - share / 2 + 4 * len(quantised) / weight_bytes(bf16), rel=1e-9)
         assert ratio < 0.75
-        assert fp8.compute_dtype == torch.float32  # fp8 storage computes in fp32 on the CPU
 
 
 def test_fp8_is_about_half_of_bf16_at_5b_size():
