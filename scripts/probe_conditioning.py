@@ -33,7 +33,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from harmony import world  # noqa: E402
 from harmony.model import Conditioning  # noqa: E402
 from harmony.pipeline import HarmonyPipeline  # noqa: E402
-from harmony.tower import CrossAttention  # noqa: E402
 
 SIGMAS = (0.3, 0.6, 0.9)
 
@@ -56,37 +55,53 @@ def load_clips(pipe, n_per_split: int, seconds: float = 3.0):
 
 
 class CrossRecorder:
-    """Patch CrossAttention.forward to record ||o(partner)|| / ||o(text)|| per call."""
+    """Record ``||o(partner attention)|| / ||o(text attention)||`` (o's weight only, per query
+    token, averaged) in every cross-attention with the partner, by wrapping
+    ``harmony.interaction.cross_attention_with_partner`` (the one place the towers meet)."""
 
     def __init__(self):
         self.records = []  # (tower, ratio)
         self.tower_of = {}
-        self._orig = CrossAttention.forward
+        from harmony import interaction
+        self._module = interaction
+        self._orig = interaction.cross_attention_with_partner
 
     def __enter__(self):
-        rec = self
+        rec, orig = self, self._orig
+        from harmony.rope import apply_rope
 
-        def forward(mod, x, context, partner=None, q_rope=None, k_rope=None, mask=None, q_start=0):
-            from harmony.attention import attention
-            from harmony.tower import _heads
-            q = _heads(mod.norm_q(mod.q(x)), mod.num_heads)
-            k = _heads(mod.norm_k(mod.k(context)), mod.num_heads)
-            v = _heads(mod.v(context), mod.num_heads)
-            out = attention(q, k, v)
-            if partner is not None:
-                p = mod.partner_attention(q, partner, q_rope, k_rope, mask, q_start)
-                w = mod.o.weight
-                nt = (out.flatten(2)[:, q_start:] @ w.t()).norm(dim=-1)
-                npart = (p.flatten(2)[:, q_start:] @ w.t()).norm(dim=-1)
-                rec.records.append((rec.tower_of.get(id(mod), "?"), float((npart / nt.clamp(min=1e-8)).mean())))
-                out = out + p
-            return mod.o(out.flatten(2))
+        def wrapped(block, x, context, partner, q_rope, k_rope, mask=None, q_start=0):
+            with torch.no_grad():
+                ca = block.cross_attn
+                q = ca.queries(block.norm3(x))
+                text = ca.text_attention(q, context)[:, q_start:]
+                k, v = ca.partner_keys_values(partner, k_rope)
+                part = ca.attend(apply_rope(q[:, q_start:], q_rope), k, v, mask)
+                w = ca.o.weight
+                nt = (text.flatten(2) @ w.t()).norm(dim=-1)
+                npart = (part.flatten(2) @ w.t()).norm(dim=-1)
+                rec.records.append((rec.tower_of.get(id(ca), "?"),
+                                    float((npart / nt.clamp(min=1e-8)).mean())))
+            return orig(block, x, context, partner, q_rope, k_rope, mask, q_start)
 
-        CrossAttention.forward = forward
+        self._module.cross_attention_with_partner = wrapped
         return self
 
     def __exit__(self, *exc):
-        CrossAttention.forward = self._orig
+        self._module.cross_attention_with_partner = self._orig
+
+    def paused(self):
+        import contextlib
+
+        @contextlib.contextmanager
+        def cm():
+            current = self._module.cross_attention_with_partner
+            self._module.cross_attention_with_partner = self._orig
+            try:
+                yield
+            finally:
+                self._module.cross_attention_with_partner = current
+        return cm()
 
 
 def x0_mse(pred, target, frames=None):
@@ -168,13 +183,9 @@ def probe(model, v0, a0, cond: Conditioning, sigma: float, gen: torch.Generator,
         loss.backward()
         return float(dv.grad[:, :, :1].pow(2).mean().sqrt() / zvg.grad[:, :, 1:].pow(2).mean().sqrt())
 
-    saved = CrossAttention.forward
-    CrossAttention.forward = recorder._orig
-    try:
+    with recorder.paused():
         for job in ("V2A", "A2V", "I2AV"):
             rows[job]["grad_ratio"] = grad_ratio(job)
-    finally:
-        CrossAttention.forward = saved
     return rows
 
 
