@@ -13,8 +13,8 @@ from harmony import controls as C
 from harmony.evaluate import generate_batch
 from harmony.world import heldout_seeds, render, sample_scene
 
-STEPS = 10          # few steps: event timing is settled early in the flow
-SEEDS = (0, 1)
+STEPS = 8           # few steps: event timing is settled early in the flow
+SEEDS = (0,)
 
 
 @pytest.fixture(scope="module")
