@@ -1,8 +1,9 @@
 """Media I/O and conversions: mp4 (H.264 + AAC), audio files, resampling, fitting to the frame.
 
 - ``write_mp4(path, frames, fps, wave=None, sample_rate=16000)``: H.264 + AAC
-  through moviepy, written to a temporary file and renamed (no half-written
-  file is ever left at ``path``).
+  through the ffmpeg binary shipped with imageio-ffmpeg (every frame and sample
+  kept), written to a temporary file and renamed (no half-written file is ever
+  left at ``path``).
 - ``read_video(path) -> (frames float32 [F,H,W,3] 0..1, fps, wave [C,T] | None, sr | None)``
 - ``read_audio(path) -> (wave float32 [C,T], sr)`` for wav / mp3 / flac / mp4 / ...
   (wav through the stdlib ``wave`` module, the rest through the ffmpeg binary
@@ -141,8 +142,6 @@ def probe(path) -> dict:
 
 def write_mp4(path, frames, fps: float, wave=None, sample_rate: int = 16000) -> Path:
     """Write an H.264 (+ AAC when ``wave`` is given) mp4; atomic (temp file + rename)."""
-    from moviepy import ImageSequenceClip
-
     if not fps or fps <= 0:
         raise MediaError(f"write_mp4: fps must be positive, got {fps!r}")
     video = _frames_uint8(frames)
@@ -157,24 +156,26 @@ def write_mp4(path, frames, fps: float, wave=None, sample_rate: int = 16000) -> 
 
     with _atomic_output(path, ".mp4") as tmp:
         with tempfile.TemporaryDirectory() as tmpdir:
-            # moviepy encodes the picture; its mono audio path is broken (moviepy 2.1 hands
-            # ffmpeg 2-channel data for a 1-channel clip), so the AAC track is muxed in
-            # with the same ffmpeg binary, from raw float samples.
-            silent = tmp if audio is None else os.path.join(tmpdir, "video.mp4")
-            clip = ImageSequenceClip(list(video), fps=float(fps))
-            clip.write_videofile(silent, fps=float(fps), codec="libx264", audio=False, preset="medium",
-                                 ffmpeg_params=["-crf", "18"], pixel_format="yuv420p", logger=None)
-            clip.close()
+            # Raw RGB frames straight into ffmpeg (moviepy's bundled binary). moviepy 2.1's
+            # ImageSequenceClip drops the last frame when n / fps lands just below a whole
+            # frame count (int(duration * fps)), and its mono audio path hands ffmpeg 2-channel
+            # data; piping frames and float samples keeps every frame and sample.
+            n, h, w = video.shape[:3]
+            raw_video = os.path.join(tmpdir, "video.rgb")
+            np.ascontiguousarray(video).tofile(raw_video)
+            cmd = [_ffmpeg(), "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
+                   "-r", repr(float(fps)), "-i", raw_video]
             if audio is not None:
                 raw = os.path.join(tmpdir, "audio.f32")
                 np.clip(audio.T, -1.0, 1.0).astype("<f4").tofile(raw)
-                cmd = [_ffmpeg(), "-y", "-v", "error", "-i", silent, "-f", "f32le", "-ar", str(int(sample_rate)),
-                       "-ac", str(audio.shape[0]), "-i", raw, "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
-                       "-c:a", "aac", "-b:a", "96k", "-movflags", "+faststart", tmp]
-                res = subprocess.run(cmd, capture_output=True)
-                if res.returncode != 0:
-                    raise MediaError(f"write_mp4 {str(path)!r}: ffmpeg could not add the audio track "
-                                     f"({res.stderr.decode(errors='replace').strip()[-300:]})")
+                cmd += ["-f", "f32le", "-ar", str(int(sample_rate)), "-ac", str(audio.shape[0]), "-i", raw,
+                        "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-b:a", "96k"]
+            cmd += ["-frames:v", str(n), "-c:v", "libx264", "-preset", "medium", "-crf", "18",
+                    "-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4", tmp]
+            res = subprocess.run(cmd, capture_output=True)
+            if res.returncode != 0:
+                raise MediaError(f"write_mp4 {str(path)!r}: ffmpeg could not encode the clip "
+                                 f"({res.stderr.decode(errors='replace').strip()[-300:]})")
     return path
 
 

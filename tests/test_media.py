@@ -27,6 +27,17 @@ def test_mp4_round_trip_has_video_and_audio(tmp_path):
     assert sr2 == 16000 and w2.shape == wave.shape
 
 
+@pytest.mark.parametrize("n, fps", [(25, 24), (121, 24), (7, 16), (48, 16)])
+def test_mp4_keeps_every_frame(tmp_path, n, fps):
+    # each frame a different grey level, so a dropped or repeated frame shows in the decoded sequence
+    levels = np.linspace(0.05, 0.95, n, dtype=np.float32)
+    frames = np.broadcast_to(levels[:, None, None, None], (n, 16, 16, 3)).copy()
+    path = write_mp4(tmp_path / "n.mp4", frames, fps, np.zeros(int(16000 * n / fps), np.float32), 16000)
+    got, got_fps, _, _ = read_video(path)
+    assert got.shape[0] == n and got_fps == fps
+    assert np.abs(got.mean(axis=(1, 2, 3)) - levels).max() < 0.02
+
+
 def test_mp4_uint8_torch_and_no_audio(tmp_path):
     frames = torch.from_numpy((np.random.default_rng(0).random((8, 32, 32, 3)) * 255).astype(np.uint8))
     path = write_mp4(tmp_path / "silent.mp4", frames, 8)

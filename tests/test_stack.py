@@ -96,9 +96,7 @@ def test_generate_cli_to_mp4(ckpts, tmp_path):
     dec = subprocess.run([media._ffmpeg(), "-hide_banner", "-i", str(out), "-map", "0:v:0", "-f", "null", "-"],
                          capture_output=True, text=True)
     decoded = int(re.findall(r"frame=\s*(\d+)", dec.stderr)[-1])
-    # harmony.media.write_mp4 (moviepy's ImageSequenceClip: int(duration * fps) of a float duration) writes
-    # one frame fewer than it is given when that product falls just below an integer: 25 -> 24 here
-    assert decoded in (25, 24)
+    assert decoded == 25
     _, _, wave, sr = media.read_video(out)
     assert sr == 16000 and abs(wave.shape[-1] - 16000) <= 1024  # 1 s of 16 kHz audio (AAC framing)
 
