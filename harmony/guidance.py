@@ -133,6 +133,8 @@ class SyncCFG:
         self.dtype = dtype
         self.video_estimate: Optional[torch.Tensor] = None
         self.forwards = 0  # network evaluations (batched counts once)
+        self._prepared_conds: dict = {}  # id(cond) -> (cond, prepared): computed once per run
+        self._batched_conds: dict = {}
 
     # -- anchors -----------------------------------------------------------
     def static_video(self, zv: torch.Tensor) -> torch.Tensor:
@@ -176,17 +178,36 @@ class SyncCFG:
             v, a = self.model(zv.to(dt), za.to(dt), (sigma_v * 1000).float(), (sigma_a * 1000).float(), cond)
             return v.float(), a.float()
 
+        device = passes[0][1].device
         if self.guidance.batched and len(passes) > 1:
             self.forwards += 1
             n = passes[0][1].shape[0]
             v, a = net(*(torch.cat([p[i] for p in passes]) for i in (1, 2, 3, 4)),
-                       Conditioning.cat([p[5] for p in passes]))
+                       self._batched_cond(passes, dt, device))
             return {p[0]: pair for p, pair in zip(passes, zip(v.split(n), a.split(n)))}
         result = {}
         for p in passes:
             self.forwards += 1
-            result[p[0]] = net(*p[1:])
+            result[p[0]] = net(*p[1:5], self._prepared(p[5], dt, device))
         return result
+
+    def _prepared(self, cond, dt, device):
+        """``cond`` with everything that depends only on it (both towers' text embeddings, the
+        reference-voice tokens) computed once per sampling run through ``model.prepare``
+        (a model without ``prepare`` gets the raw conditioning)."""
+        key = (id(cond), dt, device)
+        if key not in self._prepared_conds:
+            prepare = getattr(self.model, "prepare", None)
+            self._prepared_conds[key] = (cond, prepare(cond, dt, device) if prepare is not None else cond)
+        return self._prepared_conds[key][1]
+
+    def _batched_cond(self, passes, dt, device):
+        """The conditioning of one batched forward; the passes are the same at every step."""
+        key = (tuple(p[0] for p in passes), dt, device)
+        if key not in self._batched_conds:
+            items = [self._prepared(p[5], dt, device) for p in passes]
+            self._batched_conds[key] = type(items[0]).cat(items)
+        return self._batched_conds[key]
 
     def __call__(self, zv, za, sigma_v, sigma_a):
         """``sigma_v`` ``[B, F]`` (per latent frame), ``sigma_a`` ``[B]``; returns ``(Dv, Da)``

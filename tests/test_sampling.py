@@ -324,3 +324,37 @@ def test_real_bf16_model_runs_a_guided_step(tiny):
     with torch.no_grad():
         dv, da = den(zv, za, torch.full((1, 2), 0.9, dtype=torch.float64), torch.full((1,), 0.9, dtype=torch.float64))
     assert dv.dtype == torch.float32 and torch.isfinite(dv).all() and torch.isfinite(da).all()
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_text_embeddings_computed_once_per_run(tiny, batched, monkeypatch):
+    """Issue 15: what depends only on the conditioning is prepared once per sampling run,
+    and the result equals running every step on the raw conditioning."""
+    zv, za, cond, uncond = _tiny_inputs(tiny.cfg)
+    calls = {"n": 0}
+    embed = type(tiny.video_model).embed_text
+
+    def counting(self, context):
+        calls["n"] += 1
+        return embed(self, context)
+
+    monkeypatch.setattr(type(tiny.video_model), "embed_text", counting)
+    kw = dict(steps=4, shift=5.0, guidance=Guidance("synccfg", 3.0, 2.0, 1.5, batched), uncond=uncond,
+              silent_audio_token=torch.zeros(tiny.cfg.audio.in_dim), solver="euler")
+    got = sample(tiny, cond, zv, za, **kw)
+    # two distinct conditionings (prompt, no text) x two towers, once each - not once per step
+    assert calls["n"] == 4
+
+    class Raw(torch.nn.Module):  # the same network without `prepare`: every step embeds again
+        def __init__(self, m):
+            super().__init__()
+            self.m, self.cfg = m, m.cfg
+
+        def forward(self, *a):
+            return self.m(*a)
+
+    calls["n"] = 0
+    ref = sample(Raw(tiny), cond, zv, za, **kw)
+    assert calls["n"] == 4 * 2 * (1 if batched else 4)  # steps x towers x forwards per step
+    torch.testing.assert_close(got[0], ref[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got[1], ref[1], atol=1e-5, rtol=1e-5)
