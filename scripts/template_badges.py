@@ -16,7 +16,7 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]  # the pack, and tests/workflow_runner.py
 
 
 def main(argv=None):
@@ -31,7 +31,7 @@ def main(argv=None):
     if args.model:
         pipeline.DEFAULT_MODEL = os.path.abspath(args.model)
     from nodes.save_av import UI_KEY
-    from nodes.workflow_runner import run_workflow
+    from workflow_runner import run_workflow
 
     print(f"model: {args.model or 'bundled'}")
     for path in sorted(glob.glob(os.path.join(ROOT, "workflows", "*.json"))):

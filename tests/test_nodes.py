@@ -16,7 +16,7 @@ from nodes.model_loader import BUNDLED
 from nodes.mp4_metadata import embed_metadata, read_metadata
 from nodes.save_av import UI_KEY, frame_strip_jpeg, waveform_envelope
 from nodes.types import AVConditioning, HarmonyInputError
-from nodes.workflow_runner import is_widget
+from workflow_runner import is_widget
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 M = nodes.NODE_CLASS_MAPPINGS

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import nodes
-from nodes.workflow_runner import KNOWN_CORE_NODES, run_workflow, validate_workflow
+from workflow_runner import KNOWN_CORE_NODES, run_workflow, validate_workflow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKFLOWS = os.path.join(ROOT, "workflows")

@@ -13,7 +13,8 @@ positional, in the order of the node's widget inputs; a seed widget with
   machine, in graph order, and records the inputs that reach core nodes
   (which it does not run), so a test can check they are what core expects.
 
-``python -m nodes.workflow_runner workflows/harmony_t2av.json`` runs one file.
+``python tests/workflow_runner.py workflows/harmony_t2av.json`` runs one file. Test tooling:
+it lives beside the tests, not in the node package (the repository root must be importable).
 """
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ KNOWN_CORE_NODES = {
 
 def node_definitions() -> dict:
     """type -> {"inputs": [(name, type, options, optional)], "outputs": [type], "ours": bool}."""
-    from . import NODE_CLASS_MAPPINGS
+    from nodes import NODE_CLASS_MAPPINGS
 
     defs = {}
     for name, cls in NODE_CLASS_MAPPINGS.items():
@@ -182,7 +183,7 @@ def run_workflow(wf: dict, log=print) -> dict:
     Returns {"outputs": {node id: outputs}, "core_inputs": {node id: {input: value}},
     "ui": {node id: UI message}, "seconds": {node id: run time}}.
     """
-    from . import NODE_CLASS_MAPPINGS
+    from nodes import NODE_CLASS_MAPPINGS
 
     problems = validate_workflow(wf)
     if problems:
@@ -235,4 +236,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    import os
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository root
     sys.exit(main())

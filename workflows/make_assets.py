@@ -27,8 +27,9 @@ SECONDS = 2.0
 
 
 def _import_pack():
-    if ROOT not in sys.path:
-        sys.path.insert(0, ROOT)
+    for path in (ROOT, os.path.join(ROOT, "tests")):  # the pack, and tests/workflow_runner.py
+        if path not in sys.path:
+            sys.path.insert(0, path)
     import harmony  # noqa: F401
     import nodes  # noqa: F401
 
@@ -83,7 +84,7 @@ class WorkflowBuilder:
     """Builds a UI-format workflow: nodes with positional widget values, typed links."""
 
     def __init__(self):
-        from nodes.workflow_runner import node_definitions, widget_inputs
+        from workflow_runner import node_definitions, widget_inputs
 
         self.defs, self.widget_inputs = node_definitions(), widget_inputs
         self.nodes, self.links = [], []
@@ -245,7 +246,7 @@ def build_workflows() -> dict:
 
 
 def make_workflows() -> None:
-    from nodes.workflow_runner import validate_workflow
+    from workflow_runner import validate_workflow
 
     for name, wf in build_workflows().items():
         problems = validate_workflow(wf)
@@ -285,7 +286,7 @@ def thumbnail(frames, wave, path, width=512, height=384) -> None:
 def make_thumbnails() -> None:
     import torch
 
-    from nodes.workflow_runner import run_workflow
+    from workflow_runner import run_workflow
 
     torch.set_num_threads(1)
     for name in build_workflows():
