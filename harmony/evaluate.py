@@ -33,10 +33,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .guidance import DEFAULT_SA, DEFAULT_SV
+from .jobs import JOBS
 from .metrics import clip_metrics, first_frame_similarity
 from .world import FPS, SPLITS, heldout_seeds, render, sample_scene
 
-JOBS = ("T2AV", "I2AV", "A2V", "V2A")
 SHIFT_S = 0.5
 COLUMNS = (  # (metric key, header, better)
     ("abs_offset_s", "|offset| s", "low"),
@@ -271,8 +272,8 @@ def format_targets(rows: list[dict], fps: float = FPS) -> str:
 
 def generate_batch(pipe, job: str, texts: Sequence[tuple[str, str, str]], seeds: Sequence[int],
                    seconds: float = 3.0, first_frames=None, driving_audio=None, driving_video=None,
-                   ref_voices=None, guidance: str = "synccfg", steps: int = 20, sv: float = 3.0,
-                   sa: float = 2.0, text_cfg: float = 1.0, solver: str = "dpmpp_2m", shift: float = 5.0,
+                   ref_voices=None, guidance: str = "synccfg", steps: int = 20, sv: float = DEFAULT_SV,
+                   sa: float = DEFAULT_SA, text_cfg: float = 1.0, solver: str = "dpmpp_2m", shift: float = 5.0,
                    callback: Callable | None = None):
     """B clips of one job in ONE batched sampling run; each item is what
     ``pipe.sample(..., seed=seeds[i])`` + ``pipe.decode`` gives for it alone (same noise).
@@ -353,7 +354,7 @@ def generate_batch(pipe, job: str, texts: Sequence[tuple[str, str, str]], seeds:
     return out
 
 
-def model_generate_fn(pipe, guidance: str = "synccfg", steps: int = 20, sv: float = 3.0, sa: float = 2.0,
+def model_generate_fn(pipe, guidance: str = "synccfg", steps: int = 20, sv: float = DEFAULT_SV, sa: float = DEFAULT_SA,
                       text_cfg: float = 1.0, solver: str = "dpmpp_2m", max_batch: int = 8,
                       callback: Callable | None = None):
     """A batched generator for :func:`evaluate`: the clips of one split, one job, in one
