@@ -68,6 +68,19 @@ class CheckpointError(ValueError):
 # --------------------------------------------------------------------------- dtypes
 
 
+
+def state_dict_mismatch(sd, expected) -> str | None:
+    """What keeps the tensors ``sd`` from loading into a module whose state dict is ``expected``:
+    ``"N missing (e.g. ...), N unexpected (e.g. ...), N wrong shapes (e.g. ...)"``, or None."""
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected]
+    wrong = [f"{k}: file {tuple(sd[k].shape)} vs model {tuple(expected[k].shape)}"
+             for k in expected if k in sd and tuple(sd[k].shape) != tuple(expected[k].shape)]
+    if not (missing or unexpected or wrong):
+        return None
+    return (f"{len(missing)} missing (e.g. {missing[:3]}), {len(unexpected)} unexpected "
+            f"(e.g. {unexpected[:3]}), {len(wrong)} wrong shapes (e.g. {wrong[:2]})")
+
 def parse_dtype(dtype) -> torch.dtype | None:
     """Storage dtype for a name in ``DTYPES`` (``None`` for "auto") or a torch dtype."""
     if isinstance(dtype, torch.dtype):

@@ -33,6 +33,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..checkpoint import state_dict_mismatch
+
 UPSAMPLE_RATES = (4, 4, 2, 2, 2, 2)
 UPSAMPLE_KERNELS = (8, 8, 4, 4, 4, 4)
 RESBLOCK_KERNELS = (3, 7, 11)
@@ -311,14 +313,10 @@ def load_bigvgan(path_or_sd, upsample_initial_channel: int | None = None, device
     for k in expected:  # fixed filters: rebuilt when the file has none
         if k.endswith(".filter") and k not in sd:
             sd[k] = kaiser_sinc_filter()
-    missing = [k for k in expected if k not in sd]
-    unexpected = [k for k in sd if k not in expected]
-    wrong = [f"{k}: file {tuple(sd[k].shape)} vs model {tuple(expected[k].shape)}"
-             for k in expected if k in sd and sd[k].shape != expected[k].shape]
-    if missing or unexpected or wrong:
+    mismatch = state_dict_mismatch(sd, expected)
+    if mismatch:
         raise ValueError(f"{source}: does not match the BigVGAN 16 kHz vocoder (width {upsample_initial_channel}): "
-                         f"{len(missing)} missing (e.g. {missing[:3]}), {len(unexpected)} unexpected "
-                         f"(e.g. {unexpected[:3]}), {len(wrong)} wrong shapes (e.g. {wrong[:2]}).")
+                         f"{mismatch}.")
     model.load_state_dict({k: v.to(device=device, dtype=dtype) for k, v in sd.items()}, strict=True, assign=True)
     model.load_info = info
     return model.eval()

@@ -43,6 +43,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..checkpoint import state_dict_mismatch
+
 DATA_MEAN_80D = (
     -1.6058, -1.3676, -1.2520, -1.2453, -1.2078, -1.2224, -1.2419, -1.2439, -1.2922, -1.2927,
     -1.3170, -1.3543, -1.3401, -1.3836, -1.3907, -1.3912, -1.4313, -1.4152, -1.4527, -1.4728,
@@ -376,14 +378,10 @@ def load_mmaudio_vae(path_or_sd, normalized: bool | None = None, hidden_dim: int
     for name, values in (("data_mean", DATA_MEAN_80D), ("data_std", DATA_STD_80D)):
         if name not in sd:
             sd[name] = torch.tensor(values, dtype=torch.float32).view(1, -1, 1)
-    missing = [k for k in expected if k not in sd]
-    unexpected = [k for k in sd if k not in expected]
-    wrong = [f"{k}: file {tuple(sd[k].shape)} vs model {tuple(expected[k].shape)}"
-             for k in expected if k in sd and sd[k].shape != expected[k].shape]
-    if missing or unexpected or wrong:
+    mismatch = state_dict_mismatch(sd, expected)
+    if mismatch:
         raise ValueError(f"{source}: does not match the MMAudio 16 kHz VAE (width {hidden_dim}): "
-                         f"{len(missing)} missing (e.g. {missing[:3]}), {len(unexpected)} unexpected "
-                         f"(e.g. {unexpected[:3]}), {len(wrong)} wrong shapes (e.g. {wrong[:2]}).")
+                         f"{mismatch}.")
     cast = {k: v.to(device=device, dtype=torch.float32 if k.startswith("data_") else dtype) for k, v in sd.items()}
     model.load_state_dict(cast, strict=True, assign=True)
     model.load_info = info
