@@ -2,19 +2,11 @@
 import pytest
 import torch
 
-from harmony.conditioner import REF_LATENTS, Conditioner
+from harmony.conditioner import Conditioner
 from harmony.config import get_config
 from harmony.model import HarmonyModel
 from harmony.train import TrainConfig, export_default, init_from_file, synergy_loss
-
-
-def _batch(cfg, b=2, frames=6, n_audio=12):
-    g = torch.Generator().manual_seed(0)
-    return dict(video=torch.randn(b, cfg.video.in_dim, frames, 4, 4, generator=g),
-                audio=torch.randn(b, n_audio, cfg.audio.in_dim, generator=g),
-                refs=[torch.randn(REF_LATENTS, cfg.audio.in_dim, generator=g), None][:b],
-                prompt=["a red ball bounces twice", "a face says two syllables"][:b],
-                caption=["two thuds", "a low voice"][:b], transcript=["", "ka lo"][:b])
+from test_train import _batch  # the same hand-made batch as the Cross-Task Synergy tests
 
 
 class Oracle(torch.nn.Module):
