@@ -283,11 +283,9 @@ def precision_rows(device, wanted, repeats, out):
 
 def tiny_rows(device, repeats, out):
     """Seconds per guided sampling step of the tiny config (uses the sampler's denoiser)."""
-    try:
-        from .sampling import AVDenoiser, Guidance, Job
-    except ImportError as e:  # the sampler is being reorganised: say so instead of failing the bench
-        print(f"  tiny sampling-step rows skipped: {e}")
-        return
+    from .guidance import Guidance, SyncCFG
+    from .jobs import Job
+
     cfg = get_config("tiny")
     torch.manual_seed(0)
     dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
@@ -301,7 +299,7 @@ def tiny_rows(device, repeats, out):
     silent = torch.zeros(cfg.audio.in_dim, device=device, dtype=dtype)
     for mode, batched, key in (("cfg", True, "plain CFG"), ("synccfg", True, "SyncCFG batched"),
                                ("synccfg", False, "SyncCFG 3 passes")):
-        den = AVDenoiser(model, cond, Guidance(mode, batched=batched), Job(), uncond, silent)  # default scales
+        den = SyncCFG(model, cond, Guidance(mode, batched=batched), Job(), uncond, silent)  # default scales
         sigma_v = torch.full((1, zv.shape[2]), 0.7, dtype=torch.float64, device=device)
         sigma_a = torch.full((1,), 0.7, dtype=torch.float64, device=device)
         resettable = _reset_peak(device)
@@ -316,7 +314,7 @@ def tiny_rows(device, repeats, out):
                     times.append(time.perf_counter() - t0)
                     cpu.append(time.process_time() - c0)
         sec, cpu_sec = sorted(times)[len(times) // 2], sorted(cpu)[len(cpu) // 2]
-        out.append((device.type, f"tiny, step: {key}", str(dtype).replace("torch.", ""), "raw", sec, cpu_sec,
+        out.append((device.type, f"tiny, step: {key}", str(dtype).replace("torch.", ""), "prepared", sec, cpu_sec,
                     None, None, _peak_gib(device, resettable), ""))
 
 

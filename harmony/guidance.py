@@ -231,6 +231,3 @@ class SyncCFG:
         self.video_estimate = dv.detach()
         return dv, da
 
-
-AVDenoiser = SyncCFG
-"""Former name, kept for callers (bench)."""

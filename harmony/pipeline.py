@@ -148,9 +148,9 @@ class HarmonyPipeline:
             raise FileNotFoundError(
                 f"model file {path!r} has no text-encoder file beside it ({text_path!r}). Harmony "
                 "models trained by this project ship both. umT5-conditioned checkpoints (Ovi, the 5b "
-                "configs) need a umT5 text encoder that this package does not include yet: they load "
-                "with harmony.checkpoint.load_model in Python, but the node and the CLI cannot "
-                "generate with them.")
+                "configs) run with their real components: python -m harmony generate --model FILE "
+                "--text-encoder ... --video-vae ... --audio-vae ... --vocoder ... (or --weights DIR; "
+                "README, 'Using the real weights'); the ComfyUI nodes cannot run them yet.")
         model = load_model(path, dtype=dtype, device=store_device)
         model.set_attention_backend(attention)  # this model's backend, not a global
         cfg = model.cfg

@@ -28,7 +28,7 @@ from typing import Callable, Optional
 
 import torch
 
-from .guidance import (DEFAULT_SA, DEFAULT_SV, GUIDANCE_MODES, AVDenoiser,  # noqa: F401 (re-exports)
+from .guidance import (DEFAULT_SA, DEFAULT_SV, GUIDANCE_MODES,  # noqa: F401 (re-exports)
                        Guidance, SyncCFG)
 from .jobs import Job
 from .model import Conditioning
