@@ -223,6 +223,37 @@ CONFIGS = {
 }
 
 
+OVERRIDE_KEYS = {
+    "interaction": str, "audio_rope": str, "local_window": float, "prediction": str,
+    "dim": int, "ffn_dim": int, "num_heads": int, "num_layers": int,
+}
+"""What ``apply_overrides`` may change: model-level keys, and tower sizes (set on both towers)."""
+
+
+def apply_overrides(cfg: HarmonyConfig, text: str) -> HarmonyConfig:
+    """``cfg`` with ``key=value`` changes (comma-separated, e.g.
+    ``"interaction=global,audio_rope=ovi,dim=64,num_layers=2"``). Tower sizes apply to both
+    towers (they must match). Raises ValueError naming a bad key or value."""
+    model_kw, tower_kw = {}, {}
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in OVERRIDE_KEYS:
+            raise ValueError(f"config override {item!r}: expected key=value with key one of "
+                             f"{', '.join(OVERRIDE_KEYS)}")
+        try:
+            val = OVERRIDE_KEYS[key](value.strip())
+        except ValueError:
+            raise ValueError(f"config override {item!r}: {key} needs a {OVERRIDE_KEYS[key].__name__}") from None
+        (model_kw if key in ("interaction", "audio_rope", "local_window", "prediction") else tower_kw)[key] = val
+    if tower_kw:
+        model_kw["video"] = dataclasses.replace(cfg.video, **tower_kw)
+        model_kw["audio"] = dataclasses.replace(cfg.audio, **tower_kw)
+    return cfg.replace(**model_kw) if model_kw else cfg
+
+
 def get_config(name: str) -> HarmonyConfig:
     """A fresh named `HarmonyConfig`; raises ValueError listing the valid names."""
     if name not in CONFIGS:

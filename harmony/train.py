@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .config import HarmonyConfig, get_config
+from .config import HarmonyConfig, apply_overrides, get_config
 from .conditioner import Conditioner
 from .files import sha256_file
 from .jobs import DEFAULT_MAX_SECONDS
@@ -71,6 +71,9 @@ class TrainConfig:
     codecs: str = ""  # codec weights (default: the bundled tiny codecs)
     export_dtype: str = "fp32"  # dtype of the exported EMA weights: fp32 | fp16 | bf16
     init_from: str = ""  # exported model file to start from (fine-tuning); ignored when resuming
+    overrides: str = ""  # config changes, e.g. "interaction=global,dim=64" (harmony.config.apply_overrides)
+    latents: str = ""  # a saved LatentPool file: every run given it trains on the same clips (no refresh)
+    export_every: int = 0  # also export the EMA weights as ema_step<N>.safetensors every N steps (0 = never)
 
 
 # --------------------------------------------------------------------------
@@ -90,7 +93,8 @@ class LatentPool:
     """Encoded training clips (video/audio latents, texts, reference voice), refreshed
     with new seeds as training goes, so the model never sees a fixed small set."""
 
-    def __init__(self, codecs, seconds: float, size: int, seed: int, workers: int = 0, device="cpu"):
+    def __init__(self, codecs, seconds: float, size: int, seed: int, workers: int = 0, device="cpu",
+                 data: dict | None = None):
         from . import world
 
         self.world, self.seconds, self.device = world, seconds, device
@@ -98,8 +102,41 @@ class LatentPool:
         self.rng = torch.Generator().manual_seed(seed)
         self.next_seed = (seed * 7_919_993) % (world.HELDOUT_START // 2)
         self.workers = workers
-        self.data = self._make(size)
-        self.size = size
+        self.data = self._make(size) if data is None else data
+        self.size = len(self.data["video"])
+
+    def save(self, path: str, meta: dict | None = None):
+        """Write the encoded clips (latents, reference voices, texts) to one safetensors file."""
+        from .checkpoint import save_safetensors
+
+        refs = self.data["refs"]
+        like = next((r for r in refs if r is not None), None)
+        if like is None:
+            like = torch.zeros(1, self.data["audio"].shape[-1])
+        tensors = {"video": self.data["video"].contiguous(), "audio": self.data["audio"].contiguous(),
+                   "refs": torch.stack([r if r is not None else torch.zeros_like(like) for r in refs]),
+                   "has_ref": torch.tensor([r is not None for r in refs])}
+        texts = {k: self.data[k] for k in ("prompt", "caption", "transcript")}
+        save_safetensors(tensors, path, {"texts": json.dumps(texts), "seconds": str(self.seconds),
+                                         **{k: str(v) for k, v in (meta or {}).items()}})
+
+    @classmethod
+    def load(cls, path: str, codecs, seed: int, device="cpu") -> "LatentPool":
+        """A pool from :meth:`save`'s file; ``seed`` drives which clips each batch draws."""
+        from safetensors import safe_open
+
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"--latents: {path!r} does not exist; write one with LatentPool.save "
+                                    "(python -m harmony ablate does)")
+        with safe_open(path, "pt") as fh:
+            meta = fh.metadata() or {}
+            t = {k: fh.get_tensor(k) for k in fh.keys()}
+        if "texts" not in meta or not {"video", "audio", "refs", "has_ref"} <= set(t):
+            raise ValueError(f"--latents: {path!r} is not a saved latent pool (no texts / latents in it)")
+        data = {"video": t["video"], "audio": t["audio"],
+                "refs": [r if h else None for r, h in zip(t["refs"], t["has_ref"].tolist())],
+                **json.loads(meta["texts"])}
+        return cls(codecs, float(meta.get("seconds", 3.0)), 0, seed, device=device, data=data)
 
     def _take_seeds(self, n):
         seeds = list(range(self.next_seed, self.next_seed + n))
@@ -347,7 +384,7 @@ def train(tc: TrainConfig):
     os.makedirs(tc.out, exist_ok=True)
 
     codecs = load_codecs(tc.codecs or None, device=device)
-    cfg = get_config(tc.config)
+    cfg = apply_overrides(get_config(tc.config), tc.overrides)
     cfg = cfg.replace(meta={**cfg.meta, "fps": codecs[0].fps, "sample_rate": codecs[1].sample_rate,
                             "audio_latent_rate": codecs[1].latent_rate, "trained_seconds": tc.seconds,
                             "max_seconds": DEFAULT_MAX_SECONDS, "codecs": "tiny_codecs.safetensors",
@@ -371,7 +408,12 @@ def train(tc: TrainConfig):
     core_text = acc.unwrap_model(conditioner) if acc else conditioner
 
     t0 = time.time()
-    pool = LatentPool(codecs, tc.seconds, tc.pool, tc.seed + step + 7919 * rank, tc.workers, device)
+    if tc.latents:  # a fixed, shared set of clips (ablation rows see the same data)
+        pool = LatentPool.load(tc.latents, codecs, tc.seed + step + 7919 * rank, device)
+        if abs(pool.seconds - tc.seconds) > 1e-6:
+            cfg = cfg.replace(meta={**cfg.meta, "trained_seconds": pool.seconds})
+    else:
+        pool = LatentPool(codecs, tc.seconds, tc.pool, tc.seed + step + 7919 * rank, tc.workers, device)
     n_params = sum(p.numel() for p in core.parameters()) + sum(p.numel() for p in core_text.parameters())
     print(f"pool of {pool.size} clips rendered and encoded in {time.time() - t0:.1f}s; "
           f"{n_params / 1e6:.2f} M trainable params; device {device}")
@@ -412,10 +454,12 @@ def train(tc: TrainConfig):
                                       **{k: round(v, 5) for k, v in parts.items()},
                                       "lr": lr, "elapsed_s": round(time.time() - t_start, 1)}) + "\n")
                 log.flush()
-        if tc.refresh > 0 and step % tc.refresh_every == 0:
+        if tc.refresh > 0 and not tc.latents and step % tc.refresh_every == 0:
             pool.refresh(tc.refresh)
         if step % tc.save_every == 0 and main_process:
             save_training_state(tc.out, core, core_text, ema, opt, step, tc, cfg)
+        if tc.export_every > 0 and step % tc.export_every == 0 and main_process:
+            export_default(ema, cfg, os.path.join(tc.out, f"ema_step{step}.safetensors"), step, tc.export_dtype)
     bar.close()
     wall = time.time() - t_start
     if main_process:
@@ -456,6 +500,10 @@ TRAIN_HELP = {
     "workers": "processes rendering world clips (0 or 1 = in-process)",
     "codecs": "codec weights file (empty = the bundled tiny codecs)",
     "export_dtype": "dtype of the exported EMA weights",
+    "overrides": "model config changes, comma-separated key=value (interaction, audio_rope, local_window, "
+                 "prediction; dim, ffn_dim, num_heads, num_layers on both towers); empty = none",
+    "latents": "saved latent-pool file to train on (fixed clips, no refresh); empty = render clips",
+    "export_every": "also export the EMA weights as ema_step<N>.safetensors every N steps (0 = never)",
 }
 """Help of each ``python -m harmony train`` option (one per TrainConfig field)."""
 
