@@ -225,7 +225,7 @@ CONFIGS = {
 
 OVERRIDE_KEYS = {
     "interaction": str, "audio_rope": str, "local_window": float, "prediction": str,
-    "dim": int, "ffn_dim": int, "num_heads": int, "num_layers": int,
+    "dim": int, "ffn_dim": int, "num_heads": int, "num_layers": int, "text_dim": int,
 }
 """What ``apply_overrides`` may change: model-level keys, and tower sizes (set on both towers)."""
 
