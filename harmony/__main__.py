@@ -1,4 +1,4 @@
-"""Command line: ``python -m harmony {generate,bench,train,evaluate,convert}``.
+"""Command line: ``python -m harmony {generate,bench,train,evaluate,ablate,convert}``.
 
 Errors print one line and exit 2 (bad input) or 1 (anything else); add --debug
 (or set HARMONY_DEBUG=1) to see the traceback."""
@@ -225,6 +225,11 @@ def _evaluate(argv):
     main(argv)
 
 
+def _ablate(argv):
+    from .ablate import main
+    main(argv)
+
+
 def _convert(argv):
     from .cli import Parser, program
 
@@ -246,7 +251,7 @@ def _convert(argv):
 
 
 COMMANDS = {"generate": _generate, "bench": _bench, "train": _train, "evaluate": _evaluate,
-            "convert": _convert}
+            "ablate": _ablate, "convert": _convert}
 
 
 OVERVIEW = """\
@@ -261,6 +266,7 @@ commands:
   bench      seconds per sampling step and peak memory, per precision and guidance
   train      Cross-Task Synergy training of a small model on the synthetic world
   evaluate   held-out synchronization table of a model (SyncCFG vs plain CFG)
+  ablate     the paper's ablation at toy scale: variants x seeds, table and drift plot
   convert    change a model file's weight format (fp8, scaled fp8, bf16, ...)
 
 examples:
@@ -271,6 +277,7 @@ examples:
         {prog} bench --quick
         {prog} train --steps 3000 --out runs/tiny
         {prog} evaluate -n 2 --jobs T2AV,V2A
+        {prog} ablate --out runs/ablation
         {prog} convert model.safetensors model_fp8.safetensors --fp8 scaled_e4m3fn
 
 An error prints one line; add --debug to see the traceback.
