@@ -6,6 +6,7 @@ first frame -> I2AV, driving audio -> A2V, driving video -> V2A, none -> T2AV.
 """
 from __future__ import annotations
 
+from . import core_inputs, host
 from .harmony_lib import harmony_module
 from .types import (HARMONY_CONDITIONING, HARMONY_MODEL, AVConditioning, HarmonyInputError,
                     audio_seconds, audio_to_wave, check_type, image_frames, node_checks, video_components)
@@ -45,6 +46,10 @@ class HarmonyTextConditioning:
                 "multiline": True, "default": "",
                 "placeholder": "transcript: the words spoken, as syllables, e.g. ba lo mi (empty: no speech)",
                 "tooltip": "transcript: words to be spoken (lip-synced). Empty for no speech."}),
+        }, "optional": {
+            "clip": ("CLIP", {"tooltip": "Core CLIPLoader with umt5_xxl_*.safetensors, type wan: the text "
+                                         "encoder of umT5 models (Ovi, Harmony 5b). Leave empty for models "
+                                         "with their own text encoder (the bundled one)."}),
         }}
 
     RETURN_TYPES = (HARMONY_CONDITIONING,)
@@ -54,13 +59,15 @@ class HarmonyTextConditioning:
     CATEGORY = "Harmony/conditioning"
     DESCRIPTION = "Encodes the prompt, the audio caption and the transcript for both towers."
 
-    def encode(self, model, prompt, audio_caption, transcript):
-        check_type(model, HARMONY_MODEL, "model", "Harmony Text Conditioning")
-        with node_checks("Harmony Text Conditioning") as validate:
+    def encode(self, model, prompt, audio_caption, transcript, clip=None):
+        node = "Harmony Text Conditioning"
+        check_type(model, HARMONY_MODEL, "model", node)
+        with node_checks(node) as validate:
             for name, value in (("prompt", prompt), ("audio_caption", audio_caption), ("transcript", transcript)):
                 validate.text(value, name)
-        text = model.encode_text(prompt, audio_caption=audio_caption, transcript=transcript)
-        return (AVConditioning(text=text, prompt=prompt),)
+        bound = core_inputs.bind(model, node, clip=clip)
+        text = bound.encode_text(prompt, audio_caption=audio_caption, transcript=transcript)
+        return (AVConditioning(text=text, prompt=prompt, clip=clip),)
 
 
 class HarmonyAudioConditioning:
@@ -76,6 +83,9 @@ class HarmonyAudioConditioning:
                 "default": DRIVING_AUDIO,
                 "tooltip": "driving audio: generate video that moves to this sound (A2V). "
                            "reference voice: a 1-3 s clip whose timbre the generated voice takes."}),
+        }, "optional": {
+            "audio_vae": ("VAE", {"tooltip": "Core VAELoader with the MMAudio 16 kHz VAE: the audio codec of "
+                                             "umT5 models (Ovi). Leave empty for models with their own codecs."}),
         }}
 
     RETURN_TYPES = (HARMONY_CONDITIONING,)
@@ -85,8 +95,11 @@ class HarmonyAudioConditioning:
     CATEGORY = "Harmony/conditioning"
     DESCRIPTION = "Driving audio (A2V: video follows the sound) and/or a reference voice."
 
-    def add(self, conditioning, audio, use_as):
+    def add(self, conditioning, audio, use_as, audio_vae=None):
         check_type(conditioning, HARMONY_CONDITIONING, "conditioning", "Harmony Audio Conditioning")
+        if audio_vae is not None:  # checked here, before the sampler runs
+            core_inputs.check_audio_vae(host.describe_vae(audio_vae), core_inputs.AUDIO_LATENT_CHANNELS,
+                                        "Harmony Audio Conditioning")
         wave, sr = audio_to_wave(audio, "audio")
         seconds = audio_seconds(wave, sr)
         changes = {}
@@ -106,6 +119,8 @@ class HarmonyAudioConditioning:
         if not changes:
             raise HarmonyInputError(f"use_as {use_as!r} is unknown; use one of "
                                     f"{[DRIVING_AUDIO, REFERENCE_VOICE, BOTH]}.")
+        if audio_vae is not None:
+            changes["audio_vae"] = audio_vae
         return (conditioning.with_(**changes),)
 
 
@@ -133,6 +148,8 @@ class HarmonyVideoConditioning:
             "optional": {
                 "images": ("IMAGE", {"tooltip": "Frames [F, H, W, 3]; for first frame, the first is used."}),
                 "video": ("VIDEO", {"tooltip": "A core VIDEO (e.g. LoadVideo); used when 'images' is not wired."}),
+                "video_vae": ("VAE", {"tooltip": "Core VAELoader with wan2.2_vae.safetensors: the video codec of "
+                                                 "umT5 models (Ovi). Leave empty for models with their own codecs."}),
             },
         }
 
@@ -143,9 +160,12 @@ class HarmonyVideoConditioning:
     CATEGORY = "Harmony/conditioning"
     DESCRIPTION = "Driving video (V2A: sound follows the picture) or a first frame (I2AV)."
 
-    def add(self, conditioning, use_as, fps, fit="crop", images=None, video=None):
+    def add(self, conditioning, use_as, fps, fit="crop", images=None, video=None, video_vae=None):
         node = "Harmony Video Conditioning"
         check_type(conditioning, HARMONY_CONDITIONING, "conditioning", node)
+        if video_vae is not None:  # checked here, before the sampler runs
+            core_inputs.check_video_vae(host.describe_vae(video_vae), core_inputs.VIDEO_LATENT_CHANNELS, node)
+            conditioning = conditioning.with_(video_vae=video_vae)
         modes = harmony_module("media").FIT_MODES
         if fit not in modes:
             raise HarmonyInputError(f"{node}: fit {fit!r} is unknown; use one of {list(modes)}.")

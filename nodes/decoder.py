@@ -5,7 +5,7 @@ The outputs plug straight into core nodes: CreateVideo(images, fps, audio)
 """
 from __future__ import annotations
 
-from . import host
+from . import core_inputs, host
 from .errors import actionable_errors
 from .types import (HARMONY_AV_LATENT, HARMONY_MODEL, HarmonyInputError, check_type,
                     wave_to_audio)
@@ -31,6 +31,12 @@ class HarmonyDecode:
         return {"required": {
             "model": (HARMONY_MODEL, {"tooltip": "The model that sampled the latent."}),
             "av_latent": (HARMONY_AV_LATENT, {"tooltip": "From Harmony SyncCFG Sampler."}),
+        }, "optional": {
+            "video_vae": ("VAE", {"tooltip": "Core VAELoader with wan2.2_vae.safetensors (umT5 models: Ovi); "
+                                             "decoded by core, tiled under --lowvram / --novram or when memory "
+                                             "runs out. Leave empty for models with their own codecs."}),
+            "audio_vae": ("VAE", {"tooltip": "Core VAELoader with the MMAudio 16 kHz VAE (umT5 models: Ovi). "
+                                             "Leave empty for models with their own codecs."}),
         }}
 
     RETURN_TYPES = ("IMAGE", "AUDIO", "FLOAT")
@@ -44,10 +50,15 @@ class HarmonyDecode:
     CATEGORY = "Harmony/sampling"
     DESCRIPTION = "Decodes video frames and audio; chain into CreateVideo -> SaveVideo, PreviewAudio or Harmony Save AV."
 
-    def decode(self, model, av_latent):
+    def decode(self, model, av_latent, video_vae=None, audio_vae=None):
         node = "Harmony Decode"
         check_type(model, HARMONY_MODEL, "model", node)
         check_type(av_latent, HARMONY_AV_LATENT, "av_latent", node)
+        if video_vae is not None or audio_vae is not None:
+            size = tuple(av_latent.video.shape[-2:])
+            stride = 16
+            model = core_inputs.bind(model, node, video_vae=video_vae, audio_vae=audio_vae,
+                                     size=(size[0] * stride, size[1] * stride) if video_vae is not None else None)
         check_latent_fits_model(model, av_latent, node)
         progress = host.Progress(2)
         host.check_interrupt()

@@ -331,3 +331,90 @@ def metadata_disabled() -> bool:
     """True under ``--disable-metadata`` (then no workflow is embedded in saved files)."""
     cli = _comfy("comfy.cli_args")
     return bool(cli is not None and getattr(cli.args, "disable_metadata", False))
+
+
+# ------------------------------------------------------- core CLIP / VAE objects
+# What a core CLIP or VAE (from CLIPLoader / VAELoader) is, and running it. The checks
+# on what is described here live in nodes/core_inputs.py (pure: testable without the host).
+
+def describe_clip(clip) -> dict:
+    """A core CLIP -> {"family": the text-encoder key ComfyUI gave it (``umt5xxl`` for
+    CLIPLoader type ``wan``; ``t5xxl``, ``l``, ``g`` … otherwise), "width": embedding width or None}."""
+    model = getattr(clip, "cond_stage_model", None)
+    if model is None or not hasattr(clip, "tokenize"):
+        raise TypeError(f"expected a core CLIP (from CLIPLoader), got {type(clip).__name__}")
+    family = getattr(model, "clip_name", None)
+    width = None
+    inner = getattr(model, family, None) if family else None
+    transformer = getattr(inner, "transformer", None)
+    try:
+        width = int(transformer.get_input_embeddings().weight.shape[-1])
+    except Exception:  # noqa: BLE001 - a text encoder without an input embedding table
+        width = None
+    return {"family": family or type(model).__name__, "width": width}
+
+
+def encode_with_core_clip(clip, text: str) -> torch.Tensor:
+    """One text through a core CLIP -> its per-token embeddings ``[1, L, D]`` (float32, CPU).
+
+    For umT5 (CLIPLoader type ``wan``) ComfyUI pads to at least 512 tokens and zeroes the
+    padded rows, as Wan/Ovi's own encoder does."""
+    tokens = clip.tokenize(text)
+    out = clip.encode_from_tokens(tokens, return_dict=True)
+    return out["cond"].float().cpu()
+
+
+def describe_vae(vae) -> dict:
+    """A core VAE -> {"kind", "latent_channels", "latent_dim", "spatial", "temporal", "model"}.
+
+    kind: "wan2.2" (48 channels, 16x16 pixels and 4 frames per latent), "mmaudio16k"
+    (ComfyUI's MMAudio 16 kHz VAE + BigVGAN), or "other"."""
+    stage = getattr(vae, "first_stage_model", None)
+    if stage is None or not hasattr(vae, "decode"):
+        raise TypeError(f"expected a core VAE (from VAELoader), got {type(vae).__name__}")
+    model = type(stage).__module__ + "." + type(stage).__name__
+    channels, dim = int(getattr(vae, "latent_channels", 0)), int(getattr(vae, "latent_dim", 2))
+    ratio = getattr(vae, "upscale_ratio", None)
+    spatial = ratio[-1] if isinstance(ratio, (tuple, list)) else ratio
+    temporal = None
+    if isinstance(ratio, (tuple, list)) and callable(ratio[0]):
+        temporal = ratio[0](2) - ratio[0](1)  # frames added by one more latent frame
+    kind = "other"
+    if model.startswith("comfy.ldm.mmaudio."):
+        kind = "mmaudio16k"
+    elif dim == 3 and channels == 48 and spatial == 16 and temporal == 4:
+        kind = "wan2.2"
+    return {"kind": kind, "latent_channels": channels, "latent_dim": dim, "spatial": spatial,
+            "temporal": temporal, "model": model}
+
+
+def core_vae_encode(vae, frames: torch.Tensor) -> torch.Tensor:
+    """Frames ``[T, H, W, 3]`` in 0..1 through a core video VAE -> its raw latent ``[1, C, F, h, w]``."""
+    return vae.encode(frames.float().cpu()).float()
+
+
+TILE_PIXELS, TILE_OVERLAP_PIXELS, TILE_FRAMES, TILE_OVERLAP_FRAMES = 512, 64, 64, 8
+"""Core VAEDecodeTiled's defaults (pixels and frames)."""
+
+
+def core_vae_decode(vae, latent: torch.Tensor) -> torch.Tensor:
+    """A raw latent ``[1, C, F, h, w]`` through a core video VAE -> frames ``[1, T, H, W, 3]``.
+
+    Tiled (core ``decode_tiled``, VAEDecodeTiled's default tiles) under ``--lowvram`` /
+    ``--novram``; otherwise core's ``decode``, which itself retries tiled when the device
+    runs out of memory."""
+    if vram_mode() in ("low_vram", "no_vram"):
+        s = int(vae.spacial_compression_decode())
+        t = int(vae.temporal_compression_decode() or 1)
+        out = vae.decode_tiled(latent, tile_x=TILE_PIXELS // s, tile_y=TILE_PIXELS // s,
+                               overlap=TILE_OVERLAP_PIXELS // s, tile_t=max(2, TILE_FRAMES // t),
+                               overlap_t=max(1, TILE_OVERLAP_FRAMES // t))
+    else:
+        out = vae.decode(latent)
+    out = out.float()
+    return out if out.dim() == 5 else out[None]
+
+
+def core_vae_state_dict(vae) -> dict:
+    """The weights of a core VAE's model, as ComfyUI holds them (CPU copies)."""
+    return {k: v.detach().to("cpu") for k, v in vae.first_stage_model.state_dict().items()}

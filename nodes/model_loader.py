@@ -42,15 +42,35 @@ def model_files_for(model_name: str) -> str:
                 "or ComfyUI/models/diffusion_models/. Put it in ComfyUI/models/harmony/ (with its "
                 ".text.safetensors file beside it), press R to refresh the list, or pick "
                 f"'{BUNDLED}'.") from e
-    text = path[: -len(".safetensors")] + ".text.safetensors" if path.endswith(".safetensors") else path + ".text.safetensors"
+    if model_name != BUNDLED and not os.path.isfile(text_file(path)) and umt5_conditioned(path):
+        return path  # text encoder and codecs come from core CLIPLoader / VAELoader nodes
+    text = text_file(path)
     if not os.path.isfile(text):
         raise HarmonyInputError(
             f"{NODE}: {os.path.basename(path)} needs its text-encoder file {os.path.basename(text)} in the "
             f"same folder ({os.path.dirname(path)}). A Harmony model comes as two files, <name>.safetensors "
             f"and <name>.text.safetensors: copy both into ComfyUI/models/{host.MODEL_FOLDER}/ and press R. "
-            "Checkpoints conditioned on umT5 (Wan2.2 / Ovi) have no such file and cannot be loaded by "
-            "this node yet.")
+            "(Checkpoints conditioned on umT5, Ovi's or a Harmony 5b file, need no such file: they take "
+            "core CLIPLoader / VAELoader nodes; see docs/real_weights_comfyui.md.)")
     return path
+
+
+def text_file(path: str) -> str:
+    stem = path[: -len(".safetensors")] if path.endswith(".safetensors") else path
+    return stem + ".text.safetensors"
+
+
+def umt5_conditioned(path: str) -> bool:
+    """An Ovi fusion file, or a Harmony file whose config reads umT5-XXL text (the 5b configs):
+    its text encoder and codecs come from core nodes (header only; no weight is read)."""
+    try:
+        found = harmony_module("families").detect(path)
+    except Exception:  # noqa: BLE001 - an unreadable file: load_model says why
+        return False
+    if found.family == "ovi":
+        return True
+    meta = getattr(found.config, "meta", None) or {}
+    return found.family == "harmony" and meta.get("text_encoder") == "umt5-xxl"
 
 
 def resolve_offload(offload: str, device) -> str:
@@ -115,9 +135,13 @@ class HarmonyModelLoader:
         with actionable_errors("Harmony Model Loader",
                                "Set offload to block_swap (fewer resident_blocks) or cpu, "
                                "or dtype to fp8_e4m3fn."):
-            pipe = harmony_module("pipeline").HarmonyPipeline.from_pretrained(
-                path=path, dtype=dtype, offload=offload, resident_blocks=resident_blocks,
-                attention=attention, device=device)
+            if model_name != BUNDLED and not os.path.isfile(text_file(path)):
+                from .core_inputs import load_core_input_pipeline
+                pipe = load_core_input_pipeline(path, dtype, offload, resident_blocks, attention, device)
+            else:
+                pipe = harmony_module("pipeline").HarmonyPipeline.from_pretrained(
+                    path=path, dtype=dtype, offload=offload, resident_blocks=resident_blocks,
+                    attention=attention, device=device)
             managed(pipe).load()  # registered with ComfyUI's model management from the start
         summary = load_summary(pipe, path, offload)
         print(f"[Harmony] loaded {summary}")

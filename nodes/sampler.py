@@ -9,7 +9,7 @@ import inspect
 
 import torch
 
-from . import host
+from . import core_inputs, host
 from .errors import actionable_errors
 from .harmony_lib import harmony_module
 from .model_loader import managed
@@ -100,6 +100,12 @@ class HarmonySyncCFGSampler:
                                    "tooltip": "Text CFG on top of synccfg or none; 1 = off (one batched pass "
                                               "fewer). Unused with guidance=cfg, where sv / sa are the text scales."}),
             "solver": (solvers(), {"default": solvers()[-1], "tooltip": "ODE solver."}),
+        }, "optional": {
+            "video_vae": ("VAE", {"tooltip": "Core VAELoader with wan2.2_vae.safetensors: the video codec of "
+                                             "umT5 models (Ovi), for the first frame, driving video and SyncCFG's "
+                                             "blank-frame anchor. Leave empty for models with their own codecs."}),
+            "audio_vae": ("VAE", {"tooltip": "Core VAELoader with the MMAudio 16 kHz VAE: the audio codec of umT5 "
+                                             "models (Ovi). Leave empty for models with their own codecs."}),
         }}
 
     RETURN_TYPES = (HARMONY_AV_LATENT,)
@@ -110,10 +116,22 @@ class HarmonySyncCFGSampler:
     DESCRIPTION = "SyncCFG sampling of synchronized video and audio (T2AV / I2AV / A2V / V2A)."
 
     def sample(self, model, conditioning, seed, steps, seconds, width, height, shift, guidance,
-               sv, sa, text_cfg, solver):
+               sv, sa, text_cfg, solver, video_vae=None, audio_vae=None):
         node = "Harmony SyncCFG Sampler"
         check_type(model, HARMONY_MODEL, "model", node)
         check_type(conditioning, HARMONY_CONDITIONING, "conditioning", node)
+        pipe = model
+        video_vae = core_inputs.pick(node, "video VAE", ("the sampler's video_vae", video_vae),
+                                     ("Harmony Video Conditioning's video_vae", conditioning.video_vae))
+        audio_vae = core_inputs.pick(node, "audio VAE", ("the sampler's audio_vae", audio_vae),
+                                     ("Harmony Audio Conditioning's audio_vae", conditioning.audio_vae))
+        if core_inputs.is_unbound(model):  # core text encoder / codecs; the frame size is free
+            size = (height or model.frame_size[0], width or model.frame_size[1])
+            model = core_inputs.bind(model, node, clip=conditioning.clip, video_vae=video_vae,
+                                     audio_vae=audio_vae, size=size)
+            width = height = 0  # now the bound model's native size
+        elif video_vae is not None or audio_vae is not None or conditioning.clip is not None:
+            model = core_inputs.bind(model, node, clip=conditioning.clip, video_vae=video_vae, audio_vae=audio_vae)
         if conditioning.job == "A2V+V2A":
             raise HarmonyInputError(
                 f"{node}: the conditioning has both driving audio and driving video; keep one "
@@ -146,7 +164,7 @@ class HarmonySyncCFGSampler:
         elif preview is not None:  # a pipeline without previews: progress only
             callback = lambda step, total: progress.set(step, total)  # noqa: E731
         with actionable_errors(node, MEMORY_HINT):
-            managed(model).load()  # ComfyUI's model management: loaded once, kept while memory allows
+            managed(pipe).load()  # ComfyUI's model management: loaded once, kept while memory allows
             latent = model.sample(
                 conditioning.text, seconds=seconds, seed=seed, steps=steps, shift=shift,
                 sv=sv, sa=sa, text_cfg=text_cfg, guidance=guidance, solver=solver,

@@ -45,6 +45,9 @@ class AVConditioning:
     ref_voice: Optional[tuple] = None
     fit: str = "crop"
     notes: list = field(default_factory=list)
+    clip: object = None  # core CLIP the text was encoded with (the sampler's unconditional text)
+    video_vae: object = None  # core VAE wired to the video node (Wan2.2)
+    audio_vae: object = None  # core VAE wired to the audio node (MMAudio)
 
     def with_(self, **changes) -> "AVConditioning":
         """A copy with some fields replaced (node outputs are never mutated)."""

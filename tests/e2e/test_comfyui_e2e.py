@@ -24,7 +24,9 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PACK = "ComfyUI-Harmony"
-WORKFLOWS = sorted(f[:-5] for f in os.listdir(os.path.join(ROOT, "workflows")) if f.endswith(".json"))
+TEMPLATES = sorted(f[:-5] for f in os.listdir(os.path.join(ROOT, "workflows")) if f.endswith(".json"))
+# the real-scale templates need model files: tests/e2e/test_real_templates.py runs them
+WORKFLOWS = [n for n in TEMPLATES if not n.startswith("harmony_ovi_")]
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
 COMFYUI_PYTHON = os.environ.get("COMFYUI_PYTHON", sys.executable)
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -125,7 +127,7 @@ def test_pack_imports_and_registers(comfy):
     for core in ("CreateVideo", "SaveVideo"):
         assert core in info
     templates = _get(comfy["url"] + "/api/workflow_templates")
-    assert sorted(templates[PACK]) == WORKFLOWS
+    assert sorted(templates[PACK]) == TEMPLATES
     exts = _get(comfy["url"] + "/extensions")
     assert any(e.endswith(f"/extensions/{PACK}/harmony_av.js") for e in exts)
 

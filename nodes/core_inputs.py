@@ -1,0 +1,302 @@
+"""ComfyUI's own text encoder and VAEs as inputs of the Harmony nodes.
+
+A umT5-conditioned checkpoint (Ovi's fusion model, a Harmony 5b file) has no text
+encoder or codecs of its own in ComfyUI: the loader gives a pipeline whose text
+encoder and codecs are *unbound* (they know the shapes the model needs and say which
+core node to connect). The nodes bind what is wired to them:
+
+- core ``CLIP`` (CLIPLoader ``umt5_xxl_*.safetensors``, type ``wan``) -> the text node;
+- core ``VAE`` Wan2.2 (VAELoader ``wan2.2_vae.safetensors``) -> video codec;
+- core ``VAE`` MMAudio 16 kHz (VAELoader; ComfyUI 0.3.64 detects it) -> audio codec.
+  Core's own MMAudio encode/decode work at 44.1 kHz through torchaudio resampling; the
+  pack runs the *weights of that core VAE* through its own 16 kHz codec
+  (``harmony.codecs.mmaudio``), exactly what Ovi's audio tower was trained on, and
+  needs no torchaudio.
+
+Every check here runs on descriptions (``host.describe_clip`` / ``host.describe_vae``)
+before any compute, so a wrong wire is an error naming both sides. This module never
+imports ComfyUI: only ``host`` does.
+"""
+from __future__ import annotations
+
+import copy
+import weakref
+
+import torch
+
+from . import host
+from .harmony_lib import harmony_module
+from .types import HarmonyInputError
+
+CLIP_HINT = "CLIPLoader with umt5_xxl_fp8_e4m3fn_scaled.safetensors (or umt5_xxl_fp16 / bf16), type wan"
+VIDEO_VAE_HINT = "VAELoader with wan2.2_vae.safetensors"
+AUDIO_VAE_HINT = "VAELoader with ComfyUI's MMAudio 16 kHz VAE file"
+UMT5_FAMILY = "umt5xxl"
+VIDEO_LATENT_CHANNELS, AUDIO_LATENT_CHANNELS = 48, 20  # Wan2.2 VAE, MMAudio 16 kHz VAE
+SIZE_MULTIPLE = 32  # the Wan2.2 VAE's 16 pixels per latent x the DiT's 2x2 patch
+
+
+# ------------------------------------------------------------------ pure checks
+
+
+def check_clip(desc: dict, text_dims: dict, node: str) -> None:
+    """A core CLIP (``desc`` from ``host.describe_clip``) against the towers' text widths
+    (``{"video": 4096, "audio": 4096}``); raises before any text is encoded."""
+    family, width = desc.get("family"), desc.get("width")
+    if family != UMT5_FAMILY:
+        raise HarmonyInputError(
+            f"{node}: clip is a {family!r} text encoder, but this model reads umT5-XXL embeddings "
+            f"({UMT5_FAMILY}). Load it with {CLIP_HINT}.")
+    for tower, dim in text_dims.items():
+        if width is not None and dim is not None and int(width) != int(dim):
+            raise HarmonyInputError(
+                f"{node}: clip gives {width}-wide umT5 embeddings, but the model's {tower} tower reads "
+                f"{dim}-wide text. They are not a pair: use the umT5 the model was trained with.")
+
+
+def check_video_vae(desc: dict, want_channels: int, node: str, name: str = "video_vae") -> None:
+    """A core VAE as the video codec: the Wan2.2 VAE with the model's latent channels."""
+    if desc.get("kind") == "mmaudio16k":
+        raise HarmonyInputError(
+            f"{node}: {name} is the MMAudio audio VAE; the video codec must be the Wan2.2 VAE "
+            f"({VIDEO_VAE_HINT}). Wire the MMAudio VAE to audio_vae.")
+    if desc.get("kind") != "wan2.2" or desc.get("latent_channels") != want_channels:
+        what = (f"{desc.get('latent_channels')} latent channels, {desc.get('latent_dim')}-d latents"
+                + (f", {desc.get('spatial')} px per latent" if desc.get("spatial") else ""))
+        family = {4: " (an SD1/SDXL image VAE)", 16: " (an SD3/Flux image VAE or the Wan2.1 VAE)"}.get(
+            desc.get("latent_channels"), "")
+        raise HarmonyInputError(
+            f"{node}: {name} has {what}{family}; the model's video tower reads {want_channels}-channel "
+            f"video latents at 16 px and 4 frames per latent (the Wan2.2 VAE). Load {VIDEO_VAE_HINT}.")
+
+
+def check_audio_vae(desc: dict, want_channels: int, node: str, name: str = "audio_vae") -> None:
+    """A core VAE as the audio codec: ComfyUI's MMAudio 16 kHz VAE with the model's latent channels."""
+    if desc.get("kind") != "mmaudio16k":
+        raise HarmonyInputError(
+            f"{node}: {name} is not ComfyUI's MMAudio VAE ({desc.get('latent_channels')} latent channels, "
+            f"{desc.get('latent_dim')}-d latents, {desc.get('model')}); the model's audio tower reads "
+            f"{want_channels}-channel MMAudio 16 kHz latents. Load {AUDIO_VAE_HINT}.")
+    if desc.get("latent_channels") != want_channels:
+        raise HarmonyInputError(
+            f"{node}: {name} gives {desc.get('latent_channels')}-channel audio latents, but the model's "
+            f"audio tower reads {want_channels}. They are not a pair.")
+
+
+def check_frame_size(h: int, w: int, node: str) -> None:
+    if h <= 0 or w <= 0 or h % SIZE_MULTIPLE or w % SIZE_MULTIPLE:
+        raise HarmonyInputError(
+            f"{node}: with the Wan2.2 VAE, width and height must be positive multiples of {SIZE_MULTIPLE} "
+            f"(16 px per latent x the model's 2x2 patch), got {w}x{h}; e.g. 704x704 or 704x1280.")
+
+
+def fit_text(emb: torch.Tensor, text_len: int, log=print) -> torch.Tensor:
+    """Core's umT5 output ``[1, L, D]`` -> ``[1, text_len, D]``: cut or zero-padded (Wan/Ovi pad with zeros)."""
+    if emb.dim() != 3:
+        raise HarmonyInputError(f"clip: expected embeddings [1, tokens, width], got shape {tuple(emb.shape)}")
+    n = emb.shape[1]
+    if n > text_len:
+        if emb[:, text_len:].abs().amax() > 0:
+            log(f"the prompt is cut at {text_len} tokens (umT5's limit)")
+        return emb[:, :text_len]
+    return torch.nn.functional.pad(emb, (0, 0, 0, text_len - n))
+
+
+# ------------------------------------------------------------------ unbound parts
+
+
+def _missing(what: str, hint: str, where: str):
+    raise HarmonyInputError(
+        f"This model (umT5-conditioned: Ovi / Harmony 5b) has no {what} of its own in ComfyUI: "
+        f"connect {hint} to {where}.")
+
+
+class UnboundText:
+    """The text encoder of a model loaded without one: says which core node to connect."""
+
+    def to(self, *a, **k):
+        return self
+
+    def __call__(self, *a, **k):
+        _missing("text encoder", CLIP_HINT, "Harmony Text Conditioning's clip input")
+
+
+class UnboundVideoCodec:
+    """Wan2.2-VAE geometry without weights; encode/decode ask for a core VAE."""
+
+    spatial_stride, temporal_stride, fps = 16, 4, 24
+
+    def __init__(self, latent_channels: int, frame_size=(704, 704)):
+        self.latent_channels, self.frame_size = int(latent_channels), tuple(frame_size)
+
+    def encode(self, *a, **k):
+        _missing("video codec", VIDEO_VAE_HINT,
+                 "video_vae on Harmony SyncCFG Sampler, Video Conditioning and Decode")
+
+    decode = encode
+
+
+class UnboundAudioCodec:
+    """MMAudio 16 kHz geometry without weights; encode/decode ask for a core VAE."""
+
+    sample_rate, hop_length, latent_rate = 16000, 512, 16000 / 512
+
+    def __init__(self, latent_channels: int):
+        self.latent_channels = int(latent_channels)
+
+    def encode(self, *a, **k):
+        _missing("audio codec", AUDIO_VAE_HINT,
+                 "audio_vae on Harmony SyncCFG Sampler, Audio Conditioning and Decode")
+
+    decode = encode
+
+
+def is_unbound(pipe) -> bool:
+    """True for a pipeline whose text encoder and codecs come from core nodes."""
+    return isinstance(getattr(pipe, "conditioner", None), (UnboundText, CoreClipConditioner))
+
+
+def load_core_input_pipeline(path: str, dtype: str, offload: str, resident_blocks, attention: str, device,
+                             log=print):
+    """A umT5-conditioned model file alone -> a pipeline with unbound text encoder and codecs."""
+    checkpoint, pipeline, attn = (harmony_module(m) for m in ("checkpoint", "pipeline", "attention"))
+    attn.check_backend(attention)
+    store = "cpu" if offload in ("cpu", "block_swap") else device
+    model = checkpoint.load_model(path, dtype=dtype, device=store)
+    model.set_attention_backend(attention)
+    cfg = model.cfg
+    off = None
+    if offload == "block_swap":
+        off = harmony_module("offload").BlockSwap(model, resident_blocks=resident_blocks or 0, device=device)
+    elif offload == "cpu":
+        off = harmony_module("offload").cpu_offload(model, device)
+    else:
+        model.to(device)
+    codecs = pipeline.Codecs(UnboundVideoCodec(cfg.video.in_dim), UnboundAudioCodec(cfg.audio.in_dim))
+    compute = torch.float32 if torch.device(device).type == "cpu" else torch.bfloat16
+    return pipeline.HarmonyPipeline(model, UnboundText(), codecs, device, compute, off,
+                                    harmony_module("jobs").max_seconds(cfg), log)
+
+
+# ------------------------------------------------------------------ bound parts
+
+
+class CoreClipConditioner:
+    """The pipeline's conditioner over a core umT5 CLIP: Ovi's one prompt, the same
+    embedding for both towers (as ``harmony.stack.UMT5Conditioner``)."""
+
+    def __init__(self, clip, text_len: int, caption_tags: str = "audio", log=print):
+        self.clip, self.text_len, self.caption_tags, self.log = clip, int(text_len), caption_tags, log
+
+    def to(self, *a, **k):
+        return self
+
+    def __call__(self, prompts, captions, transcripts, refs, device=None):
+        ovi_prompt = harmony_module("umt5").ovi_prompt
+        Conditioning = harmony_module("model").Conditioning
+        rows = []
+        for p, c, t in zip(prompts, captions, transcripts):
+            emb = host.encode_with_core_clip(self.clip, ovi_prompt(p, t, c, self.caption_tags))
+            rows.append(fit_text(emb, self.text_len, self.log))
+        emb = torch.cat(rows).to(device) if device is not None else torch.cat(rows)
+        return Conditioning(emb, emb.clone(), None)
+
+
+def _latent_stats(channels: int):
+    wan = harmony_module("codecs.wan_vae")
+    if channels == len(wan.LATENT_MEAN):
+        return torch.tensor(wan.LATENT_MEAN), torch.tensor(wan.LATENT_STD)
+    return torch.zeros(channels), torch.ones(channels)
+
+
+class CoreVideoCodec:
+    """A core Wan2.2 VAE behind the pack's video-codec interface.
+
+    Latents are normalised per channel with Wan2.2's mean/std (what the DiT sees; core does the
+    same in its Wan22 latent format). ``encode(frames [B, T, H, W, 3])`` -> ``[B, 48, F, h, w]``;
+    ``decode(latent)`` -> ``frames [B, T, H, W, 3]`` in 0..1, tiled by core when memory asks."""
+
+    spatial_stride, temporal_stride, fps = 16, 4, 24
+
+    def __init__(self, vae, latent_channels: int, frame_size=(704, 704)):
+        self.vae, self.latent_channels, self.frame_size = vae, int(latent_channels), tuple(frame_size)
+        self.mean, self.std = _latent_stats(self.latent_channels)
+
+    def _stats(self, like):
+        shape = (1, -1, 1, 1, 1)
+        return self.mean.view(shape).to(like), self.std.view(shape).to(like)
+
+    @torch.no_grad()
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        out = []
+        for clip in frames:
+            z = host.core_vae_encode(self.vae, clip)
+            mean, std = self._stats(z)
+            out.append((z - mean) / std)
+        return torch.cat(out).to(frames.device)
+
+    @torch.no_grad()
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        mean, std = self._stats(latent.float().cpu())
+        frames = host.core_vae_decode(self.vae, latent.float().cpu() * std + mean)
+        return frames.clamp(0, 1).to(latent.device)
+
+
+_AUDIO_CODECS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def audio_codec_from_core_vae(vae, device):
+    """The pack's MMAudio codec over the weights of a core MMAudio VAE (made once per core VAE)."""
+    codec = _AUDIO_CODECS.get(vae)
+    if codec is None:
+        mmaudio = harmony_module("codecs.mmaudio")
+        codec = mmaudio.MMAudioCodec.from_files(host.core_vae_state_dict(vae), None, device="cpu")
+        _AUDIO_CODECS[vae] = codec
+    return codec.to(device)
+
+
+def pick(node: str, name: str, *candidates):
+    """The one VAE among those wired (the node's own input, the conditioning's); two different
+    ones are an error, since latents of one cannot be read by the other."""
+    wired = [(where, v) for where, v in candidates if v is not None]
+    for where, v in wired[1:]:
+        if v is not wired[0][1]:
+            raise HarmonyInputError(
+                f"{node}: two different {name}s are connected ({wired[0][0]} and {where}); wire the same "
+                f"VAELoader to both, or only one.")
+    return wired[0][1] if wired else None
+
+
+def bind(pipe, node: str, clip=None, video_vae=None, audio_vae=None, size=None):
+    """``pipe`` with the core parts that are wired bound in (a shallow copy: the loaded model
+    is shared, the node's output is never mutated). Every check runs before any compute."""
+    if clip is None and video_vae is None and audio_vae is None and size is None:
+        return pipe
+    cfg = pipe.model.cfg
+    bound = copy.copy(pipe)
+    bound._anchors, bound._silent, bound._blanks = None, None, {}  # anchors belong to the codecs
+    video, audio = pipe.codecs.video, pipe.codecs.audio
+    if clip is not None:
+        text_dims = {"video": cfg.video.text_dim, "audio": cfg.audio.text_dim}
+        if not is_unbound(pipe):
+            raise HarmonyInputError(
+                f"{node}: clip is connected, but this model has its own text encoder (its "
+                ".text.safetensors file); disconnect clip, or load a umT5-conditioned model "
+                "(Ovi / Harmony 5b).")
+        check_clip(host.describe_clip(clip), text_dims, node)
+        bound.conditioner = CoreClipConditioner(clip, cfg.video.text_len, log=pipe.log)
+    if video_vae is not None:
+        check_video_vae(host.describe_vae(video_vae), cfg.video.in_dim, node)
+        video = CoreVideoCodec(video_vae, cfg.video.in_dim, getattr(video, "frame_size", (704, 704)))
+    if audio_vae is not None:
+        check_audio_vae(host.describe_vae(audio_vae), cfg.audio.in_dim, node)
+        audio = audio_codec_from_core_vae(audio_vae, pipe.device)
+    if size is not None:
+        if not isinstance(video, (CoreVideoCodec, UnboundVideoCodec)):
+            raise HarmonyInputError(f"{node}: this model's own video codec has a fixed frame size.")
+        check_frame_size(size[0], size[1], node)
+        video = copy.copy(video)
+        video.frame_size = tuple(size)
+    bound.codecs = harmony_module("pipeline").Codecs(video, audio)
+    bound.fps, bound.sample_rate = float(video.fps), int(audio.sample_rate)
+    return bound
