@@ -84,6 +84,7 @@ VARIANTS = (
 )
 BY_NAME = {v.name: v for v in VARIANTS}
 DRIFT = ("L0", "D")  # joint only vs Cross-Task, same architecture
+PRIORITY = ("A", "B", "C", "D", "L0", "L1", "W2", "W4")
 
 
 @dataclass
@@ -129,7 +130,7 @@ def plan(s: Settings) -> list:
     """Every training and evaluation task, in a good order to run them (long ones first)."""
     pool = os.path.join(s.out, "pool.safetensors")
     tasks, evals = [], []
-    order = sorted(s.variants, key=lambda v: BY_NAME[v].tasks == "joint")  # 3-task runs are ~3x longer
+    order = sorted(s.variants, key=lambda v: PRIORITY.index(v))  # the main rows and the drift pair first
     for v in order:
         for seed in s.seeds:
             name = run_name(v, seed)
