@@ -28,9 +28,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import shlex
+import sys
 import time
+import weakref
 
 import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from .config import HarmonyConfig, get_config
 from .model import Conditioning, HarmonyModel
@@ -111,16 +117,40 @@ def model_flops(cfg: HarmonyConfig, grid, n_audio: int, n_ref: int = 0, batch: i
             "attention": batch * attention}
 
 
-def clip_tokens_5b(seconds: float = 5.0, width: int = 1280, height: int = 704):
-    """Video grid and audio tokens of the full ``5b`` model for a clip (Wan2.2 VAE, MMAudio latents)."""
-    cfg = get_config("5b")
+def real_tokens(cfg: HarmonyConfig, seconds: float = 5.0, size=(704, 704)) -> dict:
+    """Token counts of one clip, by the pipeline's rules (``HarmonyPipeline.sample``).
+
+    Frames: ``round(seconds * fps)`` cut to ``stride * (n // stride) + 1`` (the Wan VAE's
+    first latent frame covers one frame, every further one ``stride``); latent frames
+    ``1 + (frames - 1) // stride``; latent size ``size / spatial stride``; video tokens the
+    patch grid; audio tokens ``ceil(seconds * audio latent rate)``. 5 s at 24 fps, 704x704:
+    121 frames -> 31 x 44 x 44 latents -> 31 x 22 x 22 = 15,004 tokens; 157 audio tokens.
+    """
     m = cfg.meta
-    frames = int(seconds * m["video_fps"]) + 1
-    f = (frames - 1) // m["video_temporal_stride"] + 1
-    s = m["video_spatial_stride"]
+    for key in ("video_fps", "video_temporal_stride", "video_spatial_stride", "audio_latent_rate"):
+        if key not in m:
+            raise ValueError(f"config has no meta[{key!r}] (the codec geometry); use a real-scale config such as 5b")
+    if not seconds > 0:
+        raise ValueError(f"seconds must be > 0, got {seconds!r}")
+    ts, s = int(m["video_temporal_stride"]), int(m["video_spatial_stride"])
     pt, ph, pw = cfg.video.patch_size
-    grid = (f // pt, height // s // ph, width // s // pw)
-    return grid, int(round(seconds * m["audio_latent_rate"]))
+    h, w = (int(x) for x in size)
+    if h % (s * ph) or w % (s * pw) or h <= 0 or w <= 0:
+        raise ValueError(f"size {h}x{w}: height and width must be positive multiples of {s * ph} "
+                         f"(VAE stride {s} x patch {ph}), e.g. 704x704")
+    frames = int(round(seconds * m["video_fps"]))
+    frames = ts * (frames // ts) + 1
+    latent = (1 + (frames - 1) // ts, h // s, w // s)
+    grid = (latent[0] // pt, latent[1] // ph, latent[2] // pw)
+    n_audio = math.ceil(seconds * m["audio_latent_rate"] - 1e-6)
+    return {"seconds": seconds, "size": (h, w), "frames": frames, "latent": latent, "grid": grid,
+            "video_tokens": math.prod(grid), "audio_tokens": n_audio}
+
+
+def clip_tokens_5b(seconds: float = 5.0, width: int = 704, height: int = 704):
+    """Video grid and audio tokens of the full ``5b`` model for a clip (``real_tokens``)."""
+    t = real_tokens(get_config("5b"), seconds, (height, width))
+    return t["grid"], t["audio_tokens"]
 
 
 # --- memory ---------------------------------------------------------------------
@@ -161,8 +191,13 @@ def _fill_random_(model: HarmonyModel, seed: int = 0):
     """
     g = torch.Generator().manual_seed(seed)
     pool = torch.randn(1 << 22, generator=g)
+    pools = {}
     with torch.no_grad():
         for name, p in model.named_parameters():
+            key = (p.device, p.dtype)
+            if key not in pools:  # one copy of the pool per device and dtype: no cross-device copy per chunk
+                pools[key] = pool.to(p.device, p.dtype)
+            src = pools[key]
             flat = p.view(-1)
             if p.dim() == 1 and "norm" in name:
                 flat.fill_(1.0)
@@ -170,7 +205,7 @@ def _fill_random_(model: HarmonyModel, seed: int = 0):
             scale = 1.0 / math.sqrt(p[0].numel()) if p.dim() >= 2 else 0.02
             for i in range(0, flat.numel(), pool.numel()):
                 n = min(pool.numel(), flat.numel() - i)
-                flat[i:i + n].copy_(pool[:n]).mul_(scale)
+                flat[i:i + n].copy_(src[:n]).mul_(scale)
     return model
 
 
@@ -320,38 +355,434 @@ def tiny_rows(device, repeats, out):
 
 def weight_bytes_5b():
     """Bytes of the full 5b model's weights per storage format (meta device, no allocation)."""
-    cfg = get_config("5b")
+    t = model_weight_table(get_config("5b"))
+    return {"params": t["params"], "fp32": 4 * t["params"], "bf16": t["bf16"], "fp8": t["fp8"]}
+
+
+# --- memory plan: counted on the meta device (shapes only, nothing allocated) -----------------
+
+GiB = 2 ** 30
+
+PLAN_BUDGETS_GIB = (24, 32, 80)
+PLAN_RESERVE_GIB = 1.0
+"""Kept free on every card in the plan: the CUDA context, cuBLAS / cuDNN workspaces and allocator
+rounding (none of which ``torch.cuda.max_memory_allocated`` counts). An assumption, not measured."""
+
+UMT5_XXL = {"vocab": 256384, "d_model": 4096, "d_kv": 64, "heads": 64, "layers": 24, "d_ff": 10240, "buckets": 32}
+"""umT5-XXL encoder geometry (the shapes of ``models_t5_umt5-xxl-enc-bf16.pth`` / ``umt5_xxl_*.safetensors``)."""
+
+
+def umt5_encoder_params(vocab, d_model, d_kv, heads, layers, d_ff, buckets) -> int:
+    """Parameters of a umT5 encoder (``transformers.UMT5EncoderModel``): the shared embedding, per layer
+    a LayerNorm weight, q/k/v/o (``d_model x heads*d_kv`` each), its own relative-position bias
+    (``buckets x heads``), a second LayerNorm and the gated FFN (wi_0, wi_1, wo), and the final norm."""
+    inner = heads * d_kv
+    per_layer = d_model + 4 * d_model * inner + buckets * heads + d_model + 3 * d_model * d_ff
+    return vocab * d_model + layers * per_layer + d_model
+
+
+def _layer_index(name: str):
+    """``i`` for a tensor inside transformer layer i (``...blocks.i...``), else None."""
+    parts = name.split(".")
+    for j, p in enumerate(parts[:-1]):
+        if p == "blocks" and parts[j + 1].isdigit():
+            return int(parts[j + 1])
+    return None
+
+
+def weight_table(entries, fp8_names=()) -> dict:
+    """Bytes of a model's weights per storage format, from ``(name, shape, bytes per value)`` entries,
+    the bytes being those of the bf16-stored model (2 B; 4 B for the tensors the model keeps in fp32
+    whatever the storage dtype: Wan's time embedding, time projection and modulation).
+
+    bf16: those bytes. fp8 (``load_model(dtype="fp8_e4m3fn")``): 1 B per value of the names in
+    `fp8_names` (the block Linear weights) plus one 4 B float32 scale each; the rest as in bf16.
+    Returns totals and the same split into non-block tensors (``fixed``) and per-layer tensors
+    (``layers[i]``: video block i + audio block i), which is what block swap moves.
+    """
+    fp8_names = set(fp8_names)
+    out = {"params": 0, "bf16": 0, "fp8": 0, "fixed": {"bf16": 0, "fp8": 0}, "layers": {}}
+    for name, shape, width in entries:
+        n = math.prod(shape)
+        b16 = width * n
+        b8 = n + 4 if name in fp8_names else b16
+        out["params"] += n
+        out["bf16"] += b16
+        out["fp8"] += b8
+        i = _layer_index(name)
+        slot = out["fixed"] if i is None else out["layers"].setdefault(i, {"bf16": 0, "fp8": 0})
+        slot["bf16"] += b16
+        slot["fp8"] += b8
+    return out
+
+
+def model_weight_table(cfg: HarmonyConfig) -> dict:
+    """``weight_table`` of the model built on the meta device (no weights allocated) and converted to
+    bf16 there by the model's own rule (what stays fp32 is read off the result)."""
+    from .checkpoint import quantizable_weights
+
     with torch.device("meta"):
-        model = HarmonyModel(cfg)
-    total = fp8_able = 0
-    for name, p in model.named_parameters():
-        total += p.numel()
-        if ".blocks." in name and name.endswith(".weight") and p.dim() == 2:
-            fp8_able += p.numel()
-    return {"params": total, "fp32": 4 * total, "bf16": 2 * total,
-            "fp8": fp8_able + 2 * (total - fp8_able)}
+        model = HarmonyModel(cfg).to(torch.bfloat16)
+    entries = [(n, tuple(t.shape), t.element_size()) for n, t in model.state_dict().items()]
+    return weight_table(entries, quantizable_weights(model))
+
+
+def device_weight_bytes(table: dict, fmt: str, resident=None, prefetch: bool = True) -> int:
+    """Weight bytes on the device: everything (``resident=None``), or under ``BlockSwap`` with
+    `resident` layers kept: non-block tensors + the resident layers + the streamed layers present
+    at once (the running one and, with prefetch, the next one)."""
+    fixed = table["fixed"][fmt]
+    layers = [table["layers"][i][fmt] for i in sorted(table["layers"])]
+    if resident is None:
+        return fixed + sum(layers)
+    if not 0 <= resident <= len(layers):
+        raise ValueError(f"resident must be in 0..{len(layers)}, got {resident}")
+    streamed = layers[resident:]
+    at_once = sorted(streamed, reverse=True)[: (2 if prefetch else 1)]
+    return fixed + sum(layers[:resident]) + sum(at_once)
+
+
+class LiveBytes(TorchDispatchMode):
+    """Peak bytes of the tensor storages created inside the mode that are alive at the same time
+    (what ``torch.cuda.max_memory_allocated`` counts, less workspaces and allocator rounding).
+    Works on the meta device, where nothing is computed."""
+
+    def __init__(self):
+        super().__init__()
+        self.live: dict = {}
+        self.now = self.peak = 0
+
+    def _free(self, key):
+        entry = self.live.get(key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] == 0:
+            self.now -= entry[0]
+            del self.live[key]
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor):
+                st = t.untyped_storage()
+                key = st._cdata
+                if key not in self.live:
+                    self.live[key] = [st.nbytes(), 0]
+                    self.now += st.nbytes()
+                    self.peak = max(self.peak, self.now)
+                self.live[key][1] += 1
+                weakref.finalize(t, self._free, key)
+        return out
+
+
+class FusedAttention(TorchFunctionMode):
+    """``scaled_dot_product_attention`` as the fused GPU kernels run it (flash / memory-efficient):
+    only the output [B, H, Lq, Dv] and the row log-sum-exp [B, H, Lq] fp32 are allocated, never the
+    Lq x Lk score matrix (the meta device would otherwise take torch's math fallback)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is torch.nn.functional.scaled_dot_product_attention:
+            q, v = args[0], args[2]
+            out = torch.empty(*q.shape[:-1], v.shape[-1], dtype=q.dtype, device=q.device)
+            lse = torch.empty(*q.shape[:-1], dtype=torch.float32, device=q.device)
+            del lse
+            return out
+        return func(*args, **(kwargs or {}))
+
+
+def step_activation_bytes(cfg: HarmonyConfig, tokens: dict, mode: str, fmt: str = "bf16", n_ref: int = 0) -> int:
+    """Peak live bytes of one guided sampling step (``SyncCFG`` denoiser, batched) of the model on the
+    meta device, compute bf16, weights stored as `fmt`: everything the step creates (latents in the
+    network dtype, the batched inputs, every layer's activations, fp8 weights cast on use, the
+    outputs and the guidance arithmetic in fp32), not the weights themselves."""
+    from .guidance import Guidance, SyncCFG
+    from .jobs import Job
+
+    dt = torch.bfloat16
+    with torch.device("meta"):
+        model = HarmonyModel(cfg).to(dt).eval()
+    if fmt == "fp8":
+        _to_fp8_(model)
+    f, h, w = tokens["latent"]
+    meta = torch.device("meta")
+    zv = torch.empty(1, cfg.video.in_dim, f, h, w, device=meta)
+    za = torch.empty(1, tokens["audio_tokens"], cfg.audio.in_dim, device=meta)
+    ctx = torch.empty(1, cfg.video.text_len, cfg.video.text_dim, device=meta, dtype=dt)
+    ref = torch.empty(1, n_ref, cfg.audio.in_dim, device=meta, dtype=dt) if n_ref else None
+    cond = Conditioning(ctx, ctx, ref)
+    uncond = Conditioning(ctx, ctx, ref)
+    den = SyncCFG(model, cond, Guidance(mode, batched=True), Job(), uncond,
+                  torch.empty(cfg.audio.in_dim, device=meta), dtype=dt)
+    sv = torch.full((1, f), 0.7, dtype=torch.float64, device=meta)
+    sa = torch.full((1,), 0.7, dtype=torch.float64, device=meta)
+    den._batched_cond(den.passes(zv, za, sv, sa), dt, meta)  # conditioning prepared once per run, not per step
+    with torch.no_grad(), FusedAttention(), LiveBytes() as track:
+        out = den(zv, za, sv, sa)
+        del out
+    return track.peak
+
+
+def vae_decode_bytes(tokens: dict, dtype=torch.bfloat16) -> tuple:
+    """(decoder weight bytes, peak live bytes) of the Wan2.2 VAE decode of the clip, tiled as
+    ``WanVAE.decode`` does by default, on the meta device in `dtype` (the pipeline's compute dtype)."""
+    from .codecs.wan_vae import WanVAE
+
+    with torch.device("meta"):
+        vae = WanVAE().to(dtype).eval()
+    dec = sum(p.numel() * p.element_size() for m in (vae.decoder, vae.conv2) for p in m.parameters())
+    f, h, w = tokens["latent"]
+    z = torch.empty(1, vae.z_dim, f, h, w, device="meta", dtype=dtype)
+    with torch.no_grad(), FusedAttention(), LiveBytes() as track:
+        out = vae.decode(z)
+        del out
+    return dec, track.peak, (vae.tile, vae.tile_overlap)
+
+
+def plan_rows(weights: dict, act: dict, text_bytes: int, vae_bytes: int, options) -> list:
+    """Peak device bytes per option: ``max`` of the three phases that do not overlap in time.
+
+    `weights[option]`: DiT weight bytes on the device for that option; `act[mode]` (and
+    ``act[(mode, fmt)]`` when given): step activations; `text_bytes`: umT5 weights + activations
+    (encoded before sampling, freed after); `vae_bytes`: Wan decoder weights + tiled decode peak
+    (after sampling). The DiT weights on the device stay there through all three phases.
+    Returns ``[(option, mode, dit_weights, text_phase, step_phase, decode_phase, peak)]``.
+    """
+    rows = []
+    for option, fmt in options:
+        w = weights[option]
+        for mode in ("cfg", "synccfg"):
+            a = act.get((mode, fmt), act.get(mode))
+            phases = (w + text_bytes, w + a, w + vae_bytes)
+            rows.append((option, mode, w) + phases + (max(phases),))
+    return rows
+
+
+def fits(peak_bytes: int, budget_gib: float, reserve_gib: float = PLAN_RESERVE_GIB) -> bool:
+    """The plan's rule: the peak fits a card of `budget_gib` when it is at most budget - reserve."""
+    return peak_bytes <= (budget_gib - reserve_gib) * GiB
+
+
+def memory_plan(cfg: HarmonyConfig, tokens: dict, residents=(0, 4, 10), n_ref: int = 0, print_fn=print) -> list:
+    """Print (and return the rows of) the memory plan for `cfg` at the clip `tokens`."""
+    g = lambda b: f"{b / GiB:.2f}"  # noqa: E731
+    table = model_weight_table(cfg)
+    L = cfg.num_layers
+    per_layer = {fmt: table["layers"][0][fmt] for fmt in ("bf16", "fp8")}
+    print_fn(f"memory plan: {cfg.video.dim}-wide {L}-layer GLDI model ({cfg.interaction}), "
+             f"{table['params'] / 1e9:.3f} B params, counted on the meta device (nothing allocated)")
+    print_fn(f"clip: {tokens['seconds']:g} s {tokens['size'][0]}x{tokens['size'][1]}: {tokens['frames']} frames -> "
+             f"latent {'x'.join(map(str, tokens['latent']))} -> {'x'.join(map(str, tokens['grid']))} = "
+             f"{tokens['video_tokens']:,} video tokens; {tokens['audio_tokens']} audio tokens"
+             + (f" + {n_ref} reference-voice tokens" if n_ref else " (no reference voice)")
+             + f"; text {cfg.video.text_len} rows x {cfg.video.text_dim} per tower")
+    print_fn("1 GiB = 2^30 B. Weights (bytes per value: bf16 2 B, but 4 B for the time embedding / projection and "
+             "modulation tensors the model keeps in fp32; fp8 e4m3fn: 1 B for the block Linear weights + a 4 B scale "
+             "each, the rest as in bf16):")
+    fx, ly = table["fixed"], per_layer
+    for fmt in ("bf16", "fp8"):
+        print_fn(f"  {fmt:4}: non-block {g(fx[fmt])} GiB + {L} layers x {g(ly[fmt])} GiB = {g(table[fmt])} GiB")
+    weights, options = {}, []
+    for fmt in ("bf16", "fp8"):
+        name = f"{fmt}, resident"
+        weights[name] = device_weight_bytes(table, fmt)
+        options.append((name, fmt))
+    for r in residents:
+        if r >= L:
+            continue
+        name = f"fp8 + block swap, {r} resident"
+        weights[name] = device_weight_bytes(table, "fp8", r)
+        options.append((name, "fp8"))
+        print_fn(f"  fp8 + block swap with {r} resident: non-block {g(fx['fp8'])} + {r} x {g(ly['fp8'])} resident "
+                 f"+ 2 x {g(ly['fp8'])} streamed (running + prefetched) = {g(weights[name])} GiB on the device")
+    act = {}
+    for mode, batch in (("cfg", 2), ("synccfg", 3)):
+        for fmt in ("bf16", "fp8"):
+            act[(mode, fmt)] = step_activation_bytes(cfg, tokens, mode, fmt, n_ref)
+        v, a = tokens["video_tokens"] * batch, (tokens["audio_tokens"] + n_ref) * batch
+        print_fn(f"step activations, {'plain CFG' if mode == 'cfg' else 'SyncCFG batched'} (batch {batch}: "
+                 f"{v:,} video + {a:,} audio token rows): bf16 weights {g(act[(mode, 'bf16')])} GiB, fp8 weights "
+                 f"{g(act[(mode, 'fp8')])} GiB (the bf16 copy of an fp8 weight in use is counted; equal when the peak is "
+                 f"elsewhere); "
+                 f"e.g. one {cfg.video.dim}-wide bf16 residual stream = {v:,} x {cfg.video.dim} x 2 B = "
+                 f"{g(v * cfg.video.dim * 2)} GiB, one FFN hidden = {v:,} x {cfg.video.ffn_dim} x 2 B = "
+                 f"{g(v * cfg.video.ffn_dim * 2)} GiB")
+    u = UMT5_XXL
+    n_t5 = umt5_encoder_params(**u)
+    t5_w = 2 * n_t5
+    t5_act = 2 * (u["heads"] * cfg.video.text_len ** 2 * 4) + 4 * cfg.video.text_len * u["d_ff"] * 2
+    text_bytes = t5_w + t5_act
+    print_fn(f"umT5-XXL encoder (loaded for encoding, freed before sampling): {n_t5 / 1e9:.3f} B params x 2 B (bf16) = "
+             f"{g(t5_w)} GiB + activations <= 2 x {u['heads']} heads x {cfg.video.text_len}^2 x 4 B (scores) + "
+             f"4 x {cfg.video.text_len} x {u['d_ff']} x 2 B (FFN) = {g(t5_act)} GiB -> {g(text_bytes)} GiB")
+    dec_w, dec_act, (tile, overlap) = vae_decode_bytes(tokens)
+    vae_bytes = dec_w + dec_act
+    print_fn(f"Wan2.2 VAE decode (bf16, tiles of {tile} latents overlapping {overlap}, frames assembled on the "
+             f"device): decoder weights {g(dec_w)} GiB + peak live tensors {g(dec_act)} GiB = {g(vae_bytes)} GiB")
+    print_fn(f"peak = DiT weights on the device + max(text encoding, one sampling step, VAE decode); "
+             f"fits a card when peak <= card - {PLAN_RESERVE_GIB:g} GiB reserve (CUDA context, workspaces: assumed)")
+    rows = plan_rows(weights, act, text_bytes, vae_bytes, options)
+    head = (f"{'DiT weights':31} | {'guidance':15} | {'weights':>7} | {'+text':>6} | {'+step':>6} | {'+decode':>7} "
+            f"| {'peak':>6} | " + " | ".join(f"{b:>2} GB" for b in PLAN_BUDGETS_GIB))
+    print_fn(head)
+    print_fn("-" * len(head))
+    for option, mode, w, tp, sp, dp, peak in rows:
+        fit = " | ".join(f"{'yes' if fits(peak, b) else 'no':>5}" for b in PLAN_BUDGETS_GIB)
+        print_fn(f"{option:31} | {'plain CFG (B=2)' if mode == 'cfg' else 'SyncCFG (B=3)':15} | {g(w):>7} | "
+                 f"{g(tp):>6} | {g(sp):>6} | {g(dp):>7} | {g(peak):>6} | {fit}")
+    print_fn("(GiB; +text / +step / +decode: DiT weights plus that phase. Not counted: the MMAudio VAE + BigVGAN "
+             "(decoded after the video, far smaller), the Wan encoder for SyncCFG's blank frame (one frame), "
+             "cuDNN workspaces, fragmentation)")
+    return rows
+
+
+# --- rows at the real token counts -------------------------------------------------------------
+
+REAL_ROWS = ("bf16-cfg", "bf16-sync", "fp8-cfg", "fp8-sync", "swap-cfg", "swap-sync")
+"""Real-shape rows: weights bf16 or fp8 (block Linear weights e4m3fn, scaled), resident or fp8 under
+``BlockSwap`` with ``--resident`` layers kept; guidance plain CFG (one forward, batch 2) or SyncCFG
+batched (one forward, batch 3)."""
+
+
+def real_rows(device, cfg: HarmonyConfig, tokens: dict, wanted, repeats: int, warmup: int, resident: int,
+              n_ref: int, out: list, log=print):
+    from .guidance import Guidance, SyncCFG
+    from .jobs import Job
+
+    dt = torch.bfloat16
+    t0 = time.perf_counter()
+    with torch.device("meta"):
+        model = HarmonyModel(cfg).to(dt)
+    model = _fill_random_(model.to_empty(device=device)).eval()
+    log(f"  built the {cfg.num_layers}-layer model (bf16, random weights filled in place) in "
+        f"{time.perf_counter() - t0:.1f} s")
+    g = torch.Generator().manual_seed(1)
+    f, h, w = tokens["latent"]
+    zv = torch.randn(1, cfg.video.in_dim, f, h, w, generator=g).to(device)  # fp32 ODE state, as the sampler keeps it
+    za = torch.randn(1, tokens["audio_tokens"], cfg.audio.in_dim, generator=g).to(device)
+    ctx = torch.randn(1, cfg.video.text_len, cfg.video.text_dim, generator=g).to(device, dt)
+    ref = torch.randn(1, n_ref, cfg.audio.in_dim, generator=g).to(device, dt) if n_ref else None
+    cond = Conditioning(ctx, ctx.clone(), ref)
+    uncond = Conditioning(torch.zeros_like(ctx), torch.zeros_like(ctx), ref)
+    silent = torch.randn(cfg.audio.in_dim, generator=g).to(device)
+    sv = torch.full((1, f), 0.7, dtype=torch.float64, device=device)
+    sa = torch.full((1,), 0.7, dtype=torch.float64, device=device)
+    grid, n_audio = tokens["grid"], tokens["audio_tokens"]
+    order = [r for r in REAL_ROWS if r in wanted]  # bf16 rows before fp8 (quantising is one-way)
+    quantised, swap = False, None
+    for row in order:
+        weights, mode = row.split("-")
+        if weights in ("fp8", "swap") and not quantised:
+            _to_fp8_(model)
+            quantised = True
+        if weights == "swap" and swap is None:
+            from .offload import BlockSwap
+
+            model.to("cpu")
+            swap = BlockSwap(model, resident_blocks=min(resident, cfg.num_layers), device=device)
+        mode = "synccfg" if mode == "sync" else "cfg"
+        den = SyncCFG(model, cond, Guidance(mode, batched=True), Job(), uncond, silent, dtype=dt)
+        passes = den.passes(zv, za, sv, sa)
+        den._batched_cond(passes, dt, device)  # conditioning-only work: once per sampling run, not timed
+        batch = len(passes)
+        _sync(device)
+        resettable = _reset_peak(device)
+        times, cpu = [], []
+        for i in range(warmup + repeats):
+            _sync(device)
+            t1, c1 = time.perf_counter(), time.process_time()
+            den(zv, za, sv, sa)
+            _sync(device)
+            if i >= warmup:
+                times.append(time.perf_counter() - t1)
+                cpu.append(time.process_time() - c1)
+        peak = _peak_gib(device, resettable)
+        sec, cpu_sec = sorted(times)[len(times) // 2], sorted(cpu)[len(cpu) // 2]
+        fl = model_flops(cfg, grid, n_audio, n_ref, batch=batch)["step"]
+        label = {"bf16": "bf16", "fp8": "fp8 e4m3fn storage", "swap": f"fp8 + block swap {swap.resident_blocks if swap else resident} res."}[weights]
+        label += ", " + ("plain CFG" if mode == "cfg" else "SyncCFG")
+        out.append((device.type, label, batch, sec, cpu_sec, fl / 1e9, fl / sec / 1e9, peak,
+                    _peak_fraction(device, dt, fl / sec / 1e9)))
+        log(f"  {label}: batch {batch}, {sec:.3f} s/step")
+    if swap is not None:
+        log(f"  block swap: {len(swap.layers)} of {cfg.num_layers} layers streamed, {swap.copies} tensor copies, "
+            f"{swap.bytes_copied / GiB:.2f} GiB copied over all swap rows")
+        swap.remove()
+    del model
+
+
+def print_real_rows(rows, print_fn=print):
+    head = (f"{'device':6} | {'row':34} | {'batch':>5} | {'s/step':>9} | {'CPU s':>8} | {'GFLOP':>9} | "
+            f"{'GFLOP/s':>8} | {'peak GiB':>8} | of device peak")
+    print_fn(head)
+    print_fn("-" * len(head))
+    for dev, label, batch, sec, cpu_sec, gf, gfs, peak, frac in rows:
+        print_fn(f"{dev:6} | {label:34} | {batch:5d} | {sec:9.3f} | {cpu_sec:8.1f} | {gf:9.1f} | {gfs:8.1f} | "
+                 f"{'n/a' if peak is None else f'{peak:8.2f}':>8} | {frac}")
+    by = {label: sec for _, label, _, sec, *_ in rows}
+    for w in ("bf16", "fp8 e4m3fn storage"):
+        c, s = by.get(f"{w}, plain CFG"), by.get(f"{w}, SyncCFG")
+        if c and s:
+            print_fn(f"ratio SyncCFG / plain CFG step ({w}): {s / c:.2f} (target <= 1.5)")
+    for mode in ("plain CFG", "SyncCFG"):
+        b, f8 = by.get(f"bf16, {mode}"), by.get(f"fp8 e4m3fn storage, {mode}")
+        if b and f8:
+            print_fn(f"speed-up fp8 / bf16 ({mode}): {b / f8:.2f}x (target >= 1.3x where the GPU has fp8 matmuls; "
+                     "harmony casts fp8 weights to bf16 on use, no fp8 matmul)")
+        sw = [sec for _, label, _, sec, *_ in rows if label.startswith("fp8 + block swap") and label.endswith(mode)]
+        if sw and f8:
+            print_fn(f"block swap slow-down over resident fp8 ({mode}): {100 * (sw[0] / f8 - 1):+.0f} % (target <= +25 %)")
+
+
+def _parse_size(text):
+    try:
+        h, w = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--size: {text!r} is not HxW (e.g. 704x704)") from None
+    return h, w
 
 
 def main(argv=None):
     from .cli import Parser, program
 
     ap = Parser(prog=f"{program()} bench", description="Speed and memory, measured: seconds per sampling step\n"
-                "and peak memory, per precision and guidance mode.")
-    ap.add_argument("--repeats", type=int, default=2, help="timed calls per row (after one warm-up call)")
-    ap.add_argument("--rows", default=",".join(ROWS),
-                    help=f"comma-separated rows to run, from: {', '.join(ROWS)}")
-    ap.add_argument("--quick", action="store_true", help="one timed call per row, rows fp32,bf16,tiny")
+                "and peak memory, per precision and guidance mode; --shape real: at Ovi's real token counts,\n"
+                "with the memory plan (what fits in 24 / 32 / 80 GB).")
+    ap.add_argument("--shape", default="issue15", choices=("issue15", "real"),
+                    help="issue15: the small forward rows (320 video tokens) + tiny rows; real: the 5b GLDI model at "
+                         "the real clip's token counts (rows " + ", ".join(REAL_ROWS) + ") and the memory plan")
+    ap.add_argument("--repeats", type=int, default=2, help="timed calls per row")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed calls before each row's timed ones (real shape)")
+    ap.add_argument("--rows", default=None,
+                    help=f"comma-separated rows to run; issue15: {', '.join(ROWS)}; real: {', '.join(REAL_ROWS)} "
+                         "(default: all of the shape's rows)")
+    ap.add_argument("--quick", action="store_true", help="one timed call per row, rows fp32,bf16,tiny (issue15)")
     ap.add_argument("--devices", default="all", choices=("all", "cpu", "cuda"),
-                    help="where to measure (all = CPU, plus the GPU when present)")
+                    help="where to measure (all = CPU, plus the GPU when present; real shape: the GPU when present, "
+                         "else the CPU)")
+    ap.add_argument("--layers", type=int, default=None,
+                    help="real shape: layers per tower of the measured model (default 30, the full 5b; the memory "
+                         "plan is always for the full model)")
+    ap.add_argument("--seconds", type=float, default=5.0, help="real shape: clip length of the measured rows")
+    ap.add_argument("--size", default="704x704", help="real shape: frame size HxW (multiples of 32)")
+    ap.add_argument("--resident", type=int, default=4, help="real shape: layers kept on the device under block swap")
+    ap.add_argument("--ref-seconds", type=float, default=0.0,
+                    help="real shape: reference-voice length (its tokens join the audio sequence; 0 = none, T2AV)")
+    ap.add_argument("--plan", action="store_true", help="real shape: print the memory plan only (no compute)")
+    ap.add_argument("--no-plan", action="store_true", help="real shape: skip the memory plan")
     a = ap.parse_args(argv)
-    wanted = [r.strip() for r in a.rows.split(",") if r.strip()]
-    bad = [r for r in wanted if r not in ROWS]
-    if bad:
-        ap.error(f"unknown --rows {bad}; choose from {', '.join(ROWS)}")
-    if a.quick:
-        wanted, a.repeats = [r for r in ("fp32", "bf16", "tiny") if r in wanted], 1
     if a.repeats < 1:
         ap.error("--repeats must be at least 1")
+    if a.warmup < 0:
+        ap.error("--warmup must be 0 or more")
+    if a.shape == "real" or a.plan:
+        return main_real(ap, a, argv)
+    wanted = [r.strip() for r in (a.rows or ",".join(ROWS)).split(",") if r.strip()]
+    bad = [r for r in wanted if r not in ROWS]
+    if bad:
+        ap.error(f"unknown --rows {bad}; choose from {', '.join(ROWS)} (or use --shape real)")
+    if a.quick:
+        wanted, a.repeats = [r for r in ("fp32", "bf16", "tiny") if r in wanted], 1
     torch.set_grad_enabled(False)
     print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())}" if hasattr(os, "getloadavg") else "")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
@@ -385,12 +816,72 @@ def main(argv=None):
     grid, n_audio = clip_tokens_5b()
     fl = model_flops(cfg5, grid, n_audio)
     print()
-    print(f"full 5b model, 5 s clip at 1280x704 (grid {grid} = {math.prod(grid)} video tokens, {n_audio} audio tokens), "
+    print(f"full 5b model, 5 s clip at 704x704 (grid {grid} = {math.prod(grid)} video tokens, {n_audio} audio tokens), "
           f"batch 1: {fl['total'] / 1e12:.1f} TFLOP per forward, of which {fl['conditioning'] / 1e12:.3f} TFLOP "
           f"conditioning-only (text embeddings)")
     wb = weight_bytes_5b()
     print(f"5b model weights ({wb['params'] / 1e9:.2f} B params):  fp32 {wb['fp32'] / 2**30:.1f} GiB | "
           f"bf16 {wb['bf16'] / 2**30:.1f} GiB | fp8 (block linears e4m3fn, rest bf16) {wb['fp8'] / 2**30:.1f} GiB")
+
+
+
+def main_real(ap, a, argv):
+    """``--shape real``: the header with the token arithmetic, the memory plan, the rows."""
+    wanted = [r.strip() for r in (a.rows or ",".join(REAL_ROWS)).split(",") if r.strip()]
+    bad = [r for r in wanted if r not in REAL_ROWS]
+    if bad:
+        ap.error(f"unknown --rows {bad} for --shape real; choose from {', '.join(REAL_ROWS)}")
+    try:
+        size = _parse_size(a.size)
+        full = get_config("5b")
+        tokens = real_tokens(full, a.seconds, size)
+        plan_tokens = real_tokens(full, 5.0, size)
+    except ValueError as e:
+        ap.error(str(e))
+    if a.ref_seconds < 0:
+        ap.error("--ref-seconds must be 0 or more")
+    n_ref = math.ceil(a.ref_seconds * full.meta["audio_latent_rate"] - 1e-6) if a.ref_seconds else 0
+    cuda = torch.cuda.is_available() and a.devices != "cpu"
+    if a.devices == "cuda" and not torch.cuda.is_available():
+        ap.error("--devices cuda: no GPU here")
+    device = torch.device("cuda" if cuda else "cpu")
+    layers = a.layers if a.layers is not None else full.num_layers
+    if not 1 <= layers <= full.num_layers:
+        ap.error(f"--layers must be in 1..{full.num_layers}, got {layers}")
+    if not 0 <= a.resident <= layers:
+        ap.error(f"--resident must be in 0..{layers} (the measured model's layers), got {a.resident}")
+    torch.set_grad_enabled(False)
+    print("$ python -m harmony bench " + " ".join(shlex.quote(x) for x in (sys.argv[1:] if argv is None else argv)))
+    print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())}" if hasattr(os, "getloadavg") else "")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
+          + (f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"))
+    print()
+    if not a.no_plan:
+        memory_plan(full, plan_tokens, residents=sorted({0, a.resident, 10}), n_ref=n_ref)
+        print()
+    if a.plan:
+        return 0
+    cfg = reduced("5b", layers)
+    print(f"rows on {device.type}: the 5b GLDI config cut to {layers} of {full.num_layers} layers per tower "
+          f"(dim {cfg.video.dim}, ffn {cfg.video.ffn_dim}, heads {cfg.video.num_heads}), bf16 compute, random weights")
+    print(f"clip of the rows: {tokens['seconds']:g} s {size[0]}x{size[1]}: {tokens['frames']} frames -> latent "
+          f"{'x'.join(map(str, tokens['latent']))} -> {'x'.join(map(str, tokens['grid']))} = "
+          f"{tokens['video_tokens']:,} video tokens, {tokens['audio_tokens']} audio tokens"
+          + (f" + {n_ref} reference-voice tokens" if n_ref else "")
+          + f", text {cfg.video.text_len}x{cfg.video.text_dim} per tower"
+          + ("" if a.seconds == 5.0 else "  (SHORTER than the real 5 s clip)"))
+    print(f"one step = one batched network forward through the SyncCFG denoiser (plain CFG: batch 2 = cond + "
+          f"uncond; SyncCFG: batch 3 = joint + silent-audio + static-video), conditioning prepared once before "
+          f"timing; {a.warmup} warm-up + median of {a.repeats}; block swap keeps {min(a.resident, layers)} of "
+          f"{layers} layers resident")
+    rows = []
+    real_rows(device, cfg, tokens, wanted, a.repeats, a.warmup, a.resident, n_ref, rows)
+    print()
+    print_real_rows(rows)
+    print("(s/step: wall-clock median; CPU s: process CPU time of the same call; GFLOP: model FLOPs of the step "
+          "(model_flops, conditioning excluded); GFLOP/s from wall time; peak GiB: torch.cuda.max_memory_allocated "
+          "on a GPU, the process's peak RSS on the CPU, reset per row)")
+    return 0
 
 
 if __name__ == "__main__":
