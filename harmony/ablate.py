@@ -172,7 +172,7 @@ def run_tasks(tasks: list, parallel: int, logdir: str, say=print) -> list:
     failed, running = [], {}
     t0 = time.time()
     while pending or running:
-        for t in list(pending):
+        for t in sorted(pending, key=lambda t: not t.deps):  # ready evaluations before new training
             if len(running) >= parallel:
                 break
             if any(d in failed for d in t.deps):
