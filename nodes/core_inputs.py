@@ -28,7 +28,7 @@ from . import host
 from .harmony_lib import harmony_module
 from .types import HarmonyInputError
 
-CLIP_HINT = "CLIPLoader with umt5_xxl_fp8_e4m3fn_scaled.safetensors (or umt5_xxl_fp16 / bf16), type wan"
+CLIP_HINT = "CLIPLoader with umt5_xxl_fp8_e4m3fn_scaled.safetensors (or umt5_xxl_fp16.safetensors), type wan"
 VIDEO_VAE_HINT = "VAELoader with wan2.2_vae.safetensors"
 AUDIO_VAE_HINT = "VAELoader with ComfyUI's MMAudio 16 kHz VAE file"
 UMT5_FAMILY = "umt5xxl"
@@ -300,3 +300,34 @@ def bind(pipe, node: str, clip=None, video_vae=None, audio_vae=None, size=None):
     bound.codecs = harmony_module("pipeline").Codecs(video, audio)
     bound.fps, bound.sample_rate = float(video.fps), int(audio.sample_rate)
     return bound
+
+
+# ------------------------------------------------------------------ MMAudio in ComfyUI's layout
+
+
+def comfy_mmaudio_state_dict(vae_path, vocoder_path) -> dict:
+    """MMAudio's ``v1-16.pth`` + ``best_netG.pt`` -> one state dict in the layout ComfyUI 0.3.64's
+    VAELoader detects as the MMAudio VAE: ``vae.*`` (conv weights already normalised: core's
+    convs never renormalise), ``vocoder.*`` (weight norm folded), ``mel_converter.mel_basis`` /
+    ``hann_window`` (the Slaney filterbank librosa gives, which core's MelConverter expects)."""
+    codec = harmony_module("codecs.mmaudio").MMAudioCodec.from_files(vae_path, vocoder_path, device="cpu")
+    sd = {"vae." + k: v for k, v in codec.vae.state_dict().items()}
+    sd.update({"vocoder." + k: v for k, v in codec.vocoder.state_dict().items()})
+    sd["mel_converter.mel_basis"] = codec.mel.mel_basis
+    sd["mel_converter.hann_window"] = codec.mel.hann_window
+    return {k: v.detach().float().contiguous() for k, v in sd.items()}
+
+
+def write_comfy_mmaudio_vae(vae_path, vocoder_path, out_path) -> str:
+    """Write :func:`comfy_mmaudio_state_dict` as a safetensors file (fp32) for ``models/vae/``."""
+    save = harmony_module("checkpoint").save_safetensors
+    return save(comfy_mmaudio_state_dict(vae_path, vocoder_path), out_path, {"format": "pt"})
+
+
+if __name__ == "__main__":  # python -m nodes.core_inputs mmaudio-vae v1-16.pth best_netG.pt OUT.safetensors
+    import sys
+
+    if len(sys.argv) != 5 or sys.argv[1] != "mmaudio-vae":
+        raise SystemExit("usage: python -m nodes.core_inputs mmaudio-vae v1-16.pth best_netG.pt "
+                         "ComfyUI/models/vae/mmaudio_vae_16k.safetensors")
+    print(f"wrote {write_comfy_mmaudio_vae(*sys.argv[2:])}")

@@ -216,3 +216,24 @@ def test_real_scale_template_is_current_valid_and_uses_the_files_people_have(nam
              "harmony_ovi_v2a": ("HarmonyVideoConditioning", "video_vae"),
              "harmony_ovi_a2v": ("HarmonyAudioConditioning", "audio_vae")}.get(name)
     assert media is None or media in wired
+
+
+# ------------------------------------------------------------------ MMAudio in ComfyUI's layout
+
+
+def test_mmaudio_converted_to_comfy_layout_decodes_exactly_as_the_upstream_files(tmp_path):
+    from harmony.codecs.mmaudio import MMAudioCodec
+
+    paths = realfiles.write_ovi_ckpts(tmp_path / "ckpts")
+    out = core_inputs.write_comfy_mmaudio_vae(paths["audio_vae"], paths["vocoder"], str(tmp_path / "mm.safetensors"))
+    from safetensors.torch import load_file
+
+    sd = load_file(out)
+    assert "vocoder.activation_post.downsample.lowpass.filter" in sd  # the key core's VAELoader detects
+    assert sd["mel_converter.mel_basis"].shape == (80, 513) and sd["mel_converter.hann_window"].shape == (1024,)
+    upstream = MMAudioCodec.from_files(paths["audio_vae"], paths["vocoder"])
+    comfy = MMAudioCodec.from_files(out)  # ComfyUI's one-file layout, weights used as stored
+    z = torch.randn(1, 6, 20, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(comfy.decode(z), upstream.decode(z), rtol=0, atol=1e-6)
+    wave = torch.sin(torch.arange(3 * 512) / 7.0)[None] * 0.3
+    torch.testing.assert_close(comfy.encode(wave), upstream.encode(wave), rtol=0, atol=1e-6)
