@@ -116,7 +116,7 @@ class HarmonyPipeline:
         self.log = log
         self.fps = float(codecs.video.fps)
         self.sample_rate = int(codecs.audio.sample_rate)
-        self._anchors = None
+        self._silent, self._blanks = None, {}  # SyncCFG anchors (see anchors())
 
     # ------------------------------------------------------------------ load
     @classmethod
@@ -279,16 +279,34 @@ class HarmonyPipeline:
     def frame_size(self):
         return tuple(getattr(self.codecs.video, "frame_size", (64, 64)))
 
-    def anchors(self):
-        """(silent-audio token [Ca], blank video frame [Cv, 1, h, w]) for SyncCFG."""
-        if self._anchors is None:
-            silence = torch.zeros(1, int(self.sample_rate), device=self.device)
-            silent = self.codecs.audio.encode(silence)[0].mean(0)
-            h, w = self.frame_size
-            grey = torch.full((1, 1, h, w, 3), 0.5, device=self.device)
-            blank = self.codecs.video.encode(grey)[0]
-            self._anchors = (silent, blank)
-        return self._anchors
+    @torch.no_grad()
+    def anchors(self, blank: bool = True):
+        """SyncCFG's null anchors ``(silent-audio token [Ca], blank video frame [Cv, 1, h, w])``,
+        each computed once (the blank frame once per frame size). ``blank=False`` gives ``None`` for
+        the blank frame, so the video encoder is not needed.
+
+        * silent audio: the audio codec's ``silence_token()`` when it has one (MMAudio: the latent of
+          digital silence away from the clip's ends, :meth:`MMAudioCodec.silence_token`), else the
+          mean token of the codec's latent of 1 s of silence (the toy codec);
+        * blank frame: a mid-grey frame encoded alone through the video codec (the Wan2.2 VAE
+          encodes a clip's first frame alone: this is the first latent frame of that frame held
+          still). Guidance uses it only before a first estimate exists (T2AV's first step): a given
+          first frame (I2AV) or driving video (V2A) is held still instead (``harmony.guidance``).
+        """
+        if self._silent is None:
+            token = getattr(self.codecs.audio, "silence_token", None)
+            if token is not None:
+                self._silent = token().to(self.device)
+            else:
+                silence = torch.zeros(1, int(self.sample_rate), device=self.device)
+                self._silent = self.codecs.audio.encode(silence)[0].mean(0)
+        if not blank:
+            return self._silent, None
+        size = self.frame_size
+        if size not in self._blanks:
+            grey = torch.full((1, 1, size[0], size[1], 3), 0.5, device=self.device)
+            self._blanks[size] = self.codecs.video.encode(grey)[0]
+        return self._silent, self._blanks[size]
 
     def _resident(self):
         """Full CPU offload: keep the model on the device for one whole sampling run."""
@@ -408,7 +426,10 @@ class HarmonyPipeline:
         noise_v = torch.randn(1, cv, f_lat, lh, lw, generator=gen).to(self.device)  # fp32 ODE state
         noise_a = torch.randn(1, n_audio, self.codecs.audio.latent_channels, generator=gen)
         noise_a = noise_a.to(self.device)
-        silent, blank = self.anchors()
+        silent = blank = None  # the anchors only where guidance uses them: no codec loaded for nothing
+        if guidance == "synccfg":  # the blank frame only while no first-frame estimate exists (T2AV)
+            t2av = job.clean_audio is None and job.clean_video is None and job.first_frame is None
+            silent, blank = self.anchors(blank=t2av)
         uncond = None
         if guidance == "cfg" or text_cfg != 1.0:
             uncond = self.encode_text("", "", "")

@@ -19,6 +19,7 @@ the audio caption as ``Audio: …`` (``--caption-tags audcap`` for Ovi's
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -141,64 +142,380 @@ def resolve(a) -> dict:
     return paths
 
 
-class UMT5Conditioner:
-    """The pipeline's conditioner for umT5 models: Ovi's one prompt, the same embedding for both towers."""
+# --------------------------------------------------------------------------- reading weight files
 
-    def __init__(self, encoder, caption_tags: str = "audio", log: Callable[[str], None] = print):
-        self.encoder, self.caption_tags, self.log = encoder, caption_tags, log
+_ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+              "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2, "I64": torch.int64,
+              "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool}
+_WRAPPERS = ("state_dict", "model", "generator", "module")
+
+
+def _is_pickle(path: str) -> bool:
+    from .checkpoint import PICKLE_SUFFIXES
+
+    return path.lower().endswith(PICKLE_SUFFIXES)
+
+
+def _load_pickle(path: str, flag: str):
+    """An upstream ``.pth`` / ``.pt`` through ``torch.load(weights_only=True)`` only (memory-mapped when the
+    file is a zip archive, so that nothing is read until a tensor is used); unwrapped."""
+    import zipfile
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except Exception as e:  # noqa: BLE001 - a crafted or damaged pickle: refuse, never unpickle code
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        raise ComponentError(f"{flag} {path}: could not be read as plain tensors with torch.load(weights_only=True) "
+                             f"({type(e).__name__}: {lines[0][:200] if lines else ''}); Harmony never unpickles "
+                             "code. Use the original file or a .safetensors copy.") from None
+    while isinstance(obj, dict) and not any(torch.is_tensor(v) for v in obj.values()):
+        inner = [k for k in _WRAPPERS if isinstance(obj.get(k), dict)]
+        if not inner:
+            break
+        obj = obj[inner[0]]
+    if not isinstance(obj, dict) or not any(torch.is_tensor(v) for v in obj.values()):
+        raise ComponentError(f"{flag} {path}: holds no state dict of tensors ({type(obj).__name__})")
+    return {k: v for k, v in obj.items() if isinstance(k, str) and torch.is_tensor(v)}
+
+
+def _peek(path: str, flag: str) -> dict:
+    """A weight file's tensors as meta tensors (names, shapes, dtypes), read without the weights:
+    the safetensors header, or a zip ``.pth`` memory-mapped. Lets every component be checked before
+    anything is loaded."""
+    path = os.fspath(path)
+    if _is_pickle(path):
+        return {k: torch.empty(v.shape, dtype=v.dtype, device="meta") for k, v in _load_pickle(path, flag).items()}
+    from safetensors import safe_open
+
+    from .checkpoint import CheckpointError, check_safetensors_file
+
+    try:
+        check_safetensors_file(path, flag)
+    except (CheckpointError, ValueError) as e:
+        raise ComponentError(f"{flag}: {e}") from None
+    out = {}
+    with safe_open(path, framework="pt", device="cpu") as f:
+        for k in f.keys():
+            sl = f.get_slice(k)
+            out[k] = torch.empty(sl.get_shape(), dtype=_ST_DTYPES.get(sl.get_dtype(), torch.float32), device="meta")
+    return out
+
+
+def _read_tensors(path: str, names, flag: str) -> dict:
+    """Only the tensors ``names`` of a weight file (safetensors: only those are read; a zip ``.pth``:
+    memory-mapped, so only those are copied)."""
+    names = list(names)
+    if _is_pickle(path):
+        sd = _load_pickle(path, flag)
+        return {k: sd[k] for k in names}
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt", device="cpu") as f:
+        return {k: f.get_tensor(k) for k in names}
+
+
+class _Staged:
+    """Parts kept on ``store`` (the device, or the CPU with an offload mode) and moved to ``device``
+    only while they run."""
+
+    def __init__(self, device, store):
+        self.device = torch.device(device)
+        self.store = torch.device(store if store is not None else device)
+
+    def _on_device(self, *modules):
+        import contextlib
+
+        @contextlib.contextmanager
+        def ctx():
+            if self.store == self.device:
+                yield
+                return
+            for m in modules:
+                m.to(self.device)
+            try:
+                yield
+            finally:
+                for m in modules:
+                    m.to(self.store)
+        return ctx()
+
+
+# --------------------------------------------------------------------------- codecs, loaded when needed
+
+class LazyWanVAE(_Staged):
+    """The Wan2.2 VAE behind the video-codec interface, each half read from its file on first use:
+    the encoder (``encoder.*``, ``conv1.*``) when frames are encoded (a first frame, a driving video,
+    or SyncCFG's blank frame), the decoder (``decoder.*``, ``conv2.*``) when latents are decoded.
+    A half is read once and kept. The file's names and shapes are checked when this is built
+    (headers only). ``loaded``: the halves read so far."""
+
+    PARTS = {"encoder": ("encoder.", "conv1."), "decoder": ("decoder.", "conv2.")}
+
+    def __init__(self, path, device="cpu", dtype=torch.float32, store=None, frame_size=DEFAULT_SIZE,
+                 log: Callable[[str], None] = print):
+        from .codecs.wan_vae import WanVAE, _strip_prefix, config_from_state_dict
+
+        super().__init__(device, store)
+        self.path, self.dtype, self.log = os.fspath(path), dtype, log
+        peek = _peek(self.path, "--video-vae")
+        self._names = _strip_prefix({k: k for k in peek})  # model name -> name in the file
+        meta = {k: peek[v] for k, v in self._names.items()}
+        try:
+            cfg = config_from_state_dict(meta, f"--video-vae {self.path}")
+        except ValueError as e:
+            raise ComponentError(f"{e} (--video-vae: {_usual('video_vae')})") from None
+        with torch.device("meta"):
+            self.vae = WanVAE(**cfg).eval()
+        want = self.vae.state_dict()
+        missing, unexpected = sorted(set(want) - set(meta)), sorted(set(meta) - set(want))
+        bad = [k for k in want if k in meta and want[k].shape != meta[k].shape]
+        if missing or unexpected or bad:
+            raise ComponentError(f"--video-vae {self.path}: tensors do not match the Wan2.2 VAE (missing "
+                                 f"{missing[:5]}, unexpected {unexpected[:5]}, wrong shapes {bad[:5]}); use "
+                                 f"{_usual('video_vae')}")
+        self.latent_channels = self.z_dim = cfg["z_dim"]
+        self.spatial_stride, self.temporal_stride, self.fps = WanVAE.spatial_stride, WanVAE.temporal_stride, WanVAE.fps
+        self.latents_for_frames, self.frames_for_latents = WanVAE.latents_for_frames, WanVAE.frames_for_latents
+        self.frame_size = tuple(frame_size)
+        self.loaded: set = set()
+
+    def _ensure(self, part: str):
+        from .codecs.wan_vae import LATENT_MEAN, LATENT_STD
+
+        if part in self.loaded:
+            return
+        self.log(f"reading the Wan2.2 VAE {part} ({os.path.basename(self.path)})")
+        keys = [k for k in self._names if k.startswith(self.PARTS[part])]
+        file_sd = _read_tensors(self.path, [self._names[k] for k in keys], "--video-vae")
+        sd = {k: file_sd[self._names[k]].to(device=self.store, dtype=self.dtype) for k in keys}
+        del file_sd
+        self.vae.load_state_dict(sd, strict=False, assign=True)
+        if not self.loaded:  # the non-persistent latent statistics, off the meta device
+            z = self.z_dim
+            mean, std = ((torch.tensor(LATENT_MEAN), torch.tensor(LATENT_STD)) if z == len(LATENT_MEAN)
+                         else (torch.zeros(z), torch.ones(z)))
+            self.vae.latent_mean, self.vae.latent_std = mean.to(self.store), std.to(self.store)
+        self.loaded.add(part)
+
+    @torch.no_grad()
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """``frames [B, T, H, W, 3]`` 0..1 -> ``[B, 48, 1 + (T-1)//4, H/16, W/16]`` (``WanVAE.encode``)."""
+        self._ensure("encoder")
+        v = self.vae
+        with self._on_device(v.encoder, v.conv1):
+            return v.encode(frames)
+
+    @torch.no_grad()
+    def decode(self, latent: torch.Tensor, tile=None, tile_overlap=None, out_device=None) -> torch.Tensor:
+        """``[B, 48, F, h, w]`` -> ``frames [B, 1 + 4(F-1), 16h, 16w, 3]`` (``WanVAE.decode``, tiled)."""
+        self._ensure("decoder")
+        v = self.vae
+        with self._on_device(v.decoder, v.conv2):
+            return v.decode(latent, tile, tile_overlap, out_device)
+
+
+class LazyMMAudioCodec(_Staged):
+    """MMAudio's 16 kHz codec behind the audio-codec interface, read from its files on first use:
+    the VAE (one file, encoder and decoder) when audio is encoded, SyncCFG's silence anchor is made
+    or latents are decoded; the BigVGAN vocoder only when latents are decoded. Each file is read
+    once and kept; both are checked when this is built (headers only). ``loaded``: what was read."""
+
+    from .codecs.mmaudio import MMAudioCodec as _Codec
+
+    latent_channels = _Codec.latent_channels
+    sample_rate = _Codec.sample_rate
+    hop_length = _Codec.hop_length
+    latent_rate = _Codec.latent_rate
+
+    def __init__(self, vae_path, vocoder_path, device="cpu", dtype=torch.float32, store=None,
+                 log: Callable[[str], None] = print):
+        from .checkpoint import CheckpointError
+        from .codecs.bigvgan import load_bigvgan
+        from .codecs.mmaudio_vae import load_mmaudio_vae
+
+        super().__init__(device, store)
+        self.vae_path, self.vocoder_path = os.fspath(vae_path), os.fspath(vocoder_path)
+        self.dtype, self.log = dtype, log
+        for key, path, load in (("audio_vae", self.vae_path, load_mmaudio_vae),
+                                ("vocoder", self.vocoder_path, load_bigvgan)):
+            flag = _component(key).flag
+            try:  # the real loader on meta tensors: names, shapes and layout, no weights
+                load(_peek(path, flag), device="meta")
+            except (ValueError, KeyError, CheckpointError) as e:
+                raise ComponentError(f"{flag} {path}: {str(e).splitlines()[0]} (expected {_usual(key)})") from None
+        self.codec = None
+        self.loaded: set = set()
+
+    def _ensure(self, vocoder: bool = False):
+        from .codecs.bigvgan import load_bigvgan
+        from .codecs.mmaudio import MMAudioCodec
+        from .codecs.mmaudio_vae import load_mmaudio_vae
+
+        if self.codec is None:
+            self.log(f"reading the MMAudio VAE ({os.path.basename(self.vae_path)})")
+            self.codec = MMAudioCodec(load_mmaudio_vae(self.vae_path, device=self.store, dtype=self.dtype))
+            self.loaded.add("vae")
+        if vocoder and self.codec.vocoder is None:
+            self.log(f"reading the BigVGAN vocoder ({os.path.basename(self.vocoder_path)})")
+            self.codec.attach_vocoder(load_bigvgan(self.vocoder_path, device=self.store, dtype=self.dtype))
+            self.loaded.add("vocoder")
+        return self.codec
+
+    def num_latents(self, num_samples: int) -> int:
+        return max(1, -(-int(num_samples) // self.hop_length))
+
+    @torch.no_grad()
+    def encode(self, wave: torch.Tensor, **kw) -> torch.Tensor:
+        c = self._ensure()
+        with self._on_device(c):
+            return c.encode(wave, **kw)
+
+    @torch.no_grad()
+    def decode(self, latent: torch.Tensor, length: Optional[int] = None) -> torch.Tensor:
+        c = self._ensure(vocoder=True)
+        with self._on_device(c):
+            return c.decode(latent, length)
+
+    @torch.no_grad()
+    def silence_token(self, **kw) -> torch.Tensor:
+        """SyncCFG's silent-audio anchor: :meth:`MMAudioCodec.silence_token`."""
+        c = self._ensure()
+        with self._on_device(c):
+            return c.silence_token(**kw)
+
+
+def _component(key: str) -> Component:
+    return next(c for c in COMPONENTS if c.key == key)
+
+
+def _usual(key: str) -> str:
+    return _component(key).what
+
+
+# --------------------------------------------------------------------------- text
+
+class UMT5Conditioner:
+    """The pipeline's conditioner for umT5 models: Ovi's one prompt, the same embedding for both towers.
+
+    The encoder (umT5-XXL: 5.7B parameters, about 11 GB in bf16) is not kept: for a prompt not
+    encoded before it is read from its file onto the pipeline's device, encodes, and is freed
+    right after (``model`` is None between encodings). The embeddings are kept instead (the last
+    ``KEEP`` prompts, and the empty prompt, encoded with every load, so that the unconditional side
+    of CFG / text CFG never reads the encoder again). The file and tokenizer are checked when this
+    is built (the file's header; the tokenizer is small and kept)."""
+
+    KEEP = 8
+
+    def __init__(self, path, tokenizer, dtype=torch.float32, text_len: int = 512, caption_tags: str = "audio",
+                 log: Callable[[str], None] = print):
+        from .umt5 import UMT5Error, config_from_state, load_tokenizer, to_hf_state
+
+        self.path, self.tokenizer_path = os.fspath(path), os.fspath(tokenizer)
+        self.dtype, self.text_len, self.caption_tags, self.log = dtype, int(text_len), caption_tags, log
+        try:
+            self.config = config_from_state(to_hf_state(_peek(self.path, "--text-encoder"), self.path, dtype))
+        except (UMT5Error, KeyError, IndexError) as e:
+            raise ComponentError(f"--text-encoder {self.path}: {e} (expected {_usual('text_encoder')})") from None
+        try:
+            self.tokenizer = load_tokenizer(self.tokenizer_path)
+        except (UMT5Error, OSError, ValueError) as e:
+            raise ComponentError(f"--tokenizer {self.tokenizer_path}: {e}") from None
+        if len(self.tokenizer) > self.config.vocab_size:
+            raise ComponentError(f"--tokenizer {self.tokenizer_path} has {len(self.tokenizer)} tokens but the "
+                                 f"--text-encoder {self.path} only {self.config.vocab_size}: they are not a pair")
+        self.model = None  # the encoder's weights, only while encoding
+        self._kept: OrderedDict = OrderedDict()  # text -> embedding [text_len, dim] float32, on the CPU
+
+    @property
+    def dim(self) -> int:
+        return int(self.config.d_model)
 
     def to(self, *args, **kw):
         return self
+
+    def _say_cut(self, texts):
+        from .umt5 import clean_text
+
+        for text in texts:
+            ids = self.tokenizer(clean_text(text), truncation=True, max_length=self.text_len,
+                                 add_special_tokens=True)["input_ids"]
+            if len(ids) >= self.text_len:
+                self.log(f"the prompt is cut at {self.text_len} tokens (umT5's limit)")
+
+    def _encode(self, texts, device: torch.device):
+        import gc
+
+        from .umt5 import load_umt5
+
+        self.log(f"reading the text encoder ({os.path.basename(self.path)}); freed after encoding")
+        enc = load_umt5(self.path, self.tokenizer_path, dtype=self.dtype, device=device, text_len=self.text_len)
+        self.model = enc.model
+        try:
+            for text in texts:
+                emb, _ = enc.encode([text])
+                self._kept[text] = emb[0].cpu()
+        finally:
+            enc.release()
+            self.model = enc = None
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
 
     def __call__(self, prompts, captions, transcripts, refs, device=None) -> Conditioning:
         from .umt5 import ovi_prompt
 
         texts = [ovi_prompt(p, t, c, self.caption_tags) for p, c, t in zip(prompts, captions, transcripts)]
-        ids, _ = self.encoder.tokens(texts)
-        for text, row in zip(texts, ids):
-            n = int((row != self.encoder.tokenizer.pad_token_id).sum())
-            if n >= self.encoder.text_len:
-                self.log(f"the prompt is cut at {self.encoder.text_len} tokens (umT5's limit)")
-        run_on = torch.device(device) if device is not None else self.encoder.device
-        self.encoder.model.to(run_on)  # on the device only while encoding, then back to RAM
-        try:
-            emb, _ = self.encoder.encode(texts)
-        finally:
-            self.encoder.model.to("cpu")
-        emb = emb.to(run_on)
+        run_on = torch.device(device) if device is not None else torch.device("cpu")
+        self._say_cut(texts)
+        todo = [t for t in dict.fromkeys(texts + [""]) if t not in self._kept]
+        if todo:
+            self._encode(todo, run_on)
+        for t in texts:
+            self._kept.move_to_end(t)
+        emb = torch.stack([self._kept[t] for t in texts]).to(run_on)
+        for t in list(self._kept)[: max(0, len(self._kept) - self.KEEP - 1)]:
+            if t and t not in texts:
+                del self._kept[t]
         return Conditioning(emb, emb.clone(), None)
 
 
+# --------------------------------------------------------------------------- the stack
+
 def load_stack(paths: dict, dtype: str = "auto", offload: str = "none", resident_blocks: Optional[int] = None,
                device=None, size=None, caption_tags: str = "audio", log: Callable[[str], None] = print):
-    """A ``HarmonyPipeline`` over the component files (see :func:`resolve`)."""
-    from .checkpoint import load_model
-    from .codecs.mmaudio import MMAudioCodec
-    from .codecs.wan_vae import load_wan_vae
-    from .pipeline import Codecs, HarmonyPipeline, _max_seconds
-    from .umt5 import load_umt5
+    """A ``HarmonyPipeline`` over the component files (see :func:`resolve`).
 
+    Every component file is checked first from its header (names, shapes, pairing with the model);
+    then only the model is loaded. The text encoder is read for each new prompt and freed after
+    encoding (:class:`UMT5Conditioner`); the codecs' parts are read when first needed and kept
+    (:class:`LazyWanVAE`, :class:`LazyMMAudioCodec`); with an offload mode they are kept on the CPU
+    and moved to the device only while they run."""
+    from .checkpoint import load_model
+    from .pipeline import Codecs, HarmonyPipeline, _max_seconds
+
+    if offload not in ("none", "block_swap", "cpu"):
+        raise ValueError(f"offload {offload!r} is unknown; use 'none', 'block_swap' or 'cpu'")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     compute = torch.float32 if device.type == "cpu" else torch.bfloat16
     size = parse_size(size) if not isinstance(size, tuple) else size
-    store_device = "cpu" if offload in ("cpu", "block_swap") else device
+    store_device = torch.device("cpu") if offload in ("cpu", "block_swap") else device
+    text = UMT5Conditioner(paths["text_encoder"], paths["tokenizer"], dtype=compute, caption_tags=caption_tags,
+                           log=log)
+    vae = LazyWanVAE(paths["video_vae"], device=device, dtype=compute, store=store_device, frame_size=size, log=log)
+    audio = LazyMMAudioCodec(paths["audio_vae"], paths["vocoder"], device=device, store=store_device, log=log)
     model = load_model(paths["model"], dtype=dtype, device=store_device)
     log(model.load_summary)
     cfg = model.cfg
-    text = load_umt5(paths["text_encoder"], paths["tokenizer"], dtype=compute, device="cpu",
-                     text_len=cfg.video.text_len)  # kept in RAM; on the device only while encoding
-    log(f"text encoder {os.path.basename(paths['text_encoder'])}: umT5 {text.model.config.num_layers} layers, "
-        f"width {text.dim}, text_len {text.text_len}")
+    text.text_len = cfg.video.text_len
+    log(f"text encoder {os.path.basename(paths['text_encoder'])}: umT5 {text.config.num_layers} layers, "
+        f"width {text.dim}, text_len {text.text_len} (read for each new prompt, freed after encoding)")
     for tower in (cfg.video, cfg.audio):
         if tower.text_dim != text.dim:
             raise ComponentError(f"--text-encoder {paths['text_encoder']} gives {text.dim}-wide embeddings but the "
                                  f"model's {tower.modality} tower reads {tower.text_dim}: they are not a pair")
-    vae = load_wan_vae(paths["video_vae"], device=device, dtype=compute)
-    vae.frame_size = size
     if vae.latent_channels != cfg.video.in_dim:
         raise ComponentError(f"--video-vae {paths['video_vae']} has {vae.latent_channels} latent channels, the "
                              f"model's video tower {cfg.video.in_dim}: use the Wan2.2 VAE (Wan2.2_VAE.pth)")
-    audio = MMAudioCodec.from_files(paths["audio_vae"], paths["vocoder"], device=device)
     if audio.latent_channels != cfg.audio.in_dim:
         raise ComponentError(f"--audio-vae gives {audio.latent_channels} latent channels, the model's audio tower "
                              f"reads {cfg.audio.in_dim}")
@@ -211,6 +528,7 @@ def load_stack(paths: dict, dtype: str = "auto", offload: str = "none", resident
         off = cpu_offload(model, device)
     else:
         model.to(device)
-    log(f"frame {size[0]}x{size[1]} at {vae.fps} fps, audio {audio.sample_rate} Hz")
-    return HarmonyPipeline(model, UMT5Conditioner(text, caption_tags, log), Codecs(vae, audio), device, compute,
-                           off, _max_seconds(getattr(cfg, "meta", None)), log)
+    log(f"frame {size[0]}x{size[1]} at {vae.fps} fps, audio {audio.sample_rate} Hz; codecs read when first "
+        "needed (video encoder: a first frame, a driving video or SyncCFG's blank frame; decoders: at decode)")
+    return HarmonyPipeline(model, text, Codecs(vae, audio), device, compute, off,
+                           _max_seconds(getattr(cfg, "meta", None)), log)

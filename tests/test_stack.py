@@ -18,6 +18,20 @@ import realfiles as rf  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+# one thread: the tiny models are far slower with several threads on a busy machine
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def ckpts(tmp_path_factory):
     root = tmp_path_factory.mktemp("ckpts")
@@ -44,15 +58,63 @@ def test_folder_finds_every_component_under_its_usual_name(ckpts):
 
 @pytest.mark.parametrize("drop,flag,usual", [("vocoder", "--vocoder", "best_netG.pt"),
                                              ("video_vae", "--video-vae", "Wan2.2_VAE.pth"),
-                                             ("text_encoder", "--text-encoder", "models_t5_umt5-xxl-enc-bf16.pth")])
-def test_missing_component_names_flag_and_usual_file(ckpts, drop, flag, usual):
+                                             ("text_encoder", "--text-encoder", "models_t5_umt5-xxl-enc-bf16.pth"),
+                                             ("model", "--model", "Ovi/model.safetensors"),
+                                             ("audio_vae", "--audio-vae", "v1-16.pth"),
+                                             ("tokenizer", "--tokenizer", "google/umt5-xxl")])
+def test_missing_component_names_flag_and_usual_file(ckpts, tmp_path, drop, flag, usual):
     _, paths = ckpts
     given = {k: v for k, v in paths.items() if k not in (drop, "tokenizer")}
-    if drop != "text_encoder":
+    if drop not in ("text_encoder", "tokenizer"):
         given["tokenizer"] = paths["tokenizer"]
+    if drop == "tokenizer":  # a text encoder with no google/umt5-xxl folder beside it
+        lone = tmp_path / "umt5_xxl_bf16.safetensors"
+        lone.write_bytes(b"x")
+        given["text_encoder"] = str(lone)
     with pytest.raises(stack.ComponentError) as e:
         stack.resolve(_args(**given))
     assert str(e.value).startswith(f"{flag} is missing") and usual in str(e.value)
+
+
+def test_component_path_not_found_names_the_flag(ckpts, tmp_path):
+    _, paths = ckpts
+    with pytest.raises(stack.ComponentError, match="^--audio-vae: file not found: .*nowhere.pth.*v1-16.pth"):
+        stack.resolve(_args(**{**paths, "audio_vae": str(tmp_path / "nowhere.pth")}))
+    with pytest.raises(stack.ComponentError, match="^--weights: folder not found"):
+        stack.resolve(_args(weights=str(tmp_path / "no_folder")))
+
+
+@pytest.mark.parametrize("key,flag,wrong", [("vocoder", "--vocoder", "audio_vae"),
+                                            ("audio_vae", "--audio-vae", "vocoder"),
+                                            ("video_vae", "--video-vae", "audio_vae"),
+                                            ("text_encoder", "--text-encoder", "video_vae")])
+def test_wrong_component_file_is_named_before_the_model_loads(ckpts, monkeypatch, key, flag, wrong):
+    """Each file is checked from its header when the stack is built: a file given for the wrong flag is
+    an error naming that flag, before the model (or any codec weight) is read."""
+    from harmony import checkpoint
+
+    _, paths = ckpts
+    monkeypatch.setattr(checkpoint, "load_model", lambda *a, **k: pytest.fail("the model was loaded first"))
+    with pytest.raises(stack.ComponentError, match=f"^{flag} "):
+        stack.load_stack({**paths, key: paths[wrong]}, device="cpu", log=lambda m: None)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("touch " + os.environ["HARMONY_PWNED"],))
+
+
+def test_crafted_pickle_component_is_refused(ckpts, tmp_path, monkeypatch):
+    import torch
+
+    _, paths = ckpts
+    marker = tmp_path / "pwned"
+    monkeypatch.setenv("HARMONY_PWNED", str(marker))
+    evil = tmp_path / "v1-16.pth"
+    torch.save({"encoder.conv_in.weight": _Payload()}, evil)
+    with pytest.raises(stack.ComponentError, match="^--audio-vae .*weights_only"):
+        stack.load_stack({**paths, "audio_vae": str(evil)}, device="cpu", log=lambda m: None)
+    assert not marker.exists()
 
 
 def test_size_rule():
@@ -85,7 +147,7 @@ def test_generate_cli_to_mp4(ckpts, tmp_path):
     cmd = [sys.executable, "-m", "harmony", "generate", "a red ball bounces", "--caption", "two loud thud",
            "--transcript", "hello there", "--weights", str(root), "--size", "64x96", "--seconds", "1",
            "--steps", "2", "-o", str(out)]
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    res = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert "model.safetensors: Ovi fusion model" in res.stdout
     info = media.probe(out)
@@ -101,11 +163,223 @@ def test_generate_cli_to_mp4(ckpts, tmp_path):
     assert sr == 16000 and abs(wave.shape[-1] - 16000) <= 1024  # 1 s of 16 kHz audio (AAC framing)
 
 
+def test_generate_cli_component_flags_make_ovis_five_seconds(ckpts, tmp_path):
+    """The component flags (tokenizer found beside the text encoder), 5 s: 121 frames at 24 fps
+    (1 + 4 * 30, 31 latent frames), 16 kHz sound of 5 s; SyncCFG (the default) at real scale."""
+    from harmony import media
+
+    _, paths = ckpts
+    out = tmp_path / "five.mp4"
+    cmd = [sys.executable, "-m", "harmony", "generate", "a red ball bounces", "--transcript", "hello there",
+           "--model", paths["model"], "--text-encoder", paths["text_encoder"], "--video-vae", paths["video_vae"],
+           "--audio-vae", paths["audio_vae"], "--vocoder", paths["vocoder"], "--size", "64x64", "--seconds", "5",
+           "--steps", "1", "-o", str(out)]
+    res = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "T2AV, 121 frames at 24 fps, 5.00 s audio at 16000 Hz" in res.stdout
+    info = media.probe(out)
+    assert (info["video"]["width"], info["video"]["height"]) == (64, 64)
+    assert abs(info["video"]["fps"] - 24) < 1e-6 and info["audio"]["sample_rate"] == 16000
+    dec = subprocess.run([media._ffmpeg(), "-hide_banner", "-i", str(out), "-map", "0:v:0", "-f", "null", "-"],
+                         capture_output=True, text=True)
+    assert int(re.findall(r"frame=\s*(\d+)", dec.stderr)[-1]) == 121
+    _, _, wave, sr = media.read_video(out)
+    assert sr == 16000 and abs(wave.shape[-1] - 5 * 16000) <= 1024
+    # what was read, in order: the text encoder (freed), then each codec part when first needed
+    said = [ln for ln in res.stdout.splitlines() if "reading the" in ln]
+    assert [ln.split("reading the ")[1].split(" (")[0] for ln in said] == [
+        "text encoder", "MMAudio VAE", "Wan2.2 VAE encoder", "Wan2.2 VAE decoder", "BigVGAN vocoder"], said
+
+
 def test_generate_cli_missing_component_is_a_usage_error(ckpts, tmp_path):
     _, paths = ckpts
     cmd = [sys.executable, "-m", "harmony", "generate", "x", "--model", paths["model"], "--text-encoder",
            paths["text_encoder"], "--video-vae", paths["video_vae"], "--audio-vae", paths["audio_vae"],
            "-o", str(tmp_path / "x.mp4")]
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert res.returncode == 2
     assert "--vocoder is missing" in res.stderr and "best_netG.pt" in res.stderr
+
+
+# --------------------------------------------------------------------------- SyncCFG anchors at real scale
+
+def _quiet(msg):
+    pass
+
+
+def test_silence_anchor_is_the_mmaudio_latent_of_digital_silence(ckpts):
+    """Silent audio = MMAudio's latent of digital silence, worked out here without the codec's mel
+    path: the log10 mel of zeros is -5 in every bin (the 1e-5 floor), through the VAE from its file."""
+    import torch
+
+    from harmony.codecs.mmaudio_vae import load_mmaudio_vae
+    from harmony.guidance import Guidance, SyncCFG
+
+    _, paths = ckpts
+    pipe = stack.load_stack(paths, size=(64, 64), device="cpu", log=_quiet)
+    silent, blank = pipe.anchors(blank=False)
+    assert blank is None and pipe.codecs.video.loaded == set()  # no video encoder for the silence
+    n = 313  # 10 s of silence, 31.25 latents per second
+    vae = load_mmaudio_vae(paths["audio_vae"])
+    z = vae.encode(torch.full((1, 80, 2 * n), -5.0))[0].T.detach()  # [n, 20]
+    assert silent.shape == (20,)
+    torch.testing.assert_close(silent, z[n // 2], atol=1e-5, rtol=1e-5)
+    # one token repeated = that latent away from its ends (the first 15 / last 13 tokens see the edges)
+    assert (z[15:n - 13] - silent).abs().max() < 1e-4
+    assert (z[0] - silent).abs().max() > 1e-3  # the edge token is not it: the rule drops the edges
+    # the codec's own path (waveform -> mel -> VAE) gives the same latent for zeros
+    torch.testing.assert_close(pipe.codecs.audio.encode(torch.zeros(1, n * 512))[0], z, atol=1e-5, rtol=1e-5)
+    # guidance repeats it over the clip
+    g = SyncCFG(pipe.model, None, Guidance("synccfg"), silent_audio_token=silent)
+    za = torch.randn(1, 32, 20)
+    assert torch.equal(g.silent_audio(za), silent.expand(1, 32, 20))
+
+
+def test_static_video_anchor_is_the_first_frame_held_still(ckpts):
+    """Static video = one latent frame repeated: a frame encoded alone through the Wan2.2 VAE (the VAE
+    loaded here straight from its file); with no frame given, a mid-grey frame (the blank frame)."""
+    import torch
+
+    from harmony.codecs.wan_vae import load_wan_vae
+    from harmony.guidance import Guidance, SyncCFG
+    from harmony.jobs import Job
+
+    _, paths = ckpts
+    pipe = stack.load_stack(paths, size=(64, 64), device="cpu", log=_quiet)
+    silent, blank = pipe.anchors()
+    wan = load_wan_vae(paths["video_vae"])
+    grey = torch.full((1, 1, 64, 64, 3), 0.5)
+    assert blank.shape == (48, 1, 4, 4)
+    torch.testing.assert_close(blank, wan.encode(grey)[0], atol=1e-5, rtol=1e-5)
+    # the Wan VAE is causal with the first frame alone: a clip's first latent frame is its frame 0 alone
+    clip = torch.rand(1, 5, 64, 64, 3, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(wan.encode(clip)[:, :, :1], wan.encode(clip[:, :1]), atol=1e-5, rtol=1e-5)
+    zv = torch.randn(1, 48, 7, 4, 4)
+
+    def held(job):
+        st = SyncCFG(pipe.model, None, Guidance("synccfg"), job, silent_audio_token=silent,
+                     blank_video_frame=blank).static_video(zv)
+        assert st.shape == zv.shape
+        assert all(torch.equal(st[:, :, i], st[:, :, 0]) for i in range(7))  # identical copies
+        return st[:, :, :1]
+
+    torch.testing.assert_close(held(Job()), blank[None])  # T2AV, no estimate yet: the blank frame
+    job = Job()  # I2AV: the given image, encoded alone
+    job.first_frame = pipe.encode_video(clip[0, :1], None, 1)[:, :, :1]
+    torch.testing.assert_close(held(job), wan.encode(clip[:, :1]), atol=1e-5, rtol=1e-5)
+    job = Job()  # V2A: the driving video's frame 0
+    job.clean_video = pipe.encode_video(clip[0], 24.0, 5)
+    torch.testing.assert_close(held(job), wan.encode(clip[:, :1]), atol=1e-5, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- what is loaded, and when
+
+@pytest.fixture
+def reads(monkeypatch):
+    """Every weight-file read after the stack is built, counted by file name (all the tiny
+    components but the model are upstream .pth files, read through torch.load)."""
+    import collections
+
+    import torch
+
+    count = collections.Counter()
+    real = torch.load
+
+    def counting(f, *a, **k):
+        count[os.path.basename(os.fspath(f))] += 1
+        return real(f, *a, **k)
+
+    def start():
+        monkeypatch.setattr(torch, "load", counting)
+        return count
+    return start
+
+
+UMT5, WAN, MMVAE, VOC = "models_t5_umt5-xxl-enc-bf16.pth", "Wan2.2_VAE.pth", "v1-16.pth", "best_netG.pt"
+
+
+def test_text_encoder_is_freed_after_encoding(ckpts, reads, monkeypatch):
+    import gc
+    import weakref
+
+    import torch
+
+    from harmony import umt5
+
+    _, paths = ckpts
+    pipe = stack.load_stack(paths, size=(64, 64), device="cpu", log=_quiet)
+    assert pipe.conditioner.model is None  # nothing of the encoder's weights after loading the stack
+    # the embedding to expect: the same file, loaded and used here by hand
+    enc = umt5.load_umt5(paths["text_encoder"], paths["tokenizer"], dtype=torch.float32, text_len=512)
+    want, _ = enc.encode([umt5.ovi_prompt("a red ball bounces", "hello there", "two loud thud")])
+    del enc
+    count = reads()
+    models = []
+    real_load = umt5.load_umt5
+
+    def spy(*a, **k):
+        enc = real_load(*a, **k)
+        models.append(weakref.ref(enc.model))
+        return enc
+    monkeypatch.setattr(umt5, "load_umt5", spy)
+
+    cond = pipe.encode_text("a red ball bounces", "two loud thud", "hello there")
+    gc.collect()
+    assert count[UMT5] == 1 and len(models) == 1
+    assert pipe.conditioner.model is None and models[0]() is None  # its parameters are gone
+    torch.testing.assert_close(cond.video_context, want)
+    # the same prompt again, and the empty prompt (CFG's unconditional side): kept, nothing re-read
+    torch.testing.assert_close(pipe.encode_text("a red ball bounces", "two loud thud", "hello there").video_context,
+                               want)
+    assert pipe.encode_text("", "", "").video_context.abs().max() > 0
+    assert count[UMT5] == 1
+    # a new prompt reads the encoder again, and frees it again
+    other = pipe.encode_text("two red ball", "", "")
+    gc.collect()
+    assert count[UMT5] == 2 and len(models) == 2 and models[1]() is None and pipe.conditioner.model is None
+    assert not torch.equal(other.video_context, cond.video_context)
+    assert set(count) == {UMT5}  # no codec was read for text
+
+
+def test_codecs_are_read_when_needed_and_once(ckpts, reads):
+    """T2AV: no codec for plain CFG; SyncCFG reads the MMAudio VAE (silence) and the Wan encoder (the
+    blank frame, T2AV's first step); decoding reads the Wan decoder and the vocoder; nothing twice."""
+    _, paths = ckpts
+    pipe = stack.load_stack(paths, size=(64, 64), device="cpu", log=_quiet)
+    video, audio = pipe.codecs.video, pipe.codecs.audio
+    assert all(p.is_meta for p in video.vae.parameters()) and audio.codec is None
+    cond = pipe.encode_text("a red ball bounces", "", "")
+    count = reads()
+    pipe.sample(cond, seconds=1, steps=1, guidance="cfg")
+    pipe.sample(cond, seconds=1, steps=1, guidance="none")
+    assert sum(count.values()) == 0  # no codec, no text encoder (the empty prompt was kept)
+    lat = pipe.sample(cond, seconds=1, steps=1, guidance="synccfg")
+    assert dict(count) == {MMVAE: 1, WAN: 1} and video.loaded == {"encoder"}
+    assert all(p.is_meta for p in video.vae.decoder.parameters()) and audio.codec.vocoder is None
+    frames, wave, sr, fps = pipe.decode(lat)
+    assert dict(count) == {MMVAE: 1, WAN: 2, VOC: 1} and video.loaded == {"encoder", "decoder"}
+    assert not any(p.is_meta for p in video.vae.parameters())
+    assert frames.shape == (25, 64, 64, 3) and sr == 16000 and fps == 24
+    pipe.decode(pipe.sample(cond, seconds=1, steps=1, guidance="synccfg"))
+    assert dict(count) == {MMVAE: 1, WAN: 2, VOC: 1}  # nothing read twice
+
+
+def test_video_encoder_only_for_an_image_or_a_video(ckpts, reads):
+    import torch
+
+    _, paths = ckpts
+    pipe = stack.load_stack(paths, size=(64, 64), device="cpu", log=_quiet)
+    video = pipe.codecs.video
+    cond = pipe.encode_text("a red ball bounces", "", "")
+    count = reads()
+    wave = 0.1 * torch.randn(1, 16000, generator=torch.Generator().manual_seed(1))
+    pipe.decode(pipe.sample(cond, seconds=1, steps=1, driving_audio=(wave, 16000)))  # A2V, SyncCFG
+    assert video.loaded == {"decoder"} and dict(count) == {MMVAE: 1, WAN: 1, VOC: 1}
+    image = torch.rand(64, 64, 3, generator=torch.Generator().manual_seed(2))
+    lat = pipe.sample(cond, seconds=1, steps=1, first_frame=image)  # I2AV: the image is held still
+    assert video.loaded == {"encoder", "decoder"} and count[WAN] == 2
+    assert pipe._blanks == {}  # no blank frame was needed
+    frames = torch.rand(25, 64, 64, 3, generator=torch.Generator().manual_seed(3))
+    pipe.sample(cond, seconds=1, steps=1, driving_video=(frames, 24.0))  # V2A
+    assert dict(count) == {MMVAE: 1, WAN: 2, VOC: 1}
+    assert lat.job == "I2AV"

@@ -27,6 +27,7 @@ from .mel import MelSpectrogram16k
 from .mmaudio_vae import MMAudioVAE, load_mmaudio_vae
 
 WRAPPER_KEYS = ("generator", "state_dict", "model", "module")
+SILENCE_SECONDS = 10.0  # the silence encoded for the SyncCFG anchor (MMAudioCodec.silence_token)
 
 
 def read_state_dict(path_or_sd, what: str = "weights") -> dict:
@@ -101,13 +102,23 @@ class MMAudioCodec(nn.Module):
     hop_length = 512
     latent_rate = 16000 / 512  # 31.25
 
-    def __init__(self, vae: MMAudioVAE, vocoder: BigVGANVocoder):
+    def __init__(self, vae: MMAudioVAE, vocoder: BigVGANVocoder | None = None):
         super().__init__()
-        if vae.embed_dim != self.latent_channels or vocoder.hop_length * vae.time_downsample != self.hop_length:
+        if vae.embed_dim != self.latent_channels:
             raise ValueError("MMAudioCodec: expects the 16 kHz VAE (20 latent channels) and a x256 vocoder")
         self.mel = MelSpectrogram16k().to(vae.data_mean.device)
         self.vae = vae
+        self.vocoder = None
+        if vocoder is not None:
+            self.attach_vocoder(vocoder)
+
+    def attach_vocoder(self, vocoder: BigVGANVocoder) -> "MMAudioCodec":
+        """Add the vocoder later (encoding needs only the VAE; the real-scale stack loads the vocoder
+        at decode time)."""
+        if vocoder.hop_length * self.vae.time_downsample != self.hop_length:
+            raise ValueError("MMAudioCodec: expects the 16 kHz VAE (20 latent channels) and a x256 vocoder")
         self.vocoder = vocoder
+        return self
 
     @classmethod
     def from_files(cls, vae, vocoder=None, device="cpu", dtype=torch.float32,
@@ -167,6 +178,9 @@ class MMAudioCodec(nn.Module):
             shape = tuple(latent.shape) if torch.is_tensor(latent) else type(latent).__name__
             raise ValueError(f"MMAudioCodec.decode: latent must be [L, {self.latent_channels}] or "
                              f"[B, L, {self.latent_channels}] (sequence-major), got {shape}.")
+        if self.vocoder is None:
+            raise ValueError("MMAudioCodec.decode: no vocoder attached; pass MMAudio's best_netG.pt "
+                             "(MMAudioCodec.from_files(vae, vocoder) or attach_vocoder).")
         single = latent.dim() == 2
         z = latent[None] if single else latent
         mel = self.decode_mel(z).to(self.vocoder.conv_pre.weight.dtype)
@@ -177,8 +191,23 @@ class MMAudioCodec(nn.Module):
         return wave[0] if single else wave
 
     def silent_latent(self, num_latents: int = 1) -> torch.Tensor:
-        """Latent ``[num_latents, 20]`` of digital silence (the SyncCFG silent-audio anchor)."""
+        """Latent ``[num_latents, 20]`` of digital silence (mel + VAE of zeros)."""
         return self.encode(torch.zeros(num_latents * self.hop_length, device=self.device))
+
+    @torch.no_grad()
+    def silence_token(self, seconds: float = SILENCE_SECONDS) -> torch.Tensor:
+        """The SyncCFG silent-audio anchor ``[20]``: the middle token of the latent of ``seconds`` of
+        digital silence (the mel of zeros is -5 in every bin; VAE posterior mean).
+
+        Away from its two ends, every token of a silent clip's latent is this one token: the
+        encoder's convolutions see only silence there (the first 15 and last 13 latents are the ones
+        they see the clip's edges from), and its one attention layer sees the same clip from every
+        such position. Guidance repeats the token over the clip (``harmony.guidance``): the codec's
+        latent of silence without its edge tokens, one anchor for every clip length (the attention
+        makes the middle token drift slightly with the clip's length; 10 s fixes it). ``seconds``
+        (default 10 s, 313 latents) sets the clip encoded."""
+        n = self.num_latents(round(float(seconds) * self.sample_rate))
+        return self.silent_latent(n)[n // 2]
 
 
 __all__ = ["MMAudioCodec", "read_state_dict"]
