@@ -8,7 +8,8 @@ folder whose models/ holds random files in the layouts people have:
 - models/vae/wan2.2_vae.safetensors: the Wan2.2 VAE at its real size (705M parameters,
   bf16): core VAELoader builds the Wan2.2 VAE with fixed sizes, so a smaller file cannot load;
 - models/vae/mmaudio_vae_16k.safetensors: ComfyUI's MMAudio layout (``vae.*``, ``vocoder.*``,
-  ``mel_converter.*``) at its real size (284M parameters), for the same reason.
+  ``mel_converter.*``) at its real size (284M parameters), for the same reason, made from
+  random ``v1-16.pth`` + ``best_netG.pt`` by the converter docs/real_weights_comfyui.md gives.
 
 The one node that cannot run at tiny scale is core CLIPLoader: type ``wan`` always builds
 the 5.7B-parameter umT5-XXL (comfy/text_encoders/umt5_config_xxl.json), whose random
@@ -165,12 +166,17 @@ def _write_models(models):
         save_safetensors({k: v.to(torch.bfloat16).contiguous() for k, v in wan.state_dict().items()},
                          str(vae / "wan2.2_vae.safetensors"), {"format": "pt"})
         del wan
-        mm = {"vae." + k: v for k, v in MMAudioVAE().state_dict().items()}
-        mm.update({"vocoder." + k: v for k, v in BigVGANVocoder().state_dict().items()})
-        mm["mel_converter.mel_basis"] = torch.zeros(80, 513)
-        mm["mel_converter.hann_window"] = torch.hann_window(1024)
-        save_safetensors({k: v.to(torch.bfloat16).contiguous() if v.is_floating_point() else v
-                          for k, v in mm.items()}, str(vae / "mmaudio_vae_16k.safetensors"), {"format": "pt"})
+        # MMAudio's two upstream files at their real size, made into ComfyUI's one-file layout by the
+        # command docs/real_weights_comfyui.md gives (nodes.core_inputs.write_comfy_mmaudio_vae)
+        ext = models / "mmaudio_ext_weights"
+        ext.mkdir()
+        torch.save(MMAudioVAE().state_dict(), ext / "v1-16.pth")
+        torch.save({"generator": BigVGANVocoder().state_dict()}, ext / "best_netG.pt")
+        from nodes.core_inputs import write_comfy_mmaudio_vae
+
+        write_comfy_mmaudio_vae(str(ext / "v1-16.pth"), str(ext / "best_netG.pt"),
+                                str(vae / "mmaudio_vae_16k.safetensors"))
+        shutil.rmtree(ext)
         # TAESD, SD's tiny image VAE (4 latent channels; core detects it by this key), for the mismatch check
         save_safetensors({"taesd_decoder.1.weight": torch.zeros(64, 4, 3, 3)}, str(vae / "taesd_sd.safetensors"),
                          {"format": "pt"})
