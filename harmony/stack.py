@@ -11,6 +11,22 @@ frame one video frame and every further one four (``1 + 4 (F - 1)`` frames),
 ``--size HxW`` (multiples of 32: the VAE's 16 times the DiT's 2x2 patch); the
 default 704x704 is the multiple of 32 nearest Ovi's 720x720 area.
 
+What is in memory, and when: every component file is checked from its header first (names,
+shapes, pairing with the model), then only the DiT is loaded. umT5-XXL (about 11 GB) is read
+for each prompt not encoded before and freed right after encoding; its embeddings are kept
+(the empty prompt, CFG's unconditional side, is encoded with every read). The codecs' parts are
+read on first use and kept: the Wan2.2 VAE encoder for a first frame, a driving video or
+SyncCFG's blank frame (T2AV); the MMAudio VAE for driving audio, a reference voice or SyncCFG's
+silence anchor; the Wan2.2 VAE decoder and BigVGAN at decode. With ``--offload`` they are kept
+on the CPU and moved to the device only while they run.
+
+SyncCFG anchors (``HarmonyPipeline.anchors``): silent audio = the middle token of MMAudio's
+latent of 10 s of digital silence, repeated (the latent of silence without its edge tokens,
+``MMAudioCodec.silence_token``); static video = one latent frame held over the clip: the given
+first frame or the driving video's first frame, each encoded alone by the Wan2.2 VAE, else the
+previous step's estimate, and before any estimate a mid-grey frame encoded alone (the blank
+frame, made only for T2AV).
+
 Text: both towers get the umT5 embedding of one string built as Ovi does
 (:func:`harmony.umt5.ovi_prompt`): the scene, the transcript in ``<S>…<E>``,
 the audio caption as ``Audio: …`` (``--caption-tags audcap`` for Ovi's

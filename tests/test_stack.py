@@ -383,3 +383,59 @@ def test_video_encoder_only_for_an_image_or_a_video(ckpts, reads):
     pipe.sample(cond, seconds=1, steps=1, driving_video=(frames, 24.0))  # V2A
     assert dict(count) == {MMVAE: 1, WAN: 2, VOC: 1}
     assert lat.job == "I2AV"
+
+
+def test_text_encoder_header_check_reads_comfyui_layouts(ckpts, tmp_path):
+    """The stack reads the text encoder's config from the file's header (safetensors, or a mapped .pth)
+    before any weight: ComfyUI's bf16 and scaled-fp8 files give the same config and embeddings as
+    loading them in full."""
+    import torch
+    from safetensors.torch import save_file
+
+    from harmony import umt5
+
+    _, paths = ckpts
+    hf = {umt5._wan_to_hf(k): v for k, v in rf.umt5_wan_state().items()}
+    bf16 = tmp_path / "umt5_xxl_bf16.safetensors"
+    save_file({k: v.to(torch.bfloat16).contiguous() for k, v in hf.items()}, str(bf16))
+    scaled = {"scaled_fp8": torch.empty(0, dtype=torch.float8_e4m3fn)}
+    for k, v in hf.items():
+        if v.dim() == 2 and "relative_attention_bias" not in k and k != "shared.weight":
+            s = v.abs().max() / 448.0
+            scaled[k], scaled[k[:-len("weight")] + "scale_weight"] = (v / s).to(torch.float8_e4m3fn), s.reshape(())
+        else:
+            scaled[k] = v
+    fp8 = tmp_path / "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
+    save_file(scaled, str(fp8))
+    for path in (paths["text_encoder"], bf16, fp8):
+        cond = stack.UMT5Conditioner(path, paths["tokenizer"], dtype=torch.float32, log=_quiet)
+        assert cond.model is None  # checked from the header: nothing loaded
+        assert (cond.dim, cond.config.num_layers, cond.config.num_heads) == (
+            rf.UMT5_SIZE["dim"], rf.UMT5_SIZE["layers"], rf.UMT5_SIZE["heads"])
+        got = cond(["a red ball bounces"], [""], ["hello there"], [None]).video_context
+        want, _ = umt5.load_umt5(path, paths["tokenizer"], dtype=torch.float32).encode(
+            [umt5.ovi_prompt("a red ball bounces", "hello there")])
+        assert torch.equal(got, want) and cond.model is None
+
+
+def test_wan_vae_halves_from_a_safetensors_file(ckpts, tmp_path):
+    """ComfyUI's wan2.2_vae.safetensors form (here under a ``vae.`` prefix): each half read alone gives
+    what the whole VAE, loaded in full, gives."""
+    import torch
+    from safetensors.torch import save_file
+
+    from harmony.codecs.wan_vae import load_wan_vae
+
+    _, paths = ckpts
+    full = load_wan_vae(paths["video_vae"])
+    st = tmp_path / "wan2.2_vae.safetensors"
+    save_file({"vae." + k: v.contiguous() for k, v in torch.load(paths["video_vae"], weights_only=True).items()},
+              str(st))
+    lazy = stack.LazyWanVAE(st, frame_size=(32, 32), log=_quiet)
+    assert lazy.latent_channels == 48 and lazy.loaded == set()
+    frames = torch.rand(1, 5, 32, 32, 3, generator=torch.Generator().manual_seed(4))
+    z = lazy.encode(frames)
+    assert lazy.loaded == {"encoder"} and all(p.is_meta for p in lazy.vae.decoder.parameters())
+    torch.testing.assert_close(z, full.encode(frames), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(lazy.decode(z), full.decode(z), atol=1e-5, rtol=1e-5)
+    assert lazy.loaded == {"encoder", "decoder"}
