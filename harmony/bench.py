@@ -16,6 +16,19 @@ Rows (``--rows``, default all):
 - ``tiny``: seconds per guided sampling step of the ``tiny`` config (plain CFG,
   SyncCFG batched, SyncCFG as three passes).
 
+``--shape real`` (issue 11): the ``5b`` GLDI model (``--layers N``, default the full 30) at the real
+clip's token counts (``real_tokens``: 5 s at 704x704 -> 31 x 22 x 22 = 15,004 video tokens, 157
+audio tokens, 512 text rows of width 4096 per tower; ``--seconds`` / ``--size`` change the clip,
+``--ref-seconds`` adds reference-voice tokens). Rows (``REAL_ROWS``): seconds per guided sampling step
+through the ``SyncCFG`` denoiser for plain CFG (one forward, batch 2) and SyncCFG batched (one
+forward, batch 3), with bf16 weights, fp8 weights, and fp8 weights under ``BlockSwap`` with
+``--resident N`` layers kept; model FLOPs of the step and GFLOP/s; peak memory reset per row.
+Random weights are filled in place (``_fill_random_``), never downloaded. Before the rows, the
+**memory plan** (``memory_plan``; ``--plan`` prints only it): weights counted on the meta device,
+activations of one step and of the Wan2.2 VAE tiled decode tracked on the meta device
+(``LiveBytes`` with attention as a fused kernel, ``FusedAttention``), the umT5-XXL encoder by its
+parameter count, and which options fit 24 / 32 / 80 GB.
+
 Peak memory is reset per row: ``torch.cuda.reset_peak_memory_stats`` on a GPU;
 on the CPU the process's peak RSS (VmHWM) is reset through
 ``/proc/self/clear_refs`` where Linux allows it, else the column says n/a.
@@ -613,7 +626,7 @@ def memory_plan(cfg: HarmonyConfig, tokens: dict, residents=(0, 4, 10), n_ref: i
     t5_act = 2 * (u["heads"] * cfg.video.text_len ** 2 * 4) + 4 * cfg.video.text_len * u["d_ff"] * 2
     text_bytes = t5_w + t5_act
     print_fn(f"umT5-XXL encoder (loaded for encoding, freed before sampling): {n_t5 / 1e9:.3f} B params x 2 B (bf16) = "
-             f"{g(t5_w)} GiB + activations <= 2 x {u['heads']} heads x {cfg.video.text_len}^2 x 4 B (scores) + "
+             f"{g(t5_w)} GiB + activations, estimated (not tracked) as 2 x {u['heads']} heads x {cfg.video.text_len}^2 x 4 B (scores) + "
              f"4 x {cfg.video.text_len} x {u['d_ff']} x 2 B (FFN) = {g(t5_act)} GiB -> {g(text_bytes)} GiB")
     dec_w, dec_act, (tile, overlap) = vae_decode_bytes(tokens)
     vae_bytes = dec_w + dec_act
@@ -630,7 +643,10 @@ def memory_plan(cfg: HarmonyConfig, tokens: dict, residents=(0, 4, 10), n_ref: i
         fit = " | ".join(f"{'yes' if fits(peak, b) else 'no':>5}" for b in PLAN_BUDGETS_GIB)
         print_fn(f"{option:31} | {'plain CFG (B=2)' if mode == 'cfg' else 'SyncCFG (B=3)':15} | {g(w):>7} | "
                  f"{g(tp):>6} | {g(sp):>6} | {g(dp):>7} | {g(peak):>6} | {fit}")
-    print_fn("(GiB; +text / +step / +decode: DiT weights plus that phase. Not counted: the MMAudio VAE + BigVGAN "
+    print_fn("(GiB; +text / +step / +decode: DiT weights plus that phase. The pipeline encodes the prompt on the "
+             "device while the DiT weights are there (HarmonyPipeline.encode_text -> UMT5Conditioner on its device), "
+             "so +text is often the peak; encoding before the DiT moves in, or on the CPU, would leave max(+step, "
+             "+decode). Not counted: the MMAudio VAE + BigVGAN "
              "(decoded after the video, far smaller), the Wan encoder for SyncCFG's blank frame (one frame), "
              "cuDNN workspaces, fragmentation)")
     return rows
@@ -720,10 +736,13 @@ def print_real_rows(rows, print_fn=print):
         print_fn(f"{dev:6} | {label:34} | {batch:5d} | {sec:9.3f} | {cpu_sec:8.1f} | {gf:9.1f} | {gfs:8.1f} | "
                  f"{'n/a' if peak is None else f'{peak:8.2f}':>8} | {frac}")
     by = {label: sec for _, label, _, sec, *_ in rows}
+    cpu_by = {label: (cpu_sec, gf) for _, label, _, _, cpu_sec, gf, *_ in rows}
     for w in ("bf16", "fp8 e4m3fn storage"):
         c, s = by.get(f"{w}, plain CFG"), by.get(f"{w}, SyncCFG")
         if c and s:
-            print_fn(f"ratio SyncCFG / plain CFG step ({w}): {s / c:.2f} (target <= 1.5)")
+            (cc, cf), (sc, sf) = cpu_by[f"{w}, plain CFG"], cpu_by[f"{w}, SyncCFG"]
+            print_fn(f"ratio SyncCFG / plain CFG step ({w}): {s / c:.2f} wall (target <= 1.5); process CPU time "
+                     f"{sc / cc:.2f}, model FLOPs {sf / cf:.2f}")
     for mode in ("plain CFG", "SyncCFG"):
         b, f8 = by.get(f"bf16, {mode}"), by.get(f"fp8 e4m3fn storage, {mode}")
         if b and f8:
@@ -765,7 +784,8 @@ def main(argv=None):
                          "plan is always for the full model)")
     ap.add_argument("--seconds", type=float, default=5.0, help="real shape: clip length of the measured rows")
     ap.add_argument("--size", default="704x704", help="real shape: frame size HxW (multiples of 32)")
-    ap.add_argument("--resident", type=int, default=4, help="real shape: layers kept on the device under block swap")
+    ap.add_argument("--resident", type=int, default=None,
+                    help="real shape: layers kept on the device under block swap (default 4, at most --layers)")
     ap.add_argument("--ref-seconds", type=float, default=0.0,
                     help="real shape: reference-voice length (its tokens join the audio sequence; 0 = none, T2AV)")
     ap.add_argument("--plan", action="store_true", help="real shape: print the memory plan only (no compute)")
@@ -848,6 +868,8 @@ def main_real(ap, a, argv):
     layers = a.layers if a.layers is not None else full.num_layers
     if not 1 <= layers <= full.num_layers:
         ap.error(f"--layers must be in 1..{full.num_layers}, got {layers}")
+    if a.resident is None:
+        a.resident = min(4, layers)
     if not 0 <= a.resident <= layers:
         ap.error(f"--resident must be in 0..{layers} (the measured model's layers), got {a.resident}")
     torch.set_grad_enabled(False)
