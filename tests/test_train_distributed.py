@@ -66,7 +66,7 @@ def test_accelerate_ddp_two_cpu_processes_fine_tune_from_ovi(tmp_path):
            "-m", "harmony", "train", "--config", "5b", "--overrides", SMALL, "--init-from", ovi,
            "--latents", str(tmp_path / "pool.safetensors"), "--pool", "8", "--batch", "2", "--steps", "2",
            "--seconds", "1", "--warmup", "1", "--log-every", "1", "--out", str(out)]
-    run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     text = run.stdout + run.stderr
     assert run.returncode == 0, text[-4000:]
 
