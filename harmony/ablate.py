@@ -45,6 +45,7 @@ import time
 from dataclasses import dataclass
 
 from .guidance import DEFAULT_SA, DEFAULT_SV
+from .probe import SIGMAS
 
 SMALL = "dim=64,ffn_dim=192,num_heads=2,num_layers=2"
 """The ablation model: both towers 64 wide, 2 layers (0.75 M DiT parameters)."""
@@ -162,9 +163,28 @@ def _eval_task(s: Settings, name, model, out, n, guidance, deps) -> Task:
                 out, deps)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def running_elsewhere(t: Task) -> bool:
+    """Another ``ablate`` command (same folder) is running this task: its ``<done>.running``
+    marker names a live process."""
+    try:
+        with open(t.done + ".running") as fh:
+            return _alive(int(fh.read().strip()))
+    except (OSError, ValueError):
+        return False
+
+
 def run_tasks(tasks: list, parallel: int, logdir: str, say=print) -> list:
     """Run the tasks, ``parallel`` at a time, each with one CPU thread; a task whose
-    ``done`` file exists is skipped. Returns the names of the tasks that failed."""
+    ``done`` file exists is skipped, one that another command is running (its marker
+    names a live process) is waited for. Returns the names of the tasks that failed."""
     os.makedirs(logdir, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
     pending = [t for t in tasks if not os.path.exists(t.done)]
@@ -173,6 +193,12 @@ def run_tasks(tasks: list, parallel: int, logdir: str, say=print) -> list:
     t0 = time.time()
     while pending or running:
         for t in sorted(pending, key=lambda t: not t.deps):  # ready evaluations before new training
+            if os.path.exists(t.done):  # finished by another command
+                pending.remove(t)
+                finished.add(t.name)
+                continue
+            if running_elsewhere(t):
+                continue
             if len(running) >= parallel:
                 break
             if any(d in failed for d in t.deps):
@@ -184,13 +210,20 @@ def run_tasks(tasks: list, parallel: int, logdir: str, say=print) -> list:
                 os.makedirs(os.path.dirname(t.done) or ".", exist_ok=True)
                 t.log = os.path.join(logdir, t.name.replace(" ", "_") + ".log")
                 fh = open(t.log, "w")
-                running[t.name] = (t, subprocess.Popen(t.cmd, stdout=fh, stderr=subprocess.STDOUT, env=env), fh, time.time())
+                proc = subprocess.Popen(t.cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+                with open(t.done + ".running", "w") as marker:
+                    marker.write(str(proc.pid))
+                running[t.name] = (t, proc, fh, time.time())
+        if pending and not running and all(running_elsewhere(t) or any(d not in finished for d in t.deps)
+                                           for t in pending):
+            time.sleep(4.0)  # only waiting for another command's tasks
         time.sleep(1.0)
         for name, (t, proc, fh, start) in list(running.items()):
             if proc.poll() is None:
                 continue
             fh.close()
             del running[name]
+            os.remove(t.done + ".running")
             ok = proc.returncode == 0 and os.path.exists(t.done)
             (finished.add(name) if ok else failed.append(name))
             say(f"[{time.time() - t0:6.0f}s] {'done' if ok else 'FAILED'}: {name} ({time.time() - start:.0f}s"
@@ -318,6 +351,38 @@ def format_report(s: Settings, table: dict, ceiling: list | None = None) -> str:
     return "\n".join(out)
 
 
+PROBE_SETTINGS = (("joint", "T2AV (both noisy)"), ("V2A", "V2A: audio reads video"), ("A2V", "A2V: video reads audio"))
+
+
+def probe_key(run: str, step: int, s: Settings) -> str:
+    return run if step >= s.steps else f"{run}@{step}"
+
+
+def format_probe(s: Settings, probes: dict) -> str:
+    """Markdown: partner-use gain (mean over sigmas) per row, mean ± sd over training seeds."""
+    head = "| row | variant | seeds | " + " | ".join(f"gain, {label}" for _, label in PROBE_SETTINGS) + " |"
+    lines = [head, "|---|---|---|" + "---|" * len(PROBE_SETTINGS)]
+    for v in [r for r in ROW_ORDER if r in s.variants]:
+        runs = [probes[run_name(v, seed)] for seed in s.seeds if run_name(v, seed) in probes]
+        cells = [_cell([r[k]["mean"] for r in runs]) for k, _ in PROBE_SETTINGS]
+        lines.append(f"| {v} | {ROW_LABEL[v]} | {len(runs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def drift_probe(s: Settings, probes: dict) -> dict:
+    """``{variant: {step: {"gain_joint": [per seed], ...}}}`` for the drift pair."""
+    out = {}
+    for v in DRIFT:
+        for seed in s.seeds:
+            for step in range(s.drift_every, s.steps + 1, s.drift_every) if s.drift_every > 0 else ():
+                g = probes.get(probe_key(run_name(v, seed), step, s))
+                if g is None:
+                    continue
+                for k, _ in PROBE_SETTINGS:
+                    out.setdefault(v, {}).setdefault(step, {}).setdefault(f"gain_{k}", []).append(g[k]["mean"])
+    return out
+
+
 def plot_drift(points: dict, path: str, s: Settings):
     """The drift picture: sync metrics of EMA snapshots over training, joint only vs Cross-Task."""
     try:
@@ -329,10 +394,17 @@ def plot_drift(points: dict, path: str, s: Settings):
     import matplotlib.pyplot as plt
 
     keys = [m for m in METRICS if m[0] != "abs_offset_s"] + [m for m in METRICS if m[0] == "abs_offset_s"]
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4))
+    keys += [(f"gain_{k}", f"partner gain, {label}", "high") for k, label in PROBE_SETTINGS
+             if any(f"gain_{k}" in p for v in points.values() for p in v.values())]
+    cols = 3
+    rows = math.ceil(len(keys) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.3 * rows), squeeze=False)
+    axes = axes.ravel()
+    for ax in axes[len(keys):]:
+        ax.axis("off")
     for ax, (key, head, better) in zip(axes, keys):
         for v, colour in zip(DRIFT, ("tab:gray", "tab:red")):
-            steps = sorted(points.get(v, {}))
+            steps = sorted(st for st in points.get(v, {}) if key in points[v][st])
             stats = [mean_sd(points[v][st][key]) for st in steps]
             if not steps:
                 continue
@@ -346,8 +418,9 @@ def plot_drift(points: dict, path: str, s: Settings):
         ax.set_title(f"{head} ({better}er is better)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"T2AV held-out sync over training (GLDI + RoPE alignment; mean ± sd over "
-                 f"{len(s.seeds)} seeds, {s.drift_n} clips per split, plain CFG)", fontsize=9)
+    fig.suptitle(f"Over training, GLDI + RoPE alignment, joint loss only vs Cross-Task Synergy (mean ± sd over "
+                 f"{len(s.seeds)} seeds). Sync: T2AV, {s.drift_n} held-out clips per split, plain CFG; "
+                 f"partner gain: {s.eval_n} clips per split (1 = partner ignored)", fontsize=8)
     fig.tight_layout()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -370,23 +443,66 @@ def ceiling_rows(s: Settings) -> list:
     return rows
 
 
+def probe_all(s: Settings, say=print) -> dict:
+    """``{run or "run@step": harmony.probe.partner_gains(...)}`` for every final model and drift
+    snapshot that exists, on ``s.eval_n`` held-out clips per split (cached in ``probe.json``)."""
+    path = os.path.join(s.out, "probe.json")
+    cache = {}
+    if os.path.exists(path):
+        with open(path) as fh:
+            cache = json.load(fh)
+    models = {}
+    for v in s.variants:
+        for seed in s.seeds:
+            folder = os.path.join(s.out, "runs", run_name(v, seed))
+            models[run_name(v, seed)] = os.path.join(folder, "harmony_tiny.safetensors")
+            if v in DRIFT and s.drift_every > 0:
+                for step in range(s.drift_every, s.steps, s.drift_every):
+                    models[f"{run_name(v, seed)}@{step}"] = os.path.join(folder, f"ema_step{step}.safetensors")
+    todo = {k: p for k, p in models.items() if k not in cache and os.path.exists(p)}
+    if todo:
+        from .pipeline import HarmonyPipeline
+        from .probe import encode_clips, heldout_clips, partner_gains
+
+        clips, other = heldout_clips(max(2, s.eval_n), s.seconds)
+        for key, model_path in sorted(todo.items()):
+            pipe = HarmonyPipeline.from_pretrained(model_path, device="cpu", log=lambda m: None)
+            v0, a0, cond = encode_clips(pipe, clips)  # texts through this model's own text encoder
+            cache[key] = {k: {str(x): y for x, y in v.items()}
+                          for k, v in partner_gains(pipe.model, v0, a0, cond, other).items()}
+        with open(path, "w") as fh:
+            json.dump(cache, fh, indent=1)
+        say(f"partner-use probe: {len(todo)} models")
+    return cache
+
+
 def report(s: Settings, say=print) -> str:
+    import torch
+
+    torch.set_num_threads(1)  # small batches: one thread is fastest, and never oversubscribes a busy machine
     table = collect(s)
+    probes = probe_all(s, say)
     tables = format_report(s, table, ceiling_rows(s))
     points = drift_points(s)
+    for v, steps in drift_probe(s, probes).items():
+        for step, vals in steps.items():
+            points.setdefault(v, {}).setdefault(step, {}).update(vals)
     os.makedirs(s.docs, exist_ok=True)
     plot = os.path.join(s.docs, "drift.png")
     if points:
         plot_drift(points, plot, s)
     with open(os.path.join(s.docs, "ablation.json"), "w") as fh:
         json.dump({"settings": s.__dict__, "table": {" | ".join(k): v for k, v in sorted(table.items())},
-                   "drift": points}, fh, indent=1, default=list)
+                   "drift": points, "probe": probes}, fh, indent=1, default=list)
     text = (f"Settings: {s.steps} steps, batch {s.batch}, lr {s.lr:g}, EMA {s.ema:g}, {s.seconds:g} s clips, "
             f"a shared pool of {s.clips} clips, model `{SMALL}`, training seeds {list(s.seeds)}; "
             f"T2AV on {s.eval_n} held-out clips per split, {s.eval_steps} steps; rows A-D, the sweeps and "
             f"the references use plain CFG (sv {DEFAULT_SV:g} / sa {DEFAULT_SA:g} as text-CFG scales), "
             f"E and `+SyncCFG` rows SyncCFG (sv {DEFAULT_SV:g}, sa {DEFAULT_SA:g}); cells: mean ± sd "
-            f"over training seeds.\n\n" + tables)
+            f"over training seeds.\n\n" + tables
+            + "\n**Partner use** (`harmony.probe`: x0 MSE with another clip's partner / with the clip's own, "
+              f"mean over sigma {', '.join(map(str, SIGMAS))}, {s.eval_n} held-out clips per split; 1 = ignored)\n\n"
+            + format_probe(s, probes) + "\n")
     with open(os.path.join(s.docs, "table.md"), "w") as fh:
         fh.write(text)
     say(text)

@@ -177,3 +177,22 @@ def test_ablate_end_to_end_tiny(tmp_path):
     for row in ("| A |", "| D |", "| E |", "| A+SyncCFG |", "real+codec"):
         assert row in table
     assert (docs / "drift.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_run_tasks_waits_for_a_task_another_command_runs(tmp_path):
+    """A task whose marker names a live process is not started again; its dependents run once
+    that process has written the task's output."""
+    py = sys.executable
+    done = tmp_path / "train.done"
+    other = subprocess.Popen([py, "-c", f"import time; time.sleep(2); open({str(done)!r}, 'w')"])
+    (tmp_path / "train.done.running").write_text(str(other.pid))
+    runs = tmp_path / "runs.txt"
+    tasks = [
+        ablate.Task("train", [py, "-c", f"open({str(runs)!r}, 'a').write('again')"], str(done)),
+        ablate.Task("eval", [py, "-c", f"open({str(tmp_path / 'eval.done')!r}, 'w')"], str(tmp_path / "eval.done"),
+                    deps=("train",)),
+    ]
+    failed = ablate.run_tasks(tasks, 2, str(tmp_path / "logs"), say=lambda m: None)
+    other.wait()
+    assert failed == [] and (tmp_path / "eval.done").exists()
+    assert not runs.exists()  # the other command's task was never run a second time
