@@ -1,0 +1,55 @@
+"""harmony.probe.partner_gains on hand-made models whose use of the partner is known."""
+import types
+
+import pytest
+import torch
+
+from harmony.probe import partner_gains
+
+
+class Ignores(torch.nn.Module):
+    """x0 model that returns its own noisy input: it never reads the partner."""
+    cfg = types.SimpleNamespace(prediction="x0")
+
+    def forward(self, zv, za, tv, ta, cond):
+        return zv * 0.5, za * 0.5
+
+
+class AudioReadsVideo(Ignores):
+    """Audio x0 = the video's per-frame mean (channels, height, width) resampled to the audio
+    length; the data below make that exact, so with the clip's own clean video the audio
+    error is zero-ish and with another clip's video it is not. Video ignores audio."""
+
+    def forward(self, zv, za, tv, ta, cond):
+        per_frame = zv.mean(dim=(1, 3, 4))  # [B, F]
+        a = torch.nn.functional.interpolate(per_frame[:, None], size=za.shape[1], mode="nearest")[:, 0]
+        return zv * 0.5, a[:, :, None].expand_as(za) + 0.01 * za
+
+
+def _data():
+    g = torch.Generator().manual_seed(0)
+    v0 = torch.randn(4, 3, 8, 2, 2, generator=g)
+    per_frame = v0.mean(dim=(1, 3, 4))
+    a0 = torch.nn.functional.interpolate(per_frame[:, None], size=16, mode="nearest")[:, 0][:, :, None].expand(4, 16, 5)
+    return v0, a0.contiguous(), torch.tensor([1, 0, 3, 2])
+
+
+def test_a_model_that_ignores_its_partner_has_gain_one():
+    v0, a0, other = _data()
+    g = partner_gains(Ignores(), v0, a0, None, other)
+    for setting in ("joint", "V2A", "A2V"):
+        assert g[setting]["mean"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_a_model_that_reads_the_video_has_a_v2a_gain_and_no_a2v_gain():
+    v0, a0, other = _data()
+    g = partner_gains(AudioReadsVideo(), v0, a0, None, other)
+    assert g["V2A"]["mean"] > 50  # own clean video gives the audio almost exactly
+    assert g["A2V"]["mean"] == pytest.approx(1.0, abs=1e-6)  # the video never reads the audio
+    assert g["joint"][0.9] < g["joint"][0.3]  # at high noise the partner carries less
+
+
+def test_other_must_pair_each_clip_with_another():
+    v0, a0, _ = _data()
+    with pytest.raises(ValueError, match="different clip"):
+        partner_gains(Ignores(), v0, a0, None, torch.tensor([0, 2, 1, 3]))
