@@ -510,6 +510,10 @@ def train(tc: TrainConfig):
     try:
         from accelerate import Accelerator
         acc = Accelerator()
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and acc.num_processes == 1:
+            raise RuntimeError(f"WORLD_SIZE={os.environ['WORLD_SIZE']} but accelerate set up one process; "
+                               "on CPU launch with ACCELERATE_USE_CPU=true accelerate launch --multi_gpu "
+                               "--num_processes N (docs/training/finetune_from_ovi.md)")
     except ImportError:  # plain single-process run
         acc = None
     device = acc.device if acc else torch.device("cpu")
@@ -550,6 +554,12 @@ def train(tc: TrainConfig):
             cfg = cfg.replace(meta={**cfg.meta, "trained_seconds": pool.seconds})
     else:
         pool = LatentPool(codecs, tc.seconds, tc.pool, tc.seed + step + 7919 * rank, tc.workers, device)
+    for name, have, want in (("video", pool.data["video"].shape[1], cfg.video.in_dim),
+                             ("audio", pool.data["audio"].shape[-1], cfg.audio.in_dim)):
+        if have != want:
+            raise ValueError(f"training clips have {have} {name} latent channels but --config {tc.config} expects "
+                             f"{want}; give --latents made by that model's codecs (e.g. harmony.train."
+                             "encode_latent_pool with the Wan2.2 VAE for a 5b config)")
     n_params = sum(p.numel() for p in core.parameters()) + sum(p.numel() for p in core_text.parameters())
     print(f"pool of {pool.size} clips rendered and encoded in {time.time() - t0:.1f}s; "
           f"{n_params / 1e6:.2f} M trainable params; device {device}")

@@ -196,3 +196,15 @@ def test_run_tasks_waits_for_a_task_another_command_runs(tmp_path):
     other.wait()
     assert failed == [] and (tmp_path / "eval.done").exists()
     assert not runs.exists()  # the other command's task was never run a second time
+
+
+def test_train_refuses_latents_of_other_codecs(tmp_path):
+    """A 5b-layout model (48 video channels) cannot train on the tiny codecs' 16-channel clips."""
+    from harmony.train import TrainConfig, train
+
+    path = str(tmp_path / "pool.safetensors")
+    LatentPool((None, None), 2.0, 0, seed=0, data=_hand_pool()).save(path)
+    tc = TrainConfig(config="5b", overrides="dim=64,ffn_dim=128,num_heads=2,num_layers=1,text_dim=64",
+                     latents=path, steps=1, batch=2, out=str(tmp_path / "run"))
+    with pytest.raises(ValueError, match="16 video latent channels but --config 5b expects 48"):
+        train(tc)
