@@ -318,8 +318,11 @@ ROW_LABEL = {**{v.name: v.label for v in VARIANTS}, "E": "+ SyncCFG at inference
 
 
 def _cell(vals, fmt=".3f") -> str:
+    """``mean ± sd`` over seeds; one seed has no spread: its value alone."""
     m, sd = mean_sd(vals)
-    return "-" if math.isnan(m) else f"{m:{fmt}} ± {sd:{fmt}}"
+    if math.isnan(m):
+        return "-"
+    return f"{m:{fmt}}" if len([v for v in vals if not math.isnan(float(v))]) < 2 else f"{m:{fmt}} ± {sd:{fmt}}"
 
 
 def format_report(s: Settings, table: dict, ceiling: list | None = None) -> str:
