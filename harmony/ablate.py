@@ -397,7 +397,7 @@ def plot_drift(points: dict, path: str, s: Settings):
     import matplotlib.pyplot as plt
 
     keys = [m for m in METRICS if m[0] != "abs_offset_s"] + [m for m in METRICS if m[0] == "abs_offset_s"]
-    keys += [(f"gain_{k}", f"partner gain, {label}", "high") for k, label in PROBE_SETTINGS
+    keys += [(f"gain_{k}", f"partner gain, {k} (1 = ignored)", "high") for k, _ in PROBE_SETTINGS
              if any(f"gain_{k}" in p for v in points.values() for p in v.values())]
     cols = 3
     rows = math.ceil(len(keys) / cols)
@@ -422,7 +422,8 @@ def plot_drift(points: dict, path: str, s: Settings):
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"Over training, GLDI + RoPE alignment, joint loss only vs Cross-Task Synergy (mean ± sd over "
-                 f"{len(s.seeds)} seeds). Sync: T2AV, {s.drift_n} held-out clips per split, plain CFG; "
+                 f"{len(s.seeds)} seeds). Sync: T2AV, plain CFG, {s.drift_n} held-out clips per split ({s.eval_n} at the "
+                 f"last step); "
                  f"partner gain: {s.eval_n} clips per split (1 = partner ignored)", fontsize=8)
     fig.tight_layout()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
