@@ -17,49 +17,15 @@ import argparse
 import os
 import resource
 import sys
-import weakref
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from harmony.bench import LiveBytes  # noqa: E402  (peak of live tensor bytes, also used by the memory plan)
 from harmony.codecs.wan_vae import WanVAE, tiled_decode  # noqa: E402
 
 GB = 1024 ** 3
-
-
-class LiveBytes(TorchDispatchMode):
-    """Peak bytes of the storages created inside the mode that are alive at the same time."""
-
-    def __init__(self):
-        super().__init__()
-        self.live: dict[int, list] = {}
-        self.now = self.peak = 0
-
-    def _free(self, key):
-        entry = self.live.get(key)
-        if entry is None:
-            return
-        entry[1] -= 1
-        if entry[1] == 0:
-            self.now -= entry[0]
-            del self.live[key]
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in tree_flatten(out)[0]:
-            if isinstance(t, torch.Tensor):
-                st = t.untyped_storage()
-                key = st._cdata
-                if key not in self.live:
-                    self.live[key] = [st.nbytes(), 0]
-                    self.now += st.nbytes()
-                    self.peak = max(self.peak, self.now)
-                self.live[key][1] += 1
-                weakref.finalize(t, self._free, key)
-        return out
 
 
 def build(device: str, **cfg) -> WanVAE:
