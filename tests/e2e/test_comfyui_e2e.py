@@ -13,8 +13,6 @@ back onto the canvas restores the graph that made it.
 """
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -27,8 +25,8 @@ PACK = "ComfyUI-Harmony"
 TEMPLATES = sorted(f[:-5] for f in os.listdir(os.path.join(ROOT, "workflows")) if f.endswith(".json"))
 # the real-scale templates need model files: tests/e2e/test_real_templates.py runs them
 WORKFLOWS = [n for n in TEMPLATES if not n.startswith("harmony_ovi_")]
-COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
-COMFYUI_PYTHON = os.environ.get("COMFYUI_PYTHON", sys.executable)
+from realhost import COMFYUI_DIR, COMFYUI_PYTHON, host_problem  # noqa: E402  (tests/e2e/realhost.py)
+from realhost import free_port as _free_port, get_json as _get  # noqa: E402
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
@@ -38,12 +36,9 @@ TIMES_FILE = os.environ.get("HARMONY_E2E_TIMES")  # write {template: seconds} as
 
 
 def _why_skip():
-    if not COMFYUI_DIR:
-        return "COMFYUI_DIR is not set: point it at a ComfyUI source checkout to run the end-to-end test"
-    if not os.path.isfile(os.path.join(COMFYUI_DIR, "main.py")):
-        return f"COMFYUI_DIR={COMFYUI_DIR!r} has no main.py (not a ComfyUI checkout)"
-    if not (os.path.isfile(COMFYUI_PYTHON) or shutil.which(COMFYUI_PYTHON)):
-        return f"COMFYUI_PYTHON={COMFYUI_PYTHON!r} does not exist"
+    problem = host_problem()
+    if problem:
+        return problem
     if not os.path.isfile(CHROMIUM):
         return f"Chromium not found at {CHROMIUM} (apt-get install chromium chromium-driver, or set CHROMIUM)"
     try:
@@ -54,17 +49,6 @@ def _why_skip():
 
 
 pytestmark = pytest.mark.skipif(_why_skip() is not None, reason=_why_skip() or "")
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url, timeout=10):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return json.loads(r.read().decode())
 
 
 def _post(url, data):

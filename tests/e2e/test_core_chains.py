@@ -22,9 +22,7 @@ read reached the model (the decoded picture / sound follows the input media).
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -37,8 +35,8 @@ PACK = "ComfyUI-Harmony"
 SAMPLES = os.path.join(ROOT, "workflows", "samples")
 AUDIO_FILE, IMAGE_FILE, VIDEO_FILE = ("harmony_driving_audio.wav", "harmony_first_frame.png",
                                       "harmony_driving_video.mp4")
-COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
-COMFYUI_PYTHON = os.environ.get("COMFYUI_PYTHON", sys.executable)
+from realhost import COMFYUI_DIR, COMFYUI_PYTHON, host_problem  # noqa: E402  (tests/e2e/realhost.py)
+from realhost import free_port as _free_port, get_json as _get  # noqa: E402
 RUN_TIMEOUT_S = float(os.environ.get("HARMONY_E2E_RUN_TIMEOUT", "600"))
 SECONDS, STEPS = 2.0, 4
 CORE_NODES = ("LoadAudio", "SaveAudio", "PreviewAudio", "LoadImage", "LoadVideo", "GetVideoComponents",
@@ -46,27 +44,13 @@ CORE_NODES = ("LoadAudio", "SaveAudio", "PreviewAudio", "LoadImage", "LoadVideo"
 
 
 def _why_skip():
-    if not COMFYUI_DIR:
-        return "COMFYUI_DIR is not set: point it at a ComfyUI source checkout to run the real-host tests"
-    if not os.path.isfile(os.path.join(COMFYUI_DIR, "main.py")):
-        return f"COMFYUI_DIR={COMFYUI_DIR!r} has no main.py (not a ComfyUI checkout)"
-    if not (os.path.isfile(COMFYUI_PYTHON) or shutil.which(COMFYUI_PYTHON)):
-        return f"COMFYUI_PYTHON={COMFYUI_PYTHON!r} does not exist"
+    problem = host_problem()
+    if problem:
+        return problem
     return None
 
 
 pytestmark = pytest.mark.skipif(_why_skip() is not None, reason=_why_skip() or "")
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url, timeout=10):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return json.loads(r.read().decode())
 
 
 def _post(url, data):

@@ -27,23 +27,18 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
-COMFYUI_PYTHON = os.environ.get("COMFYUI_PYTHON", sys.executable)
+from realhost import COMFYUI_DIR, COMFYUI_PYTHON, host_problem  # noqa: E402  (tests/e2e/realhost.py)
 STEPS = 3
 
 
 def _why_skip():
-    if not COMFYUI_DIR:
-        return "COMFYUI_DIR is not set: point it at a ComfyUI source checkout to run the real-host tests"
-    if not os.path.isfile(os.path.join(COMFYUI_DIR, "main.py")):
-        return f"COMFYUI_DIR={COMFYUI_DIR!r} has no main.py (not a ComfyUI checkout)"
-    if not (os.path.isfile(COMFYUI_PYTHON) or shutil.which(COMFYUI_PYTHON)):
-        return f"COMFYUI_PYTHON={COMFYUI_PYTHON!r} does not exist"
+    problem = host_problem()
+    if problem:
+        return problem
     return None
 
 

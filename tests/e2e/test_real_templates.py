@@ -26,7 +26,6 @@ Each run must succeed and its mp4 must hold 25 frames (1 s at 24 fps: 1 + 4k fra
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -37,8 +36,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PACK = "ComfyUI-Harmony"
-COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
-COMFYUI_PYTHON = os.environ.get("COMFYUI_PYTHON", sys.executable)
+from realhost import COMFYUI_DIR, COMFYUI_PYTHON, host_problem  # noqa: E402  (tests/e2e/realhost.py)
+from realhost import free_port as _free_port, get_json as _get  # noqa: E402
 RUN_TIMEOUT_S = float(os.environ.get("HARMONY_E2E_RUN_TIMEOUT", "900"))
 TEMPLATES = ("harmony_ovi_t2av", "harmony_ovi_i2av", "harmony_ovi_a2v", "harmony_ovi_v2a")
 TINY_CLIP = "HarmonyE2ETinyUMT5"
@@ -47,12 +46,9 @@ JOBS = {"harmony_ovi_t2av": "T2AV", "harmony_ovi_i2av": "I2AV", "harmony_ovi_a2v
 
 
 def _why_skip():
-    if not COMFYUI_DIR:
-        return "COMFYUI_DIR is not set: point it at a ComfyUI source checkout to run the end-to-end test"
-    if not os.path.isfile(os.path.join(COMFYUI_DIR, "main.py")):
-        return f"COMFYUI_DIR={COMFYUI_DIR!r} has no main.py (not a ComfyUI checkout)"
-    if not (os.path.isfile(COMFYUI_PYTHON) or shutil.which(COMFYUI_PYTHON)):
-        return f"COMFYUI_PYTHON={COMFYUI_PYTHON!r} does not exist"
+    problem = host_problem()
+    if problem:
+        return problem
     return None
 
 
@@ -183,17 +179,6 @@ def _write_models(models):
 
 
 # ------------------------------------------------------------------ server
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url, timeout=10):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return json.loads(r.read().decode())
 
 
 def _post(url, data):
