@@ -3,11 +3,14 @@
 ``COMFYUI_DIR``: a ComfyUI source checkout (``.ci/e2e`` extracts the 0.3.64 snapshot);
 ``COMFYUI_PYTHON``: the interpreter that runs it (default: this one).
 """
+import contextlib
 import json
 import os
 import shutil
 import socket
+import subprocess
 import sys
+import time
 import urllib.request
 
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
@@ -34,3 +37,40 @@ def free_port():
 def get_json(url, timeout=10):
     with urllib.request.urlopen(url, timeout=timeout) as r:
         return json.loads(r.read().decode())
+
+
+@contextlib.contextmanager
+def running_comfyui(base, extra_args=(), env=None, start_timeout=180):
+    """Start ComfyUI (``--cpu``, base and user directories under ``base``, an in-memory database)
+    on a free port, wait until it answers, yield ``(url, log_path)``, and stop it afterwards.
+    A server that exits or does not answer in ``start_timeout`` s fails the test with its log."""
+    import pytest
+
+    port = free_port()
+    log_path = base / "comfyui.log"
+    log = open(log_path, "w")
+    cmd = [COMFYUI_PYTHON, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
+           "--disable-auto-launch", "--base-directory", str(base), "--user-directory", str(base / "user"),
+           "--database-url", "sqlite:///:memory:", *extra_args]
+    proc = subprocess.Popen(cmd, cwd=COMFYUI_DIR, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + start_timeout
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"ComfyUI exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                get_json(url + "/system_stats", timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline:
+                    pytest.fail(f"ComfyUI did not answer in {start_timeout} s:\n{log_path.read_text()[-3000:]}")
+                time.sleep(1)
+        yield url, log_path
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()

@@ -13,7 +13,6 @@ back onto the canvas restores the graph that made it.
 """
 import json
 import os
-import subprocess
 import sys
 import time
 import urllib.request
@@ -25,8 +24,8 @@ PACK = "ComfyUI-Harmony"
 TEMPLATES = sorted(f[:-5] for f in os.listdir(os.path.join(ROOT, "workflows")) if f.endswith(".json"))
 # the real-scale templates need model files: tests/e2e/test_real_templates.py runs them
 WORKFLOWS = [n for n in TEMPLATES if not n.startswith("harmony_ovi_")]
-from realhost import COMFYUI_DIR, COMFYUI_PYTHON, host_problem  # noqa: E402  (tests/e2e/realhost.py)
-from realhost import free_port as _free_port, get_json as _get  # noqa: E402
+from realhost import host_problem  # noqa: E402  (tests/e2e/realhost.py)
+from realhost import get_json as _get, running_comfyui  # noqa: E402
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
@@ -65,35 +64,9 @@ def comfy(tmp_path_factory):
     os.symlink(ROOT, base / "custom_nodes" / PACK)
     for d in ("user", "input", "output", "temp", "models"):
         (base / d).mkdir()
-    port = _free_port()
-    log_path = base / "comfyui.log"
-    log = open(log_path, "w")
-    cmd = [COMFYUI_PYTHON, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-           "--disable-auto-launch", "--base-directory", str(base), "--user-directory", str(base / "user"),
-           "--database-url", "sqlite:///:memory:"]
-    proc = subprocess.Popen(cmd, cwd=COMFYUI_DIR, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"ComfyUI exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                _get(url + "/system_stats", timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline:
-                    pytest.fail(f"ComfyUI did not answer in 180 s:\n{log_path.read_text()[-3000:]}")
-                time.sleep(1)
+    with running_comfyui(base) as (url, log_path):
         _post(url + "/settings/Comfy.TutorialCompleted", True)
         yield {"url": url, "base": base, "log": log_path}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def test_pack_imports_and_registers(comfy):

@@ -35,8 +35,8 @@ PACK = "ComfyUI-Harmony"
 SAMPLES = os.path.join(ROOT, "workflows", "samples")
 AUDIO_FILE, IMAGE_FILE, VIDEO_FILE = ("harmony_driving_audio.wav", "harmony_first_frame.png",
                                       "harmony_driving_video.mp4")
-from realhost import COMFYUI_DIR, COMFYUI_PYTHON, host_problem  # noqa: E402  (tests/e2e/realhost.py)
-from realhost import free_port as _free_port, get_json as _get  # noqa: E402
+from realhost import COMFYUI_PYTHON, host_problem  # noqa: E402  (tests/e2e/realhost.py)
+from realhost import get_json as _get, running_comfyui  # noqa: E402
 RUN_TIMEOUT_S = float(os.environ.get("HARMONY_E2E_RUN_TIMEOUT", "600"))
 SECONDS, STEPS = 2.0, 4
 CORE_NODES = ("LoadAudio", "SaveAudio", "PreviewAudio", "LoadImage", "LoadVideo", "GetVideoComponents",
@@ -72,36 +72,10 @@ def host(tmp_path_factory):
         (base / d).mkdir()
     for name in (AUDIO_FILE, IMAGE_FILE, VIDEO_FILE):
         shutil.copy(os.path.join(SAMPLES, name), base / "input" / name)
-    port = _free_port()
-    log_path = base / "comfyui.log"
-    log = open(log_path, "w")
-    cmd = [COMFYUI_PYTHON, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-           "--disable-auto-launch", "--base-directory", str(base), "--user-directory", str(base / "user"),
-           "--database-url", "sqlite:///:memory:"]
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
-    proc = subprocess.Popen(cmd, cwd=COMFYUI_DIR, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 300
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"ComfyUI exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                _get(url + "/system_stats", timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline:
-                    pytest.fail(f"ComfyUI did not answer in 300 s:\n{log_path.read_text()[-3000:]}")
-                time.sleep(1)
+    with running_comfyui(base, env=env, start_timeout=300) as (url, log_path):
         yield {"url": url, "base": base, "log": log_path, "info": _get(url + "/object_info", timeout=60)}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")

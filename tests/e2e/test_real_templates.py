@@ -26,7 +26,6 @@ Each run must succeed and its mp4 must hold 25 frames (1 s at 24 fps: 1 + 4k fra
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 import urllib.error
@@ -36,8 +35,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PACK = "ComfyUI-Harmony"
-from realhost import COMFYUI_DIR, COMFYUI_PYTHON, host_problem  # noqa: E402  (tests/e2e/realhost.py)
-from realhost import free_port as _free_port, get_json as _get  # noqa: E402
+from realhost import host_problem  # noqa: E402  (tests/e2e/realhost.py)
+from realhost import get_json as _get, running_comfyui  # noqa: E402
 RUN_TIMEOUT_S = float(os.environ.get("HARMONY_E2E_RUN_TIMEOUT", "900"))
 TEMPLATES = ("harmony_ovi_t2av", "harmony_ovi_i2av", "harmony_ovi_a2v", "harmony_ovi_v2a")
 TINY_CLIP = "HarmonyE2ETinyUMT5"
@@ -201,34 +200,8 @@ def comfy(tmp_path_factory):
     for d in ("user", "input", "output", "temp"):
         (base / d).mkdir()
     _write_models(base / "models")
-    port = _free_port()
-    log_path = base / "comfyui.log"
-    log = open(log_path, "w")
-    cmd = [COMFYUI_PYTHON, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-           "--disable-auto-launch", "--base-directory", str(base), "--user-directory", str(base / "user"),
-           "--database-url", "sqlite:///:memory:", "--preview-method", "none"]
-    proc = subprocess.Popen(cmd, cwd=COMFYUI_DIR, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"ComfyUI exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                _get(url + "/system_stats", timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline:
-                    pytest.fail(f"ComfyUI did not answer in 180 s:\n{log_path.read_text()[-3000:]}")
-                time.sleep(1)
+    with running_comfyui(base, ("--preview-method", "none")) as (url, log_path):
         yield {"url": url, "base": base, "log": log_path, "info": _get(url + "/object_info", timeout=60)}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 # ------------------------------------------------------------------ UI format -> API prompt
