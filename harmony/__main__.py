@@ -1,4 +1,4 @@
-"""Command line: ``python -m harmony {generate,bench,train,evaluate,ablate,convert}``.
+"""Command line: ``python -m harmony {generate,bench,train,evaluate,ablate,lab,convert}``.
 
 Errors print one line and exit 2 (bad input) or 1 (anything else); add --debug
 (or set HARMONY_DEBUG=1) to see the traceback."""
@@ -230,6 +230,11 @@ def _ablate(argv):
     main(argv)
 
 
+def _lab(argv):
+    from .lab import main
+    main(argv)
+
+
 def _convert(argv):
     from .cli import Parser, program
 
@@ -251,7 +256,7 @@ def _convert(argv):
 
 
 COMMANDS = {"generate": _generate, "bench": _bench, "train": _train, "evaluate": _evaluate,
-            "ablate": _ablate, "convert": _convert}
+            "ablate": _ablate, "lab": _lab, "convert": _convert}
 
 
 OVERVIEW = """\
@@ -267,6 +272,7 @@ commands:
   train      Cross-Task Synergy training of a small model on the synthetic world
   evaluate   held-out synchronization table of a model (SyncCFG vs plain CFG)
   ablate     the paper's ablation at toy scale: variants x seeds, table and drift plot
+  lab        one short CPU experiment with its partner-use curve (docs/training/experiments.md)
   convert    change a model file's weight format (fp8, scaled fp8, bf16, ...)
 
 examples:

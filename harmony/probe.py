@@ -10,7 +10,9 @@ correspondence. Three settings:
 * ``joint``: both modalities noisy at sigma (T2AV); the partner swapped is the
   noisy partner latent built from the other clip with the same noise;
 * ``V2A``: video clean (``t_v = 0``), audio noisy: the audio's gain;
-* ``A2V``: audio clean (``t_a = 0``), video noisy: the video's gain.
+* ``A2V``: audio clean (``t_a = 0``), video noisy: the video's gain;
+* ``I2AV``: latent frame 0 clean (``t_v = 0`` there), the rest noisy: the gain of frames
+  1..N when frame 0 comes from another clip.
 
 This is a direct, low-variance measure of what the ablation's architecture and
 loss changes are meant to improve; the decoded-media sync metrics
@@ -45,7 +47,7 @@ def partner_gains(model, v0: torch.Tensor, a0: torch.Tensor, cond: Conditioning,
     pred = model.cfg.prediction
     b, f = v0.shape[0], v0.shape[2]
     gen = torch.Generator().manual_seed(seed)
-    out = {"joint": {}, "V2A": {}, "A2V": {}}
+    out = {"joint": {}, "V2A": {}, "A2V": {}, "I2AV": {}}
     for sigma in sigmas:
         nv, na = torch.randn(v0.shape, generator=gen), torch.randn(a0.shape, generator=gen)
         zv, za = (1 - sigma) * v0 + sigma * nv, (1 - sigma) * a0 + sigma * na
@@ -68,21 +70,34 @@ def partner_gains(model, v0: torch.Tensor, a0: torch.Tensor, cond: Conditioning,
         dv, _ = run(zv, a0, tv, ta0)
         dv_o, _ = run(zv, a0[other], tv, ta0)
         out["A2V"][sigma] = _mse(dv_o, v0) / _mse(dv, v0)
+        if f > 1:  # I2AV: latent frame 0 clean (t = 0 there), scored on frames 1..N
+            tv_i = tv.clone()
+            tv_i[:, 0] = 0
+            zv_i, zv_io = zv.clone(), zv.clone()
+            zv_i[:, :, 0], zv_io[:, :, 0] = v0[:, :, 0], v0[other][:, :, 0]
+            dv, _ = run(zv_i, za, tv_i, ta)
+            dv_o, _ = run(zv_io, za, tv_i, ta)
+            out["I2AV"][sigma] = _mse(dv_o[:, :, 1:], v0[:, :, 1:]) / _mse(dv[:, :, 1:], v0[:, :, 1:])
+    out = {k: v for k, v in out.items() if v}
     for setting in out:
         out[setting]["mean"] = sum(out[setting][s] for s in sigmas) / len(sigmas)
     return out
 
 
-def heldout_clips(n_per_split: int, seconds: float):
-    """Held-out world clips of every split, and ``other``: each clip paired with the next one
-    of its split (``n_per_split`` >= 2)."""
+def heldout_clips(n_per_split: int, seconds: float, splits=None):
+    """Held-out world clips of every split (or of ``splits``: a name, or a list of names), and
+    ``other``: each clip paired with the next one of its split (``n_per_split`` >= 2)."""
     from . import world
 
     if n_per_split < 2:
         raise ValueError(f"heldout_clips: n_per_split must be >= 2 (a clip needs another of its split), "
                          f"got {n_per_split}")
+    splits = world.SPLITS if splits is None else ([splits] if isinstance(splits, str) else list(splits))
+    unknown = [s for s in splits if s not in world.SPLITS]
+    if unknown:
+        raise ValueError(f"heldout_clips: unknown splits {unknown}; expected some of {world.SPLITS}")
     clips, other = [], []
-    for split in world.SPLITS:
+    for split in splits:
         start = len(clips)
         seeds = world.heldout_seeds(split, n_per_split)
         clips += [world.render(world.sample_scene(s, split, seconds)) for s in seeds]

@@ -74,6 +74,13 @@ class TrainConfig:
     overrides: str = ""  # config changes, e.g. "interaction=global,dim=64" (harmony.config.apply_overrides)
     latents: str = ""  # a saved LatentPool file: every run given it trains on the same clips (no refresh)
     export_every: int = 0  # also export the EMA weights as ema_step<N>.safetensors every N steps (0 = never)
+    # --- levers for the cross-modal paths (docs/training/experiments.md measures each) ---
+    lambda_joint: float = 1.0  # weight of the joint task; 0 = no joint rows at all (saves their compute)
+    driven_shift: float = 0.0  # schedule shift of the generated side's sigma in A2V / V2A / I2AV (0 = --shift)
+    fusion_lr: float = 1.0  # learning-rate multiplier of the cross-tower (fusion) parameters
+    split: str = ""  # world split of the rendered training clips (speech | ambient | complex; empty = all)
+    probe_every: float = 0.0  # minutes between partner-use probes of the EMA weights (0 = never)
+    probe_clips: int = 8  # held-out clips per split for the probe
 
 
 # --------------------------------------------------------------------------
@@ -84,8 +91,8 @@ def _render(args):
     """Render training clips (runs in worker processes)."""
     from . import world
 
-    seeds, seconds = args
-    b = world.sample_batch(seeds, seconds)
+    seeds, seconds, split = args
+    b = world.sample_batch(seeds, seconds, split)
     return (b.frames, b.waves, b.ref_voices, b.has_ref, b.prompts, b.audio_captions, b.transcripts)
 
 
@@ -94,10 +101,10 @@ class LatentPool:
     with new seeds as training goes, so the model never sees a fixed small set."""
 
     def __init__(self, codecs, seconds: float, size: int, seed: int, workers: int = 0, device="cpu",
-                 data: dict | None = None):
+                 data: dict | None = None, split: str | None = None):
         from . import world
 
-        self.world, self.seconds, self.device = world, seconds, device
+        self.world, self.seconds, self.device, self.split = world, seconds, device, split or None
         self.video_codec, self.audio_codec = codecs
         self.rng = torch.Generator().manual_seed(seed)
         self.next_seed = (seed * 7_919_993) % (world.HELDOUT_START // 2)
@@ -145,7 +152,7 @@ class LatentPool:
 
     @torch.no_grad()
     def _make(self, n, chunk=32):
-        jobs = [(self._take_seeds(min(chunk, n - i)), self.seconds) for i in range(0, n, chunk)]
+        jobs = [(self._take_seeds(min(chunk, n - i)), self.seconds, self.split) for i in range(0, n, chunk)]
         out = {k: [] for k in ("video", "audio", "refs", "prompt", "caption", "transcript")}
 
         def add(part):  # encode each rendered chunk as it arrives
@@ -204,9 +211,8 @@ def synergy_loss(model, conditioner, batch, tc: TrainConfig, gen: torch.Generato
     device = next(model.parameters()).device
     v0, a0 = batch["video"].to(device), batch["audio"].to(device)
     b, f = v0.shape[0], v0.shape[2]
-    tasks = ["joint"] if tc.tasks == "joint" else ["joint", "a2v", "v2a"]
-    if tc.tasks != "joint" and tc.lambda_i > 0:
-        tasks.append("i2av")
+    tasks = ["joint"] if tc.tasks == "joint" else (["joint"] if tc.lambda_joint > 0 else []) + [
+        t for t, w in (("a2v", tc.lambda_v), ("v2a", tc.lambda_a), ("i2av", tc.lambda_i)) if w > 0]
     n = len(tasks)
 
     # text / reference dropout (one draw per clip, shared by its tasks)
@@ -220,14 +226,17 @@ def synergy_loss(model, conditioner, batch, tc: TrainConfig, gen: torch.Generato
 
     u = torch.rand(b, generator=gen, dtype=torch.float64)
     sigma = shift_sigmas(u, tc.shift).float().to(device)
+    # the generated side of a driven task (A2V / V2A / I2AV) may follow its own schedule
+    sigma_driven = shift_sigmas(u, tc.driven_shift).float().to(device) if tc.driven_shift > 0 else sigma
     nv = torch.randn(v0.shape, generator=gen).to(device)
     na = torch.randn(a0.shape, generator=gen).to(device)
     first_clean = (torch.rand(b, generator=gen) < tc.p_first_frame).to(device)
 
     zv_list, za_list, tv_list, ta_list = [], [], [], []
     for task in tasks:
-        sigma_v = sigma[:, None].expand(b, f).clone()  # per latent frame
-        sigma_a = sigma.clone()
+        s_task = sigma if task == "joint" else sigma_driven
+        sigma_v = s_task[:, None].expand(b, f).clone()  # per latent frame
+        sigma_a = s_task.clone()
         if task == "joint":
             sigma_v[first_clean, 0] = 0
         elif task == "i2av":
@@ -260,8 +269,9 @@ def synergy_loss(model, conditioner, batch, tc: TrainConfig, gen: torch.Generato
             losses["a2v"] = lv
         else:
             losses["v2a"] = la
-    total = (losses["joint"] + tc.lambda_v * losses.get("a2v", 0) + tc.lambda_a * losses.get("v2a", 0)
-             + tc.lambda_i * losses.get("i2av", 0))
+    joint_weight = 1.0 if tc.tasks == "joint" else tc.lambda_joint
+    total = (joint_weight * losses.get("joint", 0) + tc.lambda_v * losses.get("a2v", 0)
+             + tc.lambda_a * losses.get("v2a", 0) + tc.lambda_i * losses.get("i2av", 0))
     return total, {k: float(v.detach()) for k, v in losses.items()}
 
 
@@ -502,6 +512,49 @@ def init_from_export(path: str, model, conditioner, cfg: HarmonyConfig) -> Harmo
     return cfg.replace(meta={**cfg.meta, **extra, "init_step": int(meta.get("step", 0))})
 
 
+def is_fusion_parameter(name: str) -> bool:
+    """The cross-tower parameters (``--fusion-lr`` scales their learning rate): the partner
+    keys / values and their norms, and GLDI's style alignment."""
+    return "fusion" in name or "style" in name
+
+
+class PartnerProbe:
+    """Partner use of the EMA weights during training (`harmony.probe.partner_gains` on held-out
+    clips), one JSON line per call in ``path``: step, wall / CPU seconds, gains per setting and sigma."""
+
+    def __init__(self, cfg: HarmonyConfig, codecs, tc: TrainConfig, path: str):
+        from .probe import heldout_clips
+
+        self.cfg, self.path = cfg, path
+        clips, self.other = heldout_clips(tc.probe_clips, tc.seconds, splits=tc.split or None)
+        video_codec, audio_codec = codecs
+        with torch.no_grad():
+            self.v0 = video_codec.encode(torch.stack([torch.from_numpy(c.frames) for c in clips]).to(
+                video_codec.latent_mean.device)).cpu()
+            self.a0 = audio_codec.encode(torch.stack([torch.from_numpy(c.wave) for c in clips])).cpu()
+        self.clips = clips
+        self.model, self.text = HarmonyModel(cfg), Conditioner(cfg)
+
+    @torch.no_grad()
+    def __call__(self, ema: dict, step: int, wall_s: float, cpu_s: float) -> dict:
+        from .probe import partner_gains
+
+        self.model.load_state_dict({k[6:]: v.cpu() for k, v in ema.items() if k.startswith("model.")})
+        self.text.load_state_dict({k[5:]: v.cpu() for k, v in ema.items() if k.startswith("text.")})
+        self.model.eval(), self.text.eval()
+        c = self.clips
+        cond = self.text([x.prompt for x in c], [x.audio_caption for x in c], [x.transcript for x in c],
+                         [None] * len(c))
+        gains = partner_gains(self.model, self.v0, self.a0, cond, self.other)
+        row = {"step": step, "wall_s": round(wall_s, 1), "cpu_s": round(cpu_s, 1),
+               **{k: {str(s): round(g, 4) for s, g in v.items()} for k, v in gains.items()}}
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        print("probe step {step}: ".format(step=step) + ", ".join(
+            f"{k} {v['0.6']:.3f}" for k, v in row.items() if isinstance(v, dict)), flush=True)
+        return row
+
+
 def train(tc: TrainConfig):
     from tqdm import tqdm
 
@@ -535,7 +588,10 @@ def train(tc: TrainConfig):
         cfg = init_from_file(tc.init_from, model, conditioner, cfg)
         print(f"initialised from {tc.init_from} (step {cfg.meta.get('init_step', '?')})")
     params = list(model.parameters()) + list(conditioner.parameters())
-    opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.99))
+    fusion = [p for name, p in model.named_parameters() if is_fusion_parameter(name)]
+    rest = [p for p in params if all(p is not q for q in fusion)]
+    groups = [{"params": rest, "lr_mult": 1.0}] + ([{"params": fusion, "lr_mult": tc.fusion_lr}] if fusion else [])
+    opt = torch.optim.AdamW(groups, lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.99))
     ema = {f"model.{k}": v.detach().clone() for k, v in model.state_dict().items()}
     ema.update({f"text.{k}": v.detach().clone() for k, v in conditioner.state_dict().items()})
     step = 0
@@ -553,7 +609,8 @@ def train(tc: TrainConfig):
         if abs(pool.seconds - tc.seconds) > 1e-6:
             cfg = cfg.replace(meta={**cfg.meta, "trained_seconds": pool.seconds})
     else:
-        pool = LatentPool(codecs, tc.seconds, tc.pool, tc.seed + step + 7919 * rank, tc.workers, device)
+        pool = LatentPool(codecs, tc.seconds, tc.pool, tc.seed + step + 7919 * rank, tc.workers, device,
+                          split=tc.split)
     for name, have, want in (("video", pool.data["video"].shape[1], cfg.video.in_dim),
                              ("audio", pool.data["audio"].shape[-1], cfg.audio.in_dim)):
         if have != want:
@@ -565,9 +622,15 @@ def train(tc: TrainConfig):
           f"{n_params / 1e6:.2f} M trainable params; device {device}")
     log = open(os.path.join(tc.out, "train_log.jsonl"), "a") if main_process else None
     bar = tqdm(total=tc.steps, initial=step, disable=not main_process)
-    t_start = time.time()
+    t_start, cpu_start = time.time(), time.process_time()
     budget = tc.max_minutes * 60 if tc.max_minutes > 0 else float("inf")
+    probe = PartnerProbe(cfg, codecs, tc, os.path.join(tc.out, "probe.jsonl")) if (
+        tc.probe_every > 0 and main_process) else None
+    next_probe = 0.0  # seconds of this run's wall time at which the next probe runs
     while step < tc.steps:
+        if probe is not None and time.time() - t_start >= next_probe:
+            probe(ema, step, time.time() - t_start, time.process_time() - cpu_start)
+            next_probe = time.time() - t_start + 60 * tc.probe_every
         # progress drives warm-up + cosine decay; a wall-clock budget ends training early
         progress = max(step / tc.steps, (time.time() - t_start) / budget)
         if progress >= 1:
@@ -575,7 +638,7 @@ def train(tc: TrainConfig):
             break
         lr = tc.lr * min(1.0, (step + 1) / tc.warmup) * 0.5 * (1 + math.cos(math.pi * progress))
         for g in opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_mult", 1.0)
         model.train()
         loss, parts = synergy_loss(model, conditioner, pool.batch(tc.batch), tc, gen, cfg.prediction)
         opt.zero_grad(set_to_none=True)
@@ -608,11 +671,14 @@ def train(tc: TrainConfig):
             export_default(ema, cfg, os.path.join(tc.out, f"ema_step{step}.safetensors"), step, tc.export_dtype)
     bar.close()
     wall = time.time() - t_start
+    if probe is not None:
+        probe(ema, step, wall, time.process_time() - cpu_start)
     if main_process:
         save_training_state(tc.out, core, core_text, ema, opt, step, tc, cfg)
         export_default(ema, cfg, os.path.join(tc.out, "harmony_tiny.safetensors"), step, tc.export_dtype)
         with open(os.path.join(tc.out, "train_summary.json"), "w") as fh:
-            json.dump({"steps": step, "wall_s_this_run": round(wall, 1), "device": str(device),
+            json.dump({"steps": step, "wall_s_this_run": round(wall, 1),
+                       "cpu_s_this_run": round(time.process_time() - cpu_start, 1), "device": str(device),
                        "params_m": round(n_params / 1e6, 3), "config": tc.__dict__}, fh, indent=1)
         print(f"done: {step} steps, {wall:.0f}s this run; weights in {tc.out}")
 
@@ -650,6 +716,13 @@ TRAIN_HELP = {
                  "prediction; dim, ffn_dim, num_heads, num_layers on both towers); empty = none",
     "latents": "saved latent-pool file to train on (fixed clips, no refresh); empty = render clips",
     "export_every": "also export the EMA weights as ema_step<N>.safetensors every N steps (0 = never)",
+    "lambda_joint": "weight of the joint task (1 in the paper); 0 drops the joint rows",
+    "driven_shift": "schedule shift of the generated side's sigma in A2V / V2A / I2AV (0 = --shift)",
+    "fusion_lr": "learning-rate multiplier of the cross-tower (fusion, style) parameters",
+    "split": "world split of the rendered training clips: speech, ambient or complex (empty = all)",
+    "probe_every": "minutes between partner-use probes of the EMA weights on held-out clips (0 = never); "
+                   "lines in <out>/probe.jsonl",
+    "probe_clips": "held-out clips per split for the probe",
 }
 """Help of each ``python -m harmony train`` option (one per TrainConfig field)."""
 

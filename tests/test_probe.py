@@ -53,3 +53,29 @@ def test_other_must_pair_each_clip_with_another():
     v0, a0, _ = _data()
     with pytest.raises(ValueError, match="different clip"):
         partner_gains(Ignores(), v0, a0, None, torch.tensor([0, 2, 1, 3]))
+
+
+class VideoKeepsFirstFrame(Ignores):
+    """Video x0 = latent frame 0 repeated over every frame (an I2AV model that copies the given
+    first frame), audio ignores the video."""
+
+    def forward(self, zv, za, tv, ta, cond):
+        return zv[:, :, :1].expand_as(zv) + 0.01 * zv, za * 0.5
+
+
+def test_i2av_gain_scores_frames_after_a_swapped_first_frame():
+    v0, a0, other = _data()
+    static = v0[:, :, :1].expand_as(v0).contiguous()  # clips whose frames all equal frame 0
+    g = partner_gains(VideoKeepsFirstFrame(), static, a0, None, other)
+    assert g["I2AV"]["mean"] > 50  # own frame 0 predicts frames 1..N exactly; another clip's does not
+    g = partner_gains(Ignores(), v0, a0, None, other)
+    assert g["I2AV"]["mean"] == pytest.approx(1.0, abs=1e-6)  # a model that ignores frame 0
+
+
+def test_heldout_clips_of_one_split_pair_within_it():
+    from harmony.probe import heldout_clips
+
+    clips, other = heldout_clips(2, 1.0, splits="ambient")
+    assert len(clips) == 2 and other.tolist() == [1, 0]
+    with pytest.raises(ValueError, match="unknown splits"):
+        heldout_clips(2, 1.0, splits="nature")

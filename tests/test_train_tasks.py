@@ -86,3 +86,35 @@ def test_init_from_loads_weights_and_checks_architecture_and_codecs(tmp_path):
         init_from_file(path, HarmonyModel(cfg), Conditioner(cfg), get_config("tiny-global"))
     with pytest.raises(FileNotFoundError, match="init-from"):
         init_from_file(str(tmp_path / "missing.safetensors"), model, cond, run_cfg)
+
+
+def test_driven_tasks_alone_and_their_own_sigma_schedule():
+    """--lambda-joint 0 drops the joint rows; --driven-shift gives the generated side of A2V / V2A
+    its own sigma (shift 1000: sigma near 1) while the joint task keeps --shift's."""
+    cfg = get_config("tiny")
+    batch = _batch(cfg)
+    model = Oracle(batch)
+    tc = TrainConfig(lambda_joint=0.0, lambda_v=0.0, lambda_a=1.0, driven_shift=1000.0, p_first_frame=0.0)
+    loss, parts = synergy_loss(model, Conditioner(cfg), batch, tc, torch.Generator().manual_seed(1), "x0")
+    assert set(parts) == {"v2a"} and float(loss.detach()) == pytest.approx(parts["v2a"])
+    tv, ta = model.seen[0]
+    assert tv.shape[0] == 2 and torch.all(tv == 0) and torch.all(ta > 900)
+    model = Oracle(batch)
+    tc = TrainConfig(lambda_v=1.0, lambda_a=1.0, driven_shift=1000.0, shift=1.0, p_first_frame=0.0)
+    synergy_loss(model, Conditioner(cfg), batch, tc, torch.Generator().manual_seed(1), "x0")
+    tv, ta = model.seen[0]
+    u_sigma = ta[:2] / 1000  # joint rows: shift 1 = the uniform draw itself
+    assert torch.allclose(tv[:2, 0], ta[:2]) and torch.all(ta[2:4] == 0)  # A2V rows: audio clean
+    assert torch.all(tv[2:4] > 900) and torch.all(ta[4:] > 900)  # driven rows near sigma 1
+    assert torch.all(u_sigma < tv[2:4, 0] / 1000 + 1e-6)  # same u, larger shift: never lower
+
+
+def test_fusion_parameters_are_the_cross_tower_ones():
+    from harmony.train import is_fusion_parameter
+
+    names = [n for n, _ in HarmonyModel(get_config("tiny")).named_parameters()]
+    fusion = [n for n in names if is_fusion_parameter(n)]
+    assert fusion and all("cross_attn" in n or "style" in n for n in fusion)
+    assert {"k_fusion", "v_fusion", "norm_k_fusion", "pre_attn_norm_fusion", "style_attn"} <= {
+        part for n in fusion for part in n.split(".")}
+    assert not any(is_fusion_parameter(n) for n in names if ".self_attn." in n or ".ffn." in n)
