@@ -34,7 +34,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .guidance import DEFAULT_SA, DEFAULT_SV
-from .jobs import JOBS
+from .jobs import JOBS, clip_geometry
 from .metrics import clip_metrics, first_frame_similarity
 from .world import FPS, SPLITS, heldout_seeds, render, sample_scene
 
@@ -302,9 +302,8 @@ def generate_batch(pipe, job: str, texts: Sequence[tuple[str, str, str]], seeds:
             "V2A": ("driving_video", driving_video)}.get(job)
     if need is not None and (need[1] is None or len(need[1]) != b):
         raise ValueError(f"generate_batch: job {job} needs `{need[0]}`, one per seed ({b})")
-    seconds = float(seconds)
-    n_frames = int(round(seconds * pipe.fps))
-    n_audio = math.ceil(seconds * pipe.codecs.audio.latent_rate - 1e-6)
+    geom = clip_geometry(seconds, pipe.fps, pipe.frame_size, pipe.codecs.video, pipe.codecs.audio)
+    seconds, n_frames = geom.seconds, geom.n_frames  # the Wan VAE's 4k+1 frames, as pipe.sample
     with torch.no_grad():
         conds = []
         for i, (prompt, caption, transcript) in enumerate(texts):
@@ -325,16 +324,9 @@ def generate_batch(pipe, job: str, texts: Sequence[tuple[str, str, str]], seeds:
         elif job == "I2AV":
             j.first_frame = torch.cat([pipe.encode_video(torch.as_tensor(ff, dtype=torch.float32)[None], None, 1,
                                                          "first frame")[:, :, :1] for ff in first_frames])
-        h, w = pipe.frame_size
-        stride = int(pipe.codecs.video.spatial_stride)
-        cv, lh, lw = int(pipe.codecs.video.latent_channels), h // stride, w // stride
-        f_lat = 1 + (n_frames - 1) // int(getattr(pipe.codecs.video, "temporal_stride", 1))
-        nv, na = [], []
-        for seed in seeds:  # the same draws, in the same order, as pipe.sample
-            gen = torch.Generator().manual_seed(int(seed))
-            nv.append(torch.randn(1, cv, f_lat, lh, lw, generator=gen))
-            na.append(torch.randn(1, n_audio, pipe.codecs.audio.latent_channels, generator=gen))
-        noise_v, noise_a = torch.cat(nv).to(pipe.device), torch.cat(na).to(pipe.device)  # fp32 ODE state
+        draws = [geom.noise(seed) for seed in seeds]  # the same draws as pipe.sample
+        noise_v = torch.cat([d[0] for d in draws]).to(pipe.device)  # fp32 ODE state
+        noise_a = torch.cat([d[1] for d in draws]).to(pipe.device)
         silent, blank = pipe.anchors()
         uncond = None
         if guidance == "cfg" or text_cfg != 1.0:

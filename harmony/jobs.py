@@ -8,6 +8,7 @@ holds the audio, V2A the video, I2AV the first latent frame.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -64,3 +65,46 @@ class Job:
             return "reconstruct"
         return job_name(self.clean_audio is not None, self.clean_video is not None,
                         self.first_frame is not None)
+
+
+@dataclass(frozen=True)
+class ClipGeometry:
+    """The latent shapes of one clip, from its length and the codecs: the one rule that the
+    pipeline, the evaluation, the controls and the ablation share.
+
+    ``n_frames``: video frames decoded (a codec with a temporal stride s > 1 codes one frame for
+    the first latent frame and s for each further one, so ``n_frames = s * k + 1``: the Wan2.2 VAE
+    at 24 fps gives 121 frames and 31 latent frames for 5 s); ``n_audio``: audio latents covering
+    every sample (``ceil(seconds * latent_rate)``: 157 for 5 s at 31.25 / s).
+    """
+
+    seconds: float
+    n_frames: int
+    video: tuple  # (channels, latent frames, latent height, latent width)
+    n_audio: int
+    audio_channels: int
+
+    def noise(self, seed: int):
+        """``(noise_v [1, C, F, h, w], noise_a [1, L, C])`` drawn from ``seed``, video first: the
+        initial state of a sampling run (a batch of clips draws once per seed)."""
+        gen = torch.Generator().manual_seed(int(seed))
+        noise_v = torch.randn(1, *self.video, generator=gen)
+        noise_a = torch.randn(1, self.n_audio, self.audio_channels, generator=gen)
+        return noise_v, noise_a
+
+
+def clip_geometry(seconds: float, fps: float, frame_size, video_codec, audio_codec) -> ClipGeometry:
+    """`ClipGeometry` of a ``seconds`` clip at ``fps``, ``frame_size`` (H, W) pixels, for the
+    given codecs (they carry ``temporal_stride``, ``spatial_stride``, ``latent_channels`` and the
+    audio's ``latent_rate``)."""
+    seconds = float(seconds)
+    n_frames = int(round(seconds * fps))
+    t_stride = int(getattr(video_codec, "temporal_stride", 1))
+    if t_stride > 1:
+        n_frames = t_stride * (n_frames // t_stride) + 1
+    f_lat = 1 + (n_frames - 1) // t_stride
+    h, w = (int(x) for x in frame_size)
+    s = int(video_codec.spatial_stride)
+    n_audio = math.ceil(seconds * audio_codec.latent_rate - 1e-6)
+    return ClipGeometry(seconds, n_frames, (int(video_codec.latent_channels), f_lat, h // s, w // s), n_audio,
+                        int(audio_codec.latent_channels))

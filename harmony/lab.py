@@ -4,7 +4,7 @@
 for at most ``--minutes`` of wall time (``harmony.train`` with ``--max-minutes``),
 probes the EMA weights every ``--probe-every`` minutes on held-out clips
 (`harmony.probe.partner_gains`: V2A / A2V / I2AV gains at sigma 0.3 / 0.6 / 0.9),
-and at the end writes ``curve.png`` and ``summary.json`` (command, wall and CPU
+and at the end writes ``curve.png`` (gains against optimizer steps) and ``summary.json`` (command, wall and CPU
 seconds, the last probe). ``python -m harmony lab --plot DIR`` redraws the curve of
 any run folder that has a ``probe.jsonl``. The verdicts live in the lab notebook,
 ``docs/training/experiments.md``.
@@ -48,17 +48,18 @@ def plot_curve(run_dir: str, title: str | None = None) -> str:
     import matplotlib.pyplot as plt
 
     rows = read_probe(run_dir)
-    minutes = [r["wall_s"] / 60 for r in rows]
+    steps = [r["step"] for r in rows]  # steps, not minutes: a loaded machine bends the time axis
     settings = [s for s in SETTINGS if s in rows[-1]]
     fig, axes = plt.subplots(1, len(settings), figsize=(3.2 * len(settings), 2.8), sharex=True)
     for ax, setting in zip(axes, settings):
         for sigma in ("0.3", "0.6", "0.9"):
-            ax.plot(minutes, [r[setting][sigma] for r in rows], marker=".", label=f"σ {sigma}")
+            ax.plot(steps, [r[setting][sigma] for r in rows], marker=".", label=f"σ {sigma}")
         ax.axhline(1.0, color="grey", lw=0.8)
         ax.set_title(f"{setting} partner gain")
-        ax.set_xlabel("wall minutes")
+        ax.set_xlabel("optimizer steps")
     axes[0].legend(fontsize=7)
-    fig.suptitle(title or os.path.basename(os.path.normpath(run_dir)), fontsize=9)
+    name = title or os.path.basename(os.path.normpath(run_dir))
+    fig.suptitle(f"{name}: {steps[-1]} steps in {rows[-1]['wall_s'] / 60:.1f} wall min", fontsize=9)
     fig.tight_layout()
     out = os.path.join(run_dir, "curve.png")
     fig.savefig(out, dpi=80)

@@ -23,7 +23,7 @@ import torch
 
 from . import validate
 from .guidance import DEFAULT_SA, DEFAULT_SV
-from .jobs import DEFAULT_MAX_SECONDS, DEFAULT_SECONDS, MIN_SECONDS, max_seconds  # noqa: F401 (re-exported)
+from .jobs import DEFAULT_MAX_SECONDS, DEFAULT_SECONDS, MIN_SECONDS, clip_geometry, max_seconds  # noqa: F401 (re-exported)
 from .model import Conditioning
 from .sampling import GUIDANCE_MODES, SOLVERS, Guidance, Job, sample
 
@@ -388,11 +388,8 @@ class HarmonyPipeline:
             if driving_video is not None:
                 self.log("first frame not used: the driving video gives every frame (V2A)")
         seconds = self._plan_seconds(seconds, driving_audio, driving_video)
-        n_frames = int(round(seconds * self.fps))
-        t_stride = int(getattr(self.codecs.video, "temporal_stride", 1))
-        if t_stride > 1:  # Wan VAE: 1 frame for the first latent frame, t_stride for each further one
-            n_frames = t_stride * (n_frames // t_stride) + 1  # 5 s at 24 fps: 121 frames, 31 latents (Ovi)
-        n_audio = math.ceil(seconds * self.codecs.audio.latent_rate - 1e-6)  # cover every sample
+        geom = clip_geometry(seconds, self.fps, self.frame_size, self.codecs.video, self.codecs.audio)
+        n_frames = geom.n_frames
         # crop driving media to what is used, then scan it for NaN / inf, before any encoding
         if driving_audio is not None:
             wave, sr = driving_audio
@@ -418,14 +415,7 @@ class HarmonyPipeline:
             job.clean_video = self.encode_video(driving_video[0], driving_video[1], n_frames, "driving video", fit)
         if first_frame is not None and driving_video is None:
             job.first_frame = self.encode_video(ff, None, 1, "first frame", fit)[:, :, :1]
-        h, w = self.frame_size
-        stride = int(self.codecs.video.spatial_stride)
-        cv, lh, lw = int(self.codecs.video.latent_channels), h // stride, w // stride
-        f_lat = 1 + (n_frames - 1) // int(getattr(self.codecs.video, "temporal_stride", 1))
-        gen = torch.Generator().manual_seed(int(seed))
-        noise_v = torch.randn(1, cv, f_lat, lh, lw, generator=gen).to(self.device)  # fp32 ODE state
-        noise_a = torch.randn(1, n_audio, self.codecs.audio.latent_channels, generator=gen)
-        noise_a = noise_a.to(self.device)
+        noise_v, noise_a = (n.to(self.device) for n in geom.noise(seed))  # fp32 ODE state
         silent = blank = None  # the anchors only where guidance uses them: no codec loaded for nothing
         if guidance == "synccfg":  # the blank frame only while no first-frame estimate exists (T2AV)
             t2av = job.clean_audio is None and job.clean_video is None and job.first_frame is None
