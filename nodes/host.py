@@ -259,14 +259,24 @@ def previews_enabled() -> bool:
 
 
 def preview_tuple(frame: torch.Tensor):
-    """An RGB frame [H, W, 3] in 0..1 -> ComfyUI's preview tuple ("JPEG", PIL image, max size)."""
+    """An RGB frame [H, W, 3] in 0..1 -> ComfyUI's preview tuple ("JPEG", PIL image, max size).
+
+    The server fits the image into max size x max size both ways (``ImageOps.contain``), and the
+    frontend captions the preview with the size it receives. The frame is the output's own
+    size, so the max size is the frame's longer side: the caption reads the real output size
+    (a 64x64 clip is not shown as "512 x 512"). Only a ``--preview-size`` given explicitly
+    shrinks a larger frame (never enlarges one); ComfyUI's default of 512 is for its own
+    latent previews."""
     from PIL import Image
 
     if frame.ndim != 3 or frame.shape[-1] != 3:
         raise ValueError(f"preview frame: expected [H, W, 3], got shape {tuple(frame.shape)}")
     pixels = (frame.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    size = max(pixels.shape[0], pixels.shape[1])
     cli = _comfy("comfy.cli_args")
-    size = int(getattr(cli.args, "preview_size", 512)) if cli is not None else 512
+    explicit = any(a == "--preview-size" or a.startswith("--preview-size=") for a in sys.argv)
+    if cli is not None and explicit:
+        size = min(size, int(getattr(cli.args, "preview_size", size)))
     return ("JPEG", Image.fromarray(pixels), size)
 
 

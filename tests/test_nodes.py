@@ -397,11 +397,28 @@ def test_preview_tuple_is_comfyui_latent_preview_format():
     frame = torch.full((24, 40, 3), 0.5)
     frame[0, 0] = torch.tensor([1.0, 0.0, 2.0])  # out of range values are clamped
     fmt, image, max_size = host.preview_tuple(frame)
-    assert fmt == "JPEG" and image.size == (40, 24) and image.mode == "RGB" and max_size == 512
+    # max size = the frame's longer side: ComfyUI neither enlarges it nor shrinks it, and the
+    # frontend's caption under the preview reads the output's size (40 x 24), not "512 x 512"
+    assert fmt == "JPEG" and image.size == (40, 24) and image.mode == "RGB" and max_size == 40
     assert image.getpixel((5, 5)) == (128, 128, 128) and image.getpixel((0, 0)) == (255, 0, 255)
     with pytest.raises(ValueError, match=r"\[H, W, 3\]"):
         host.preview_tuple(torch.zeros(3, 24, 40))
     assert host.Progress(3).wants_preview is False  # no host, no previews
+
+
+def test_preview_size_given_explicitly_only_shrinks(monkeypatch):
+    import types
+
+    cli = types.SimpleNamespace(args=types.SimpleNamespace(preview_size=32))
+    monkeypatch.setattr(host, "_comfy", lambda name: cli if name == "comfy.cli_args" else None)
+    frame = torch.zeros(24, 40, 3)
+    monkeypatch.setattr(sys, "argv", ["main.py", "--cpu"])  # ComfyUI's default 512 is not ours to apply
+    assert host.preview_tuple(frame)[2] == 40
+    monkeypatch.setattr(sys, "argv", ["main.py", "--preview-size", "32"])
+    assert host.preview_tuple(frame)[2] == 32
+    monkeypatch.setattr(sys, "argv", ["main.py", "--preview-size=1024"])  # never enlarged
+    cli.args.preview_size = 1024
+    assert host.preview_tuple(frame)[2] == 40
 
 
 def test_loader_info_and_block_swap_accounting():

@@ -95,3 +95,71 @@ def test_our_nodes_run_from_the_file(name, tmp_path, monkeypatch):
         got = run["core_inputs"][by_type["CreateVideo"]]
         assert got["images"].dtype == torch.float32 and got["images"].dim() == 4
         assert set(got["audio"]) == {"waveform", "sample_rate"} and isinstance(got["fps"], float)
+
+
+# ------------------------------------------------------- every shipped template, layout (issue 23)
+
+ALL = sorted(f[:-5] for f in os.listdir(WORKFLOWS) if f.endswith(".json"))
+TITLE_BAR = 30  # LiteGraph draws a node's title bar about this high above its pos
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_no_node_overlaps_another(name):
+    wf = load(name)
+    boxes = {}
+    for n in wf["nodes"]:
+        (x, y), (w, h) = n["pos"], n["size"]
+        assert w > 0 and h > 0
+        boxes[f"{n.get('title', n['type'])} (#{n['id']})"] = (x, y - TITLE_BAR, x + w, y + h)
+    hits = [(a, b) for i, (a, ba) in enumerate(boxes.items()) for b, bb in list(boxes.items())[i + 1:]
+            if ba[0] < bb[2] and bb[0] < ba[2] and ba[1] < bb[3] and bb[1] < ba[3]]
+    assert hits == []
+    note = next(n for n in wf["nodes"] if n["type"] == "Note")
+    assert note["title"] == "About this template" and note["pos"] == [0, 0], "the Note opens in view, at the top"
+
+
+def test_the_overlap_check_sees_a_node_under_the_note():
+    wf = copy.deepcopy(load("harmony_ovi_a2v"))
+    vae = next(n for n in wf["nodes"] if n.get("title") == "Load VAE (MMAudio audio)")
+    vae["pos"] = [0, 100]  # inside the Note's box, as before issue 23
+    sys.path.insert(0, WORKFLOWS)
+    try:
+        import make_assets
+    finally:
+        sys.path.remove(WORKFLOWS)
+    assert any("Load VAE (MMAudio audio)" in p and "About this template" in p for p in make_assets.overlaps(wf))
+
+
+OVI = [n for n in ALL if n.startswith("harmony_ovi_")]
+HF = "https://huggingface.co/"
+OVI_FILES = {  # widget value -> (directory, download URL)
+    "Ovi/model.safetensors": ("diffusion_models", HF + "chetwinlow1/Ovi/resolve/main/model.safetensors"),
+    "umt5_xxl_fp8_e4m3fn_scaled.safetensors": (
+        "text_encoders", HF + "Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/text_encoders/"
+                              "umt5_xxl_fp8_e4m3fn_scaled.safetensors"),
+    "wan2.2_vae.safetensors": (
+        "vae", HF + "Comfy-Org/Wan_2.2_ComfyUI_Repackaged/resolve/main/split_files/vae/wan2.2_vae.safetensors"),
+}
+
+
+@pytest.mark.parametrize("name", OVI)
+def test_real_scale_loaders_say_what_to_get_and_where(name):
+    wf = load(name)
+    listed = {}
+    for n in wf["nodes"]:
+        for m in n["properties"].get("models", []):
+            assert m["name"] in n["widgets_values"], "the frontend lists only the entry the widget selects"
+            # what ComfyUI 0.3.64's Missing Models dialog offers a Download button for
+            assert m["url"].startswith(HF) and m["name"].endswith(".safetensors")
+            assert m["url"].split("/")[-1] == m["name"].split("/")[-1]
+            listed[m["name"]] = (m["directory"], m["url"])
+    assert listed == OVI_FILES
+    titles = sorted(n.get("title") for n in wf["nodes"] if n["type"] == "VAELoader")
+    assert titles == ["Load VAE (MMAudio audio)", "Load VAE (Wan2.2 video)"]
+    note = next(n for n in wf["nodes"] if n["type"] == "Note")["widgets_values"][0]
+    # the one file with no download: the command that builds it, and where its two inputs come from
+    assert ("python -m nodes.core_inputs mmaudio-vae v1-16.pth best_netG.pt "
+            "../../models/vae/mmaudio_vae_16k.safetensors") in note
+    assert "hkchengrex/MMAudio" in note and "ext_weights/v1-16.pth" in note and "ext_weights/best_netG.pt" in note
+    for file, (directory, _) in OVI_FILES.items():
+        assert f"{directory}/{file}" in note

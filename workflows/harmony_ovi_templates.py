@@ -25,6 +25,24 @@ VIDEO_VAE = "wan2.2_vae.safetensors"
 AUDIO_VAE = "mmaudio_vae_16k.safetensors"
 STEPS, SECONDS = 30, 5.0  # Ovi generates 5 s clips (121 frames at 24 fps, 704x704 here)
 
+# Each loader's file as ComfyUI's frontend reads it from the node's properties.models: opening a
+# template whose file is not in models/<directory> shows the Missing Models dialog, with Download
+# (huggingface.co URLs of .safetensors files only) and Copy URL. "name" is the widget value.
+HF = "https://huggingface.co/"
+DOWNLOADS = {
+    MODEL: {"name": MODEL, "url": HF + "chetwinlow1/Ovi/resolve/main/model.safetensors",
+            "directory": "diffusion_models"},
+    CLIP: {"name": CLIP, "url": HF + "Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/"
+                                     "text_encoders/" + CLIP, "directory": "text_encoders"},
+    VIDEO_VAE: {"name": VIDEO_VAE, "url": HF + "Comfy-Org/Wan_2.2_ComfyUI_Repackaged/resolve/main/split_files/"
+                                               "vae/" + VIDEO_VAE, "directory": "vae"},
+}
+# The MMAudio VAE has no one-file download: MMAudio ships it as two .pth files, which the
+# converter below writes as the one file core VAELoader reads; the Note says how.
+CONVERT = ("cd ComfyUI/custom_nodes/ComfyUI-Harmony\n"
+           "python -m nodes.core_inputs mmaudio-vae v1-16.pth best_netG.pt ../../models/vae/" + AUDIO_VAE)
+NOTE_SIZE = (1080, 200)
+
 CORE_LOADERS = {
     # as ComfyUI 0.3.64 declares them; the file lists hold the names these templates use
     "CLIPLoader": ([("clip_name", [CLIP], {}, False),
@@ -44,16 +62,28 @@ TEXTS = {
                 "audio_caption": "waves crashing on rocks, wind.", "transcript": ""},
 }
 
-NOTES = {
-    "harmony_ovi_t2av": "Ovi T2AV (real weights): text to 5 s of synchronized video and sound. Needs the four "
-                        "files listed in docs/real_weights_comfyui.md.",
+JOBS = {
+    "harmony_ovi_t2av": "Ovi T2AV (real weights): text to 5 s of synchronized video and sound.",
     "harmony_ovi_i2av": "Ovi I2AV (real weights): the clip starts from the first frame given (the bundled "
-                        "sample; wire your own IMAGE). Files: docs/real_weights_comfyui.md.",
+                        "sample; wire your own IMAGE into Harmony Video Conditioning).",
     "harmony_ovi_a2v": "Ovi A2V (real weights): the picture follows the driving audio (the bundled speech "
-                       "sample; wire your own AUDIO). Files: docs/real_weights_comfyui.md.",
+                       "sample; wire your own AUDIO into Harmony Audio Conditioning).",
     "harmony_ovi_v2a": "Ovi V2A (real weights): sound for the driving video (the bundled sample; wire your "
-                       "own frames or VIDEO). Files: docs/real_weights_comfyui.md.",
+                       "own frames or VIDEO into Harmony Video Conditioning).",
 }
+FILES = (
+    "Files, in ComfyUI/models/ (on opening, the Missing Models dialog lists the first three if they are "
+    "not there, with Download and Copy URL; a browser saves the download in its own downloads folder, "
+    "so move it to the folder named here):\n"
+    f"- diffusion_models/{MODEL}  from huggingface.co/chetwinlow1/Ovi (model.safetensors)\n"
+    f"- text_encoders/{CLIP}  from huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged "
+    "(split_files/text_encoders/)\n"
+    f"- vae/{VIDEO_VAE}  from huggingface.co/Comfy-Org/Wan_2.2_ComfyUI_Repackaged (split_files/vae/)\n"
+    f"- vae/{AUDIO_VAE}  has no download: build it once from MMAudio's ext_weights/v1-16.pth and "
+    "ext_weights/best_netG.pt (huggingface.co/hkchengrex/MMAudio):\n" + CONVERT + "\n"
+    "Then press R so the loaders list the new files. More: docs/real_weights_comfyui.md in the pack."
+)
+NOTES = {name: job + "\n\n" + FILES for name, job in JOBS.items()}
 
 
 def _import():
@@ -75,10 +105,14 @@ def build() -> dict:
 
     def chain(name, text, media=None):
         b = make_assets.WorkflowBuilder()
-        loader = b.add("HarmonyModelLoader", (0, 0), {"model_name": MODEL}, size=(320, 180))
-        clip = b.add("CLIPLoader", (0, 220), {"clip_name": CLIP, "type": "wan"}, size=(320, 110))
-        vvae = b.add("VAELoader", (0, 370), {"vae_name": VIDEO_VAE}, size=(320, 60), title="Load VAE (Wan2.2)")
-        avae = b.add("VAELoader", (0, 470), {"vae_name": AUDIO_VAE}, size=(320, 60), title="Load VAE (MMAudio)")
+        loader = b.add("HarmonyModelLoader", (0, 0), {"model_name": MODEL}, size=(320, 180),
+                       models=[DOWNLOADS[MODEL]])
+        clip = b.add("CLIPLoader", (0, 220), {"clip_name": CLIP, "type": "wan"}, size=(320, 110),
+                     models=[DOWNLOADS[CLIP]])
+        vvae = b.add("VAELoader", (0, 370), {"vae_name": VIDEO_VAE}, size=(320, 60),
+                     title="Load VAE (Wan2.2 video)", models=[DOWNLOADS[VIDEO_VAE]])
+        avae = b.add("VAELoader", (0, 470), {"vae_name": AUDIO_VAE}, size=(320, 60),
+                     title="Load VAE (MMAudio audio)")
         txt = b.add("HarmonyTextConditioning", (360, 0), dict(text), size=(360, 320))
         b.link(loader, 0, txt, "model")
         b.link(clip, 0, txt, "clip")
@@ -100,7 +134,7 @@ def build() -> dict:
                      size=(420, 520))
         for slot, inp in enumerate(("images", "audio", "fps")):
             b.link(dec, slot, save, inp)
-        out[name] = b.workflow(NOTES[name])
+        out[name] = b.workflow(NOTES[name], note_size=NOTE_SIZE)
 
     def first_frame(b, cond, vvae, avae):
         sample = b.add("HarmonySampleInput", (0, 570), {"sample": "harmony_first_frame.png"}, size=(320, 120))
@@ -136,11 +170,13 @@ def build() -> dict:
 
 def validate(wf) -> list:
     """What would stop ComfyUI from queueing ``wf``, except the model file missing from this
-    machine's list (the loader lists the user's own models/diffusion_models)."""
-    _import()
+    machine's list (the loader lists the user's own models/diffusion_models), and nodes that
+    overlap on the canvas."""
+    make_assets = _import()
     from workflow_runner import validate_workflow
 
-    return [p for p in validate_workflow(wf) if f"model_name={MODEL!r} is not one of" not in p]
+    return [p for p in validate_workflow(wf) if f"model_name={MODEL!r} is not one of" not in p] + \
+        make_assets.overlaps(wf)
 
 
 def make_workflows() -> None:

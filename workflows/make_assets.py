@@ -25,6 +25,10 @@ SAMPLE_SECONDS = 2.0
 STEPS = 12
 SECONDS = 2.0
 
+TITLE_BAR = 30  # LiteGraph draws a node's title bar this high above its pos
+NOTE_SIZE = (720, 90)
+NOTE_GAP = 40
+
 
 def _import_pack():
     for path in (ROOT, os.path.join(ROOT, "tests")):  # the pack, and tests/workflow_runner.py
@@ -89,8 +93,11 @@ class WorkflowBuilder:
         self.defs, self.widget_inputs = node_definitions(), widget_inputs
         self.nodes, self.links = [], []
 
-    def add(self, type_, pos, widgets=None, size=(320, 200), title=None):
-        """A node; ``widgets`` overrides declared defaults by input name."""
+    def add(self, type_, pos, widgets=None, size=(320, 200), title=None, models=None):
+        """A node; ``widgets`` overrides declared defaults by input name. ``models``: the files a
+        loader's widget names, as ``{"name", "url", "directory"}`` entries (``properties.models``):
+        ComfyUI's frontend lists those missing from ``models/<directory>`` in its Missing Models
+        dialog when the workflow is opened, with Download and Copy URL buttons."""
         defn = self.defs[type_]
         values = []
         for name, typ, options, slots in self.widget_inputs(defn):
@@ -112,6 +119,8 @@ class WorkflowBuilder:
         }
         if title:
             node["title"] = title
+        if models:
+            node["properties"]["models"] = [dict(m) for m in models]
         self.nodes.append(node)
         return node["id"]
 
@@ -136,9 +145,16 @@ class WorkflowBuilder:
         s["outputs"][src_slot]["links"].append(lid)
         self.links.append([lid, src, src_slot, dst, slot, typ])
 
-    def workflow(self, note=None):
+    def workflow(self, note=None, note_size=NOTE_SIZE):
+        """The UI-format workflow. A ``note`` becomes an "About this template" Note at the top
+        left, the first thing seen when the template opens; every other node moves down by the
+        Note's height, its title bar and a gap, so the Note covers nothing (see
+        :func:`overlaps`)."""
         if note:  # ComfyUI 0.3.64's template browser shows only the file name: the note is on the canvas
-            self.add("Note", (0, 440), {"text": note}, size=(320, 110), title="About this template")
+            shift = note_size[1] + TITLE_BAR + NOTE_GAP
+            for n in self.nodes:
+                n["pos"][1] += shift
+            self.add("Note", (0, 0), {"text": note}, size=note_size, title="About this template")
         wf = {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, json.dumps(self.nodes, sort_keys=True))),
               "revision": 0, "last_node_id": len(self.nodes), "last_link_id": len(self.links),
               "nodes": self.nodes, "links": self.links, "groups": [], "config": {},
@@ -146,6 +162,24 @@ class WorkflowBuilder:
         if note:
             wf["extra"]["harmony_note"] = note
         return wf
+
+
+def node_box(node) -> tuple:
+    """(left, top, right, bottom) of a node on the canvas, its title bar (drawn above ``pos``) included."""
+    x, y = node["pos"]
+    w, h = node["size"]
+    return (x, y - TITLE_BAR, x + w, y + h)
+
+
+def overlaps(wf) -> list:
+    """Pairs of nodes whose boxes (title bar included) overlap: "<a> (id) overlaps <b> (id)"."""
+    out = []
+    boxes = [(n, node_box(n)) for n in wf["nodes"]]
+    for i, (a, ba) in enumerate(boxes):
+        for b, bb in boxes[i + 1:]:
+            if ba[0] < bb[2] and bb[0] < ba[2] and ba[1] < bb[3] and bb[1] < ba[3]:
+                out.append(f"{a.get('title', a['type'])} ({a['id']}) overlaps {b.get('title', b['type'])} ({b['id']})")
+    return out
 
 
 def _texts():
@@ -249,7 +283,7 @@ def make_workflows() -> None:
     from workflow_runner import validate_workflow
 
     for name, wf in build_workflows().items():
-        problems = validate_workflow(wf)
+        problems = validate_workflow(wf) + overlaps(wf)
         if problems:
             raise SystemExit(f"{name}: " + "; ".join(problems))
         with open(os.path.join(HERE, name + ".json"), "w", encoding="utf-8") as f:
