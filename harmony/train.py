@@ -81,6 +81,7 @@ class TrainConfig:
     split: str = ""  # world split of the rendered training clips (speech | ambient | complex; empty = all)
     probe_every: float = 0.0  # minutes between partner-use probes of the EMA weights (0 = never)
     probe_clips: int = 8  # held-out clips per split for the probe
+    p_foreign_still: float = 0.0  # I2AV rows shown as a static clip of an out-of-world still (video loss only)
 
 
 # --------------------------------------------------------------------------
@@ -231,6 +232,13 @@ def synergy_loss(model, conditioner, batch, tc: TrainConfig, gen: torch.Generato
     nv = torch.randn(v0.shape, generator=gen).to(device)
     na = torch.randn(a0.shape, generator=gen).to(device)
     first_clean = (torch.rand(b, generator=gen) < tc.p_first_frame).to(device)
+    # I2AV rows shown as a static clip of an out-of-world still (harmony.world.stills): video only
+    foreign = torch.zeros(b, dtype=torch.bool, device=device)
+    v_i2av = v0
+    if "i2av" in tasks and tc.p_foreign_still > 0 and batch.get("stills") is not None:
+        foreign = (torch.rand(b, generator=gen) < tc.p_foreign_still).to(device)
+        still = batch["stills"].to(device).expand_as(v0)
+        v_i2av = torch.where(foreign[:, None, None, None, None], still, v0)
 
     zv_list, za_list, tv_list, ta_list = [], [], [], []
     for task in tasks:
@@ -246,7 +254,7 @@ def synergy_loss(model, conditioner, batch, tc: TrainConfig, gen: torch.Generato
         elif task == "v2a":
             sigma_v.zero_()
         sigma_vb = sigma_v[:, None, :, None, None]
-        zv_list.append((1 - sigma_vb) * v0 + sigma_vb * nv)
+        zv_list.append((1 - sigma_vb) * (v_i2av if task == "i2av" else v0) + sigma_vb * nv)
         za_list.append(noisy(a0, na, sigma_a))
         tv_list.append(sigma_v * 1000)
         ta_list.append(sigma_a * 1000)
@@ -261,8 +269,15 @@ def synergy_loss(model, conditioner, batch, tc: TrainConfig, gen: torch.Generato
     losses = {}
     for i, task in enumerate(tasks):
         noisy_frames = (tv_list[i] > 0).float()[:, None, :, None, None].expand_as(v0)
-        lv = ((ov[i] - target_v) ** 2 * noisy_frames).sum() / noisy_frames.sum().clamp(min=1)
-        la = F.mse_loss(oa[i], target_a)
+        tgt_v = target_v
+        if task == "i2av" and bool(foreign.any()):
+            tgt_v = v_i2av if x0_target else nv - v_i2av
+        lv = ((ov[i] - tgt_v) ** 2 * noisy_frames).sum() / noisy_frames.sum().clamp(min=1)
+        if task == "i2av" and bool(foreign.any()):  # a still's audio is not the clip's: not scored
+            keep = (~foreign).float()[:, None, None].expand_as(target_a)
+            la = ((oa[i] - target_a) ** 2 * keep).sum() / keep.sum().clamp(min=1)
+        else:
+            la = F.mse_loss(oa[i], target_a)
         if task in ("joint", "i2av"):
             losses[task] = lv + la
         elif task == "a2v":
@@ -512,6 +527,16 @@ def init_from_export(path: str, model, conditioner, cfg: HarmonyConfig) -> Harmo
     return cfg.replace(meta={**cfg.meta, **extra, "init_step": int(meta.get("step", 0))})
 
 
+@torch.no_grad()
+def encode_foreign_stills(video_codec, n: int, seed: int, device="cpu") -> torch.Tensor:
+    """``n`` out-of-world stills (`harmony.world.stills`) as one-frame latents ``[n, C, 1, h, w]``."""
+    from .world.stills import foreign_stills
+
+    images, _ = foreign_stills(n, seed)
+    return torch.cat([video_codec.encode(torch.from_numpy(images[i:i + 64])[:, None].to(device)).cpu()
+                      for i in range(0, n, 64)])
+
+
 def is_fusion_parameter(name: str) -> bool:
     """The cross-tower parameters (``--fusion-lr`` scales their learning rate): the partner
     keys / values and their norms, and GLDI's style alignment."""
@@ -617,6 +642,9 @@ def train(tc: TrainConfig):
             raise ValueError(f"training clips have {have} {name} latent channels but --config {tc.config} expects "
                              f"{want}; give --latents made by that model's codecs (e.g. harmony.train."
                              "encode_latent_pool with the Wan2.2 VAE for a 5b config)")
+    stills = None
+    if tc.p_foreign_still > 0 and tc.lambda_i > 0:
+        stills = encode_foreign_stills(codecs[0], 1024, tc.seed, device)
     n_params = sum(p.numel() for p in core.parameters()) + sum(p.numel() for p in core_text.parameters())
     print(f"pool of {pool.size} clips rendered and encoded in {time.time() - t0:.1f}s; "
           f"{n_params / 1e6:.2f} M trainable params; device {device}")
@@ -640,7 +668,10 @@ def train(tc: TrainConfig):
         for g in opt.param_groups:
             g["lr"] = lr * g.get("lr_mult", 1.0)
         model.train()
-        loss, parts = synergy_loss(model, conditioner, pool.batch(tc.batch), tc, gen, cfg.prediction)
+        batch = pool.batch(tc.batch)
+        if stills is not None:
+            batch["stills"] = stills[torch.randint(0, len(stills), (tc.batch,), generator=gen)]
+        loss, parts = synergy_loss(model, conditioner, batch, tc, gen, cfg.prediction)
         opt.zero_grad(set_to_none=True)
         (acc.backward(loss) if acc else loss.backward())
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -723,6 +754,8 @@ TRAIN_HELP = {
     "probe_every": "minutes between partner-use probes of the EMA weights on held-out clips (0 = never); "
                    "lines in <out>/probe.jsonl",
     "probe_clips": "held-out clips per split for the probe",
+    "p_foreign_still": "share of I2AV rows shown as a static clip of an out-of-world still image "
+                       "(harmony.world.stills: photo-like, shapes, screenshot-like), scored on video only",
 }
 """Help of each ``python -m harmony train`` option (one per TrainConfig field)."""
 

@@ -118,3 +118,39 @@ def test_fusion_parameters_are_the_cross_tower_ones():
     assert {"k_fusion", "v_fusion", "norm_k_fusion", "pre_attn_norm_fusion", "style_attn"} <= {
         part for n in fusion for part in n.split(".")}
     assert not any(is_fusion_parameter(n) for n in names if ".self_attn." in n or ".ffn." in n)
+
+
+def test_foreign_stills_replace_the_i2av_clip_and_drop_its_audio_loss():
+    """--p-foreign-still 1: every I2AV row is a static clip of the still (its target), and its
+    audio is not scored (the oracle's audio is off by 1 everywhere, yet the I2AV loss has none of it)."""
+    cfg = get_config("tiny")
+    batch = _batch(cfg)
+
+    class OffAudio(Oracle):
+        def forward(self, zv, za, tv, ta, cond):
+            v, a = super().forward(zv, za, tv, ta, cond)
+            return v, a + 1.0
+
+    model = OffAudio(batch)
+    b, c, f, h, w = batch["video"].shape
+    batch["stills"] = torch.full((b, c, 1, h, w), 0.5)
+    tc = TrainConfig(lambda_i=1.0, p_foreign_still=1.0, p_first_frame=0.0)
+    _, parts = synergy_loss(model, Conditioner(cfg), batch, tc, torch.Generator().manual_seed(1), "x0")
+    want = float(((batch["video"][:, :, 1:] - 0.5) ** 2).mean())
+    assert parts["i2av"] == pytest.approx(want, rel=1e-5)
+    assert parts["v2a"] == pytest.approx(1.0, rel=1e-6)  # other tasks keep the clip and its audio
+    tv, _ = model.seen[0]
+    assert torch.all(tv[3 * b:, 0] == 0)
+
+
+def test_foreign_stills_are_deterministic_images_of_three_families():
+    import numpy as np
+
+    from harmony.world.stills import FAMILIES, foreign_stills
+
+    a, fam = foreign_stills(30, 1)
+    b, _ = foreign_stills(30, 1)
+    assert a.shape == (30, 64, 64, 3) and a.dtype == np.float32 and np.array_equal(a, b)
+    assert set(fam) == set(FAMILIES) and 0 <= a.min() and a.max() <= 1
+    assert not np.array_equal(a, foreign_stills(30, 2)[0])
+    assert all(a[i].std() > 0.02 for i in range(30))  # none is blank
