@@ -774,6 +774,24 @@ def main(argv=None):
         ap.add_argument("--" + name.replace("_", "-"), type=kind, default=default, choices=choices.get(name),
                         help=TRAIN_HELP.get(name, ""))
     args = ap.parse_args(argv)
+    from . import validate
+
+    try:  # every count and rate in range, at parse time (before any clip is rendered or weight built)
+        for name in ("steps", "batch", "pool", "refresh_every", "save_every", "log_every", "probe_clips"):
+            validate.integer(getattr(args, name), name, getattr(TrainConfig(), name), via="cli", low=1)
+        for name in ("warmup", "refresh", "workers", "export_every", "seed"):
+            validate.integer(getattr(args, name), name, getattr(TrainConfig(), name), via="cli", low=0)
+        for name in ("lr", "seconds", "shift"):
+            validate.number(getattr(args, name), name, f"{getattr(TrainConfig(), name):g}", via="cli", low=0,
+                            low_open=True)
+        for name in ("weight_decay", "lambda_v", "lambda_a", "lambda_i", "lambda_joint", "driven_shift", "fusion_lr",
+                     "max_minutes", "probe_every"):
+            validate.number(getattr(args, name), name, f"{getattr(TrainConfig(), name):g}", via="cli", low=0)
+        for name in ("p_first_frame", "p_drop_text", "p_drop_ref", "p_foreign_still", "ema"):
+            validate.number(getattr(args, name), name, f"{getattr(TrainConfig(), name):g}", via="cli", low=0,
+                            high=1)
+    except validate.InputError as e:
+        ap.error(str(e))
     tc = TrainConfig(**{k: v for k, v in vars(args).items()})
     if tc.export_dtype not in EXPORT_DTYPES:
         ap.error(f"--export-dtype must be one of {list(EXPORT_DTYPES)}, got {tc.export_dtype!r}")
