@@ -29,7 +29,7 @@ def generate_parser():
     from .cli import Parser, program
     from .media import FIT_MODES
     from .pipeline import MIN_SECONDS, model_limits
-    from .sampling import GUIDANCE_MODES, SOLVERS
+    from .sampling import DEFAULT_SHIFT, DEFAULT_SOLVER, DEFAULT_STEPS, GUIDANCE_MODES, SOLVERS
 
     prog = program()
     try:
@@ -60,8 +60,8 @@ def generate_parser():
                           help=f"clip length, at least {MIN_SECONDS:g} s and at most the model's limit "
                                f"({bundled}); default: 3, or the driving clip's length")
     sampling.add_argument("--seed", type=int, default=0, help="noise seed (same seed and settings: same clip)")
-    sampling.add_argument("--steps", type=int, default=20, help="sampling steps (the paper uses 40)")
-    sampling.add_argument("--shift", type=float, default=5.0, help="flow-matching schedule shift (paper: 5)")
+    sampling.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="sampling steps (the paper uses 40)")
+    sampling.add_argument("--shift", type=float, default=DEFAULT_SHIFT, help="flow-matching schedule shift (paper: 5)")
     sampling.add_argument("--guidance", choices=GUIDANCE_MODES, default="synccfg",
                           help="synccfg: against silent-audio / static-video anchors (the paper); cfg: plain "
                                "text CFG; none: no guidance")
@@ -70,7 +70,7 @@ def generate_parser():
     sampling.add_argument("--sa", type=float, default=None,
                           help="SyncCFG audio scale; default: the model's tuned value (paper: 2)")
     sampling.add_argument("--text-cfg", type=float, default=1.0, help="text CFG on top of SyncCFG (1 = off)")
-    sampling.add_argument("--solver", choices=SOLVERS, default="dpmpp_2m", help="ODE solver")
+    sampling.add_argument("--solver", choices=SOLVERS, default=DEFAULT_SOLVER, help="ODE solver")
     model = ap.add_argument_group("model and memory")
     model.add_argument("--model", metavar="FILE", default=None,
                        help="Harmony .safetensors file, with its .text.safetensors beside it "

@@ -25,7 +25,8 @@ from . import validate
 from .guidance import DEFAULT_SA, DEFAULT_SV
 from .jobs import DEFAULT_MAX_SECONDS, DEFAULT_SECONDS, MIN_SECONDS, clip_geometry, max_seconds  # noqa: F401 (re-exported)
 from .model import Conditioning
-from .sampling import GUIDANCE_MODES, SOLVERS, Guidance, Job, sample
+from .sampling import (DEFAULT_SHIFT, DEFAULT_SOLVER, DEFAULT_STEPS, GUIDANCE_MODES, SOLVERS, Guidance, Job,
+                       sample)
 
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 DEFAULT_MODEL = os.path.join(ASSETS, "harmony_tiny.safetensors")
@@ -343,9 +344,10 @@ class HarmonyPipeline:
         return seconds
 
     @torch.no_grad()
-    def sample(self, cond: Conditioning, seconds: Optional[float] = None, seed: int = 0, steps: int = 20,
-               shift: float = 5.0, sv: float = DEFAULT_SV, sa: float = DEFAULT_SA, text_cfg: float = 1.0,
-               guidance: str = "synccfg", solver: str = "dpmpp_2m", first_frame=None,
+    def sample(self, cond: Conditioning, seconds: Optional[float] = None, seed: int = 0,
+               steps: int = DEFAULT_STEPS, shift: float = DEFAULT_SHIFT, sv: float = DEFAULT_SV,
+               sa: float = DEFAULT_SA, text_cfg: float = 1.0, guidance: str = "synccfg",
+               solver: str = DEFAULT_SOLVER, first_frame=None,
                driving_audio=None, driving_video=None, ref_voice=None,
                callback: Optional[Callable] = None, cancel: Optional[Callable] = None,
                batched: bool = True, fit: str = "crop", preview: Optional[Callable] = None) -> AVLatent:

@@ -35,6 +35,13 @@ from .model import Conditioning
 
 SOLVERS = ("euler", "dpmpp_2m")
 
+DEFAULT_SHIFT = 5.0
+"""Default flow-matching schedule shift (paper: 5), the same in training."""
+DEFAULT_STEPS = 20
+"""Default sampling steps of the pipeline, the CLI and the node (the paper uses 40)."""
+DEFAULT_SOLVER = "dpmpp_2m"
+"""Default ODE solver of the pipeline, the CLI and the node."""
+
 
 class SamplingCancelled(RuntimeError):
     """Raised by a cancel check to stop sampling between steps."""
@@ -45,7 +52,7 @@ def shift_sigmas(sigmas: torch.Tensor, shift: float) -> torch.Tensor:
     return shift * sigmas / (1 + (shift - 1) * sigmas)
 
 
-def sigma_schedule(steps: int, shift: float = 5.0) -> torch.Tensor:
+def sigma_schedule(steps: int, shift: float = DEFAULT_SHIFT) -> torch.Tensor:
     """``steps + 1`` shifted sigmas from 1 down to 0 (float64)."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -154,9 +161,9 @@ class JobDenoiser:
 # --------------------------------------------------------------------------- entry point
 
 def sample(model, cond: Conditioning, noise_video: torch.Tensor, noise_audio: torch.Tensor, *,
-           steps: int = 40, shift: float = 5.0, guidance: Optional[Guidance] = None,
+           steps: int = 40, shift: float = DEFAULT_SHIFT, guidance: Optional[Guidance] = None,
            job: Optional[Job] = None, uncond: Optional[Conditioning] = None,
-           silent_audio_token=None, blank_video_frame=None, solver: str = "dpmpp_2m",
+           silent_audio_token=None, blank_video_frame=None, solver: str = DEFAULT_SOLVER,
            callback: Optional[Callable] = None, cancel: Optional[Callable] = None,
            preview: Optional[Callable] = None, dtype: Optional[torch.dtype] = None):
     """Generate ``(video_latent, audio_latent)`` (fp32) from the given noise.

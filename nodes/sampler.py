@@ -63,7 +63,7 @@ class HarmonySyncCFGSampler:
 
     @classmethod
     def INPUT_TYPES(cls):
-        guidance, jobs = harmony_module("guidance"), harmony_module("jobs")
+        guidance, jobs, sampling = harmony_module("guidance"), harmony_module("jobs"), harmony_module("sampling")
         return {"required": {
             "model": (HARMONY_MODEL, {"tooltip": "From Harmony Model Loader."}),
             "conditioning": (HARMONY_CONDITIONING, {
@@ -71,7 +71,7 @@ class HarmonySyncCFGSampler:
                            "what it holds picks T2AV, I2AV, A2V or V2A."}),
             "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFF, "control_after_generate": True,
                              "tooltip": "Noise seed; the same seed and settings give the same clip."}),
-            "steps": ("INT", {"default": 20, "min": 1, "max": 200,
+            "steps": ("INT", {"default": sampling.DEFAULT_STEPS, "min": 1, "max": 200,
                               "tooltip": "Sampling steps (the paper uses 40; 10-20 is enough for the tiny model)."}),
             "seconds": ("FLOAT", {"default": 2.0, "min": jobs.MIN_SECONDS, "max": jobs.largest_max_seconds(),
                                   "step": 0.1,
@@ -82,7 +82,7 @@ class HarmonySyncCFGSampler:
                               "tooltip": "Frame width in pixels (multiple of 16); 0 = the model's native size."}),
             "height": ("INT", {"default": 0, "min": 0, "max": 2048, "step": 16,
                                "tooltip": "Frame height in pixels (multiple of 16); 0 = the model's native size."}),
-            "shift": ("FLOAT", {"default": 5.0, "min": 0.1, "max": 20.0, "step": 0.1,
+            "shift": ("FLOAT", {"default": sampling.DEFAULT_SHIFT, "min": 0.1, "max": 20.0, "step": 0.1,
                                 "tooltip": "Flow-matching schedule shift (paper: 5)."}),
             "guidance": (guidance_modes(), {
                 "default": "synccfg",
@@ -99,7 +99,7 @@ class HarmonySyncCFGSampler:
             "text_cfg": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 20.0, "step": 0.1,
                                    "tooltip": "Text CFG on top of synccfg or none; 1 = off (one batched pass "
                                               "fewer). Unused with guidance=cfg, where sv / sa are the text scales."}),
-            "solver": (solvers(), {"default": solvers()[-1], "tooltip": "ODE solver."}),
+            "solver": (solvers(), {"default": sampling.DEFAULT_SOLVER, "tooltip": "ODE solver."}),
         }, "optional": {
             "video_vae": ("VAE", {"tooltip": "Core VAELoader with wan2.2_vae.safetensors: the video codec of "
                                              "umT5 models (Ovi), for the first frame, driving video and SyncCFG's "

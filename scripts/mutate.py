@@ -25,6 +25,10 @@ SAMPLING_TESTS = ["tests/test_sampling.py", "tests/test_guidance.py"]
 GUIDANCE_TESTS = ["tests/test_guidance.py", "tests/test_sampling.py"]  # the likelier killer first (-x)
 TRAIN_TESTS = ["tests/test_train.py::test_cross_task_losses_by_construction",
                "tests/test_train.py::test_training_sigmas_are_shifted"]
+REFERENCE_TESTS = ["tests/test_interaction_values.py"]
+TRAIN_STATS_TESTS = ["tests/test_train_stats.py"]
+MEDIA_TESTS = ["tests/test_media_rates.py"]
+DEFAULTS_TESTS = ["tests/test_defaults.py"]
 
 # (name, file, exact old line (without indentation), new line, tests to run)
 MUTATIONS = [
@@ -91,6 +95,37 @@ MUTATIONS = [
     ("A2V/V2A weights swapped", "harmony/train.py",
      "lambda_v: float = 0.1  # weight of the audio-driven video (A2V) loss",
      "lambda_v: float = 0.3  # weight of the audio-driven video (A2V) loss", TRAIN_TESTS),
+    # issue 22: what users would see (reference voice, anchors, training statistics, media rates, defaults)
+    ("partner attention padded after the reference rows", "harmony/interaction.py",
+     "part = torch.cat([part.new_zeros(q[:, :q_start].shape), part], dim=1)",
+     "part = torch.cat([part, part.new_zeros(q[:, :q_start].shape)], dim=1)", REFERENCE_TESTS),
+    ("ovi audio RoPE ignores the reference length", "harmony/interaction.py",
+     "return (torch.arange(n_ref + n_audio, dtype=torch.float64) - n_ref) * cfg.audio.audio_rope_scale",
+     "return torch.arange(n_ref + n_audio, dtype=torch.float64) * cfg.audio.audio_rope_scale", REFERENCE_TESTS),
+    ("model returns the reference rows (drops the last target rows)", "harmony/model.py",
+     "a_out = am.head(a, e_a)[:, n_ref:]", "a_out = am.head(a, e_a)[:, :La]", REFERENCE_TESTS),
+    ("window: audio tokens do not keep their nearest frame", "harmony/interaction.py",
+     "mask[dist.argmin(dim=0), torch.arange(n_audio)] = True", "pass", REFERENCE_TESTS),
+    ("static-video anchor is the moving estimate", "harmony/guidance.py",
+     "first = self.video_estimate[:, :, :1]", "first = self.video_estimate", GUIDANCE_TESTS),
+    ("inverted text dropout (90 % without text)", "harmony/train.py",
+     "drop_text = torch.rand(b, generator=gen) < tc.p_drop_text",
+     "drop_text = torch.rand(b, generator=gen) > tc.p_drop_text", TRAIN_STATS_TESTS),
+    ("reference voice dropped with the text draw", "harmony/train.py",
+     'refs = [None if d else r for d, r in zip(drop_ref, batch["refs"])]',
+     'refs = [None if d else r for d, r in zip(drop_text, batch["refs"])]', TRAIN_STATS_TESTS),
+    ("reversed EMA (exports the live weights)", "harmony/train.py",
+     "ema[k].lerp_(v.detach(), 1 - d)", "ema[k].lerp_(v.detach(), d)", TRAIN_STATS_TESTS),
+    ("every mp4's audio written as 16 kHz", "harmony/media.py",
+     'cmd += ["-f", "f32le", "-ar", str(int(sample_rate)), "-ac", str(audio.shape[0]), "-i", raw,',
+     'cmd += ["-f", "f32le", "-ar", "16000", "-ac", str(audio.shape[0]), "-i", raw,', MEDIA_TESTS),
+    ("Save AV writes its audio at the default rate", "nodes/save_av.py",
+     'harmony_module("media").write_mp4(path, frames, float(fps), wave, sample_rate)',
+     'harmony_module("media").write_mp4(path, frames, float(fps), wave)', MEDIA_TESTS),
+    ("default shift changed", "harmony/sampling.py",
+     "DEFAULT_SHIFT = 5.0", "DEFAULT_SHIFT = 3.0", DEFAULTS_TESTS),
+    ("default steps changed", "harmony/sampling.py",
+     "DEFAULT_STEPS = 20", "DEFAULT_STEPS = 10", DEFAULTS_TESTS),
 ]
 
 

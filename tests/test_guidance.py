@@ -1,5 +1,8 @@
 """Guidance arithmetic of every mode, the SyncCFG anchors (latents and timesteps) and the
-velocity -> x0 conversion, on a fake network whose outputs are chosen by hand."""
+velocity -> x0 conversion, on a fake network whose outputs are chosen by hand.
+
+The fake's video estimates differ from frame to frame (``FRAME``), so an anchor that is not
+static (the moving estimate itself, or another frame than the first) shows."""
 import dataclasses
 
 import pytest
@@ -15,10 +18,14 @@ from harmony.model import Conditioning
 PRED = {"joint": (2.0, -1.0), "silent": (0.5, 7.0), "static": (9.0, 0.25), "uncond": (1.0, 0.0)}
 B, CV, F, H, W, LA, CA = 1, 4, 3, 2, 2, 5, 3
 SILENT = torch.tensor([0.3, -0.2, 0.1])
+FRAME = 0.25 * torch.arange(F, dtype=torch.float32).reshape(1, F, 1, 1)
+"""Added to every pass's video estimate per latent frame (0, 0.25, 0.5): the estimates move.
+Every guidance mode is an affine combination of passes (weights summing to 1) plus differences
+of passes, so the guided video is the hand-computed value + FRAME."""
 
 
 class PassModel(torch.nn.Module):
-    """Recognises each guidance pass from its inputs alone and answers with PRED.
+    """Recognises each guidance pass from its inputs alone and answers with PRED (video: + FRAME).
 
     uncond: all-zero text; silent: the audio is the silent token repeated; static: every
     video frame equals the first. Records what every batch row was fed."""
@@ -44,7 +51,7 @@ class PassModel(torch.nn.Module):
             k = self.kind(zv[i], za[i], cond.video_context[i])
             self.rows.append(dict(kind=k, zv=zv[i].clone(), za=za[i].clone(), tv=tv[i].clone(),
                                   ta=ta[i].clone(), dtype=zv.dtype, t_dtype=tv.dtype))
-            v[i], a[i] = PRED[k]
+            v[i], a[i] = PRED[k][0] + FRAME, PRED[k][1]
         return v, a
 
 
@@ -87,7 +94,7 @@ def _run(mode, sv=3.0, sa=2.0, text_cfg=1.0, job=None, batched=True):
 @pytest.mark.parametrize("batched", [True, False])
 def test_guidance_arithmetic_of_every_mode(mode, text_cfg, want_v, want_a, n_rows, batched):
     m, den, dv, da = _run(mode, text_cfg=text_cfg, batched=batched)
-    assert torch.all(dv == want_v) and torch.all(da == want_a), (float(dv.mean()), float(da.mean()))
+    assert torch.all(dv == want_v + FRAME) and torch.all(da == want_a), (float(dv.mean()), float(da.mean()))
     assert len(m.rows) == n_rows
     assert m.calls == (1 if batched else n_rows)
 
@@ -95,14 +102,14 @@ def test_guidance_arithmetic_of_every_mode(mode, text_cfg, want_v, want_a, n_row
 def test_unit_scales_are_no_guidance():
     for mode in ("synccfg", "cfg"):
         _, _, dv, da = _run(mode, sv=1.0, sa=1.0)
-        assert torch.all(dv == PRED["joint"][0]) and torch.all(da == PRED["joint"][1])
+        assert torch.all(dv == PRED["joint"][0] + FRAME) and torch.all(da == PRED["joint"][1])
 
 
 def test_sv_is_the_video_scale_and_sa_the_audio_scale():
     _, _, dv, da = _run("synccfg", sv=5.0, sa=1.0)
-    assert torch.all(dv == 0.5 + 5.0 * 1.5) and torch.all(da == -1.0)
+    assert torch.all(dv == 0.5 + 5.0 * 1.5 + FRAME) and torch.all(da == -1.0)
     _, _, dv, da = _run("synccfg", sv=1.0, sa=5.0)
-    assert torch.all(dv == 2.0) and torch.all(da == 0.25 + 5.0 * -1.25)
+    assert torch.all(dv == 2.0 + FRAME) and torch.all(da == 0.25 + 5.0 * -1.25)
 
 
 def _rows(m):
@@ -130,9 +137,11 @@ def test_synccfg_anchor_latents_and_timesteps_t2av():
     # next step: the static anchor is the previous step's clean video estimate (first frame)
     m.rows.clear()
     dv_prev = den.video_estimate.clone()
+    assert torch.equal(dv_prev, 5.0 + FRAME.expand(B, CV, F, H, W))  # the guided estimate moves
     den(zv, za, *_sigmas(0.3))
-    st = _rows(m)["static"]
+    st = _rows(m)["static"]  # (a moving anchor would be recognised as a joint pass: no "static" row)
     assert torch.equal(st["zv"], dv_prev[0, :, :1].expand(CV, F, H, W)) and torch.all(st["tv"] == 0)
+    assert torch.all(st["zv"] == 5.0)  # frame 0 of the previous estimate (5 + 0), held over all frames
 
 
 def test_synccfg_anchors_per_job():
@@ -154,6 +163,32 @@ def test_synccfg_anchors_per_job():
     m = PassModel()
     SyncCFG(m, cond, Guidance("synccfg"), Job(clean_audio=clean_a), silent_audio_token=SILENT)(zv, za, *_sigmas())
     assert set(_rows(m)) == {"joint", "silent"}
+
+
+def test_sampler_static_anchor_is_frame0_of_the_previous_estimate_held():
+    """Through the sampler (T2AV, 3 Euler steps): the static anchor is the blank frame at the
+    first step, then frame 0 of the previous step's (moving) clean estimate held over all
+    frames, fed clean; the silent anchor is the silence latent at every step."""
+    from harmony.sampling import sample
+
+    m = PassModel()
+    cond, _ = _conds()
+    blank = torch.randn(CV, 1, H, W, generator=torch.Generator().manual_seed(7))
+    previews = []
+    sample(m, cond, *_state(), steps=3, guidance=Guidance("synccfg"), silent_audio_token=SILENT,
+           blank_video_frame=blank, solver="euler", preview=lambda i, n, v, a: previews.append(v.clone()))
+    static = [r for r in m.rows if r["kind"] == "static"]
+    silent = [r for r in m.rows if r["kind"] == "silent"]
+    assert len(static) == len(silent) == len(previews) == 3
+    assert torch.equal(static[0]["zv"], blank.expand(CV, F, H, W))
+    for k in (1, 2):
+        prev = previews[k - 1][0]
+        assert not torch.equal(prev[:, 0], prev[:, 1])  # the estimate moves from frame to frame
+        assert torch.equal(static[k]["zv"], prev[:, :1].expand(CV, F, H, W))
+    for r in static:
+        assert torch.all(r["tv"] == 0)
+    for r in silent:
+        assert torch.equal(r["za"], SILENT.expand(LA, CA)) and float(r["ta"]) == 0
 
 
 def test_network_gets_fp32_timesteps_and_compute_dtype_latents():
