@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import sys
 import time
@@ -51,6 +52,9 @@ def generate_parser():
                              "soundtrack (mixed to mono)")
     inputs.add_argument("--video", metavar="FILE", help="driving video (V2A): mp4 / webm / mov ...; "
                                                         "its picture is the clip's picture")
+    inputs.add_argument("--video-fps", type=float, default=None, metavar="FPS",
+                        help="the driving video's real frame rate, for a file whose container gives none or an "
+                             "implausible one (outside 1-240 fps); its timestamps are then ignored")
     inputs.add_argument("--ref-voice", metavar="FILE", help="reference voice (timbre of the generated voice), 1-3 s")
     inputs.add_argument("--fit", choices=FIT_MODES, default="crop",
                         help="how an image or video of another shape meets the model's frame: crop (centre), "
@@ -105,19 +109,42 @@ def _generate(argv):
 
     from . import stack
 
+    try:  # --weights "" / --model "": an error, never the bundled model instead
+        stack.check_not_empty(a)
+    except stack.ComponentError as e:
+        ap.error(str(e))
     real = stack.wanted(a)
+    size = None
     if real:  # the real-scale components: every file found (or a clear error) before anything loads
         try:
             paths = stack.resolve(a)
-            stack.parse_size(a.size)
+            size = stack.parse_size(a.size)
         except (stack.ComponentError, ValueError) as e:
             ap.error(str(e))
         a.model = paths["model"]
+    elif a.size is not None:  # never ignored: malformed, or meaningless for the bundled model
+        try:
+            stack.parse_size(a.size)
+        except ValueError as e:
+            ap.error(str(e))
+        ap.error(f"--size {a.size}: the frame size is chosen only for the real-scale stack (--weights DIR or the "
+                 "component flags); the bundled model's frame size is fixed by its codecs. Drop --size, or give "
+                 "--weights DIR")
+    if a.audio and a.video:
+        ap.error("--audio and --video: give one (driving audio makes A2V, driving video makes V2A)")
+    if a.video_fps is not None and not a.video:
+        ap.error(f"--video-fps {a.video_fps:g}: it is the frame rate of a driving video; give --video FILE too, "
+                 "or drop --video-fps")
     for flag, path in (("--image", a.image), ("--audio", a.audio), ("--video", a.video),
                        ("--ref-voice", a.ref_voice), ("--model", a.model)):
         if path is not None and not os.path.isfile(path):
             ap.error(f"{flag}: file not found: {path}")
     limit = _check_generate_args(a)  # before the model is loaded or anything is sampled
+    if real:  # the size against the device's memory, by the memory plan, before anything loads
+        try:
+            stack.check_size_fits(size, limit)
+        except ValueError as e:
+            ap.error(str(e))
     # no prompt: the demo clip, or (with driving media) an empty prompt that leaves it to the media
     demo = a.prompt is None and not (a.audio or a.video or a.image)
     prompt = a.prompt if a.prompt is not None else (DEMO_PROMPT if demo else "")
@@ -142,9 +169,11 @@ def _generate(argv):
     if a.audio:
         kw["driving_audio"] = _read_limited(media.read_audio, a.audio, "--audio", limit)
     if a.video:
-        frames, fps, _, _ = _read_limited(media.read_video, a.video, "--video", limit)
-        # conformed once here (messages once): sampled from it, and shown as the clip's picture
-        kw["driving_video"] = (pipe.conform_frames(frames, fps, "--video", a.fit), pipe.fps)
+        frames, fps, _, _ = _read_limited(media.read_video, a.video, "--video", limit, fps=a.video_fps)
+        # conformed once here (messages once): sampled from it, and shown as the clip's picture;
+        # never more frames than the run can use, whatever the rates
+        kw["driving_video"] = (pipe.conform_frames(frames, fps, "--video", a.fit,
+                                                   max_frames=math.ceil(limit * pipe.fps) + 1), pipe.fps)
     if a.ref_voice:
         kw["ref_voice"] = _read_limited(media.read_audio, a.ref_voice, "--ref-voice", limit)
     cond = pipe.encode_text(prompt, caption, transcript)
@@ -189,19 +218,32 @@ def _check_generate_args(a) -> float:
     from .sampling import GUIDANCE_MODES, SOLVERS
 
     _check_output(a.output, "-o")
-    min_s, max_s = model_limits(a.model)
+    min_s, max_s = model_limits(a.model, "--model" if a.model else "the bundled model")
     validate.sampling_args(seconds_value=a.seconds, seed=a.seed, steps=a.steps, shift=a.shift,
                            sv=0.0 if a.sv is None else a.sv, sa=0.0 if a.sa is None else a.sa,
                            text_cfg=a.text_cfg, guidance=a.guidance, solver=a.solver, min_seconds=min_s,
                            max_seconds=max_s, guidance_modes=GUIDANCE_MODES, solvers=SOLVERS, via="cli")
     if a.resident_blocks is not None:
         validate.integer(a.resident_blocks, "resident_blocks", 4, via="cli", low=0)
+    if a.video:  # the container's frame rate (or --video-fps), before anything is decoded or loaded
+        from .media import probe
+
+        if a.video_fps is not None:
+            validate.frame_rate(a.video_fps, "--video-fps", via="cli",
+                                todo="give the clip's real frame rate, e.g. --video-fps 24")
+        else:
+            info = probe(a.video)
+            if info["video"] is not None:  # no video stream: read_video says so
+                validate.frame_rate(info["video"]["fps"], f"--video {a.video}", via="cli",
+                                    missing="its container gives none",
+                                    todo=f"re-encode the file at its real rate (e.g. ffmpeg -i {a.video} -r 24 "
+                                         "fixed.mp4) or give that rate with --video-fps 24")
     return min(a.seconds, max_s) if a.seconds is not None else max_s
 
 
-def _read_limited(read, path, flag, limit):
+def _read_limited(read, path, flag, limit, **kw):
     """Read at most ``limit`` seconds of a media file, and say when the file is longer."""
-    got = read(path, max_seconds=limit)
+    got = read(path, max_seconds=limit, **kw)
     data, rate = got[0], got[1]  # (wave [C, T], sr) or (frames [F, H, W, 3], fps, ...)
     n = data.shape[-1] if data.ndim == 2 else data.shape[0]
     if n >= int(limit * rate):

@@ -31,8 +31,10 @@ from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
-from safetensors import safe_open
 from safetensors.torch import save_file
+
+from .weightfile import CheckpointError, TensorReader, WeightFileError  # noqa: F401 (re-exported)
+from .weightfile import read_header as _read_header
 
 FORMAT_VERSION = "1"
 CONFIG_KEY = "harmony_config"
@@ -58,11 +60,6 @@ FP8_FORMATS = {
 
 FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle")
-_MAX_HEADER_BYTES = 100 * 1024 * 1024
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be loaded into the model, with the reason."""
 
 
 # --------------------------------------------------------------------------- dtypes
@@ -240,67 +237,45 @@ def convert(in_path, out_path, fp8: str | None = None, dtype=None, config=None):
 # --------------------------------------------------------------------------- load
 
 
-def check_safetensors_file(path, what: str = "checkpoint") -> str:
-    """Return ``path`` if it is a readable safetensors file; raise a clear error otherwise.
+def safetensors_header(path, what: str = "checkpoint", check_size: bool = True):
+    """The checked header (:class:`harmony.weightfile.Header`) of the safetensors file ``path``;
+    a clear error otherwise (naming ``what``: a flag, a node input, "checkpoint", ...).
 
-    Reads only the 8-byte length and the JSON header; never unpickles.
-    ``what`` names the file in messages ("checkpoint", "codec weights", ...).
-    """
+    Reads only the 8-byte length and the JSON header (never maps the file, never unpickles):
+    the dtypes, shapes and offsets of every tensor are checked against the file's size."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{what}: expected a file path, got {type(path).__name__}")
     path = os.fspath(path)
+    if not path:
+        raise WeightFileError(f"{what}: the path is empty; give a .safetensors file", what, path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{what} not found: {path}")
     if os.path.isdir(path):
-        raise CheckpointError(f"checkpoint path {path} is a folder; pass the .safetensors file inside it")
-    refuse = (
-        f"{path} is not a safetensors file{{why}}. Harmony loads weights from safetensors only and never "
-        "unpickles checkpoints (.pt/.pth/.ckpt/.bin can run code when loaded). Convert it to safetensors in "
-        "an environment you trust (torch.load, then safetensors.torch.save_file) and load that file."
-    )
+        raise WeightFileError(f"{what} path {path} is a folder; pass the .safetensors file inside it", what, path)
     if path.lower().endswith(PICKLE_SUFFIXES):
-        raise CheckpointError(refuse.format(why=f" (suffix {os.path.splitext(path)[1]!r})"))
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        head = f.read(8)
-        n = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
-        header = f.read(n) if 0 < n <= min(_MAX_HEADER_BYTES, size - 8) else b""
-    parsed = None
-    if header[:1] == b"{":
-        try:
-            parsed = json.loads(header)
-        except ValueError:
-            parsed = None
-    if not isinstance(parsed, dict):
-        # not safetensors: say what it looks like (the bytes are only inspected, never unpickled)
-        if head[:4] == b"PK\x03\x04":
-            why = " (it is a zip archive, the torch.save format)"
-        elif head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
-            why = " (it is a Python pickle)"
-        elif len(head) < 8:
-            why = f" (only {size} bytes long)"
-        elif header[:1] == b"{":
-            why = " (its header is not safetensors JSON; the file may be damaged)"
-        else:
-            why = " (no valid safetensors header; the file may be truncated or damaged)"
-        raise CheckpointError(refuse.format(why=why))
-    return path
+        raise WeightFileError(
+            f"{what} {path} is not a safetensors file (suffix {os.path.splitext(path)[1]!r}). Harmony loads weights "
+            "from safetensors only and never unpickles checkpoints (.pt/.pth/.ckpt/.bin can run code when loaded). "
+            "Convert it to safetensors in an environment you trust (torch.load, then safetensors.torch.save_file) "
+            "and load that file.", what, path)
+    return _read_header(path, what, check_size=check_size)
 
 
-def read_config(path, config=None):
+def check_safetensors_file(path, what: str = "checkpoint") -> str:
+    """Return ``path`` if it is a readable, whole safetensors file; raise a clear error otherwise
+    (:func:`safetensors_header`). ``what`` names the file in messages ("--model", "codec weights", ...)."""
+    safetensors_header(path, what)
+    return os.fspath(path)
+
+
+def read_config(path, config=None, what: str = "checkpoint"):
     """The config ``load_model`` would use for ``path``, from the file header only (no weights
     read); raises the same errors for another model family or a missing config."""
-    path = check_safetensors_file(path)
-    try:
-        handle = safe_open(path, framework="pt", device="cpu")
-    except Exception as e:  # noqa: BLE001 - header passed the first check but the file is damaged
-        raise CheckpointError(f"{path} could not be opened as safetensors ({e}); the file may be "
-                              "truncated or damaged: download or convert it again") from None
-    with handle as f:
-        return _resolve_config(config, f.metadata() or {}, path, list(f.keys()))
+    header = safetensors_header(path, what)
+    return _resolve_config(config, header.metadata, os.fspath(path), header.keys())
 
 
-def load_model(path, dtype="auto", device="cpu", config=None, ops=None):
+def load_model(path, dtype="auto", device="cpu", config=None, ops=None, what: str = "checkpoint"):
     """Build a ``HarmonyModel`` from a safetensors file, tensor by tensor.
 
     dtype: storage dtype, one of ``DTYPES``. "auto" keeps the file's dtypes
@@ -313,30 +288,31 @@ def load_model(path, dtype="auto", device="cpu", config=None, ops=None):
     config: a HarmonyConfig, its dict, or a config name; default the file's
     ``harmony_config`` metadata ("5b-global" for an Ovi file without it).
     ComfyUI's optional ``scale_input`` tensors are ignored (activations are not quantised).
+    ``what`` names the file in messages (a flag, a node input; default "checkpoint").
+
+    The file is never mapped: the header is read and checked first (offsets against the file
+    size, dtypes, shapes; :mod:`harmony.weightfile`), then each tensor is read on its own with
+    plain reads and moved to ``device``, so a file larger than RAM loads onto a device with room.
     """
     storage = parse_dtype(dtype)
-    path = check_safetensors_file(path)
+    header = safetensors_header(path, what)
+    path = os.fspath(path)
     device = torch.device(device)
-    try:
-        handle = safe_open(path, framework="pt", device="cpu")
-    except Exception as e:  # header passed the first check but the file is damaged
-        raise CheckpointError(f"{path} could not be opened as safetensors ({e}); the file may be "
-                              "truncated or damaged: download or convert it again") from None
-    with handle as f:
-        file_keys = list(f.keys())
-        cfg = _resolve_config(config, f.metadata() or {}, path, file_keys)
+    with TensorReader(header) as f:
+        file_keys = header.keys()
+        cfg = _resolve_config(config, header.metadata, path, file_keys)
         model = build_empty_model(cfg, ops)
         fresh_ok = _GLDI_FROM_OVI if cfg.interaction == "gldi" and _detect_layout(file_keys) == "ovi" else None
         names = _model_to_file_names(model, file_keys, path, cfg, allow_missing=fresh_ok)
-        _check_shapes(model, names, f, path)
+        _check_shapes(model, names, header, path)
 
         quantize = set(quantizable_weights(model))
         to_fp8 = storage in FP8_DTYPES
         state = {}
         for key, file_key in names.items():
-            t = f.get_tensor(file_key)
+            t = f.get(file_key)
             scale_key = file_key[: -len("weight")] + "scale_weight" if file_key.endswith(".weight") else None
-            scale = f.get_tensor(scale_key) if scale_key in names.file_scales else None
+            scale = f.get(scale_key) if scale_key in names.file_scales else None
             if key in quantize and to_fp8 and t.dtype != storage:
                 stored, scale = quantize_fp8(_real_weight(t, scale), storage, scaled=True)
             elif t.dtype in FP8_DTYPES and (storage is None or to_fp8):
@@ -507,10 +483,12 @@ def _resolve_config(config, metadata: dict, path: str, file_keys):
 
             return ovi_config(path)
         if text is None and layout == "wan2.2-ti2v-5b":
+            from .families import wan_name
+
             raise CheckpointError(
-                f"{path} is a Wan2.2 video-only checkpoint (a bare WanModel: it has no audio tower), so it "
-                "cannot be a Harmony model, which needs both towers. Use a Harmony or Ovi checkpoint here; "
-                "load Wan2.2 alone with ComfyUI's Load Diffusion Model node.")
+                f"{path} is {wan_name(path)} video-only checkpoint (a bare WanModel: it has no audio tower), so "
+                "it cannot be a Harmony model, which needs both towers. Use a Harmony or Ovi checkpoint here; "
+                "load a Wan model alone with ComfyUI's Load Diffusion Model node.")
         if text is None and layout == "unknown":
             raise CheckpointError(
                 f"{path} has no '{CONFIG_KEY}' metadata and its tensor names match no model family this "
@@ -586,12 +564,12 @@ def _model_to_file_names(model: nn.Module, file_keys, path: str, cfg, allow_miss
     return names
 
 
-def _check_shapes(model: nn.Module, names: dict, f, path: str):
+def _check_shapes(model: nn.Module, names: dict, header, path: str):
     """Compare every tensor's shape in the file header with the model, before loading any."""
     expected = model.state_dict()
     bad = []
     for key, file_key in names.items():
-        shape = tuple(f.get_slice(file_key).get_shape())
+        shape = tuple(header.shape(file_key))
         want = tuple(expected[key].shape)
         if shape != want:
             bad.append(f"{file_key}: file {list(shape)} vs model {list(want)}")
@@ -612,7 +590,7 @@ def _listing(keys, first: int = 10) -> str:
 LAYOUT_NAMES = {
     "harmony": "a Harmony checkpoint (made with a different config? compare its harmony_config metadata)",
     "ovi": "an Ovi FusionModel checkpoint (load it with config='5b-global')",
-    "wan2.2-ti2v-5b": "a Wan2.2 video-only checkpoint (a bare WanModel: it has no audio tower)",
+    "wan2.2-ti2v-5b": "a Wan (2.1 or 2.2) video-only checkpoint (a bare WanModel: it has no audio tower)",
 }
 """What ``keymap.detect_layout`` ids mean, for error messages."""
 

@@ -20,16 +20,25 @@ from __future__ import annotations
 import json
 import os
 import re
-import struct
 from dataclasses import dataclass, field
 from typing import Optional
 
 FAMILY_NAMES = {
     "harmony": "Harmony model",
     "ovi": "Ovi fusion model (Wan2.2-5B video tower + audio tower)",
-    "wan2.2-ti2v-5b": "Wan2.2-TI2V-5B DiT alone (video tower only, no audio tower)",
+    "wan2.2-ti2v-5b": "Wan DiT alone (video tower only, no audio tower)",
     "unknown": "unknown model family",
 }
+
+WAN_VARIANTS = (
+    # (name, dim, in_dim, ffn_dim, num_layers): the public Wan DiTs (bare WanModel files)
+    ("Wan2.2-TI2V-5B", 3072, 48, 14336, 30),
+    ("Wan2.1-T2V-14B (or one expert of Wan2.2-T2V-A14B: the same shapes)", 5120, 16, 13824, 40),
+    ("Wan2.1-I2V-14B", 5120, 36, 13824, 40),
+    ("Wan2.1-T2V-1.3B", 1536, 16, 8960, 30),
+)
+"""Which Wan DiT a bare WanModel file is, from its header shapes (an I2V-14B file without Wan2.1's
+CLIP image projection ``img_emb.*`` is an expert of Wan2.2-I2V-A14B)."""
 
 _SAFETENSORS_DTYPES = {
     "BF16": "bf16", "F16": "fp16", "F32": "fp32", "F64": "fp64",
@@ -57,10 +66,14 @@ class Found:
     params: int = 0
     tensors: int = 0
     notes: list = field(default_factory=list)
+    variant: Optional[str] = None
 
     def line(self) -> str:
         """One line: file, family, config, storage dtype, parameter count."""
         what = FAMILY_NAMES.get(self.family, self.family)
+        if self.family == "wan2.2-ti2v-5b":
+            what = (f"{self.variant} DiT alone" if self.variant else "Wan DiT alone (its sizes match no public Wan "
+                                                                     "model)") + " (video tower only, no audio tower)"
         if self.prefix:
             what += f", keys under ComfyUI's '{self.prefix}' prefix"
         if self.config_name:
@@ -86,16 +99,36 @@ def format_params(n: int) -> str:
     return f"{n / 1e3:.1f}K" if n >= 1e3 else str(n)
 
 
-def read_header(path) -> tuple[dict, dict]:
-    """``({tensor name: (safetensors dtype, shape)}, metadata)`` from the file's JSON header only."""
-    from .checkpoint import check_safetensors_file
+def read_header(path, what: str = "checkpoint", check_size: bool = True) -> tuple[dict, dict]:
+    """``({tensor name: (safetensors dtype, shape)}, metadata)`` from the file's JSON header only
+    (checked, never mapped: :func:`harmony.checkpoint.safetensors_header`; ``check_size=False``
+    also reads a file shorter than its header says)."""
+    from .checkpoint import safetensors_header
 
-    path = check_safetensors_file(path)
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-    meta = header.pop("__metadata__", None) or {}
-    return {k: (v["dtype"], tuple(v["shape"])) for k, v in header.items()}, meta
+    header = safetensors_header(path, what, check_size=check_size)
+    return {k: (e.dtype, e.shape) for k, e in header.tensors.items()}, dict(header.metadata)
+
+
+def wan_variant(shapes: dict) -> Optional[str]:
+    """The public Wan DiT whose sizes the header shapes (our names, ``video_model.*``) have, or None."""
+    sizes = tower_sizes(shapes, "video_model")
+    if sizes is None:
+        return None
+    for name, dim, in_dim, ffn, layers in WAN_VARIANTS:
+        if (sizes["dim"], sizes["in_dim"], sizes["ffn_dim"], sizes["num_layers"]) == (dim, in_dim, ffn, layers):
+            if name == "Wan2.1-I2V-14B" and not any(k.startswith("video_model.img_emb.") for k in shapes):
+                return "Wan2.2-I2V-A14B expert"
+            return name
+    return None
+
+
+def wan_name(path) -> str:
+    """``"a Wan2.1-T2V-14B (...)"`` / ``"a Wan"`` for a bare WanModel file, from its header."""
+    from . import keymap
+
+    tensors, _ = read_header(path, check_size=False)
+    variant = wan_variant({keymap.from_upstream_name(k, "wan2.2-ti2v-5b"): shape for k, (_, shape) in tensors.items()})
+    return f"a {variant}" if variant else "a Wan"
 
 
 def storage_of(tensors: dict) -> str:
@@ -152,7 +185,7 @@ def tower_sizes(shapes: dict, tower: str) -> Optional[dict]:
     """Sizes of one tower read off the header shapes (our names), or None when it is absent."""
     p = tower + "."
     pe = shapes.get(p + "patch_embedding.weight") or shapes.get(p + "patch_embedding.0.weight")
-    if pe is None:
+    if pe is None or len(pe) < 2:
         return None
     layers = {int(m.group(2)) for k in shapes for m in [_BLOCK.match(k)] if m and m.group(1) == tower}
     ffn = shapes.get(p + "blocks.0.ffn.0.weight")
@@ -223,18 +256,27 @@ def detect(path) -> Found:
     from . import keymap
     from .checkpoint import CONFIG_KEY, SCALED_FP8_KEY, read_sidecar_config
 
-    tensors, meta = read_header(path)
+    from .checkpoint import safetensors_header
+
+    header = safetensors_header(path, check_size=False)
+    tensors = {k: (e.dtype, e.shape) for k, e in header.tensors.items()}
+    meta = header.metadata
     keys = [k for k in tensors if k != SCALED_FP8_KEY]
     weight_keys = [k for k in keys if not k.endswith((".scale_weight", ".scale_input"))]
     family = keymap.detect_layout(weight_keys)
     found = Found(path=os.fspath(path), family=family, prefix=_prefix(weight_keys), storage=storage_of(tensors),
                   params=_params(tensors), tensors=len(weight_keys))
+    if family != "ovi":  # Ovi's fp8 file is the known example of this storage; others are not Ovi's
+        found.storage = found.storage.replace(" (as Ovi's model_fp8_e4m3fn.safetensors)", "")
+    if header.truncated:
+        found.notes.append(f"{header.truncation()}: the file is incomplete, download it again")
     if family == "unknown":
         return found
     shapes = {keymap.from_upstream_name(k, family): shape for k, (_, shape) in tensors.items() if k in weight_keys}
     if family == "wan2.2-ti2v-5b":
         from . import config as config_mod
 
+        found.variant = wan_variant(shapes)
         if _matches(tower_sizes(shapes, "video_model"), config_mod.get_config("5b").video):
             found.config_name = "Wan2.2-TI2V-5B video tower"
         found.notes.append("not a Harmony model on its own (no audio tower)")

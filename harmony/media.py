@@ -4,13 +4,16 @@
   through the ffmpeg binary shipped with imageio-ffmpeg (every frame and sample
   kept), written to a temporary file and renamed (no half-written file is ever
   left at ``path``).
-- ``read_video(path) -> (frames float32 [F,H,W,3] 0..1, fps, wave [C,T] | None, sr | None)``
+- ``read_video(path) -> (frames float32 [F,H,W,3] 0..1, fps, wave [C,T] | None, sr | None)``;
+  a container whose frame rate is missing or outside 1-240 fps (``MIN_FPS``..``MAX_FPS``) is
+  refused before decoding, unless the real rate is given (``fps=``).
 - ``read_audio(path) -> (wave float32 [C,T], sr)`` for wav / mp3 / flac / mp4 / ...
   (wav through the stdlib ``wave`` module, the rest through the ffmpeg binary
   shipped with imageio-ffmpeg).
 - ``resample_audio(wave, sr_in, sr_out)``: ``torchaudio.functional.resample`` where
   torchaudio imports, else ``scipy.signal.resample_poly``; ``to_mono(wave)``.
-- ``resample_video(frames, fps_in, fps_out)``: nearest frame in time (keeps events sharp).
+- ``resample_video(frames, fps_in, fps_out, max_frames=None)``: nearest frame in time (keeps
+  events sharp); ``max_frames`` bounds the output (what the run uses), whatever the rates.
 - ``resize_frames(frames, H, W)``: antialiased bilinear; ``fit_frames(frames, H, W, fit)``:
   to the model's frame by centre-crop (default), letterbox or stretch.
 torchaudio is optional. Array arguments may be numpy arrays or torch tensors;
@@ -35,6 +38,21 @@ from einops import rearrange, reduce
 
 class MediaError(ValueError):
     """A media file is unreadable, has no stream of the asked kind, or an array is malformed."""
+
+
+from .validate import MAX_FPS, MIN_FPS  # noqa: E402 - plausible frame rates: a container claiming
+# 0.0002 or 1,000,000 fps is lying or damaged (resampled to the model's rate: millions of frames)
+
+
+def _parse_rate(text: str):
+    """``"23.98"`` / ``"1000k"`` (ffmpeg's spelling of 1,000,000) -> float, or None."""
+    m = re.fullmatch(r"([\d.]+)(k?)", text)
+    if not m:
+        return None
+    try:
+        return float(m[1]) * (1000.0 if m[2] else 1.0)
+    except ValueError:
+        return None
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -126,9 +144,9 @@ def probe(path) -> dict:
     for line in text.splitlines():
         if "Stream #" in line and "Video:" in line and info["video"] is None and "attached pic" not in line:
             size = re.search(r", (\d{2,5})x(\d{2,5})", line)
-            fps = re.search(r"([\d.]+) fps", line) or re.search(r"([\d.]+) tbr", line)
+            fps = re.search(r"([\d.]+k?) fps", line) or re.search(r"([\d.]+k?) tbr", line)
             info["video"] = {"width": int(size[1]) if size else None, "height": int(size[2]) if size else None,
-                             "fps": float(fps[1]) if fps else None}
+                             "fps": _parse_rate(fps[1]) if fps else None}
         if "Stream #" in line and "Audio:" in line and info["audio"] is None:
             sr = re.search(r"(\d+) Hz", line)
             ch = 1 if re.search(r"Hz, mono", line) else (2 if re.search(r"Hz, stereo", line) else None)
@@ -260,18 +278,44 @@ def read_audio(path, max_seconds=None) -> tuple[np.ndarray, int]:
     return _ffmpeg_audio(p, sr, info["audio"]["channels"], max_seconds), sr
 
 
-def read_video(path, max_seconds=None) -> tuple[np.ndarray, float, np.ndarray | None, int | None]:
+def check_frame_rate(fps, name: str, todo: str) -> float:
+    """``fps`` if it is a plausible frame rate (``MIN_FPS``..``MAX_FPS``), else a ``MediaError``
+    naming ``name`` (the file or input), the rate, the range and ``todo`` (what to do)."""
+    if fps is None:
+        problem = "frame rate unknown (the container gives none)"
+    elif not isinstance(fps, (int, float)) or isinstance(fps, bool) or not np.isfinite(fps):
+        problem = f"frame rate {fps!r} is not a number"
+    elif not MIN_FPS <= float(fps) <= MAX_FPS:
+        problem = f"frame rate {float(fps):g} fps is not plausible"
+    else:
+        return float(fps)
+    raise MediaError(f"{name}: {problem}; expected {MIN_FPS:g}-{MAX_FPS:g} fps; {todo}")
+
+
+def read_video(path, max_seconds=None, fps=None) -> tuple[np.ndarray, float, np.ndarray | None, int | None]:
     """(frames float32 [F, H, W, 3] in 0..1, fps, wave float32 [C, T] or None, sample rate or None).
 
-    ``max_seconds``: decode only the first ``max_seconds`` of the file (picture and sound)."""
+    ``max_seconds``: decode only the first ``max_seconds`` of the file (picture and sound); at most
+    ``ceil(max_seconds * fps) + 1`` frames are decoded, whatever the timestamps say.
+    ``fps``: the clip's real frame rate, for a container whose own is missing or wrong (its
+    timestamps are then ignored). Without it, a container rate outside ``MIN_FPS``..``MAX_FPS``
+    is refused before anything is decoded."""
     p = _check_file(path)
     limit = _limit_args(max_seconds)
     info = probe(p)
     if info["video"] is None:
         raise MediaError(f"media file {str(p)!r} has no video stream; give a video file (mp4, webm, mov, ...)")
     w, h = info["video"]["width"], info["video"]["height"]
-    fps = info["video"]["fps"]
-    cmd = [_ffmpeg(), "-v", "error", *limit, "-i", str(p), "-map", "0:v:0", "-f", "rawvideo",
+    if fps is None:
+        fps = check_frame_rate(info["video"]["fps"], f"media file {str(p)!r}",
+                               f"re-encode the file at its real rate (e.g. ffmpeg -i {p.name} -r 24 fixed.mp4) "
+                               "or give that rate (fps=24)")
+        inputs = limit
+    else:
+        fps = check_frame_rate(fps, f"media file {str(p)!r}: the given fps", "give the clip's real rate, e.g. 24")
+        inputs = ["-r", repr(fps)]  # the container's timestamps are ignored: frames at the given rate
+    most = [] if max_seconds is None else ["-frames:v", str(int(np.ceil(float(max_seconds) * fps)) + 1)]
+    cmd = [_ffmpeg(), "-v", "error", *inputs, "-i", str(p), "-map", "0:v:0", *most, "-f", "rawvideo",
            "-pix_fmt", "rgb24", "-"]
     res = subprocess.run(cmd, capture_output=True)
     if res.returncode != 0 or not w or not h:
@@ -353,14 +397,22 @@ def to_mono(wave):
     return _like(reduce(x, "c t -> 1 t", "mean"), as_torch)
 
 
-def resample_video(frames, fps_in: float, fps_out: float):
-    """Frames at ``fps_out`` picked as the nearest source frame in time (no blending)."""
-    if fps_in <= 0 or fps_out <= 0:
+def resample_video(frames, fps_in: float, fps_out: float, max_frames: int | None = None):
+    """Frames at ``fps_out`` picked as the nearest source frame in time (no blending).
+
+    ``max_frames``: at most this many frames out (the first ones): the work and memory are bounded
+    by what is used, not by the rates (1 frame at 0.0002 fps would otherwise be 120,000 at 24 fps)."""
+    if not (fps_in > 0 and fps_out > 0 and np.isfinite(fps_in) and np.isfinite(fps_out)):
         raise MediaError(f"resample_video: fps must be positive, got {fps_in} -> {fps_out}")
     if not isinstance(frames, (np.ndarray, torch.Tensor)):
         raise MediaError(f"resample_video: expected frames as a numpy array or torch tensor, got {type(frames).__name__}")
+    if max_frames is not None and int(max_frames) < 1:
+        raise MediaError(f"resample_video: max_frames must be at least 1, got {max_frames}")
     n_in = frames.shape[0]
-    n_out = max(1, int(round(n_in * fps_out / fps_in)))
+    n_out = n_in * fps_out / fps_in
+    if max_frames is not None:
+        n_out = min(n_out, int(max_frames))
+    n_out = max(1, int(round(n_out)))
     idx = np.clip(np.floor(np.arange(n_out) * fps_in / fps_out + 0.5).astype(np.int64), 0, n_in - 1)
     if isinstance(frames, torch.Tensor):
         return frames[torch.from_numpy(idx).to(frames.device)]

@@ -81,18 +81,15 @@ def _log(msg: str):
 _max_seconds = max_seconds  # the one rule for a model's clip-length limit (harmony.jobs)
 
 
-def model_limits(path: Optional[str] = None) -> tuple[float, float]:
-    """(shortest, longest) clip in seconds of a model file, from its header only (no weights read),
-    so that entrances can check a request before loading the model."""
+def model_limits(path: Optional[str] = None, what: str = "checkpoint") -> tuple[float, float]:
+    """(shortest, longest) clip in seconds of a model file, from its header only (no weights read,
+    the file never mapped), so that entrances can check a request before loading the model.
+    ``what`` names the file in errors (e.g. ``"--model"``)."""
     import json
 
-    from safetensors import safe_open
+    from .checkpoint import CONFIG_KEY, safetensors_header
 
-    from .checkpoint import CONFIG_KEY, check_safetensors_file
-
-    path = check_safetensors_file(path or DEFAULT_MODEL)
-    with safe_open(path, framework="pt", device="cpu") as f:
-        text = (f.metadata() or {}).get(CONFIG_KEY)
+    text = safetensors_header(DEFAULT_MODEL if path is None else path, what).metadata.get(CONFIG_KEY)
     try:
         meta = json.loads(text).get("meta") if text else None
     except (ValueError, AttributeError):
@@ -243,18 +240,24 @@ class HarmonyPipeline:
         return self.codecs.audio.encode(mono[None].to(self.device))
 
     def conform_frames(self, frames, fps: Optional[float] = None, name: str = "video",
-                       fit: str = "crop") -> torch.Tensor:
+                       fit: str = "crop", max_frames: Optional[int] = None) -> torch.Tensor:
         """Frames ``[F, H, W, 3]`` in 0..1 at any size / fps -> the model's fps and frame size.
 
         ``fit``: how another aspect ratio is fitted to the frame: "crop" (centre), "letterbox"
-        or "stretch" (``harmony.media.FIT_MODES``); each change is logged once."""
+        or "stretch" (``harmony.media.FIT_MODES``); each change is logged once. ``max_frames``:
+        keep at most this many frames at the model's rate (cut before resizing, and the resampler
+        makes no more), so the work is bounded by what the run uses."""
         from .media import fit_frames, resample_video
 
         frames, fps = validate.frames(frames, fps, name)
         frames = frames.float()
+        if max_frames is not None:
+            max_frames = validate.integer(max_frames, "max_frames", 16, low=1)
         if fps is not None and abs(fps - self.fps) > 1e-3:
             self.log(f"{name}: resampling {frames.shape[0]} frames from {fps:g} fps to {self.fps:g} fps")
-            frames = torch.as_tensor(resample_video(frames, fps, self.fps))
+            frames = torch.as_tensor(resample_video(frames, fps, self.fps, max_frames=max_frames))
+        if max_frames is not None:
+            frames = frames[:max_frames]
         h, w = self.frame_size
         frames = torch.as_tensor(fit_frames(frames, h, w, fit, name, log=self.log))
         return frames.clamp(0, 1)
@@ -269,7 +272,7 @@ class HarmonyPipeline:
             # crop before resampling / resizing: source frames up to the last one used, no further
             ratio = (fps / self.fps) if fps is not None else 1.0
             frames = frames[: math.ceil(n_frames * ratio) + 1]
-        frames = self.conform_frames(frames, fps, name, fit)
+        frames = self.conform_frames(frames, fps, name, fit, max_frames=n_frames)
         if n_frames is not None:
             if frames.shape[0] < n_frames:  # hold the last frame
                 frames = torch.cat([frames, frames[-1:].expand(n_frames - frames.shape[0], -1, -1, -1)])

@@ -105,22 +105,89 @@ def wanted(a) -> bool:
     return any(getattr(a, k, None) for k in STACK_FLAGS)
 
 
-def parse_size(text) -> tuple:
-    if text is None:
+def check_not_empty(a) -> None:
+    """A path flag given as an empty string (``--weights ""``, ``--model ""``) is an error, never
+    a silent fall-back to the bundled model."""
+    for c in COMPONENTS + (Component("weights", "--weights", (), "the folder holding the components", True),):
+        if getattr(a, c.key, None) == "":
+            kind = "folder" if c.folder else "file"
+            raise ComponentError(f"{c.flag}: the {kind} path is empty; give {c.what} (e.g. {c.flag} "
+                                 f"{c.usual[0] if c.usual else 'ckpts'}), or leave {c.flag} out"
+                                 + (" for the bundled model" if c.key in ("model", "weights") else ""))
+
+
+def parse_size(value, via: str = "cli") -> tuple:
+    """``"HxW"`` (CLI) or ``(H, W)`` (API) -> ``(H, W)``: positive multiples of :data:`SIZE_MULTIPLE`.
+    ``via``: "cli" words the error for ``--size``, "api" for ``size=``."""
+    label, example = (("--size", f"--size {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}") if via == "cli"
+                      else ("size", f"size={DEFAULT_SIZE}"))
+    if value is None:
         return DEFAULT_SIZE
-    try:
-        h, w = (int(v) for v in str(text).lower().split("x"))
-    except ValueError:
-        raise ValueError(f"--size: {text!r} is not HxW (e.g. 704x704)") from None
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise ValueError(f"{label}={value!r}: expected (height, width) as two whole numbers; pass e.g. {example}")
+        h, w = value
+    else:
+        try:
+            h, w = (int(v) for v in str(value).lower().split("x"))
+        except ValueError:
+            raise ValueError(f"{label}: {value!r} is not HxW; pass e.g. {example}") from None
     if h <= 0 or w <= 0 or h % SIZE_MULTIPLE or w % SIZE_MULTIPLE:
-        raise ValueError(f"--size: {h}x{w}: height and width must be positive multiples of {SIZE_MULTIPLE} "
-                         f"(16 pixels per VAE latent x the DiT's 2x2 patch), e.g. {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}")
+        raise ValueError(f"{label}: {h}x{w}: height and width must be positive multiples of {SIZE_MULTIPLE} "
+                         f"(16 pixels per VAE latent x the DiT's 2x2 patch); pass e.g. {example}")
     return h, w
 
 
-def _search(folder: str, usual: tuple, want_dir: bool) -> Optional[str]:
-    """The first of ``usual`` (relative paths) found under ``folder``, at most 4 levels deep."""
-    found = {}
+PLAN_STEP_BYTES_PER_TOKEN = 3.26 * 2**30 / 15004
+"""Device bytes of one sampling step per video token, from the memory plan (``python -m harmony bench
+--plan``, docs/bench/memory_plan.txt): SyncCFG batched (batch 3) of the 5B model at 5 s 704x704 needs
+3.26 GiB of activations for 15,004 video tokens; attention is fused, so this grows linearly with tokens."""
+
+
+def device_memory_bytes(device) -> tuple:
+    """``(bytes, words)``: the device's total memory (a GPU's, or the machine's RAM for the CPU)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device.index or 0).total_memory
+        return total, f"the GPU's {total / 2**30:.1f} GiB"
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return total, f"this machine's {total / 2**30:.1f} GiB of RAM"
+
+
+def check_size_fits(size: tuple, seconds: float, device=None, memory: Optional[tuple] = None,
+                    via: str = "cli") -> tuple:
+    """Refuse a frame size whose sampling step alone (no weights counted) would not fit the device's
+    memory by the memory plan's figure (:data:`PLAN_STEP_BYTES_PER_TOKEN`); checked before anything
+    loads. ``memory``: ``(bytes, words)`` instead of the device's (:func:`device_memory_bytes`)."""
+    from .bench import real_tokens
+    from .config import get_config
+
+    h, w = size
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    total, where = memory if memory is not None else device_memory_bytes(device)
+    cfg = get_config("5b")
+    tokens = real_tokens(cfg, seconds, (h, w))
+    need = tokens["video_tokens"] * PLAN_STEP_BYTES_PER_TOKEN
+    if need <= total:
+        return size
+    frames = tokens["grid"][0]
+    side = SIZE_MULTIPLE * int((total / PLAN_STEP_BYTES_PER_TOKEN / frames) ** 0.5)
+    label = "--size" if via == "cli" else "size"
+    largest = (f"the largest square size that fits is about {side}x{side}" if side >= SIZE_MULTIPLE
+               else "no size fits")
+    example = f"--size {min(side, DEFAULT_SIZE[0])}x{min(side, DEFAULT_SIZE[0])}" if via == "cli" else \
+        f"size=({min(side, DEFAULT_SIZE[0])}, {min(side, DEFAULT_SIZE[0])})"
+    raise ValueError(
+        f"{label}: {h}x{w} is too large: one sampling step of a {seconds:g} s clip at this size "
+        f"({tokens['video_tokens']:,} video tokens) needs about {need / 2**30:,.1f} GiB by the memory plan "
+        f"({PLAN_STEP_BYTES_PER_TOKEN / 2**20:.2f} MiB per video token, SyncCFG at batch 3, weights not counted), "
+        f"more than {where}; {largest}; pass e.g. {example}")
+
+
+def _search(folder: str, usual: tuple, want_dir: bool) -> list:
+    """Every path under ``folder`` (at most 4 levels deep) named as one of ``usual`` (relative
+    paths), sorted; the caller refuses more than one (no silent pick)."""
+    found = set()
     base = os.path.abspath(folder)
     for root, dirs, files in os.walk(base):
         depth = os.path.relpath(root, base).count(os.sep) + (root != base)
@@ -129,14 +196,14 @@ def _search(folder: str, usual: tuple, want_dir: bool) -> Optional[str]:
         for name in (dirs if want_dir else files):
             full = os.path.join(root, name)
             rel = os.path.relpath(full, base).replace(os.sep, "/")
-            for u in usual:
-                if rel == u or rel.endswith("/" + u):
-                    found.setdefault(u, full)
-    return next((found[u] for u in usual if u in found), None)
+            if any(rel == u or rel.endswith("/" + u) for u in usual):
+                found.add(os.path.realpath(full) if os.path.islink(full) else full)
+    return sorted(found)
 
 
 def resolve(a) -> dict:
     """Component key -> path, from the flags and ``--weights``; a missing one is a ComponentError."""
+    check_not_empty(a)
     folder = getattr(a, "weights", None)
     if folder is not None and not os.path.isdir(folder):
         raise ComponentError(f"--weights: folder not found: {folder}")
@@ -147,7 +214,13 @@ def resolve(a) -> dict:
             beside = os.path.join(os.path.dirname(paths["text_encoder"]), "google", "umt5-xxl")
             p = beside if os.path.isdir(beside) else None
         if p is None and folder is not None:
-            p = _search(folder, c.usual, c.folder)
+            found = _search(folder, c.usual, c.folder)
+            if len(found) > 1:
+                shown = "; ".join(found[:6]) + (f"; ... ({len(found) - 6} more)" if len(found) > 6 else "")
+                raise ComponentError(f"--weights {folder}: {len(found)} candidates for {c.flag} ({shown}); "
+                                     f"Harmony will not pick one silently: choose with {c.flag} "
+                                     f"{'DIR' if c.folder else 'FILE'} (e.g. {c.flag} {found[0]})")
+            p = found[0] if found else None
         if p is None:
             where = f" (not in --weights {folder})" if folder else ""
             raise ComponentError(f"{c.flag} is missing{where}: give {c.what}. Usual name: {c.usual[0]}.")
@@ -160,9 +233,6 @@ def resolve(a) -> dict:
 
 # --------------------------------------------------------------------------- reading weight files
 
-_ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-              "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2, "I64": torch.int64,
-              "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool}
 _WRAPPERS = ("state_dict", "model", "generator", "module")
 
 
@@ -196,38 +266,27 @@ def _load_pickle(path: str, flag: str):
 
 def _peek(path: str, flag: str) -> dict:
     """A weight file's tensors as meta tensors (names, shapes, dtypes), read without the weights:
-    the safetensors header, or a zip ``.pth`` memory-mapped. Lets every component be checked before
-    anything is loaded."""
+    the safetensors header (checked, never mapped: :mod:`harmony.weightfile`; a bad file is a
+    ``WeightFileError`` naming ``flag``), or a zip ``.pth`` memory-mapped. Lets every component be
+    checked before anything is loaded."""
     path = os.fspath(path)
     if _is_pickle(path):
         return {k: torch.empty(v.shape, dtype=v.dtype, device="meta") for k, v in _load_pickle(path, flag).items()}
-    from safetensors import safe_open
+    from .checkpoint import safetensors_header
 
-    from .checkpoint import CheckpointError, check_safetensors_file
-
-    try:
-        check_safetensors_file(path, flag)
-    except (CheckpointError, ValueError) as e:
-        raise ComponentError(f"{flag}: {e}") from None
-    out = {}
-    with safe_open(path, framework="pt", device="cpu") as f:
-        for k in f.keys():
-            sl = f.get_slice(k)
-            out[k] = torch.empty(sl.get_shape(), dtype=_ST_DTYPES.get(sl.get_dtype(), torch.float32), device="meta")
-    return out
+    return safetensors_header(path, flag).meta_tensors()
 
 
 def _read_tensors(path: str, names, flag: str) -> dict:
-    """Only the tensors ``names`` of a weight file (safetensors: only those are read; a zip ``.pth``:
-    memory-mapped, so only those are copied)."""
+    """Only the tensors ``names`` of a weight file (safetensors: only those are read, one by one,
+    never mapped; a zip ``.pth``: memory-mapped, so only those are copied)."""
     names = list(names)
     if _is_pickle(path):
         sd = _load_pickle(path, flag)
         return {k: sd[k] for k in names}
-    from safetensors import safe_open
+    from .weightfile import load_tensors
 
-    with safe_open(path, framework="pt", device="cpu") as f:
-        return {k: f.get_tensor(k) for k in names}
+    return load_tensors(path, flag, names)
 
 
 class _Staged:
@@ -355,8 +414,9 @@ class LazyMMAudioCodec(_Staged):
         for key, path, load in (("audio_vae", self.vae_path, load_mmaudio_vae),
                                 ("vocoder", self.vocoder_path, load_bigvgan)):
             flag = _component(key).flag
+            peek = _peek(path, flag)  # a bad file: WeightFileError, naming the flag
             try:  # the real loader on meta tensors: names, shapes and layout, no weights
-                load(_peek(path, flag), device="meta")
+                load(peek, device="meta")
             except (ValueError, KeyError, CheckpointError) as e:
                 raise ComponentError(f"{flag} {path}: {str(e).splitlines()[0]} (expected {_usual(key)})") from None
         self.codec = None
@@ -501,40 +561,48 @@ def load_stack(paths: dict, dtype: str = "auto", offload: str = "none", resident
                device=None, size=None, caption_tags: str = "audio", log: Callable[[str], None] = print):
     """A ``HarmonyPipeline`` over the component files (see :func:`resolve`).
 
-    Every component file is checked first from its header (names, shapes, pairing with the model);
-    then only the model is loaded. The text encoder is read for each new prompt and freed after
+    Every component file is checked first from its header (names, shapes, pairing with the model:
+    the text encoder's width against the DiT's text dim, the VAEs' channels against its ``in_dim``),
+    and ``size`` against the device's memory (:func:`check_size_fits`, for the shortest clip); then
+    only the model is loaded. The text encoder is read for each new prompt and freed after
     encoding (:class:`UMT5Conditioner`); the codecs' parts are read when first needed and kept
     (:class:`LazyWanVAE`, :class:`LazyMMAudioCodec`); with an offload mode they are kept on the CPU
     and moved to the device only while they run."""
-    from .checkpoint import load_model
+    from .checkpoint import load_model, read_config
+    from .jobs import MIN_SECONDS
     from .pipeline import Codecs, HarmonyPipeline, _max_seconds
 
     if offload not in ("none", "block_swap", "cpu"):
         raise ValueError(f"offload {offload!r} is unknown; use 'none', 'block_swap' or 'cpu'")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     compute = torch.float32 if device.type == "cpu" else torch.bfloat16
-    size = parse_size(size) if not isinstance(size, tuple) else size
+    size = parse_size(size, via="api")
+    check_size_fits(size, MIN_SECONDS, device, via="api")
     store_device = torch.device("cpu") if offload in ("cpu", "block_swap") else device
     text = UMT5Conditioner(paths["text_encoder"], paths["tokenizer"], dtype=compute, caption_tags=caption_tags,
                            log=log)
     vae = LazyWanVAE(paths["video_vae"], device=device, dtype=compute, store=store_device, frame_size=size, log=log)
     audio = LazyMMAudioCodec(paths["audio_vae"], paths["vocoder"], device=device, store=store_device, log=log)
-    model = load_model(paths["model"], dtype=dtype, device=store_device)
+    cfg = read_config(paths["model"], what="--model")  # the model's header: pairing before any weight is read
+    for tower in (cfg.video, cfg.audio):
+        if tower.text_dim != text.dim:
+            raise ComponentError(f"--text-encoder {paths['text_encoder']} gives {text.dim}-wide embeddings but the "
+                                 f"--model {paths['model']} {tower.modality} tower reads {tower.text_dim}: they are "
+                                 f"not a pair; use {_usual('text_encoder')}")
+    if vae.latent_channels != cfg.video.in_dim:
+        raise ComponentError(f"--video-vae {paths['video_vae']} has {vae.latent_channels} latent channels, the "
+                             f"--model {paths['model']} video tower reads {cfg.video.in_dim}: use the Wan2.2 VAE "
+                             "(Wan2.2_VAE.pth or wan2.2_vae.safetensors; the Wan2.1 VAE has 16)")
+    if audio.latent_channels != cfg.audio.in_dim:
+        raise ComponentError(f"--audio-vae {paths['audio_vae']} gives {audio.latent_channels} latent channels, the "
+                             f"--model {paths['model']} audio tower reads {cfg.audio.in_dim}: use "
+                             f"{_usual('audio_vae')}")
+    model = load_model(paths["model"], dtype=dtype, device=store_device, what="--model")
     log(model.load_summary)
     cfg = model.cfg
     text.text_len = cfg.video.text_len
     log(f"text encoder {os.path.basename(paths['text_encoder'])}: umT5 {text.config.num_layers} layers, "
         f"width {text.dim}, text_len {text.text_len} (read for each new prompt, freed after encoding)")
-    for tower in (cfg.video, cfg.audio):
-        if tower.text_dim != text.dim:
-            raise ComponentError(f"--text-encoder {paths['text_encoder']} gives {text.dim}-wide embeddings but the "
-                                 f"model's {tower.modality} tower reads {tower.text_dim}: they are not a pair")
-    if vae.latent_channels != cfg.video.in_dim:
-        raise ComponentError(f"--video-vae {paths['video_vae']} has {vae.latent_channels} latent channels, the "
-                             f"model's video tower {cfg.video.in_dim}: use the Wan2.2 VAE (Wan2.2_VAE.pth)")
-    if audio.latent_channels != cfg.audio.in_dim:
-        raise ComponentError(f"--audio-vae gives {audio.latent_channels} latent channels, the model's audio tower "
-                             f"reads {cfg.audio.in_dim}")
     off = None
     if offload == "block_swap":
         from .offload import BlockSwap

@@ -143,12 +143,11 @@ def _read_state(path) -> dict:
         if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
             raise UMT5Error(f"{path} does not hold a tensor dict")
         return dict(sd)
-    from safetensors.torch import load_file
-
     from .checkpoint import check_safetensors_file
+    from .weightfile import load_tensors
 
     check_safetensors_file(path, what="umT5 text encoder")
-    return load_file(path)
+    return load_tensors(path, "umT5 text encoder")  # tensor by tensor, never mapped
 
 
 def to_hf_state(sd: dict, path: str = "umT5 file", dtype=torch.bfloat16) -> dict:

@@ -211,6 +211,36 @@ def rate(value, name: str, unit: str, example, *, via: str = "api", flag: Option
     return float(value)
 
 
+MIN_FPS, MAX_FPS = 1.0, 240.0
+"""Plausible frame rates of a video input (the same range as ``harmony.media``): outside it a clip's
+rate is a container's lie or a typo, and resampling it to the model's rate would make millions of
+frames (1 frame at 1e-9 fps is 2.4e10 frames at 24 fps)."""
+
+FPS_TODO = {
+    "api": "pass the clip's real frame rate, e.g. driving_video=(frames, 24)",
+    "cli": "re-encode the file at its real rate (e.g. ffmpeg -i in.mp4 -r 24 out.mp4) or give that rate "
+           "with --video-fps 24",
+    "node": "set 'fps' to the clip's real rate (e.g. 24), or rebuild the VIDEO with a real frame rate "
+            "(e.g. CreateVideo with fps 24)",
+}
+
+
+def frame_rate(value, name: str, *, via: str = "api", todo: Optional[str] = None,
+               missing: str = "none given") -> float:
+    """A plausible frame rate (``MIN_FPS``..``MAX_FPS``) of the video input ``name``; else an
+    InputError: ``"driving video: frame rate 1e-09 fps is not plausible; expected 1-240 fps; ..."``.
+    ``todo``: what to do (default: in the entrance's words); ``missing``: why ``None`` is unknown."""
+    if value is None:
+        problem = f"frame rate unknown ({missing})"
+    elif not _is_real(value) or not math.isfinite(float(value)):
+        problem = f"frame rate {_show(value)} is not a finite number"
+    elif not MIN_FPS <= float(value) <= MAX_FPS:
+        problem = f"frame rate {_show(float(value))} fps is not plausible"
+    else:
+        return float(value)
+    raise InputError(f"{name}: {problem}; expected {MIN_FPS:g}-{MAX_FPS:g} fps; {todo or FPS_TODO.get(via, FPS_TODO['api'])}")
+
+
 def wave(value, sample_rate, name: str, *, via: str = "api", scan: bool = True,
          batch_hint: str = "") -> tuple[torch.Tensor, int]:
     """A waveform ``[T]``, ``[C, T]`` or ComfyUI ``[B, C, T]`` (B must be 1) and its rate.
@@ -261,7 +291,8 @@ def frames(value, fps, name: str, *, via: str = "api", scan: bool = True, fps_re
 
     Returns ``(frames [F, H, W, 3] float, fps or None)``. Refuses: 0 frames, an
     empty picture, a channel count other than 3 (4 = RGBA: alpha dropped), a
-    frame rate that is not positive and finite, NaN / inf pixels (``scan``).
+    frame rate that is not positive and finite or outside ``MIN_FPS``..``MAX_FPS``
+    (:func:`frame_rate`), NaN / inf pixels (``scan``).
     """
     t = _as_tensor(value, name, "frames [F, H, W, 3]")
     if t.dim() == 3:
@@ -280,6 +311,7 @@ def frames(value, fps, name: str, *, via: str = "api", scan: bool = True, fps_re
             raise InputError(f"{name}: expected float pixels in 0..1 (or uint8), got dtype {t.dtype}")
     if fps is not None or fps_required:
         fps = rate(fps, fps_name, "frames per second", 24, via=via, owner=name)
+        fps = frame_rate(fps, name, via=via)
     if scan:
         finite(t, name, "give clean frames (a NaN / inf pixel would spread through the whole clip)")
     return t, fps

@@ -187,6 +187,7 @@ class HarmonyVideoConditioning:
             raise HarmonyInputError(f"use_as {use_as!r} is unknown; use one of {[DRIVING_VIDEO, FIRST_FRAME]}.")
         with node_checks(node) as validate:
             fps = validate.rate(fps, "fps", "frames per second", 24, via="node")
+            fps = validate.frame_rate(fps, "fps", via="node")
         min_s = harmony_module("pipeline").MIN_SECONDS
         if frames.shape[0] / float(fps) < min_s:
             raise HarmonyInputError(

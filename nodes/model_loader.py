@@ -42,6 +42,12 @@ def model_files_for(model_name: str) -> str:
                 "or ComfyUI/models/diffusion_models/. Put it in ComfyUI/models/harmony/ (with its "
                 ".text.safetensors file beside it), press R to refresh the list, or pick "
                 f"'{BUNDLED}'.") from e
+    if model_name != BUNDLED:  # a truncated, damaged or lying file: one clear error, before anything loads
+        checkpoint = harmony_module("checkpoint")
+        try:
+            checkpoint.check_safetensors_file(path, f"{NODE}: input 'model_name' {model_name!r} ->")
+        except checkpoint.CheckpointError as e:
+            raise HarmonyInputError(str(e)) from None
     if model_name != BUNDLED and not os.path.isfile(text_file(path)) and umt5_conditioned(path):
         return path  # text encoder and codecs come from core CLIPLoader / VAELoader nodes
     text = text_file(path)

@@ -166,4 +166,9 @@ def video_components(video, input_name: str):
         raise HarmonyInputError(
             f"input '{input_name}': the VIDEO's frame_rate is {rate!r}; it must be a positive number of "
             "frames per second. Rebuild the VIDEO with a frame rate (e.g. CreateVideo with fps 24).")
+    with node_checks() as validate:  # 1e-9 or 1e6 fps: the container lies; refused before any compute
+        fps = validate.frame_rate(fps, f"input '{input_name}': the VIDEO's frame_rate", via="node",
+                                  todo="re-encode the file at its real rate (e.g. ffmpeg -i in.mp4 -r 24 "
+                                       "out.mp4), or rebuild the VIDEO with CreateVideo at its real fps "
+                                       "(e.g. 24)")
     return frames, fps, getattr(parts, "audio", None)

@@ -256,7 +256,7 @@ def test_video_only_checkpoint_gets_a_hint(model, tmp_path):
           if k.startswith("video_model.") and "_fusion" not in k}
     path = tmp_path / "wan.safetensors"
     save_file(sd, path)
-    with pytest.raises(CheckpointError, match="this looks like a Wan2.2 video-only checkpoint"):
+    with pytest.raises(CheckpointError, match=r"this looks like a Wan \(2.1 or 2.2\) video-only checkpoint"):
         load_model(path, config="tiny")
 
 
@@ -305,3 +305,115 @@ def test_truncated_file(fp32_file, tmp_path):
     path.write_bytes(fp32_file.read_bytes()[:-1000])
     with pytest.raises(CheckpointError, match="truncated or damaged"):
         load_model(path)
+
+
+# ------------------------------------------------------------------ issue 21: corrupt and lying files, no mapping
+
+
+def _safetensors_bytes(entries: dict, data: bytes = b"", meta=None) -> bytes:
+    """A safetensors file written by hand: 8-byte little-endian header length, JSON header, data."""
+    import struct
+
+    header = dict(entries, **({"__metadata__": meta} if meta is not None else {}))
+    text = json.dumps(header).encode()
+    return struct.pack("<Q", len(text)) + text + data
+
+
+def _two_tensors() -> bytes:
+    return _safetensors_bytes({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                               "b": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}}, bytes(16))
+
+
+BAD_FILES = {
+    "truncated": (lambda: _two_tensors()[:-5],
+                  r"truncated: \d+ bytes of \d+ bytes: the file is truncated or damaged \(tensor 'b', F32 \[2\], ends "
+                  r"at byte \d+, past the end of the file\); download it again$"),
+    "offset past the end": (lambda: _safetensors_bytes({"w": {"dtype": "BF16", "shape": [4096],
+                                                              "data_offsets": [0, 8192]}}, bytes(16)),
+                            r"truncated: .* past the end of the file\); download it again$"),
+    "unknown dtype": (lambda: _safetensors_bytes({"w": {"dtype": "F7_WHAT", "shape": [2], "data_offsets": [0, 2]}},
+                                                 bytes(2)),
+                      r"tensor 'w' has dtype 'F7_WHAT', which is not one this reader knows \(BOOL, U8, .*\): .* "
+                      r"download it again, or convert it"),
+    "10^12-element shape": (lambda: _safetensors_bytes({"w": {"dtype": "F32", "shape": [1000000, 1000000],
+                                                              "data_offsets": [0, 16]}}, bytes(16)),
+                            r"tensor 'w' is F32 \[1000000, 1000000\] \(1,000,000,000,000 values, 4\.0 TB\) but its "
+                            r"data_offsets span 16 bytes: the header is damaged; download it again$"),
+    "10^12 elements, offsets agree": (lambda: _safetensors_bytes({"w": {"dtype": "F32", "shape": [1000000, 1000000],
+                                                                        "data_offsets": [0, 4 * 10**12]}}, bytes(16)),
+                                      r"truncated: \d+ bytes of 4\.0 TB: the file is truncated or damaged"),
+    "overlapping tensors": (lambda: _safetensors_bytes({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                                                        "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}},
+                                                       bytes(12)),
+                            r"tensors 'a' and 'b' overlap"),
+    "header cut": (lambda: _safetensors_bytes({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}})[:20],
+                   r"truncated or damaged: its header alone is \d+ bytes but the file holds 20 bytes"),
+    "header not JSON": (lambda: b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}",
+                        r"is not a safetensors file \(its header is not safetensors JSON"),
+    "metadata not strings": (lambda: _safetensors_bytes({}, meta={"x": 1}),
+                             r"its __metadata__ is not a map of strings"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_corrupt_or_lying_file_is_one_clear_error(tmp_path, case):
+    from harmony import families
+    from harmony.checkpoint import WeightFileError, read_config
+    from harmony.pipeline import model_limits
+
+    make, pattern = BAD_FILES[case]
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(make())
+    for call in (lambda: load_model(path, what="--model"), lambda: read_config(path, what="--model"),
+                 lambda: model_limits(str(path), "--model")):
+        with pytest.raises(WeightFileError, match=rf"^--model {path}[: ].*{pattern}") as e:
+            call()
+        assert e.value.what == "--model" and e.value.path == str(path) and isinstance(e.value, CheckpointError)
+    if not case.startswith(("truncated", "offset", "10^12 elements")):
+        with pytest.raises(WeightFileError, match=pattern):
+            families.detect(path)
+    else:  # identifying a partial download still works, and says it is partial
+        assert "download it again" in families.describe(path)
+
+
+def test_header_over_100_mb_is_refused_without_reading_it(tmp_path):
+    import os
+    import struct
+
+    from harmony.checkpoint import WeightFileError
+
+    path = tmp_path / "huge_header.safetensors"
+    path.write_bytes(struct.pack("<Q", 200 * 10**6) + b"{")
+    os.truncate(path, 8 + 200 * 10**6 + 16)  # sparse: nothing is really written
+    with pytest.raises(WeightFileError, match=r"^checkpoint .*: its header claims 200\.0 MB, over the 100\.0 MB limit"):
+        load_model(path)
+
+
+def test_cli_names_the_model_flag_for_a_corrupt_file(tmp_path, capsys):
+    import harmony.__main__ as cli
+
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(BAD_FILES["unknown dtype"][0]())
+    with pytest.raises(SystemExit) as e:
+        cli.main(["generate", "--model", str(path), "-o", str(tmp_path / "out.mp4")])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1
+    assert err.startswith(f"python -m harmony generate: error: --model {path}: tensor 'w' has dtype 'F7_WHAT'")
+    assert "SafetensorError" not in err and not (tmp_path / "out.mp4").exists()
+
+
+def test_weights_are_read_tensor_by_tensor_never_mapped(fp32_file, model, monkeypatch):
+    """load_model reads each tensor with plain file reads: safe_open / mmap are never used."""
+    import mmap
+
+    import safetensors
+
+    def refuse(*a, **k):
+        raise AssertionError("the file was mapped")
+
+    monkeypatch.setattr(safetensors, "safe_open", refuse)
+    monkeypatch.setattr(checkpoint, "safe_open", refuse, raising=False)
+    monkeypatch.setattr(mmap, "mmap", refuse)
+    loaded = load_model(fp32_file)
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k

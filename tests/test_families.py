@@ -59,7 +59,7 @@ def test_wan22_alone_detected_and_refused(tmp_path, src):
                        if k.startswith("video_model.") and "_fusion" not in k)
     assert found.params == video_params
     assert "video tower only" in found.line() and "not a Harmony model on its own" in found.line()
-    with pytest.raises(CheckpointError, match="Wan2.2 video-only"):
+    with pytest.raises(CheckpointError, match="is a Wan video-only checkpoint"):
         load_model(path)
 
 
@@ -171,3 +171,95 @@ def test_unknown_and_unmatched_sizes(tmp_path):
     p2 = rf.write_ovi(tmp_path / "odd.safetensors", odd)
     found = families.detect(p2)
     assert found.config is None and "match no named config" in found.line()
+
+
+# ------------------------------------------------------------------ issue 21: files larger than RAM, Wan2.1
+
+
+def _wan21_14b_entries(fp8: bool, in_dim: int = 16, prefix: str = "") -> dict:
+    """The header of Wan2.1-T2V-14B's DiT in its real layout and sizes (dim 5120, 40 layers, ffn 13824):
+    bf16, or fp8 e4m3fn block Linear weights (ComfyUI's wan2.1_t2v_14B_fp8_e4m3fn)."""
+    D, F, L, T = 5120, 13824, 40, 4096
+    shapes = {"patch_embedding.weight": ((D, in_dim, 1, 2, 2), "BF16"), "patch_embedding.bias": ((D,), "BF16"),
+              "text_embedding.0.weight": ((D, T), "BF16"), "text_embedding.0.bias": ((D,), "BF16"),
+              "text_embedding.2.weight": ((D, D), "BF16"), "text_embedding.2.bias": ((D,), "BF16"),
+              "time_embedding.0.weight": ((D, 256), "BF16"), "time_embedding.0.bias": ((D,), "BF16"),
+              "time_embedding.2.weight": ((D, D), "BF16"), "time_embedding.2.bias": ((D,), "BF16"),
+              "time_projection.1.weight": ((6 * D, D), "BF16"), "time_projection.1.bias": ((6 * D,), "BF16"),
+              "head.head.weight": ((64, D), "BF16"), "head.head.bias": ((64,), "BF16"),
+              "head.modulation": ((1, 2, D), "F32")}
+    lin = "F8_E4M3" if fp8 else "BF16"
+    for i in range(L):
+        p = f"blocks.{i}."
+        shapes[p + "modulation"] = ((1, 6, D), "F32")
+        for att in ("self_attn", "cross_attn"):
+            for n in "qkvo":
+                shapes[f"{p}{att}.{n}.weight"] = ((D, D), lin)
+                shapes[f"{p}{att}.{n}.bias"] = ((D,), "BF16")
+            shapes[f"{p}{att}.norm_q.weight"] = ((D,), "BF16")
+            shapes[f"{p}{att}.norm_k.weight"] = ((D,), "BF16")
+        shapes[p + "norm3.weight"], shapes[p + "norm3.bias"] = ((D,), "BF16"), ((D,), "BF16")
+        shapes[p + "ffn.0.weight"], shapes[p + "ffn.0.bias"] = ((F, D), lin), ((F,), "BF16")
+        shapes[p + "ffn.2.weight"], shapes[p + "ffn.2.bias"] = ((D, F), lin), ((D,), "BF16")
+    size = {"BF16": 2, "F32": 4, "F8_E4M3": 1}
+    entries, at = {}, 0
+    for name, (shape, dt) in shapes.items():
+        n = size[dt]
+        for s in shape:
+            n *= s
+        entries[prefix + name] = {"dtype": dt, "shape": list(shape), "data_offsets": [at, at + n]}
+        at += n
+    return entries
+
+
+def _sparse_safetensors(path, entries) -> int:
+    """The header written for real, the tensor bytes as a hole (a sparse file: no disk, no RAM)."""
+    import struct
+
+    text = json.dumps(dict(entries, __metadata__={"format": "pt"})).encode()
+    end = max(e["data_offsets"][1] for e in entries.values())
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text)
+    os.truncate(path, 8 + len(text) + end)
+    return 8 + len(text) + end
+
+
+def test_file_larger_than_ram_is_identified_without_mapping(tmp_path, monkeypatch):
+    """A 28.6 GB Wan2.1-T2V-14B bf16 file (sparse) on this machine (~23 GB RAM): named from its header,
+    Wan2.1 with its size, never mapped; as the model it is refused with that name, before any weight."""
+    import mmap
+
+    import safetensors
+
+    from harmony.checkpoint import read_config
+
+    def refuse(*a, **k):
+        raise AssertionError("the file was mapped")
+
+    monkeypatch.setattr(safetensors, "safe_open", refuse)
+    monkeypatch.setattr(mmap, "mmap", refuse)
+    path = tmp_path / "wan2.1_t2v_14B_bf16.safetensors"
+    size = _sparse_safetensors(path, _wan21_14b_entries(fp8=False))
+    assert size > 28.5e9 and os.stat(path).st_blocks * 512 < 10**7  # 28.6 GB long, a few MB on disk
+    found = families.detect(path)
+    assert found.family == "wan2.2-ti2v-5b" and found.variant.startswith("Wan2.1-T2V-14B")  # the key layout id
+    line = found.line()
+    assert line.startswith("wan2.1_t2v_14B_bf16.safetensors: Wan2.1-T2V-14B") and "storage bf16" in line
+    assert "14.29B params" in line and "Wan2.2-TI2V-5B" not in line
+    with pytest.raises(CheckpointError, match=r"is a Wan2\.1-T2V-14B .* video-only checkpoint"):
+        read_config(path)
+    with pytest.raises(CheckpointError, match=r"is a Wan2\.1-T2V-14B .* video-only checkpoint"):
+        load_model(path)
+
+
+def test_fp8_wan21_is_named_wan21(tmp_path):
+    path = tmp_path / "wan2.1_t2v_14B_fp8_e4m3fn.safetensors"
+    _sparse_safetensors(path, _wan21_14b_entries(fp8=True))
+    line = families.describe(path)
+    assert "Wan2.1-T2V-14B" in line and "fp8_e4m3fn" in line and "Wan2.2" not in line.split("(or")[0]
+    with pytest.raises(CheckpointError) as e:
+        load_model(path)
+    assert "is a Wan2.1-T2V-14B" in str(e.value) and "a Wan2.2 video-only" not in str(e.value)
+    i2v = tmp_path / "wan2.2_i2v_high_noise_14B.safetensors"
+    _sparse_safetensors(i2v, _wan21_14b_entries(fp8=False, in_dim=36))
+    assert "Wan2.2-I2V-A14B expert DiT alone" in families.describe(i2v)  # no CLIP image projection: not 2.1

@@ -439,3 +439,120 @@ def test_wan_vae_halves_from_a_safetensors_file(ckpts, tmp_path):
     torch.testing.assert_close(z, full.encode(frames), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(lazy.decode(z), full.decode(z), atol=1e-5, rtol=1e-5)
     assert lazy.loaded == {"encoder", "decoder"}
+
+
+# ------------------------------------------------------------------ issue 21: sizes, candidates, pairing, bad files
+
+
+def test_size_has_an_upper_bound_from_the_memory_plan():
+    gib = 2**30
+    assert stack.check_size_fits((704, 704), 5.0, memory=(24 * gib, "a 24 GiB card")) == (704, 704)
+    with pytest.raises(ValueError) as e:
+        stack.check_size_fits((100000, 100000), 5.0, memory=(24 * gib, "a 24 GiB card"))
+    msg = str(e.value)
+    assert msg.startswith("--size: 100000x100000 is too large: one sampling step of a 5 s clip at this size "
+                          "(302,734,375 video tokens) needs about")
+    assert "by the memory plan (0.22 MiB per video token, SyncCFG at batch 3, weights not counted), more than a " \
+           "24 GiB card; the largest square size that fits is about" in msg and msg.endswith("pass e.g. --size 704x704")
+
+
+def test_generate_cli_refuses_a_huge_size_before_anything_loads(ckpts, tmp_path, capsys, monkeypatch):
+    import harmony.__main__ as cli
+
+    root, _ = ckpts
+    monkeypatch.setattr(stack, "load_stack", lambda *a, **k: pytest.fail("components loaded before the size check"))
+    with pytest.raises(SystemExit) as e:
+        cli.main(["generate", "--weights", str(root), "--size", "100000x100000", "--seconds", "5",
+                  "-o", str(tmp_path / "x.mp4")])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1
+    assert "error: --size: 100000x100000 is too large: one sampling step of a 5 s clip" in err
+    assert "the largest square size that fits is about" in err
+
+
+def test_api_size_goes_through_the_same_check(ckpts, monkeypatch):
+    from harmony import checkpoint
+
+    _, paths = ckpts
+    monkeypatch.setattr(checkpoint, "load_model", lambda *a, **k: pytest.fail("the model was loaded first"))
+    with pytest.raises(ValueError, match=r"^size: -32x64: height and width must be positive multiples of 32 .*; "
+                                         r"pass e\.g\. size=\(704, 704\)$"):
+        stack.load_stack(paths, size=(-32, 64), device="cpu", log=lambda m: None)
+    with pytest.raises(ValueError, match=r"^size=\(64\.0, 64\): expected \(height, width\) as two whole numbers"):
+        stack.load_stack(paths, size=(64.0, 64), device="cpu", log=lambda m: None)
+    with pytest.raises(ValueError, match=r"^size: 100000x100000 is too large"):
+        stack.load_stack(paths, size=(100000, 100000), device="cpu", log=lambda m: None)
+
+
+def test_two_candidates_in_the_weights_folder_are_an_error(ckpts, tmp_path):
+    _, paths = ckpts
+    for d in ("a/Ovi", "b/Ovi"):
+        (tmp_path / d).mkdir(parents=True)
+        (tmp_path / d / "model.safetensors").write_bytes(b"x")
+    with pytest.raises(stack.ComponentError) as e:
+        stack.resolve(_args(weights=str(tmp_path), **{k: v for k, v in paths.items() if k != "model"}))
+    msg = str(e.value)
+    assert msg.startswith(f"--weights {tmp_path}: 2 candidates for --model (")
+    assert str(tmp_path / "a/Ovi/model.safetensors") in msg and str(tmp_path / "b/Ovi/model.safetensors") in msg
+    assert "will not pick one silently: choose with --model FILE" in msg
+    # one file matching two usual names (Ovi/model.safetensors, model.safetensors) is one candidate
+    (tmp_path / "b/Ovi/model.safetensors").unlink()
+    assert stack.resolve(_args(weights=str(tmp_path), **{k: v for k, v in paths.items() if k != "model"}))["model"] \
+        == str(tmp_path / "a/Ovi/model.safetensors")
+
+
+@pytest.mark.parametrize("key,make,pattern", [
+    ("text_encoder", "narrow_umt5", r"^--text-encoder .* gives 48-wide embeddings but the --model .* video tower "
+                                    r"reads 32: they are not a pair"),
+    ("video_vae", "wan21_channels", r"^--video-vae .* has 16 latent channels, the --model .* video tower reads 48: "
+                                    r"use the Wan2\.2 VAE"),
+])
+def test_pairing_is_checked_from_headers_before_the_model_loads(ckpts, tmp_path, monkeypatch, key, make, pattern):
+    import torch
+
+    from harmony import checkpoint
+    from harmony.codecs.wan_vae import WanVAE
+
+    _, paths = ckpts
+    path = tmp_path / ("umt5.pth" if key == "text_encoder" else "vae.pth")
+    if make == "narrow_umt5":
+        torch.save({k: v.to(torch.bfloat16) for k, v in rf.umt5_wan_state(dim=48).items()}, path)
+    else:  # the Wan2.2 layout with the Wan2.1 VAE's 16 latent channels
+        torch.save(WanVAE(dim=6, dec_dim=8, z_dim=16).state_dict(), path)
+    monkeypatch.setattr(checkpoint, "load_model", lambda *a, **k: pytest.fail("the model was loaded first"))
+    with pytest.raises(stack.ComponentError, match=pattern):
+        stack.load_stack({**paths, key: str(path)}, size=(64, 64), device="cpu", log=lambda m: None)
+
+
+def _corrupt(path, case):
+    import json
+    import struct
+
+    entries = {"truncated": {"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}},
+               "offset past the end": {"w": {"dtype": "F32", "shape": [4], "data_offsets": [1 << 40, (1 << 40) + 16]}},
+               "F7_WHAT": {"w": {"dtype": "F7_WHAT", "shape": [4], "data_offsets": [0, 16]}},
+               "10^12 elements": {"w": {"dtype": "BF16", "shape": [10**6, 10**6], "data_offsets": [0, 16]}}}[case]
+    text = json.dumps(entries).encode()
+    data = bytes(8 if case == "truncated" else 16)
+    path.write_bytes(struct.pack("<Q", len(text)) + text + data)
+    return str(path)
+
+
+@pytest.mark.parametrize("case,pattern", [("truncated", r"truncated: .*; download it again$"),
+                                          ("offset past the end", r"truncated: .*past the end of the file"),
+                                          ("F7_WHAT", r"has dtype 'F7_WHAT', which is not one this reader knows"),
+                                          ("10^12 elements", r"1,000,000,000,000 values.*data_offsets span 16 bytes")])
+@pytest.mark.parametrize("key,name", [("model", "model.safetensors"), ("text_encoder", "umt5_xxl_bf16.safetensors"),
+                                      ("video_vae", "wan2.2_vae.safetensors"), ("audio_vae", "v1-16.safetensors"),
+                                      ("vocoder", "best_netG.safetensors")])
+def test_corrupt_component_file_names_its_flag(ckpts, tmp_path, monkeypatch, case, pattern, key, name):
+    from harmony import checkpoint
+    from harmony.checkpoint import WeightFileError
+
+    _, paths = ckpts
+    bad = _corrupt(tmp_path / name, case)
+    flag = stack._component(key).flag
+    monkeypatch.setattr(checkpoint, "load_model", lambda *a, **k: pytest.fail("the model was loaded first"))
+    with pytest.raises(WeightFileError, match=rf"^{flag} {bad}: .*{pattern}") as e:
+        stack.load_stack({**paths, key: bad}, size=(64, 64), device="cpu", log=lambda m: None)
+    assert e.value.what == flag and isinstance(e.value, ValueError)  # the CLI: one line, exit 2

@@ -2,6 +2,7 @@
 checks (harmony.validate) before any compute, and say what is wrong and how to fix it."""
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -199,9 +200,9 @@ def test_driving_video_is_cropped_before_resampling_and_resizing(pipe, monkeypat
     seen = []
     real = hm.resample_video
 
-    def spy(frames, fps_in, fps_out):
+    def spy(frames, fps_in, fps_out, **kw):
         seen.append(frames.shape[0])
-        return real(frames, fps_in, fps_out)
+        return real(frames, fps_in, fps_out, **kw)
 
     monkeypatch.setattr(hm, "resample_video", spy)
     frames = torch.rand(600, 48, 48, 3)  # 20 s at 30 fps
@@ -381,7 +382,7 @@ def test_other_family_checkpoint_names_family_and_remedy(tmp_path):
     wan = tmp_path / "wan" / "wan.safetensors"
     wan.parent.mkdir()
     save_file({"blocks.0.self_attn.q.weight": torch.zeros(2, 2), "patch_embedding.weight": torch.zeros(2)}, wan)
-    with pytest.raises(CheckpointError, match="is a Wan2.2 video-only checkpoint .*Load Diffusion Model"):
+    with pytest.raises(CheckpointError, match="is a Wan video-only checkpoint .*Load Diffusion Model"):
         read_config(wan)
     other = tmp_path / "wan" / "sdxl.safetensors"
     save_file({"unet.conv_in.weight": torch.zeros(2)}, other)
@@ -560,3 +561,154 @@ def test_checkpoint_writer_never_replaces_what_is_not_a_regular_file(tmp_path):
         save_safetensors({"x": torch.zeros(2)}, "/dev/null")
     out = save_safetensors({"x": torch.zeros(2)}, tmp_path / "new" / "m.safetensors")  # folders are made
     assert os.path.isfile(out) and sorted(os.listdir(tmp_path / "new")) == ["m.safetensors"]
+
+
+# ------------------------------------------------------------------ issue 21: lying containers, footguns
+
+
+def _lying_clip(path, rate):
+    """Two 32x32 frames in an mp4 whose container claims `rate` fps (a few KB)."""
+    cmd = [media._ffmpeg(), "-y", "-v", "error", "-f", "lavfi", "-i", "color=c=red:s=32x32:d=1:r=24",
+           "-frames:v", "2", "-c:v", "libx264", "-r", str(rate), str(path)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    return str(path)
+
+
+@pytest.mark.parametrize("rate, shown", [("0.0002", "0.0002"), ("1000000", "1e+06")])
+def test_cli_refuses_an_absurd_container_frame_rate_before_loading(tmp_path, capsys, monkeypatch, rate, shown):
+    import harmony.pipeline as hp
+
+    clip = _lying_clip(tmp_path / "lying.mp4", rate)
+    assert media.probe(clip)["video"]["fps"] == float(rate)  # ffmpeg's "1000k fps" read as 1e6, not None
+    monkeypatch.setattr(hp.HarmonyPipeline, "from_pretrained",
+                        classmethod(lambda *a, **k: pytest.fail("model loaded before the frame-rate check")))
+    with pytest.raises(SystemExit) as e:
+        cli.main(["generate", "--video", clip, "-o", str(tmp_path / "out.mp4")])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1
+    assert (f"error: --video {clip}: frame rate {shown} fps is not plausible; expected 1-240 fps; re-encode the "
+            "file at its real rate") in err and err.endswith("or give that rate with --video-fps 24")
+    # the reader refuses it too (no decode), and reads it at a given rate, bounded by the seconds asked
+    with pytest.raises(media.MediaError, match=rf"frame rate {re.escape(shown)} fps is not plausible; expected "
+                                               r"1-240 fps; re-encode"):
+        media.read_video(clip, max_seconds=6)
+    frames, fps, _, _ = media.read_video(clip, max_seconds=6, fps=24)
+    assert fps == 24.0 and frames.shape[0] == 2
+
+
+def test_cli_container_without_a_frame_rate_is_named(tmp_path, capsys, monkeypatch):
+    clip = _lying_clip(tmp_path / "clip.mp4", 24)
+    monkeypatch.setattr(media, "probe", lambda p: {"video": {"width": 32, "height": 32, "fps": None},
+                                                   "audio": None, "duration": None})
+    with pytest.raises(SystemExit) as e:
+        cli.main(["generate", "--video", clip, "-o", str(tmp_path / "out.mp4")])
+    assert e.value.code == 2
+    assert (f"--video {clip}: frame rate unknown (its container gives none); expected 1-240 fps"
+            in capsys.readouterr().err)
+    with pytest.raises(media.MediaError, match=r"frame rate unknown \(the container gives none\); expected 1-240"):
+        media.read_video(clip)  # not a TypeError from float(None)
+    with pytest.raises(SystemExit) as e:
+        cli.main(["generate", "--video", clip, "--video-fps", "0.5", "-o", str(tmp_path / "out.mp4")])
+    assert e.value.code == 2 and "--video-fps: frame rate 0.5 fps is not plausible" in capsys.readouterr().err
+
+
+def test_api_refuses_an_implausible_frame_rate_before_compute(no_compute, cond):
+    for fps, shown in ((1e-9, "1e-09"), (1e6, "1e+06"), (0.5, "0.5")):
+        with pytest.raises(InputError, match=rf"^driving video: frame rate {re.escape(shown)} fps is not plausible; "
+                                             r"expected 1-240 fps; pass the clip's real frame rate"):
+            no_compute.sample(cond, steps=1, driving_video=(torch.rand(8, 64, 64, 3), fps))
+    with pytest.raises(InputError, match=r"^video: frame rate 1e-09 fps is not plausible"):
+        no_compute.conform_frames(torch.rand(1, 64, 64, 3), 1e-9)
+
+
+def test_driving_video_is_cut_before_it_is_resampled(pipe, monkeypatch):
+    """Whatever the rate, the resampler makes only the frames the run uses."""
+    import harmony.media as hm
+
+    made = []
+    real = hm.resample_video
+
+    def spy(frames, fps_in, fps_out, **kw):
+        out = real(frames, fps_in, fps_out, **kw)
+        made.append(out.shape[0])
+        return out
+
+    monkeypatch.setattr(hm, "resample_video", spy)
+    pipe.encode_video(torch.rand(1, 48, 48, 3), 1.0, n_frames=16)  # 1 frame at 1 fps: 16 frames, not 16 s
+    assert made == [16]
+    assert hm.resample_video(np.zeros((1, 2, 2, 3)), 0.0002, 24, max_frames=121).shape[0] == 121
+    assert pipe.conform_frames(torch.rand(2, 64, 64, 3), 1.0, max_frames=5).shape[0] == 5
+
+
+def test_node_refuses_an_implausible_video_frame_rate(cond):
+    import nodes
+    from nodes.conditioning import DRIVING_VIDEO
+    from nodes.types import AVConditioning, HarmonyInputError
+
+    add_video = nodes.NODE_CLASS_MAPPINGS["HarmonyVideoConditioning"]().add
+    text = AVConditioning(text=cond)
+
+    class Parts:
+        images, frame_rate, audio = torch.rand(24, 32, 32, 3), 1e-9, None
+
+    class Video:
+        def get_components(self):
+            return Parts()
+
+    with pytest.raises(HarmonyInputError, match=r"^input 'video': the VIDEO's frame_rate: frame rate 1e-09 fps is not "
+                                                r"plausible; expected 1-240 fps; re-encode the file"):
+        add_video(text, DRIVING_VIDEO, 24.0, video=Video())
+    with pytest.raises(HarmonyInputError, match=r"^Harmony Video Conditioning: fps: frame rate 0\.5 fps is not "
+                                                r"plausible; expected 1-240 fps; set 'fps' to the clip's real rate"):
+        add_video(text, DRIVING_VIDEO, 0.5, images=torch.rand(20, 64, 64, 3))
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--size", "abc"], "error: --size: 'abc' is not HxW; pass e.g. --size 704x704"),
+    (["--size", "64x64"], "error: --size 64x64: the frame size is chosen only for the real-scale stack"),
+    (["--weights", ""], "error: --weights: the folder path is empty; give the folder holding the components"),
+    (["--model", ""], "error: --model: the file path is empty; give the dual-tower model"),
+    (["--audio", "a.wav", "--video", "v.mp4"], "error: --audio and --video: give one"),
+    (["--video-fps", "24"], "error: --video-fps 24: it is the frame rate of a driving video; give --video FILE"),
+])
+def test_cli_footguns_are_errors_not_ignored(args, needle, capsys, monkeypatch):
+    import harmony.pipeline as hp
+
+    monkeypatch.setattr(hp.HarmonyPipeline, "from_pretrained",
+                        classmethod(lambda *a, **k: pytest.fail("the bundled model was loaded")))
+    with pytest.raises(SystemExit) as e:
+        cli.main(["generate", *args, "-o", "unused.mp4"])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and needle in err
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--steps", "-3"], "error: --steps=-3: must be a whole number >= 1; pass e.g. --steps 3000"),
+    (["--batch", "0"], "error: --batch=0: must be a whole number >= 1; pass e.g. --batch 16"),
+    (["--lr", "nan"], "error: --lr=nan: must be a finite number greater than 0"),
+    (["--p-drop-text", "1.5"], "error: --p-drop-text=1.5: must be a finite number between 0 and 1"),
+])
+def test_train_refuses_bad_counts_at_parse_time(args, needle, capsys, monkeypatch, tmp_path):
+    import harmony.train as ht
+
+    monkeypatch.setattr(ht, "train", lambda tc: pytest.fail("training started"))
+    with pytest.raises(SystemExit) as e:
+        cli.main(["train", *args, "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and needle in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_node_names_its_input_for_a_corrupt_model_file(tmp_path, monkeypatch):
+    import struct
+
+    import nodes
+    from nodes.types import HarmonyInputError
+
+    text = json.dumps({"w": {"dtype": "F7_WHAT", "shape": [2], "data_offsets": [0, 2]}}).encode()
+    (tmp_path / "broken.safetensors").write_bytes(struct.pack("<Q", len(text)) + text + bytes(2))
+    monkeypatch.setenv("HARMONY_MODELS_DIR", str(tmp_path))
+    loader = nodes.NODE_CLASS_MAPPINGS["HarmonyModelLoader"]()
+    with pytest.raises(HarmonyInputError, match=r"^Harmony Model Loader: input 'model_name' 'broken\.safetensors' -> "
+                                                r".*broken\.safetensors: tensor 'w' has dtype 'F7_WHAT'.*download it"):
+        loader.load("broken.safetensors", "auto", "none", 4, "sdpa")

@@ -58,8 +58,8 @@ def read_state_dict(path_or_sd, what: str = "weights") -> dict:
                     "never unpickles arbitrary objects; if the file is genuine, convert it to safetensors in an "
                     "environment you trust.") from None
         else:
-            from safetensors.torch import load_file
-            sd = load_file(check_safetensors_file(path, what))
+            from ..weightfile import load_tensors
+            sd = load_tensors(check_safetensors_file(path, what), what)  # tensor by tensor, never mapped
     while isinstance(sd, Mapping) and len(sd) >= 1 and not any(torch.is_tensor(v) for v in sd.values()):
         inner = [k for k in WRAPPER_KEYS if isinstance(sd.get(k), Mapping)]
         if not inner:

@@ -584,11 +584,11 @@ def read_state_dict(path) -> dict:
             raise ValueError(f"Wan VAE weights {path!r}: expected a state dict of tensors, "
                              f"got {type(sd).__name__}.")
         return dict(sd)
-    from safetensors.torch import load_file
-
     from ..checkpoint import check_safetensors_file
+    from ..weightfile import load_tensors
+
     check_safetensors_file(path, "Wan VAE weights")
-    return load_file(path, device="cpu")
+    return load_tensors(path, "Wan VAE weights")  # tensor by tensor, never mapped
 
 
 def _strip_prefix(sd: dict) -> dict:
