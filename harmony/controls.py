@@ -19,7 +19,10 @@ real media through the codecs (``ceiling``: what a perfect latent model gives):
   - ``i2av_persist``: frames 1..N against the codec's own round trip of the
     image (mean PSNR): the real clip through the codec stays above 55 dB, an
     unrelated scene gives ~15 dB;
-  - ``i2av_no_cut``: frame 1 against frame 0 (PSNR): no jump after the given frame.
+  - ``i2av_no_cut``: frame 1 against frame 0 (PSNR): no jump after the given frame;
+  - ``i2av_foreign``: images from outside the world (`foreign_images`: a photo, a flat-colour
+    icon, a text logo, from matplotlib's sample data), empty texts: frames 1..N against the
+    image, in dB, minus the codec round trip's (0 = as good as the codec allows).
 - A2V (the scene's texts, driving audio from the world):
   - ``a2v_tones``: a lamp's chimes (tone bursts) at known frames -> visual
     events at those times (F1 at +-1 frame);
@@ -57,6 +60,8 @@ THRESHOLDS = {
     "v2a_two_videos": ("<=", 0.5, "loudness-envelope correlation of the audio for two flash timings, same seed"),
     "i2av_persist": (">=", 30.0, "mean PSNR (dB) of frames 1..N vs the image through the codec"),
     "i2av_no_cut": (">=", 30.0, "PSNR (dB) of frame 1 vs frame 0"),
+    "i2av_foreign": (">=", -3.0, "out-of-world images: PSNR (dB) of frames 1..N vs the image, minus the "
+                                 "codec round trip's"),
     "a2v_tones": (">=", 0.8, "F1 of visual events vs the chime times (+-1 frame)"),
     "a2v_speech": (">=", 0.8, "F1 of visual events vs the syllable onsets (+-1 frame)"),
 }
@@ -84,6 +89,34 @@ def lamp_scene(flash_frames: Sequence[int], index: int = 0, seconds: float = SEC
 def speech_scene(index: int = 0, seconds: float = SECONDS):
     """A held-out speech-split scene: a talking face, syllables at known onset frames."""
     return sample_scene(_scene_seed("speech", index), "speech", seconds)
+
+
+FOREIGN_IMAGES = {"photo": "grace_hopper.jpg", "shape": "Minduka_Present_Blue_Pack.png", "screenshot": "logo2.png"}
+"""Out-of-world first frames nobody here made: matplotlib's sample data (a photograph, a flat-colour
+icon, a text logo on white), centre-cropped to a square and resized to 64x64."""
+
+
+def foreign_images(size: int = 64) -> dict:
+    """``{kind: image [size, size, 3] float32 0..1}`` from matplotlib's sample data; ``{}`` when
+    matplotlib is not installed (the ``i2av_foreign`` control is then skipped)."""
+    try:
+        import matplotlib.cbook as cbook
+    except ImportError:
+        return {}
+    from PIL import Image
+
+    out = {}
+    for kind, name in FOREIGN_IMAGES.items():
+        with Image.open(cbook.get_sample_data(name, asfileobj=False)) as im:
+            im = im.convert("RGBA")
+            flat = Image.new("RGBA", im.size, (255, 255, 255, 255))
+            flat.alpha_composite(im)
+            w, h = flat.size
+            side = min(w, h)
+            box = ((w - side) // 2, (h - side) // 2, (w + side) // 2, (h + side) // 2)
+            sq = flat.convert("RGB").crop(box).resize((size, size), Image.BICUBIC)
+        out[kind] = np.asarray(sq, dtype=np.float32) / 255.0
+    return out
 
 
 def _compare(name: str, value: float) -> bool:
@@ -158,6 +191,17 @@ def run_controls(pipe, seeds: Sequence[int] = (0, 1), steps: int = 20, guidance:
                                np.mean([first_frame_similarity(f, r)["persist_psnr_db"]
                                         for f, r in zip(real_frames, img_rt)]), extra))
         results.append(_result("i2av_no_cut", "I2AV", jump, np.mean([psnr(f[1], f[0]) for f in real_frames])))
+        images = foreign_images()
+        if images:  # the image is the only information: empty texts, no voice
+            kinds = [k for k in images for _ in seeds]
+            out = generate_batch(pipe, "I2AV", [("", "", "")] * len(kinds), seeds * len(images),
+                                 first_frames=[images[k] for k in kinds], **kw)
+            silence = np.zeros(int(SECONDS * 16000), np.float32)
+            rt_db = {k: psnr(np.asarray(rt(img[None], silence)[0])[0], img) for k, img in images.items()}
+            per = [first_frame_similarity(f, images[k])["persist_psnr_db"] - rt_db[k] for (f, _), k in zip(out, kinds)]
+            results.append(_result("i2av_foreign", "I2AV", per, 0.0, {
+                f"{k}_persist_minus_roundtrip_db": float(np.mean([p for p, kk in zip(per, kinds) if kk == k]))
+                for k in images} | {f"{k}_roundtrip_db": v for k, v in rt_db.items()}))
 
     if "A2V" in jobs:
         clips = [render(lamp_scene(FLASH_A)), render(speech_scene(1)), render(speech_scene(2))]

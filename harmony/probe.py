@@ -39,15 +39,18 @@ def _mse(pred, target) -> float:
 
 @torch.no_grad()
 def partner_gains(model, v0: torch.Tensor, a0: torch.Tensor, cond: Conditioning, other: torch.Tensor,
-                  sigmas=SIGMAS, seed: int = 0) -> dict:
+                  sigmas=SIGMAS, seed: int = 0, own_mse: dict | None = None) -> dict:
     """``{setting: {sigma: gain}}`` plus ``{setting: {"mean": ...}}`` (mean over sigmas).
-    ``other[i]``: the clip whose partner replaces clip i's (never i itself)."""
+    ``other[i]``: the clip whose partner replaces clip i's (never i itself). ``own_mse``: a dict
+    filled with ``{setting: {sigma: MSE with the clip's own partner}}`` (the quality beside the
+    reliance: a model that ignores its own noisy input can have a large gain and a poor MSE)."""
     if bool((other == torch.arange(len(other))).any()):
         raise ValueError("partner_gains: `other` must pair every clip with a different clip")
     pred = model.cfg.prediction
     b, f = v0.shape[0], v0.shape[2]
     gen = torch.Generator().manual_seed(seed)
     out = {"joint": {}, "V2A": {}, "A2V": {}, "I2AV": {}}
+    mse = {k: {} for k in out}
     for sigma in sigmas:
         nv, na = torch.randn(v0.shape, generator=gen), torch.randn(a0.shape, generator=gen)
         zv, za = (1 - sigma) * v0 + sigma * nv, (1 - sigma) * a0 + sigma * na
@@ -64,12 +67,13 @@ def partner_gains(model, v0: torch.Tensor, a0: torch.Tensor, cond: Conditioning,
         dv_o, _ = run(zv, za_o, tv, ta)  # video with another clip's (noisy) audio
         _, da_o = run(zv_o, za, tv, ta)  # audio with another clip's (noisy) video
         out["joint"][sigma] = 0.5 * (_mse(dv_o, v0) / _mse(dv, v0) + _mse(da_o, a0) / _mse(da, a0))
+        mse["joint"][sigma] = 0.5 * (_mse(dv, v0) + _mse(da, a0))
         _, da = run(v0, za, tv0, ta)
         _, da_o = run(v0[other], za, tv0, ta)
-        out["V2A"][sigma] = _mse(da_o, a0) / _mse(da, a0)
+        out["V2A"][sigma], mse["V2A"][sigma] = _mse(da_o, a0) / _mse(da, a0), _mse(da, a0)
         dv, _ = run(zv, a0, tv, ta0)
         dv_o, _ = run(zv, a0[other], tv, ta0)
-        out["A2V"][sigma] = _mse(dv_o, v0) / _mse(dv, v0)
+        out["A2V"][sigma], mse["A2V"][sigma] = _mse(dv_o, v0) / _mse(dv, v0), _mse(dv, v0)
         if f > 1:  # I2AV: latent frame 0 clean (t = 0 there), scored on frames 1..N
             tv_i = tv.clone()
             tv_i[:, 0] = 0
@@ -78,6 +82,9 @@ def partner_gains(model, v0: torch.Tensor, a0: torch.Tensor, cond: Conditioning,
             dv, _ = run(zv_i, za, tv_i, ta)
             dv_o, _ = run(zv_io, za, tv_i, ta)
             out["I2AV"][sigma] = _mse(dv_o[:, :, 1:], v0[:, :, 1:]) / _mse(dv[:, :, 1:], v0[:, :, 1:])
+            mse["I2AV"][sigma] = _mse(dv[:, :, 1:], v0[:, :, 1:])
+    if own_mse is not None:
+        own_mse.update({k: v for k, v in mse.items() if v})
     out = {k: v for k, v in out.items() if v}
     for setting in out:
         out[setting]["mean"] = sum(out[setting][s] for s in sigmas) / len(sigmas)

@@ -570,13 +570,15 @@ class PartnerProbe:
         c = self.clips
         cond = self.text([x.prompt for x in c], [x.audio_caption for x in c], [x.transcript for x in c],
                          [None] * len(c))
-        gains = partner_gains(self.model, self.v0, self.a0, cond, self.other)
+        own = {}
+        gains = partner_gains(self.model, self.v0, self.a0, cond, self.other, own_mse=own)
         row = {"step": step, "wall_s": round(wall_s, 1), "cpu_s": round(cpu_s, 1),
-               **{k: {str(s): round(g, 4) for s, g in v.items()} for k, v in gains.items()}}
+               **{k: {str(s): round(g, 4) for s, g in v.items()} for k, v in gains.items()},
+               "own_mse": {k: {str(s): round(m, 5) for s, m in v.items()} for k, v in own.items()}}
         with open(self.path, "a") as fh:
             fh.write(json.dumps(row) + "\n")
         print("probe step {step}: ".format(step=step) + ", ".join(
-            f"{k} {v['0.6']:.3f}" for k, v in row.items() if isinstance(v, dict)), flush=True)
+            f"{k} {v['0.6']:.3f}" for k, v in row.items() if isinstance(v, dict) and k != "own_mse"), flush=True)
         return row
 
 

@@ -79,3 +79,13 @@ def test_heldout_clips_of_one_split_pair_within_it():
     assert len(clips) == 2 and other.tolist() == [1, 0]
     with pytest.raises(ValueError, match="unknown splits"):
         heldout_clips(2, 1.0, splits="nature")
+
+
+def test_own_mse_is_the_quality_beside_the_gain():
+    v0, a0, other = _data()
+    own = {}
+    partner_gains(AudioReadsVideo(), v0, a0, None, other, own_mse=own)
+    assert set(own) >= {"joint", "V2A", "A2V"} and own["V2A"][0.6] < 1e-3  # the true video gives the audio
+    own_ignores = {}
+    partner_gains(Ignores(), v0, a0, None, other, own_mse=own_ignores)
+    assert own_ignores["V2A"][0.6] > 100 * own["V2A"][0.6]  # halving the noisy audio is far off
