@@ -430,9 +430,12 @@ def init_from_ovi(path: str, model, conditioner, cfg: HarmonyConfig, found=None)
                              "num_heads, num_layers, text_dim) to match a reduced file")
     check_safetensors_file(path)
     allow = _GLDI_FROM_OVI if cfg.interaction == "gldi" else None
+    from .checkpoint import safetensors_header
+
+    header = safetensors_header(path, "--init-from")  # shapes from the header, before any tensor is read
     with safe_open(path, "pt") as fh:
         names = _model_to_file_names(model, list(fh.keys()), path, cfg, allow_missing=allow)
-        _check_shapes(model, names, fh, path)
+        _check_shapes(model, names, header, path)
         state = model.state_dict()
         with torch.no_grad():
             for key, file_key in names.items():
