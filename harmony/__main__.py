@@ -183,10 +183,12 @@ def _generate(argv):
         bar.total = total
         bar.update(step - bar.n)
 
-    lat = pipe.sample(cond, seconds=a.seconds, seed=a.seed, steps=a.steps, shift=a.shift, sv=sv, sa=sa,
-                      text_cfg=a.text_cfg, guidance=a.guidance, solver=a.solver, callback=progress, fit=a.fit,
-                      **kw)
-    bar.close()
+    try:  # closed on an error too: its line ends before the error line, and it is never redrawn after it
+        lat = pipe.sample(cond, seconds=a.seconds, seed=a.seed, steps=a.steps, shift=a.shift, sv=sv, sa=sa,
+                          text_cfg=a.text_cfg, guidance=a.guidance, solver=a.solver, callback=progress,
+                          fit=a.fit, **kw)
+    finally:
+        bar.close()
     frames, wave, sr, fps = pipe.decode(lat)
     if a.audio:  # A2V: the soundtrack is the driving audio itself (cropped before resampling)
         wave_in, sr_in = kw["driving_audio"]
@@ -367,6 +369,21 @@ def _is_input_error(e: BaseException) -> bool:
     return isinstance(e, (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError))
 
 
+def _close_progress_bars():
+    """Close every progress bar still open (any command's, any module's) before an error line is
+    printed: the bar's line is ended first, so the error never lands on it, and a bar closed here
+    is not redrawn below the error when it is garbage-collected at exit."""
+    std = sys.modules.get("tqdm.std")
+    if std is None:
+        return
+    for bar in list(getattr(std.tqdm, "_instances", ())):
+        try:
+            bar.close()
+        except Exception:  # noqa: BLE001 - a bar that cannot be closed must not hide the error
+            pass
+    sys.stdout.flush()
+
+
 def main(argv=None):
     """Run a command; an error prints one line (``--debug`` / HARMONY_DEBUG=1: the traceback)
     and exits 2 for bad input, 1 for anything else."""
@@ -378,12 +395,14 @@ def main(argv=None):
         with _one_line_usage_errors():
             _dispatch(argv)
     except KeyboardInterrupt:
+        _close_progress_bars()
         if debug:
             raise
         print("harmony: interrupted", file=sys.stderr)
         sys.exit(130)
     except Exception as e:  # noqa: BLE001 - every error becomes one line (or a traceback with --debug)
         code = 2 if _is_input_error(e) else 1
+        _close_progress_bars()
         if debug:
             import traceback
 

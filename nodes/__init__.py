@@ -3,6 +3,9 @@
 A thin adapter: each node converts ComfyUI values to ``harmony`` calls and
 back. Only ``nodes/host.py`` talks to ComfyUI itself.
 """
+import sys
+import warnings
+
 from . import host
 from .conditioning import HarmonyAudioConditioning, HarmonyTextConditioning, HarmonyVideoConditioning
 from .decoder import HarmonyDecode
@@ -34,5 +37,9 @@ NODE_DISPLAY_NAME_MAPPINGS = {
 }
 
 host.register_model_folder()
+
+if sys.argv[:1] == ["-m"]:  # `python -m nodes.core_inputs ...`: the module is already imported above (by
+    # the node modules), so runpy would warn about it on stderr before the converter's own output
+    warnings.filterwarnings("ignore", message=r"'[\w.]*core_inputs' found in sys\.modules", category=RuntimeWarning)
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

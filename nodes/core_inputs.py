@@ -20,6 +20,8 @@ imports ComfyUI: only ``host`` does.
 from __future__ import annotations
 
 import copy
+import os
+import re
 import weakref
 
 import torch
@@ -311,6 +313,10 @@ def comfy_mmaudio_state_dict(vae_path, vocoder_path) -> dict:
     convs never renormalise), ``vocoder.*`` (weight norm folded), ``mel_converter.mel_basis`` /
     ``hann_window`` (the Slaney filterbank librosa gives, which core's MelConverter expects)."""
     codec = harmony_module("codecs.mmaudio").MMAudioCodec.from_files(vae_path, vocoder_path, device="cpu")
+    return _comfy_layout(codec)
+
+
+def _comfy_layout(codec) -> dict:
     sd = {"vae." + k: v for k, v in codec.vae.state_dict().items()}
     sd.update({"vocoder." + k: v for k, v in codec.vocoder.state_dict().items()})
     sd["mel_converter.mel_basis"] = codec.mel.mel_basis
@@ -324,10 +330,158 @@ def write_comfy_mmaudio_vae(vae_path, vocoder_path, out_path) -> str:
     return save(comfy_mmaudio_state_dict(vae_path, vocoder_path), out_path, {"format": "pt"})
 
 
-if __name__ == "__main__":  # python -m nodes.core_inputs mmaudio-vae v1-16.pth best_netG.pt OUT.safetensors
+# ------------------------------------------------------------------ the converter's command line
+
+PROG = "python -m nodes.core_inputs mmaudio-vae"
+USAGE = f"usage: {PROG} v1-16.pth best_netG.pt ComfyUI/models/vae/mmaudio_vae_16k.safetensors"
+_SOURCE = "huggingface.co/hkchengrex/MMAudio, folder ext_weights/"
+_ARGS = {  # role -> (the argument as named in messages, the file expected there)
+    "vae": ("1st argument (the MMAudio VAE)", "MMAudio's ext_weights/v1-16.pth (the 16 kHz VAE)"),
+    "vocoder": ("2nd argument (the vocoder)", "MMAudio's ext_weights/best_netG.pt (the 16 kHz BigVGAN vocoder)"),
+}
+
+
+class ConverterArgError(ValueError):
+    """A wrong argument of the converter: the message is the one line that is printed."""
+
+
+def _kind(keys) -> str:
+    """What a state dict's keys look like: "vae", "vocoder", "both" (ComfyUI's one file) or "other"."""
+    vae = any(k.startswith(("encoder.", "decoder.", "vae.encoder.", "vae.decoder.")) for k in keys)
+    voc = any(k.startswith(("conv_pre.", "vocoder.conv_pre.")) for k in keys)
+    return "both" if vae and voc else "vae" if vae else "vocoder" if voc else "other"
+
+
+def _reason(e: BaseException, path: str) -> str:
+    """The first sentence of a reader's message, without the file name it starts with."""
+    text = " ".join(str(e).split())
+    cut = text.find(path)
+    if 0 <= cut < 40:  # "MMAudio VAE /x.pth is not ..." / "BigVGAN vocoder: /x.pt could not ..."
+        text = text[cut + len(path):].lstrip(" :")
+    depth, end = 0, len(text)
+    for i, c in enumerate(text):  # the end of the first sentence: a full stop outside parentheses that
+        depth += (c == "(") - (c == ")")  # ends the text or comes before a capital ("e.g." and "1.5" do not)
+        if c == "." and depth <= 0 and re.match(r"\s+[A-Z]|$", text[i + 1:]):
+            end = i
+            break
+    text = re.sub(r";\s*download or convert it again$", "", text[:end])
+    return (text if len(text) <= 300 else text[:299] + "…") or type(e).__name__
+
+
+def _load_arg(role: str, path: str):
+    """The VAE or the vocoder module from one argument; any problem -> ConverterArgError (one line)."""
+    arg, expected = _ARGS[role]
+    other = "vocoder" if role == "vae" else "vae"
+
+    def fail(problem: str, todo: str):
+        raise ConverterArgError(f"{arg} {path}: {problem}; expected {expected}. Fix: {todo}")
+
+    if not os.path.exists(path):
+        fail("file not found", f"check the path, or download the file from {_SOURCE}")
+    if os.path.isdir(path):
+        fail("is a folder", "give the file inside it")
+    weightfile = harmony_module("weightfile")
+    mmaudio = harmony_module("codecs.mmaudio")
+    what = "MMAudio VAE" if role == "vae" else "BigVGAN vocoder"
+    try:
+        sd = None
+        if path.lower().endswith(harmony_module("checkpoint").PICKLE_SUFFIXES):
+            sd = mmaudio.read_state_dict(path, what)  # torch.load(weights_only=True): plain tensors only
+            keys = list(sd)
+        else:  # a safetensors file: its keys from the header alone, before any tensor is read
+            keys = weightfile.read_header(path, what).keys()
+            if _kind(keys) in (role, "both"):
+                sd = mmaudio.read_state_dict(path, what)
+    except Exception as e:  # noqa: BLE001 - torch.load of a damaged file raises anything (KeyError, ...)
+        if path.lower().endswith(harmony_module("checkpoint").PICKLE_SUFFIXES):  # torch's own text is long
+            inner = re.search(r"\((\w+(?:Error|Exception)):", str(e)) if isinstance(e, ValueError) else None
+            why = (f"not a PyTorch checkpoint of plain tensors (torch.load(weights_only=True): "
+                   f"{inner.group(1) if inner else type(e).__name__}: a damaged download, or another kind of file)")
+        else:  # the safetensors reader's own message (WeightFileError)
+            why = _reason(e, path)
+            why = why[3:] if why.startswith("is ") else why
+        fail(f"cannot be read: {why}", f"download it again from {_SOURCE}")
+    kind = _kind(keys)
+    if kind == other:
+        fail(f"it looks like {_ARGS[other][1]}", "swap the first two arguments (the order is v1-16.pth, then "
+             "best_netG.pt)")
+    if kind == "other":
+        fail(f"holds no MMAudio {'VAE' if role == 'vae' else 'vocoder'} weights ({len(keys)} tensors, first keys "
+             f"{', '.join(list(keys)[:3])})", f"give that file, from {_SOURCE}")
+    try:
+        if role == "vae":
+            return harmony_module("codecs.mmaudio_vae").load_mmaudio_vae(sd)
+        return harmony_module("codecs.bigvgan").load_bigvgan(sd)
+    except ValueError as e:  # a key or shape mismatch: another model of the family (e.g. v1-44.pth)
+        fail(_reason(e, "state dict"), f"give that file, from {_SOURCE}")
+
+
+def _check_out(out: str, inputs) -> None:
+    arg = "3rd argument (the output)"
+    if not out.lower().endswith(".safetensors"):
+        raise ConverterArgError(f"{arg} {out}: the output is written as safetensors, and ComfyUI's VAELoader "
+                                "lists it by that name. Fix: end the name in .safetensors, e.g. "
+                                "ComfyUI/models/vae/mmaudio_vae_16k.safetensors")
+    for path in inputs:
+        if os.path.exists(out) and os.path.exists(path) and os.path.samefile(out, path):
+            raise ConverterArgError(f"{arg} {out}: it is an input file. Fix: give a new path for the output")
+    parent = os.path.dirname(os.path.abspath(out))
+    while not os.path.exists(parent):  # folders that do not exist yet are made when the file is written
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ConverterArgError(f"{arg} {out}: {parent} is a file, not a folder. Fix: give a path in a folder")
+    if os.path.isdir(os.path.dirname(os.path.abspath(out))):
+        try:
+            harmony_module("validate").output_path(out, arg)
+        except ValueError as e:
+            raise ConverterArgError(" ".join(str(e).split())) from None
+
+
+def convert_mmaudio_vae(vae_path: str, vocoder_path: str, out_path: str) -> str:
+    """The converter with every argument checked first; a wrong one raises :class:`ConverterArgError`
+    (one line naming the argument, the file, what was expected and what to do) and nothing is written."""
+    _check_out(out_path, (vae_path, vocoder_path))
+    vae = _load_arg("vae", vae_path)
+    vocoder = _load_arg("vocoder", vocoder_path)
+    codec = harmony_module("codecs.mmaudio").MMAudioCodec(vae, vocoder)
+    save = harmony_module("checkpoint").save_safetensors
+    try:  # atomic: a temporary file, then a rename
+        return save(_comfy_layout(codec), out_path, {"format": "pt"})
+    except (ValueError, OSError) as e:
+        raise ConverterArgError(f"3rd argument (the output) {out_path}: cannot be written "
+                                f"({' '.join(str(e).split())}). Fix: give a path in a folder you can write "
+                                "to, with room for the file") from None
+
+
+def main(argv=None) -> int:
+    """``python -m nodes.core_inputs mmaudio-vae V1_16_PTH BEST_NETG_PT OUT.safetensors``.
+
+    An error prints one line on stderr and exits 2 (a wrong argument) or 1 (anything else;
+    HARMONY_DEBUG=1 shows the traceback); nothing is written then."""
     import sys
 
-    if len(sys.argv) != 5 or sys.argv[1] != "mmaudio-vae":
-        raise SystemExit("usage: python -m nodes.core_inputs mmaudio-vae v1-16.pth best_netG.pt "
-                         "ComfyUI/models/vae/mmaudio_vae_16k.safetensors")
-    print(f"wrote {write_comfy_mmaudio_vae(*sys.argv[2:])}")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["-h"], ["--help"]) or argv[1:2] in (["-h"], ["--help"]):
+        print(USAGE)
+        return 0
+    if len(argv) != 4 or argv[0] != "mmaudio-vae":
+        print(f"{PROG.rsplit(' ', 1)[0]}: error: expected mmaudio-vae and 3 paths, got {len(argv)} "
+              f"argument{'s' if len(argv) != 1 else ''}; {USAGE}", file=sys.stderr)
+        return 2
+    try:
+        out = convert_mmaudio_vae(*argv[1:])
+    except ConverterArgError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - one line, unless HARMONY_DEBUG asks for the traceback
+        if os.environ.get("HARMONY_DEBUG", "").strip() not in ("", "0"):
+            raise
+        print(f"{PROG}: error: {type(e).__name__}: {' '.join(str(e).split())} (rerun with HARMONY_DEBUG=1 "
+              "for the traceback)", file=sys.stderr)
+        return 1
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
