@@ -19,7 +19,7 @@ INIT=${INIT:-harmony/assets/harmony_tiny.safetensors}
 mkdir -p "$OUT"
 export OMP_NUM_THREADS=${THREADS:-2}
 ${PYTHON:-python} -m harmony train --init-from "$INIT" \
-  --steps "$STEPS" --max-minutes "$MINUTES" --seconds 2 --batch 6 --lr 5e-4 --warmup 50 --ema 0.995 \
+  --steps "$STEPS" --max-minutes "$MINUTES" --seconds ${SECONDS_PER_CLIP:-1} --batch ${BATCH:-16} --lr 5e-4 --warmup 50 --ema 0.995 \
   --lambda-joint 1 --lambda-v 1 --lambda-a 1 --lambda-i 1 --driven-shift 20 --p-foreign-still 0.3 \
   --p-first-frame 0.2 --pool 1024 --refresh 256 --refresh-every 400 \
   --probe-every 5 --probe-clips 4 --save-every 200 --log-every 25 --export-every 1000 \
