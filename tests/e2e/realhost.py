@@ -15,6 +15,7 @@ import urllib.request
 
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
 COMFYUI_PYTHON = os.environ.get("COMFYUI_PYTHON", sys.executable)
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
 
 def host_problem():
@@ -25,6 +26,20 @@ def host_problem():
         return f"COMFYUI_DIR={COMFYUI_DIR!r} has no main.py (not a ComfyUI checkout)"
     if not (os.path.isfile(COMFYUI_PYTHON) or shutil.which(COMFYUI_PYTHON)):
         return f"COMFYUI_PYTHON={COMFYUI_PYTHON!r} does not exist"
+    return None
+
+
+def browser_problem():
+    """Why the real-host tests that drive the frontend in Chromium cannot run here, or None."""
+    problem = host_problem()
+    if problem:
+        return problem
+    if not os.path.isfile(CHROMIUM):
+        return f"Chromium not found at {CHROMIUM} (apt-get install chromium, or set CHROMIUM)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright Python package is not installed (pip install playwright)"
     return None
 
 

@@ -24,9 +24,8 @@ PACK = "ComfyUI-Harmony"
 TEMPLATES = sorted(f[:-5] for f in os.listdir(os.path.join(ROOT, "workflows")) if f.endswith(".json"))
 # the real-scale templates need model files: tests/e2e/test_real_templates.py runs them
 WORKFLOWS = [n for n in TEMPLATES if not n.startswith("harmony_ovi_")]
-from realhost import host_problem  # noqa: E402  (tests/e2e/realhost.py)
+from realhost import CHROMIUM, browser_problem  # noqa: E402  (tests/e2e/realhost.py)
 from realhost import get_json as _get, running_comfyui  # noqa: E402
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
 RUN_TIMEOUT_S = float(os.environ.get("HARMONY_E2E_RUN_TIMEOUT", "600"))
@@ -34,17 +33,7 @@ SCREENSHOT = os.environ.get("HARMONY_E2E_SCREENSHOT")  # e.g. docs/comfyui_av_pl
 TIMES_FILE = os.environ.get("HARMONY_E2E_TIMES")  # write {template: seconds} as JSON here
 
 
-def _why_skip():
-    problem = host_problem()
-    if problem:
-        return problem
-    if not os.path.isfile(CHROMIUM):
-        return f"Chromium not found at {CHROMIUM} (apt-get install chromium chromium-driver, or set CHROMIUM)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright Python package is not installed (pip install playwright)"
-    return None
+_why_skip = browser_problem  # host, Chromium and playwright (tests/e2e/realhost.py)
 
 
 pytestmark = pytest.mark.skipif(_why_skip() is not None, reason=_why_skip() or "")

@@ -28,8 +28,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PACK = "ComfyUI-Harmony"
-from realhost import host_problem, running_comfyui  # noqa: E402  (tests/e2e/realhost.py)
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+from realhost import CHROMIUM, browser_problem, running_comfyui  # noqa: E402  (tests/e2e/realhost.py)
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 SCREENSHOTS = os.environ.get("HARMONY_E2E_SCREENSHOTS")  # a folder, e.g. docs
@@ -48,17 +47,7 @@ EXPECTED = {  # the dialog's label -> the URL behind its Download button
 STAND_IN_BYTES = b"stand-in for a model file"
 
 
-def _why_skip():
-    problem = host_problem()
-    if problem:
-        return problem
-    if not os.path.isfile(CHROMIUM):
-        return f"Chromium not found at {CHROMIUM} (apt-get install chromium, or set CHROMIUM)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright Python package is not installed (pip install playwright)"
-    return None
+_why_skip = browser_problem  # host, Chromium and playwright (tests/e2e/realhost.py)
 
 
 pytestmark = pytest.mark.skipif(_why_skip() is not None, reason=_why_skip() or "")
