@@ -77,7 +77,9 @@ def test_missing_model_files_are_explained_for_comfyui_users(tmp_path, monkeypat
     loader = M["HarmonyModelLoader"]()
     with pytest.raises(HarmonyInputError, match=r"'gone\.safetensors' was not found in ComfyUI/models/harmony/"):
         loader.load("gone.safetensors", "auto", "none", 4, "sdpa")
-    (tmp_path / "mine.safetensors").write_bytes(b"")
+    from harmony.pipeline import DEFAULT_MODEL  # a valid model file whose text-encoder file is missing
+
+    shutil.copy(DEFAULT_MODEL, tmp_path / "mine.safetensors")
     with pytest.raises(HarmonyInputError) as e:
         loader.load("mine.safetensors", "auto", "none", 4, "sdpa")
     text = str(e.value)
