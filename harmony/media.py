@@ -280,16 +280,14 @@ def read_audio(path, max_seconds=None) -> tuple[np.ndarray, int]:
 
 def check_frame_rate(fps, name: str, todo: str) -> float:
     """``fps`` if it is a plausible frame rate (``MIN_FPS``..``MAX_FPS``), else a ``MediaError``
-    naming ``name`` (the file or input), the rate, the range and ``todo`` (what to do)."""
-    if fps is None:
-        problem = "frame rate unknown (the container gives none)"
-    elif not isinstance(fps, (int, float)) or isinstance(fps, bool) or not np.isfinite(fps):
-        problem = f"frame rate {fps!r} is not a number"
-    elif not MIN_FPS <= float(fps) <= MAX_FPS:
-        problem = f"frame rate {float(fps):g} fps is not plausible"
-    else:
-        return float(fps)
-    raise MediaError(f"{name}: {problem}; expected {MIN_FPS:g}-{MAX_FPS:g} fps; {todo}")
+    naming ``name`` (the file or input), the rate, the range and ``todo`` (what to do):
+    `harmony.validate.frame_rate`'s rule and words, as the media layer's error type."""
+    from .validate import InputError, frame_rate
+
+    try:
+        return frame_rate(fps, name, todo=todo, missing="the container gives none")
+    except InputError as e:
+        raise MediaError(str(e)) from None
 
 
 def read_video(path, max_seconds=None, fps=None) -> tuple[np.ndarray, float, np.ndarray | None, int | None]:
