@@ -29,6 +29,16 @@ def host_problem():
     return None
 
 
+def pack_home(base, pack_root, pack_name):
+    """Make ``base`` a ComfyUI base directory whose custom_nodes folder holds only the pack (a
+    symlink ``pack_name`` to ``pack_root``) and empty user / input / output / temp / models folders."""
+    os.makedirs(os.path.join(base, "custom_nodes"))
+    os.symlink(pack_root, os.path.join(base, "custom_nodes", pack_name))
+    for d in ("user", "input", "output", "temp", "models"):
+        os.makedirs(os.path.join(base, d))
+    return base
+
+
 def browser_problem():
     """Why the real-host tests that drive the frontend in Chromium cannot run here, or None."""
     problem = host_problem()

@@ -25,7 +25,7 @@ TEMPLATES = sorted(f[:-5] for f in os.listdir(os.path.join(ROOT, "workflows")) i
 # the real-scale templates need model files: tests/e2e/test_real_templates.py runs them
 WORKFLOWS = [n for n in TEMPLATES if not n.startswith("harmony_ovi_")]
 from realhost import CHROMIUM, browser_problem  # noqa: E402  (tests/e2e/realhost.py)
-from realhost import get_json as _get, running_comfyui  # noqa: E402
+from realhost import get_json as _get, pack_home, running_comfyui  # noqa: E402
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
 RUN_TIMEOUT_S = float(os.environ.get("HARMONY_E2E_RUN_TIMEOUT", "600"))
@@ -49,10 +49,7 @@ def _post(url, data):
 def comfy(tmp_path_factory):
     """A ComfyUI server whose custom_nodes folder holds only this pack."""
     base = tmp_path_factory.mktemp("comfy")
-    (base / "custom_nodes").mkdir()
-    os.symlink(ROOT, base / "custom_nodes" / PACK)
-    for d in ("user", "input", "output", "temp", "models"):
-        (base / d).mkdir()
+    pack_home(base, ROOT, PACK)
     with running_comfyui(base) as (url, log_path):
         _post(url + "/settings/Comfy.TutorialCompleted", True)
         yield {"url": url, "base": base, "log": log_path}

@@ -36,7 +36,7 @@ SAMPLES = os.path.join(ROOT, "workflows", "samples")
 AUDIO_FILE, IMAGE_FILE, VIDEO_FILE = ("harmony_driving_audio.wav", "harmony_first_frame.png",
                                       "harmony_driving_video.mp4")
 from realhost import COMFYUI_PYTHON, host_problem  # noqa: E402  (tests/e2e/realhost.py)
-from realhost import get_json as _get, running_comfyui  # noqa: E402
+from realhost import get_json as _get, pack_home, running_comfyui  # noqa: E402
 RUN_TIMEOUT_S = float(os.environ.get("HARMONY_E2E_RUN_TIMEOUT", "600"))
 SECONDS, STEPS = 2.0, 4
 CORE_NODES = ("LoadAudio", "SaveAudio", "PreviewAudio", "LoadImage", "LoadVideo", "GetVideoComponents",
@@ -66,10 +66,7 @@ def _post(url, data):
 def host(tmp_path_factory):
     """A ComfyUI server with only this pack and the sample media in its input folder."""
     base = tmp_path_factory.mktemp("chains")
-    (base / "custom_nodes").mkdir()
-    os.symlink(ROOT, base / "custom_nodes" / PACK)
-    for d in ("user", "input", "output", "temp", "models"):
-        (base / d).mkdir()
+    pack_home(base, ROOT, PACK)
     for name in (AUDIO_FILE, IMAGE_FILE, VIDEO_FILE):
         shutil.copy(os.path.join(SAMPLES, name), base / "input" / name)
     env = dict(os.environ)

@@ -28,7 +28,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PACK = "ComfyUI-Harmony"
-from realhost import CHROMIUM, browser_problem, running_comfyui  # noqa: E402  (tests/e2e/realhost.py)
+from realhost import CHROMIUM, browser_problem, pack_home, running_comfyui  # noqa: E402  (tests/e2e/realhost.py)
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 SCREENSHOTS = os.environ.get("HARMONY_E2E_SCREENSHOTS")  # a folder, e.g. docs
@@ -59,10 +59,7 @@ def comfy(tmp_path_factory):
     import urllib.request
 
     base = tmp_path_factory.mktemp("comfy")
-    (base / "custom_nodes").mkdir()
-    os.symlink(ROOT, base / "custom_nodes" / PACK)
-    for d in ("user", "input", "output", "temp", "models"):
-        (base / d).mkdir()
+    pack_home(base, ROOT, PACK)
     with running_comfyui(base) as (url, log_path):
         req = urllib.request.Request(url + "/settings/Comfy.TutorialCompleted", b"true",
                                      {"Content-Type": "application/json"})
