@@ -77,6 +77,11 @@ class TrainConfig:
     # --- levers for the cross-modal paths (docs/training/experiments.md measures each) ---
     lambda_joint: float = 1.0  # weight of the joint task; 0 = no joint rows at all (saves their compute)
     driven_shift: float = 0.0  # schedule shift of the generated side's sigma in A2V / V2A / I2AV (0 = --shift)
+    # per-task shifts (0 = driven_shift): V2A / A2V need sigma ~ 1 to read their partner (notebook E5),
+    # while I2AV keeps the mixture that preserves low-sigma quality (E6)
+    shift_a2v: float = 0.0
+    shift_v2a: float = 0.0
+    shift_i2av: float = 0.0
     fusion_lr: float = 1.0  # learning-rate multiplier of the cross-tower (fusion) parameters
     split: str = ""  # world split of the rendered training clips (speech | ambient | complex; empty = all)
     probe_every: float = 0.0  # minutes between partner-use probes of the EMA weights (0 = never)
@@ -227,8 +232,10 @@ def synergy_loss(model, conditioner, batch, tc: TrainConfig, gen: torch.Generato
 
     u = torch.rand(b, generator=gen, dtype=torch.float64)
     sigma = shift_sigmas(u, tc.shift).float().to(device)
-    # the generated side of a driven task (A2V / V2A / I2AV) may follow its own schedule
-    sigma_driven = shift_sigmas(u, tc.driven_shift).float().to(device) if tc.driven_shift > 0 else sigma
+    # the generated side of a driven task (A2V / V2A / I2AV) may follow its own schedule, one per task
+    def driven_sigma(task):
+        shift = getattr(tc, "shift_" + task) or tc.driven_shift
+        return shift_sigmas(u, shift).float().to(device) if shift > 0 else sigma
     nv = torch.randn(v0.shape, generator=gen).to(device)
     na = torch.randn(a0.shape, generator=gen).to(device)
     first_clean = (torch.rand(b, generator=gen) < tc.p_first_frame).to(device)
@@ -242,7 +249,7 @@ def synergy_loss(model, conditioner, batch, tc: TrainConfig, gen: torch.Generato
 
     zv_list, za_list, tv_list, ta_list = [], [], [], []
     for task in tasks:
-        s_task = sigma if task == "joint" else sigma_driven
+        s_task = sigma if task == "joint" else driven_sigma(task)
         sigma_v = s_task[:, None].expand(b, f).clone()  # per latent frame
         sigma_a = s_task.clone()
         if task == "joint":
@@ -754,6 +761,9 @@ TRAIN_HELP = {
     "export_every": "also export the EMA weights as ema_step<N>.safetensors every N steps (0 = never)",
     "lambda_joint": "weight of the joint task (1 in the paper); 0 drops the joint rows",
     "driven_shift": "schedule shift of the generated side's sigma in A2V / V2A / I2AV (0 = --shift)",
+    "shift_a2v": "schedule shift of the video's sigma in A2V rows (0 = --driven-shift)",
+    "shift_v2a": "schedule shift of the audio's sigma in V2A rows (0 = --driven-shift)",
+    "shift_i2av": "schedule shift of the sigma in I2AV rows (0 = --driven-shift)",
     "fusion_lr": "learning-rate multiplier of the cross-tower (fusion, style) parameters",
     "split": "world split of the rendered training clips: speech, ambient or complex (empty = all)",
     "probe_every": "minutes between partner-use probes of the EMA weights on held-out clips (0 = never); "
@@ -790,6 +800,7 @@ def main(argv=None):
             validate.number(getattr(args, name), name, f"{getattr(TrainConfig(), name):g}", via="cli", low=0,
                             low_open=True)
         for name in ("weight_decay", "lambda_v", "lambda_a", "lambda_i", "lambda_joint", "driven_shift", "fusion_lr",
+                     "shift_a2v", "shift_v2a", "shift_i2av",
                      "max_minutes", "probe_every"):
             validate.number(getattr(args, name), name, f"{getattr(TrainConfig(), name):g}", via="cli", low=0)
         for name in ("p_first_frame", "p_drop_text", "p_drop_ref", "p_foreign_still", "ema"):

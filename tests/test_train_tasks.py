@@ -109,6 +109,23 @@ def test_driven_tasks_alone_and_their_own_sigma_schedule():
     assert torch.all(u_sigma < tv[2:4, 0] / 1000 + 1e-6)  # same u, larger shift: never lower
 
 
+def test_each_driven_task_may_have_its_own_sigma_schedule():
+    """--shift-v2a 1000 puts the V2A rows near sigma 1 while A2V keeps --driven-shift (1 here:
+    the uniform draw itself, so the same u gives a lower sigma than the shifted one)."""
+    cfg = get_config("tiny")
+    batch = _batch(cfg)
+    model = Oracle(batch)
+    tc = TrainConfig(lambda_joint=0.0, lambda_v=1.0, lambda_a=1.0, driven_shift=1.0, shift_v2a=1000.0,
+                     p_first_frame=0.0)
+    synergy_loss(model, Conditioner(cfg), batch, tc, torch.Generator().manual_seed(3), "x0")
+    tv, ta = model.seen[0]
+    a2v_sigma, v2a_sigma = tv[:2, 0] / 1000, ta[2:4] / 1000  # rows: A2V then V2A, same u each
+    assert torch.all(ta[:2] == 0) and torch.all(tv[2:4] == 0)
+    assert torch.all(v2a_sigma > 0.9) and torch.all(a2v_sigma < v2a_sigma)
+    u = a2v_sigma.double()  # shift 1000 of the same u, in closed form
+    assert torch.allclose(v2a_sigma.double(), 1000 * u / (1 + 999 * u), atol=1e-3)
+
+
 def test_fusion_parameters_are_the_cross_tower_ones():
     from harmony.train import is_fusion_parameter
 
