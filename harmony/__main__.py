@@ -86,9 +86,9 @@ def generate_parser():
                             "cpu: all weights in RAM")
     model.add_argument("--resident-blocks", type=int, default=None, metavar="N",
                        help="with --offload block_swap: layers kept on the GPU (default: 0)")
-    from . import stack
+    from . import components
 
-    stack.add_arguments(ap)
+    components.add_arguments(ap)
     ap.add_argument("-o", "--output", metavar="FILE", default="harmony.mp4", help="output mp4 path")
     return ap
 
@@ -107,24 +107,24 @@ def _generate(argv):
 
     from . import media
 
-    from . import stack
+    from . import assemble, components, framesize
 
     try:  # --weights "" / --model "": an error, never the bundled model instead
-        stack.check_not_empty(a)
-    except stack.ComponentError as e:
+        components.check_not_empty(a)
+    except components.ComponentError as e:
         ap.error(str(e))
-    real = stack.wanted(a)
+    real = components.wanted(a)
     size = None
     if real:  # the real-scale components: every file found (or a clear error) before anything loads
         try:
-            paths = stack.resolve(a)
-            size = stack.parse_size(a.size)
-        except (stack.ComponentError, ValueError) as e:
+            paths = components.resolve(a)
+            size = framesize.parse_size(a.size)
+        except (components.ComponentError, ValueError) as e:
             ap.error(str(e))
         a.model = paths["model"]
     elif a.size is not None:  # never ignored: malformed, or meaningless for the bundled model
         try:
-            stack.parse_size(a.size)
+            framesize.parse_size(a.size)
         except ValueError as e:
             ap.error(str(e))
         ap.error(f"--size {a.size}: the frame size is chosen only for the real-scale stack (--weights DIR or the "
@@ -142,7 +142,7 @@ def _generate(argv):
     limit = _check_generate_args(a)  # before the model is loaded or anything is sampled
     if real:  # the size against the device's memory, by the memory plan, before anything loads
         try:
-            stack.check_size_fits(size, limit)
+            framesize.check_size_fits(size, limit)
         except ValueError as e:
             ap.error(str(e))
     # no prompt: the demo clip, or (with driving media) an empty prompt that leaves it to the media
@@ -152,7 +152,7 @@ def _generate(argv):
     transcript = a.transcript if a.transcript is not None else (DEMO_TRANSCRIPT if demo else "")
     t0 = time.time()
     if real:
-        pipe = stack.load_stack(paths, dtype=a.dtype, offload=a.offload, resident_blocks=a.resident_blocks,
+        pipe = assemble.load_stack(paths, dtype=a.dtype, offload=a.offload, resident_blocks=a.resident_blocks,
                                 size=a.size, caption_tags=a.caption_tags, log=_say)
     else:
         pipe = HarmonyPipeline.from_pretrained(a.model, dtype=a.dtype, offload=a.offload,

@@ -185,7 +185,7 @@ def load_core_input_pipeline(path: str, dtype: str, offload: str, resident_block
 
 class CoreClipConditioner:
     """The pipeline's conditioner over a core umT5 CLIP: Ovi's one prompt, the same
-    embedding for both towers (as ``harmony.stack.UMT5Conditioner``)."""
+    embedding for both towers (as ``harmony.umt5_conditioner.UMT5Conditioner``)."""
 
     def __init__(self, clip, text_len: int, caption_tags: str = "audio", log=print):
         self.clip, self.text_len, self.caption_tags, self.log = clip, int(text_len), caption_tags, log

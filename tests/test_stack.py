@@ -1,4 +1,5 @@
-"""The real-scale stack (harmony/stack.py) on tiny random files in the real layouts and formats:
+"""The real-scale stack (harmony/assemble.py, components, framesize, lazy_codecs, umt5_conditioner) on tiny
+random files in the real layouts and formats:
 Ovi's ckpts folder (Ovi/model.safetensors + video.json/audio.json, Wan2.2-TI2V-5B/{Wan2.2_VAE.pth,
 models_t5_umt5-xxl-enc-bf16.pth, google/umt5-xxl}, MMAudio/ext_weights/{v1-16.pth, best_netG.pt})."""
 import argparse
@@ -11,7 +12,7 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from harmony import stack  # noqa: E402
+from harmony import assemble, components, framesize, lazy_codecs, umt5_conditioner  # noqa: E402
 
 import realfiles as rf  # noqa: E402
 
@@ -45,14 +46,14 @@ def _args(**kw):
 
 def test_folder_finds_every_component_under_its_usual_name(ckpts):
     root, paths = ckpts
-    assert stack.resolve(_args(weights=str(root))) == paths
+    assert components.resolve(_args(weights=str(root))) == paths
     # an explicit flag wins over the folder; the tokenizer is looked for beside the text encoder
     other = os.path.join(root, "elsewhere.safetensors")
     with open(other, "wb") as f:
         f.write(b"x")
-    got = stack.resolve(_args(weights=str(root), model=other))
+    got = components.resolve(_args(weights=str(root), model=other))
     assert got["model"] == other and got["tokenizer"] == paths["tokenizer"]
-    explicit = stack.resolve(_args(**{k: v for k, v in paths.items() if k != "tokenizer"}))
+    explicit = components.resolve(_args(**{k: v for k, v in paths.items() if k != "tokenizer"}))
     assert explicit == paths
 
 
@@ -71,17 +72,17 @@ def test_missing_component_names_flag_and_usual_file(ckpts, tmp_path, drop, flag
         lone = tmp_path / "umt5_xxl_bf16.safetensors"
         lone.write_bytes(b"x")
         given["text_encoder"] = str(lone)
-    with pytest.raises(stack.ComponentError) as e:
-        stack.resolve(_args(**given))
+    with pytest.raises(components.ComponentError) as e:
+        components.resolve(_args(**given))
     assert str(e.value).startswith(f"{flag} is missing") and usual in str(e.value)
 
 
 def test_component_path_not_found_names_the_flag(ckpts, tmp_path):
     _, paths = ckpts
-    with pytest.raises(stack.ComponentError, match="^--audio-vae: file not found: .*nowhere.pth.*v1-16.pth"):
-        stack.resolve(_args(**{**paths, "audio_vae": str(tmp_path / "nowhere.pth")}))
-    with pytest.raises(stack.ComponentError, match="^--weights: folder not found"):
-        stack.resolve(_args(weights=str(tmp_path / "no_folder")))
+    with pytest.raises(components.ComponentError, match="^--audio-vae: file not found: .*nowhere.pth.*v1-16.pth"):
+        components.resolve(_args(**{**paths, "audio_vae": str(tmp_path / "nowhere.pth")}))
+    with pytest.raises(components.ComponentError, match="^--weights: folder not found"):
+        components.resolve(_args(weights=str(tmp_path / "no_folder")))
 
 
 @pytest.mark.parametrize("key,flag,wrong", [("vocoder", "--vocoder", "audio_vae"),
@@ -95,8 +96,8 @@ def test_wrong_component_file_is_named_before_the_model_loads(ckpts, monkeypatch
 
     _, paths = ckpts
     monkeypatch.setattr(checkpoint, "load_model", lambda *a, **k: pytest.fail("the model was loaded first"))
-    with pytest.raises(stack.ComponentError, match=f"^{flag} "):
-        stack.load_stack({**paths, key: paths[wrong]}, device="cpu", log=lambda m: None)
+    with pytest.raises(components.ComponentError, match=f"^{flag} "):
+        assemble.load_stack({**paths, key: paths[wrong]}, device="cpu", log=lambda m: None)
 
 
 class _Payload:
@@ -112,22 +113,22 @@ def test_crafted_pickle_component_is_refused(ckpts, tmp_path, monkeypatch):
     monkeypatch.setenv("HARMONY_PWNED", str(marker))
     evil = tmp_path / "v1-16.pth"
     torch.save({"encoder.conv_in.weight": _Payload()}, evil)
-    with pytest.raises(stack.ComponentError, match="^--audio-vae .*weights_only"):
-        stack.load_stack({**paths, "audio_vae": str(evil)}, device="cpu", log=lambda m: None)
+    with pytest.raises(components.ComponentError, match="^--audio-vae .*weights_only"):
+        assemble.load_stack({**paths, "audio_vae": str(evil)}, device="cpu", log=lambda m: None)
     assert not marker.exists()
 
 
 def test_size_rule():
-    assert stack.parse_size(None) == (704, 704) and stack.parse_size("64x96") == (64, 96)
+    assert framesize.parse_size(None) == (704, 704) and framesize.parse_size("64x96") == (64, 96)
     for bad in ("720x720", "64", "0x64", "axb"):
         with pytest.raises(ValueError, match="--size"):
-            stack.parse_size(bad)
+            framesize.parse_size(bad)
 
 
 def test_five_seconds_have_ovis_latent_shapes(ckpts):
     """5 s: 31 video latent frames (121 frames = 1 + 4 * 30) of 64/16 x 64/16, 157 audio latents (5 * 31.25)."""
     _, paths = ckpts
-    pipe = stack.load_stack(paths, size=(64, 64), device="cpu", log=lambda m: None)
+    pipe = assemble.load_stack(paths, size=(64, 64), device="cpu", log=lambda m: None)
     cond = pipe.encode_text("a red ball bounces", "two loud thud", "hello there")
     assert cond.video_context.shape == (1, 512, rf.UMT5_SIZE["dim"])
     # "a red ball bounces <S>hello there<E> Audio: two loud thud": 10 whitespace words + </s> = 11 rows
@@ -216,7 +217,7 @@ def test_silence_anchor_is_the_mmaudio_latent_of_digital_silence(ckpts):
     from harmony.guidance import Guidance, SyncCFG
 
     _, paths = ckpts
-    pipe = stack.load_stack(paths, size=(64, 64), device="cpu", log=_quiet)
+    pipe = assemble.load_stack(paths, size=(64, 64), device="cpu", log=_quiet)
     silent, blank = pipe.anchors(blank=False)
     assert blank is None and pipe.codecs.video.loaded == set()  # no video encoder for the silence
     n = 313  # 10 s of silence, 31.25 latents per second
@@ -245,7 +246,7 @@ def test_static_video_anchor_is_the_first_frame_held_still(ckpts):
     from harmony.jobs import Job
 
     _, paths = ckpts
-    pipe = stack.load_stack(paths, size=(64, 64), device="cpu", log=_quiet)
+    pipe = assemble.load_stack(paths, size=(64, 64), device="cpu", log=_quiet)
     silent, blank = pipe.anchors()
     wan = load_wan_vae(paths["video_vae"])
     grey = torch.full((1, 1, 64, 64, 3), 0.5)
@@ -307,7 +308,7 @@ def test_text_encoder_is_freed_after_encoding(ckpts, reads, monkeypatch):
     from harmony import umt5
 
     _, paths = ckpts
-    pipe = stack.load_stack(paths, size=(64, 64), device="cpu", log=_quiet)
+    pipe = assemble.load_stack(paths, size=(64, 64), device="cpu", log=_quiet)
     assert pipe.conditioner.model is None  # nothing of the encoder's weights after loading the stack
     # the embedding to expect: the same file, loaded and used here by hand
     enc = umt5.load_umt5(paths["text_encoder"], paths["tokenizer"], dtype=torch.float32, text_len=512)
@@ -345,7 +346,7 @@ def test_codecs_are_read_when_needed_and_once(ckpts, reads):
     """T2AV: no codec for plain CFG; SyncCFG reads the MMAudio VAE (silence) and the Wan encoder (the
     blank frame, T2AV's first step); decoding reads the Wan decoder and the vocoder; nothing twice."""
     _, paths = ckpts
-    pipe = stack.load_stack(paths, size=(64, 64), device="cpu", log=_quiet)
+    pipe = assemble.load_stack(paths, size=(64, 64), device="cpu", log=_quiet)
     video, audio = pipe.codecs.video, pipe.codecs.audio
     assert all(p.is_meta for p in video.vae.parameters()) and audio.codec is None
     cond = pipe.encode_text("a red ball bounces", "", "")
@@ -368,7 +369,7 @@ def test_video_encoder_only_for_an_image_or_a_video(ckpts, reads):
     import torch
 
     _, paths = ckpts
-    pipe = stack.load_stack(paths, size=(64, 64), device="cpu", log=_quiet)
+    pipe = assemble.load_stack(paths, size=(64, 64), device="cpu", log=_quiet)
     video = pipe.codecs.video
     cond = pipe.encode_text("a red ball bounces", "", "")
     count = reads()
@@ -408,7 +409,7 @@ def test_text_encoder_header_check_reads_comfyui_layouts(ckpts, tmp_path):
     fp8 = tmp_path / "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
     save_file(scaled, str(fp8))
     for path in (paths["text_encoder"], bf16, fp8):
-        cond = stack.UMT5Conditioner(path, paths["tokenizer"], dtype=torch.float32, log=_quiet)
+        cond = umt5_conditioner.UMT5Conditioner(path, paths["tokenizer"], dtype=torch.float32, log=_quiet)
         assert cond.model is None  # checked from the header: nothing loaded
         assert (cond.dim, cond.config.num_layers, cond.config.num_heads) == (
             rf.UMT5_SIZE["dim"], rf.UMT5_SIZE["layers"], rf.UMT5_SIZE["heads"])
@@ -431,7 +432,7 @@ def test_wan_vae_halves_from_a_safetensors_file(ckpts, tmp_path):
     st = tmp_path / "wan2.2_vae.safetensors"
     save_file({"vae." + k: v.contiguous() for k, v in torch.load(paths["video_vae"], weights_only=True).items()},
               str(st))
-    lazy = stack.LazyWanVAE(st, frame_size=(32, 32), log=_quiet)
+    lazy = lazy_codecs.LazyWanVAE(st, frame_size=(32, 32), log=_quiet)
     assert lazy.latent_channels == 48 and lazy.loaded == set()
     frames = torch.rand(1, 5, 32, 32, 3, generator=torch.Generator().manual_seed(4))
     z = lazy.encode(frames)
@@ -446,9 +447,9 @@ def test_wan_vae_halves_from_a_safetensors_file(ckpts, tmp_path):
 
 def test_size_has_an_upper_bound_from_the_memory_plan():
     gib = 2**30
-    assert stack.check_size_fits((704, 704), 5.0, memory=(24 * gib, "a 24 GiB card")) == (704, 704)
+    assert framesize.check_size_fits((704, 704), 5.0, memory=(24 * gib, "a 24 GiB card")) == (704, 704)
     with pytest.raises(ValueError) as e:
-        stack.check_size_fits((100000, 100000), 5.0, memory=(24 * gib, "a 24 GiB card"))
+        framesize.check_size_fits((100000, 100000), 5.0, memory=(24 * gib, "a 24 GiB card"))
     msg = str(e.value)
     assert msg.startswith("--size: 100000x100000 is too large: one sampling step of a 5 s clip at this size "
                           "(302,734,375 video tokens) needs about")
@@ -460,7 +461,7 @@ def test_generate_cli_refuses_a_huge_size_before_anything_loads(ckpts, tmp_path,
     import harmony.__main__ as cli
 
     root, _ = ckpts
-    monkeypatch.setattr(stack, "load_stack", lambda *a, **k: pytest.fail("components loaded before the size check"))
+    monkeypatch.setattr(assemble, "load_stack", lambda *a, **k: pytest.fail("components loaded before the size check"))
     with pytest.raises(SystemExit) as e:
         cli.main(["generate", "--weights", str(root), "--size", "100000x100000", "--seconds", "5",
                   "-o", str(tmp_path / "x.mp4")])
@@ -477,11 +478,11 @@ def test_api_size_goes_through_the_same_check(ckpts, monkeypatch):
     monkeypatch.setattr(checkpoint, "load_model", lambda *a, **k: pytest.fail("the model was loaded first"))
     with pytest.raises(ValueError, match=r"^size: -32x64: height and width must be positive multiples of 32 .*; "
                                          r"pass e\.g\. size=\(704, 704\)$"):
-        stack.load_stack(paths, size=(-32, 64), device="cpu", log=lambda m: None)
+        assemble.load_stack(paths, size=(-32, 64), device="cpu", log=lambda m: None)
     with pytest.raises(ValueError, match=r"^size=\(64\.0, 64\): expected \(height, width\) as two whole numbers"):
-        stack.load_stack(paths, size=(64.0, 64), device="cpu", log=lambda m: None)
+        assemble.load_stack(paths, size=(64.0, 64), device="cpu", log=lambda m: None)
     with pytest.raises(ValueError, match=r"^size: 100000x100000 is too large"):
-        stack.load_stack(paths, size=(100000, 100000), device="cpu", log=lambda m: None)
+        assemble.load_stack(paths, size=(100000, 100000), device="cpu", log=lambda m: None)
 
 
 def test_two_candidates_in_the_weights_folder_are_an_error(ckpts, tmp_path):
@@ -489,15 +490,15 @@ def test_two_candidates_in_the_weights_folder_are_an_error(ckpts, tmp_path):
     for d in ("a/Ovi", "b/Ovi"):
         (tmp_path / d).mkdir(parents=True)
         (tmp_path / d / "model.safetensors").write_bytes(b"x")
-    with pytest.raises(stack.ComponentError) as e:
-        stack.resolve(_args(weights=str(tmp_path), **{k: v for k, v in paths.items() if k != "model"}))
+    with pytest.raises(components.ComponentError) as e:
+        components.resolve(_args(weights=str(tmp_path), **{k: v for k, v in paths.items() if k != "model"}))
     msg = str(e.value)
     assert msg.startswith(f"--weights {tmp_path}: 2 candidates for --model (")
     assert str(tmp_path / "a/Ovi/model.safetensors") in msg and str(tmp_path / "b/Ovi/model.safetensors") in msg
     assert "will not pick one silently: choose with --model FILE" in msg
     # one file matching two usual names (Ovi/model.safetensors, model.safetensors) is one candidate
     (tmp_path / "b/Ovi/model.safetensors").unlink()
-    assert stack.resolve(_args(weights=str(tmp_path), **{k: v for k, v in paths.items() if k != "model"}))["model"] \
+    assert components.resolve(_args(weights=str(tmp_path), **{k: v for k, v in paths.items() if k != "model"}))["model"] \
         == str(tmp_path / "a/Ovi/model.safetensors")
 
 
@@ -520,8 +521,8 @@ def test_pairing_is_checked_from_headers_before_the_model_loads(ckpts, tmp_path,
     else:  # the Wan2.2 layout with the Wan2.1 VAE's 16 latent channels
         torch.save(WanVAE(dim=6, dec_dim=8, z_dim=16).state_dict(), path)
     monkeypatch.setattr(checkpoint, "load_model", lambda *a, **k: pytest.fail("the model was loaded first"))
-    with pytest.raises(stack.ComponentError, match=pattern):
-        stack.load_stack({**paths, key: str(path)}, size=(64, 64), device="cpu", log=lambda m: None)
+    with pytest.raises(components.ComponentError, match=pattern):
+        assemble.load_stack({**paths, key: str(path)}, size=(64, 64), device="cpu", log=lambda m: None)
 
 
 def _corrupt(path, case):
@@ -551,8 +552,8 @@ def test_corrupt_component_file_names_its_flag(ckpts, tmp_path, monkeypatch, cas
 
     _, paths = ckpts
     bad = _corrupt(tmp_path / name, case)
-    flag = stack._component(key).flag
+    flag = components.component(key).flag
     monkeypatch.setattr(checkpoint, "load_model", lambda *a, **k: pytest.fail("the model was loaded first"))
     with pytest.raises(WeightFileError, match=rf"^{flag} {bad}: .*{pattern}") as e:
-        stack.load_stack({**paths, key: bad}, size=(64, 64), device="cpu", log=lambda m: None)
+        assemble.load_stack({**paths, key: bad}, size=(64, 64), device="cpu", log=lambda m: None)
     assert e.value.what == flag and isinstance(e.value, ValueError)  # the CLI: one line, exit 2
