@@ -90,6 +90,8 @@ def generate_parser():
 
     components.add_arguments(ap)
     ap.add_argument("-o", "--output", metavar="FILE", default="harmony.mp4", help="output mp4 path")
+    ap.add_argument("--save-latents", metavar="FILE", default=None,
+                    help="also write the sampled latents (video, audio; float32 safetensors) to FILE")
     return ap
 
 
@@ -140,6 +142,11 @@ def _generate(argv):
         if path is not None and not os.path.isfile(path):
             ap.error(f"{flag}: file not found: {path}")
     limit = _check_generate_args(a)  # before the model is loaded or anything is sampled
+    from . import parallel
+
+    sp = parallel.init_from_environment()  # under torchrun: the video tokens split across the processes
+    if sp is not None and sp.rank:  # rank 0 speaks and writes the clip; the others compute with it
+        sys.stdout = open(os.devnull, "w")
     if real:  # the size against the device's memory, by the memory plan, before anything loads
         try:
             framesize.check_size_fits(size, limit)
@@ -157,6 +164,9 @@ def _generate(argv):
     else:
         pipe = HarmonyPipeline.from_pretrained(a.model, dtype=a.dtype, offload=a.offload,
                                                resident_blocks=a.resident_blocks)
+    if sp is not None:
+        parallel.apply(pipe.model, sp)  # checks the head count before any compute
+        _say(f"sequence parallel over {sp.world} processes ({pipe.device})")
     from .guidance import default_scales
 
     default_sv, default_sa = default_scales(pipe.model.cfg)  # the model file's tuned scales, else 3 / 2
@@ -177,7 +187,7 @@ def _generate(argv):
     if a.ref_voice:
         kw["ref_voice"] = _read_limited(media.read_audio, a.ref_voice, "--ref-voice", limit)
     cond = pipe.encode_text(prompt, caption, transcript)
-    bar = tqdm(total=a.steps, desc="sampling", unit="step")
+    bar = tqdm(total=a.steps, desc="sampling", unit="step", disable=sp is not None and sp.rank > 0)
 
     def progress(step, total):
         bar.total = total
@@ -189,6 +199,13 @@ def _generate(argv):
                           fit=a.fit, **kw)
     finally:
         bar.close()
+    if sp is not None and sp.rank:
+        return
+    if a.save_latents:
+        from safetensors.torch import save_file
+
+        _check_output(a.save_latents, "--save-latents")
+        save_file({"video": lat.video.contiguous().cpu(), "audio": lat.audio.contiguous().cpu()}, a.save_latents)
     frames, wave, sr, fps = pipe.decode(lat)
     if a.audio:  # A2V: the soundtrack is the driving audio itself (cropped before resampling)
         wave_in, sr_in = kw["driving_audio"]
@@ -220,6 +237,8 @@ def _check_generate_args(a) -> float:
     from .sampling import GUIDANCE_MODES, SOLVERS
 
     _check_output(a.output, "-o")
+    if a.save_latents is not None:
+        _check_output(a.save_latents, "--save-latents")
     min_s, max_s = model_limits(a.model, "--model" if a.model else "the bundled model")
     validate.sampling_args(seconds_value=a.seconds, seed=a.seed, steps=a.steps, shift=a.shift,
                            sv=0.0 if a.sv is None else a.sv, sa=0.0 if a.sa is None else a.sa,

@@ -104,7 +104,7 @@ def cross_attention_with_partner(block, x: torch.Tensor, context: torch.Tensor, 
     q = ca.queries(block.norm3(x))
     out = ca.text_attention(q, context)
     k, v = ca.partner_keys_values(partner, k_rope)
-    part = ca.attend(apply_rope(q[:, q_start:], q_rope), k, v, mask)
+    part = ca.partner_attend(apply_rope(q[:, q_start:], q_rope), k, v, mask)
     if q_start:
         part = torch.cat([part.new_zeros(q[:, :q_start].shape), part], dim=1)
     return x + ca.out(out + part)

@@ -132,6 +132,7 @@ class HarmonyModel(nn.Module):
         self.audio_model = WanTower(cfg.audio, ops, fusion=True, extend_block=style, attend=self.attend)
         self.layer_hook: Optional[Callable[[int], None]] = None
         self.plans = TableCache(size=8)  # RoPE tables + window masks per (grid, audio length, ref length, device)
+        self.sequence_parallel = None  # a harmony.parallel.SequenceParallel: video tokens split across ranks
 
     @property
     def num_layers(self) -> int:
@@ -259,6 +260,9 @@ class HarmonyModel(nn.Module):
         e_a, e0_a = am.embed_time(ta.to(dev))
         ctx_v, ctx_a = prepared.video_context, prepared.audio_context
         plan = self.plan(grid, La, n_ref, dev)
+        sp = self.sequence_parallel
+        if sp is not None:  # this rank's video tokens, with their global RoPE rows (harmony.parallel)
+            v, e0_v, e_v, plan = sp.shard_video(v, e0_v, e_v, plan)
 
         skip = {int(i) for i in slg_layers}
         for i in range(self.num_layers):
@@ -268,7 +272,8 @@ class HarmonyModel(nn.Module):
                 continue
             v, a = self.layer(i, v, a, e0_v, e0_a, ctx_v, ctx_a, plan)
 
-        v_out = vm.unpatchify(vm.head(v, e_v), grid)
+        v = vm.head(v, e_v)
+        v_out = vm.unpatchify(v if sp is None else sp.gather_video(v), grid)
         a_out = am.head(a, e_a)[:, n_ref:]
         return v_out, a_out
 

@@ -126,6 +126,7 @@ class CrossAttention(nn.Module):
             self.norm_k_fusion = _qk_norm(ops, cfg)
             self.pre_attn_norm_fusion = ops.LayerNorm(dim, eps=cfg.eps, elementwise_affine=True)
         self.attend = attend
+        self.partner_attend = attend  # the partner attention's; `harmony.parallel` wraps it when the partner is split
 
     def queries(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, L, heads, head_dim]`` queries (no RoPE)."""
