@@ -287,6 +287,10 @@ def precision_rows(device, wanted, repeats, out):
     with torch.device("meta"):
         model = HarmonyModel(cfg)
     model = _fill_random_(model.to_empty(device=device)).eval()
+    if sp is not None:  # under torchrun: the video tokens split across the processes (harmony.parallel)
+        from . import parallel
+
+        parallel.apply(model, sp)
     print(f"  built 5b-width 2-layer model in {time.perf_counter() - t0:.1f} s")
     cuda = device.type == "cuda"
     order = [r for r in ("fp32", "bf16", "swap", "fp8") if r in wanted]
@@ -661,7 +665,7 @@ batched (one forward, batch 3)."""
 
 
 def real_rows(device, cfg: HarmonyConfig, tokens: dict, wanted, repeats: int, warmup: int, resident: int,
-              n_ref: int, out: list, log=print):
+              n_ref: int, out: list, log=print, sp=None):
     from .guidance import Guidance, SyncCFG
     from .jobs import Job
 
@@ -670,6 +674,10 @@ def real_rows(device, cfg: HarmonyConfig, tokens: dict, wanted, repeats: int, wa
     with torch.device("meta"):
         model = HarmonyModel(cfg).to(dt)
     model = _fill_random_(model.to_empty(device=device)).eval()
+    if sp is not None:  # under torchrun: the video tokens split across the processes (harmony.parallel)
+        from . import parallel
+
+        parallel.apply(model, sp)
     log(f"  built the {cfg.num_layers}-layer model (bf16, random weights filled in place) in "
         f"{time.perf_counter() - t0:.1f} s")
     g = torch.Generator().manual_seed(1)
@@ -717,8 +725,11 @@ def real_rows(device, cfg: HarmonyConfig, tokens: dict, wanted, repeats: int, wa
         fl = model_flops(cfg, grid, n_audio, n_ref, batch=batch)["step"]
         label = {"bf16": "bf16", "fp8": "fp8 e4m3fn storage", "swap": f"fp8 + block swap {swap.resident_blocks if swap else resident} res."}[weights]
         label += ", " + ("plain CFG" if mode == "cfg" else "SyncCFG")
+        ranks = 1 if sp is None else sp.world
+        if ranks > 1:  # GFLOP/s of all the ranks together; the fraction is of one device's peak, per rank
+            label += f", seq. parallel x{ranks}"
         out.append((device.type, label, batch, sec, cpu_sec, fl / 1e9, fl / sec / 1e9, peak,
-                    _peak_fraction(device, dt, fl / sec / 1e9)))
+                    _peak_fraction(device, dt, fl / sec / 1e9 / ranks)))
         log(f"  {label}: batch {batch}, {sec:.3f} s/step")
     if swap is not None:
         log(f"  block swap: {len(swap.layers)} of {cfg.num_layers} layers streamed, {swap.copies} tensor copies, "
@@ -864,6 +875,11 @@ def main_real(ap, a, argv):
     cuda = torch.cuda.is_available() and a.devices != "cpu"
     if a.devices == "cuda" and not torch.cuda.is_available():
         ap.error("--devices cuda: no GPU here")
+    from . import parallel
+
+    sp = parallel.init_from_environment()  # under torchrun --nproc_per_node N: sequence-parallel rows
+    if sp is not None and sp.rank:  # rank 0 prints the rows
+        sys.stdout = open(os.devnull, "w")
     device = torch.device("cuda" if cuda else "cpu")
     layers = a.layers if a.layers is not None else full.num_layers
     if not 1 <= layers <= full.num_layers:
@@ -897,7 +913,7 @@ def main_real(ap, a, argv):
           f"timing; {a.warmup} warm-up + median of {a.repeats}; block swap keeps {min(a.resident, layers)} of "
           f"{layers} layers resident")
     rows = []
-    real_rows(device, cfg, tokens, wanted, a.repeats, a.warmup, a.resident, n_ref, rows)
+    real_rows(device, cfg, tokens, wanted, a.repeats, a.warmup, a.resident, n_ref, rows, sp=sp)
     print()
     print_real_rows(rows)
     print("(s/step: wall-clock median; CPU s: process CPU time of the same call; GFLOP: model FLOPs of the step "
