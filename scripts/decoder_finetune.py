@@ -1,0 +1,118 @@
+"""Fine-tune the tiny video codec's DECODER on world frames and out-of-world stills (issue 19, item 3).
+
+A new video codec would mean retraining the DiT, which this CPU cannot do in a session. The
+encoder, and so the latent space the DiT was trained in, stays frozen here: only the decoder
+learns to draw what the latents already hold. Whatever the latents lost about an image
+(a flat colour outside the world's palette, text) no decoder can bring back, so this
+experiment also measures how much of the out-of-world loss is the decoder's.
+
+    python scripts/decoder_finetune.py --minutes 8 --out runs/decoder/tiny_codecs.safetensors
+
+Prints (and writes next to --out as JSON) the round-trip PSNR before / after on held-out
+world frames, held-out synthetic stills (harmony.world.stills) and the ``i2av_foreign``
+control's images (matplotlib's sample data, never trained on).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def frames_of(seeds, seconds, every=2):
+    """World frames ``[N, 64, 64, 3]`` (every ``every``-th frame) of the given scene seeds."""
+    from harmony import world
+
+    out = [world.render(world.sample_scene(s, seconds=seconds)).frames[::every] for s in seeds]
+    return torch.from_numpy(np.concatenate(out)).float()
+
+
+def psnr(a, b):
+    mse = ((a - b) ** 2).flatten(1).mean(1).clamp(min=1e-10)
+    return (10 * torch.log10(1 / mse)).mean().item()
+
+
+def roundtrip(codec, images):
+    with torch.no_grad():
+        return codec.decode(codec.encode(images[:, None]))[:, 0]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--minutes", type=float, default=8.0)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--still-share", type=float, default=0.5, help="share of each batch that is out-of-world stills")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default="runs/decoder/tiny_codecs.safetensors")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    from harmony.codecs.tiny import load_codecs, save_codecs
+    from harmony.controls import foreign_images
+    from harmony.world import is_heldout
+    from harmony.world.scene import heldout_seeds
+    from harmony.world.stills import foreign_stills
+
+    video, audio = load_codecs()
+    t0 = time.time()
+    train_seeds = [s for s in range(200) if not is_heldout(s)][:120]
+    world_train = frames_of(train_seeds, 2.0)
+    world_test = frames_of([s for split in ("speech", "ambient", "complex") for s in heldout_seeds(split, 4)], 2.0, 4)
+    stills_train = torch.from_numpy(foreign_stills(2048, seed=1)[0])
+    stills_test = torch.from_numpy(foreign_stills(64, seed=999)[0])
+    fimg = foreign_images()
+    control = torch.from_numpy(np.stack(list(fimg.values()))) if fimg else None
+    print(f"data: {len(world_train)} world frames, {len(stills_train)} stills ({time.time() - t0:.0f} s)")
+
+    def report(tag):
+        row = {"world_heldout_db": psnr(roundtrip(video, world_test), world_test),
+               "stills_heldout_db": psnr(roundtrip(video, stills_test), stills_test)}
+        if control is not None:
+            rt = roundtrip(video, control)
+            row.update({f"{k}_db": psnr(rt[i:i + 1], control[i:i + 1]) for i, k in enumerate(fimg)})
+        print(tag, " ".join(f"{k} {v:.2f}" for k, v in row.items()), flush=True)
+        return row
+
+    before = report("before:")
+    # the encoder is frozen: its latents are computed once
+    with torch.no_grad():
+        z_world = torch.cat([video.encode_raw(x.permute(0, 3, 1, 2)) for x in world_train.split(256)])
+        z_still = torch.cat([video.encode_raw(x.permute(0, 3, 1, 2)) for x in stills_train.split(256)])
+    opt = torch.optim.Adam(video.decoder.parameters(), lr=args.lr)
+    video.decoder.train()
+    n_still = int(round(args.batch * args.still_share))
+    step, t_train = 0, time.time()
+    while time.time() - t_train < args.minutes * 60:
+        iw = torch.randint(0, len(z_world), (args.batch - n_still,))
+        i_s = torch.randint(0, len(z_still), (n_still,))
+        z = torch.cat([z_world[iw], z_still[i_s]])
+        target = torch.cat([world_train[iw], stills_train[i_s]]).permute(0, 3, 1, 2)
+        loss = F.mse_loss(video.decode_raw(z), target) + 0.1 * F.l1_loss(video.decode_raw(z), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        if step % 200 == 0:
+            print(f"step {step} loss {loss.item():.5f} ({time.time() - t_train:.0f} s)", flush=True)
+    video.decoder.eval()
+    after = report("after: ")
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    save_codecs(video, audio, args.out, {"decoder_finetune": json.dumps(vars(args))})
+    summary = {"command": "python scripts/decoder_finetune.py " + " ".join(argv or sys.argv[1:]),
+               "steps": step, "train_s": round(time.time() - t_train), "before": before, "after": after}
+    with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
+        json.dump(summary, f, indent=1)
+    print(f"wrote {args.out} ({step} steps)")
+
+
+if __name__ == "__main__":
+    main()
