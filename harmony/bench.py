@@ -287,10 +287,6 @@ def precision_rows(device, wanted, repeats, out):
     with torch.device("meta"):
         model = HarmonyModel(cfg)
     model = _fill_random_(model.to_empty(device=device)).eval()
-    if sp is not None:  # under torchrun: the video tokens split across the processes (harmony.parallel)
-        from . import parallel
-
-        parallel.apply(model, sp)
     print(f"  built 5b-width 2-layer model in {time.perf_counter() - t0:.1f} s")
     cuda = device.type == "cuda"
     order = [r for r in ("fp32", "bf16", "swap", "fp8") if r in wanted]
