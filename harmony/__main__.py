@@ -1,4 +1,4 @@
-"""Command line: ``python -m harmony {generate,bench,train,evaluate,ablate,lab,convert}``.
+"""Command line: ``python -m harmony {generate,bench,train,encode-clips,evaluate,ablate,lab,convert}``.
 
 Errors print one line and exit 2 (bad input) or 1 (anything else); add --debug
 (or set HARMONY_DEBUG=1) to see the traceback."""
@@ -288,6 +288,11 @@ def _evaluate(argv):
     main(argv)
 
 
+def _encode_clips(argv):
+    from .clips import main
+    main(argv)
+
+
 def _ablate(argv):
     from .ablate import main
     main(argv)
@@ -319,7 +324,7 @@ def _convert(argv):
 
 
 COMMANDS = {"generate": _generate, "bench": _bench, "train": _train, "evaluate": _evaluate,
-            "ablate": _ablate, "lab": _lab, "convert": _convert}
+            "ablate": _ablate, "lab": _lab, "convert": _convert, "encode-clips": _encode_clips}
 
 
 OVERVIEW = """\
@@ -333,6 +338,7 @@ commands:
   generate   make a clip (mp4); the job follows from the inputs: T2AV, I2AV, A2V, V2A
   bench      seconds per sampling step and peak memory, per precision and guidance
   train      Cross-Task Synergy training of a small model on the synthetic world
+  encode-clips  encode a folder of real clips (mp4 + sidecar) into a latent cache for train --clip-cache
   evaluate   held-out synchronization table of a model (SyncCFG vs plain CFG)
   ablate     the paper's ablation at toy scale: variants x seeds, table and drift plot
   lab        one short CPU experiment with its partner-use curve (docs/training/experiments.md)

@@ -77,6 +77,7 @@ class TrainConfig:
     init_from: str = ""  # exported model file to start from (fine-tuning); ignored when resuming
     overrides: str = ""  # config changes, e.g. "interaction=global,dim=64" (harmony.config.apply_overrides)
     latents: str = ""  # a saved LatentPool file: every run given it trains on the same clips (no refresh)
+    clip_cache: str = ""  # a folder of real clips encoded by `python -m harmony encode-clips` (harmony.clips)
     export_every: int = 0  # also export the EMA weights as ema_step<N>.safetensors every N steps (0 = never)
     # --- levers for the cross-modal paths (docs/training/experiments.md measures each) ---
     lambda_joint: float = 1.0  # weight of the joint task; 0 = no joint rows at all (saves their compute)
@@ -267,7 +268,12 @@ def train(tc: TrainConfig):
                             "max_seconds": DEFAULT_MAX_SECONDS, "codecs": "tiny_codecs.safetensors",
                             "codecs_sha256": sha256_file(tc.codecs or DEFAULT_CODECS_PATH)})
     model = HarmonyModel(cfg).to(device)
-    conditioner = Conditioner(cfg).to(device)
+    clips = None
+    if tc.clip_cache:  # real clips: their latents and frozen umT5 text come from the cache (harmony.clips)
+        from .clips import ClipCache
+        clips = ClipCache(tc.clip_cache)
+        cfg = clips.check(cfg)
+    conditioner = clips.text(cfg) if clips else Conditioner(cfg).to(device)
     if tc.init_from and not os.path.exists(os.path.join(tc.out, "state.safetensors")):
         cfg = init_from_file(tc.init_from, model, conditioner, cfg)
         print(f"initialised from {tc.init_from} (step {cfg.meta.get('init_step', '?')})")
@@ -288,7 +294,9 @@ def train(tc: TrainConfig):
     core_text = acc.unwrap_model(conditioner) if acc else conditioner
 
     t0 = time.time()
-    if tc.latents:  # a fixed, shared set of clips (ablation rows see the same data)
+    if clips:
+        pool = clips.pool(tc.seed + step + 7919 * rank, rank, acc.num_processes if acc else 1, device)
+    elif tc.latents:  # a fixed, shared set of clips (ablation rows see the same data)
         pool = LatentPool.load(tc.latents, codecs, tc.seed + step + 7919 * rank, device)
         if abs(pool.seconds - tc.seconds) > 1e-6:
             cfg = cfg.replace(meta={**cfg.meta, "trained_seconds": pool.seconds})
@@ -405,6 +413,7 @@ TRAIN_HELP = {
     "overrides": "model config changes, comma-separated key=value (interaction, audio_rope, local_window, "
                  "prediction; dim, ffn_dim, num_heads, num_layers on both towers); empty = none",
     "latents": "saved latent-pool file to train on (fixed clips, no refresh); empty = render clips",
+    "clip_cache": "folder of real clips encoded by `encode-clips` (latents + umT5 text) to train on; empty = none",
     "export_every": "also export the EMA weights as ema_step<N>.safetensors every N steps (0 = never)",
     "lambda_joint": "weight of the joint task (1 in the paper); 0 drops the joint rows",
     "driven_shift": "schedule shift of the generated side's sigma in A2V / V2A / I2AV (0 = --shift)",

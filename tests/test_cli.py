@@ -97,7 +97,7 @@ def _parser_of(command, monkeypatch):
     return seen[0]
 
 
-@pytest.mark.parametrize("command", ["generate", "bench", "train", "evaluate", "convert"])
+@pytest.mark.parametrize("command", ["generate", "bench", "train", "evaluate", "convert", "encode-clips"])
 def test_every_option_has_help_with_its_default(command, monkeypatch):
     parser = _parser_of(command, monkeypatch)
     text = parser.format_help()
