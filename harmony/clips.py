@@ -22,7 +22,7 @@ encoder runs first and is freed before the VAEs are read.
 ``python -m harmony train --clip-cache CACHE`` trains on it: :class:`ClipCache` checks it
 against the model's config, :meth:`ClipCache.pool` gives the trainer's ``LatentPool`` of
 the clips (training process r of W holds clips r, r+W, …) and :class:`CachedText` stands in
-for the trainer's text encoder (umT5 is frozen, as in Ovi: its stored embeddings are used).
+for the trainer's text encoder (umT5 is frozen: its stored embeddings are used).
 """
 from __future__ import annotations
 
@@ -240,11 +240,13 @@ def encode_folder(folder, out, encoders: Encoders, seconds: float, size=None, ra
             side = read_sidecar(os.path.join(folder, files[i]))
         except ClipError as e:
             skipped.append({"file": files[i], "kind": e.kind, "reason": str(e)})
+            log(f"skipped {files[i]}: {e}")
             continue
         key = ovi_prompt(side["prompt"], side["transcript"], side["caption"], caption_tags)
         clips.append({"id": i, "file": files[i], **side, "text": key})
         texts.setdefault(key, None)
     texts[""] = None
+    log(f"rank {rank}/{world}: {len(mine)} of {len(files)} files; encoding {len(texts)} texts with umT5")
     for key in texts:
         texts[key] = encoders.encode_text(key)
     text_len = encoders.text.text_len
