@@ -35,7 +35,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn as nn
 
-from .train import LatentPool
+from .train_data import LatentPool
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm")
 SIDECAR_FIELDS = ("prompt", "caption", "transcript")
@@ -146,7 +146,7 @@ class Encoders:
                  text_dtype: Optional[torch.dtype] = None):
         self.paths = {"video_vae": os.fspath(video_vae), "audio_vae": os.fspath(audio_vae),
                       "text_encoder": os.fspath(text_encoder)}
-        if tokenizer is None:  # where Wan2.2-TI2V-5B keeps it (as harmony.stack.resolve looks)
+        if tokenizer is None:  # where Wan2.2-TI2V-5B keeps it (as harmony.components.resolve looks)
             tokenizer = os.path.join(os.path.dirname(self.paths["text_encoder"]), "google", "umt5-xxl")
         self.paths["tokenizer"] = os.fspath(tokenizer)
         for key, path in self.paths.items():
@@ -217,7 +217,7 @@ def encode_folder(folder, out, encoders: Encoders, seconds: float, size=None, ra
     """Encode this process's share of ``folder`` into ``out`` (see the module docstring) and
     return its part record; ``index.json`` is written once every part is there."""
     from .jobs import clip_geometry
-    from .stack import parse_size
+    from .framesize import parse_size
     from .umt5 import ovi_prompt
 
     t0 = time.time()
@@ -471,7 +471,7 @@ def main(argv=None):
     from .cli import Parser, program
     from .jobs import DEFAULT_SECONDS, MIN_SECONDS
     from .media import FIT_MODES
-    from .stack import DEFAULT_SIZE, parse_size
+    from .framesize import DEFAULT_SIZE, parse_size
     from .umt5 import CAPTION_TAGS
 
     prog = program()
