@@ -364,6 +364,9 @@ class CachedText(nn.Module):
     def __init__(self, texts: dict, text_len: int, caption_tags: str = "audio"):
         super().__init__()
         self.texts, self.text_len, self.caption_tags = texts, int(text_len), caption_tags
+        dim = next(iter(texts.values())).shape[-1]
+        self.text_path = (f"text path: the clip cache's umT5 embeddings ({dim} wide, frozen), the same string "
+                          "to both towers as Ovi's inference builds it; no text encoder is trained")
 
     def forward(self, prompts, captions, transcripts, refs=None, device=None):
         from .model import Conditioning

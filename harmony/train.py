@@ -469,6 +469,8 @@ def main(argv=None):
         ap.error(f"--export-dtype must be one of {list(EXPORT_DTYPES)}, got {tc.export_dtype!r}")
     if tc.tasks not in ("synergy", "joint"):
         ap.error(f"--tasks must be 'synergy' or 'joint', got {tc.tasks!r}")
+    if tc.clip_cache and tc.latents:
+        ap.error("--clip-cache and --latents: give one (both are the clips to train on)")
     train(tc)
 
 

@@ -179,6 +179,8 @@ def init_from_ovi(path: str, model, conditioner, cfg: HarmonyConfig, found=None)
              "init with the model; Ovi's umT5-XXL text encoder is not used by the trainer"
              + (" (WARNING: at this size the 5B towers' cross-attention, trained on umT5-XXL embeddings, "
                 "starts from a random 4096-wide stand-in encoder)" if text_dim == UMT5_TEXT_DIM else "")]
+    if getattr(conditioner, "text_path", None):  # another text path than the word-level one (harmony.clips)
+        lines[2] = conditioner.text_path
     if found.config is None:
         lines.append("the file's sizes match no named config and no JSON is beside it: num_heads and eps "
                      "were taken from --config (they are not in the tensor shapes)")

@@ -175,9 +175,11 @@ def test_clip_folder_cache_equals_encoding_the_clip_directly(cache):
 
 
 @pytest.mark.slow
-def test_clip_folder_trains_two_steps_on_the_cache(cache, tmp_path):
+def test_clip_folder_trains_two_steps_on_the_cache(cache, tmp_path, capsys):
+    """From an Ovi-layout file (--init-from), as a real fine-tune starts."""
     from harmony.config import apply_overrides, get_config
     from harmony.train import main as train_main
+    from realfiles import random_model, write_ovi, write_ovi_configs
 
     out, _, _ = cache
     overrides = "dim=64,ffn_dim=128,num_heads=2,num_layers=2,text_dim=32"
@@ -195,9 +197,18 @@ def test_clip_folder_trains_two_steps_on_the_cache(cache, tmp_path):
     assert torch.equal(cond.video_context[0, :n], text.texts[c["text"]]) and not cond.video_context[0, n:].any()
     assert torch.equal(cond.video_context[1, : text.texts[""].shape[0]], text.texts[""])  # dropped text
 
+    with pytest.raises(SystemExit):
+        train_main(["--clip-cache", out, "--latents", "pool.safetensors"])
+    assert "--clip-cache and --latents: give one" in capsys.readouterr().err
+    ovi = write_ovi(str(tmp_path / "model.safetensors"), random_model(cfg, seed=3))
+    write_ovi_configs(str(tmp_path), cfg)
     run = str(tmp_path / "run")
+    capsys.readouterr()
     train_main(["--clip-cache", out, "--config", "5b-global", "--overrides", overrides, "--steps", "2",
-                "--batch", "2", "--warmup", "1", "--log-every", "1", "--out", run])
+                "--batch", "2", "--warmup", "1", "--log-every", "1", "--out", run, "--init-from", ovi])
+    said = capsys.readouterr().out
+    assert "init-from Ovi: text path: the clip cache's umT5 embeddings (32 wide, frozen)" in said
+    assert "word-level" not in said
     rows = [json.loads(line) for line in open(os.path.join(run, "train_log.jsonl"))]
     assert [r["step"] for r in rows] == [1, 2]
     assert all(math.isfinite(r[k]) for r in rows for k in ("loss", "joint", "a2v", "v2a"))
