@@ -16,11 +16,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from .codecs.contract import MMAUDIO_16K, WAN22_VAE, geometry_meta
+
 MODALITIES = ("video", "audio")
 INTERACTIONS = ("gldi", "global")
 AUDIO_ROPES = ("ovi", "aligned")
 PREDICTIONS = ("velocity", "x0")
 
+OVI_MAX_SECONDS = 5.0
+"""Ovi is trained on 5 s clips (121 frames at 24 fps, 157 audio latents): the 5B configs' clip limit."""
 OVI_AUDIO_ROPE_SCALE = 0.19676
 """Ovi's `temporal_rope_scaling_factor` (about 31 video latent frames / 157 audio latents)."""
 
@@ -180,9 +184,9 @@ def _ovi_5b_audio() -> TowerConfig:
 
 
 _META_5B = {
-    "video_codec": "wan2.2-vae", "video_fps": 24, "video_temporal_stride": 4, "video_spatial_stride": 16,
-    "audio_codec": "mmaudio-16k", "audio_sample_rate": 16000, "audio_latent_rate": 31.25,
+    "video_codec": "wan2.2-vae", "audio_codec": "mmaudio-16k", **geometry_meta(WAN22_VAE, MMAUDIO_16K),
     "text_encoder": "umt5-xxl",
+    "max_seconds": OVI_MAX_SECONDS,
 }
 
 

@@ -43,15 +43,16 @@ import numpy as np
 from .evaluate import codec_roundtrip_fn, generate_batch
 from .metrics import (detect_visual_events, envelope_correlation, event_f1, event_prf, first_frame_similarity,
                       loud_onsets, psnr)
+from .world import FPS as WORLD_FPS
 from .world import render, sample_scene
 from .world import prompts as _prompts
 from .world.scene import SceneObject, heldout_seeds
 
 SECONDS = 3.0
-FLASH_A = (8, 20, 32)        # lamp flash frames (16 fps): 0.5, 1.25, 2.0 s
+FLASH_A = (8, 20, 32)        # lamp flash frames of the world (16 fps): 0.5, 1.25, 2.0 s
 FLASH_B = (13, 25, 38)       # >= 5 frames from every FLASH_A frame: no match at +-1 frame
-FPS = 16
-TOL_S = 1.0 / FPS + 1e-6
+# Generated and round-tripped media are measured at the pipeline's rates (its codecs'), with a
+# tolerance of one of its frames; the flash times are the world's.
 
 # name -> (comparison, threshold, what it means)
 THRESHOLDS = {
@@ -134,9 +135,9 @@ def _result(name, job, values, ceiling, extra=None) -> dict:
     return out
 
 
-def _recall(wave, times) -> float:
-    pred = loud_onsets(wave, 16000, FPS, num_frames=int(SECONDS * FPS))
-    return event_prf(pred, times, TOL_S)["recall"]
+def _recall(wave, times, sr: int, fps: float) -> float:
+    pred = loud_onsets(wave, sr, fps, num_frames=int(SECONDS * fps))
+    return event_prf(pred, times, 1.0 / fps + 1e-6)["recall"]
 
 
 def run_controls(pipe, seeds: Sequence[int] = (0, 1), steps: int = 20, guidance: str = "synccfg",
@@ -149,7 +150,9 @@ def run_controls(pipe, seeds: Sequence[int] = (0, 1), steps: int = 20, guidance:
     rt = codec_roundtrip_fn(pipe)
     kw = dict(seconds=SECONDS, guidance=guidance, steps=steps, sv=sv, sa=sa)
     results = []
-    times_a, times_b = [f / FPS for f in FLASH_A], [f / FPS for f in FLASH_B]
+    sr, fps = int(pipe.sample_rate), float(pipe.fps)
+    tol = 1.0 / fps + 1e-6  # one generated frame
+    times_a, times_b = [f / WORLD_FPS for f in FLASH_A], [f / WORLD_FPS for f in FLASH_B]
 
     if "V2A" in jobs:
         clips = [render(lamp_scene(f)) for f in ((), FLASH_A, FLASH_B)]
@@ -159,19 +162,19 @@ def run_controls(pipe, seeds: Sequence[int] = (0, 1), steps: int = 20, guidance:
                              driving_video=[(c.frames, c.fps) for c in order], **kw)
         waves = [w for _, w in out]
         st, fa, fb = waves[:k], waves[k:2 * k], waves[2 * k:]
-        n_real_static = len(loud_onsets(real[0][1], 16000, FPS))
-        results.append(_result("v2a_static", "V2A", [len(loud_onsets(w, 16000, FPS)) for w in st], n_real_static,
-                               {"flashing_onsets": float(np.mean([len(loud_onsets(w, 16000, FPS)) for w in fa]))}))
-        own = [_recall(w, times_a) for w in fa] + [_recall(w, times_b) for w in fb]
-        other = [_recall(w, times_b) for w in fa] + [_recall(w, times_a) for w in fb]
-        real_own = [_recall(real[1][1], times_a), _recall(real[2][1], times_b)]
-        real_other = [_recall(real[1][1], times_b), _recall(real[2][1], times_a)]
+        n_real_static = len(loud_onsets(real[0][1], sr, fps))
+        results.append(_result("v2a_static", "V2A", [len(loud_onsets(w, sr, fps)) for w in st], n_real_static,
+                               {"flashing_onsets": float(np.mean([len(loud_onsets(w, sr, fps)) for w in fa]))}))
+        own = [_recall(w, times_a, sr, fps) for w in fa] + [_recall(w, times_b, sr, fps) for w in fb]
+        other = [_recall(w, times_b, sr, fps) for w in fa] + [_recall(w, times_a, sr, fps) for w in fb]
+        real_own = [_recall(real[1][1], times_a, sr, fps), _recall(real[2][1], times_b, sr, fps)]
+        real_other = [_recall(real[1][1], times_b, sr, fps), _recall(real[2][1], times_a, sr, fps)]
         results.append(_result("v2a_flash", "V2A", [a - b for a, b in zip(own, other)],
                                np.mean(real_own) - np.mean(real_other),
                                {"recall_own": float(np.mean(own)), "recall_other": float(np.mean(other))}))
-        results.append(_result("v2a_two_videos", "V2A", [envelope_correlation(a, b, 16000, FPS) for a, b in zip(fa, fb)],
-                               envelope_correlation(real[1][1], real[2][1], 16000, FPS),
-                               {"same_video_two_seeds": envelope_correlation(fa[0], fa[1], 16000, FPS) if k > 1
+        results.append(_result("v2a_two_videos", "V2A", [envelope_correlation(a, b, sr, fps) for a, b in zip(fa, fb)],
+                               envelope_correlation(real[1][1], real[2][1], sr, fps),
+                               {"same_video_two_seeds": envelope_correlation(fa[0], fa[1], sr, fps) if k > 1
                                 else float("nan")}))
 
     if "I2AV" in jobs:
@@ -196,7 +199,7 @@ def run_controls(pipe, seeds: Sequence[int] = (0, 1), steps: int = 20, guidance:
             kinds = [k for k in images for _ in seeds]
             out = generate_batch(pipe, "I2AV", [("", "", "")] * len(kinds), seeds * len(images),
                                  first_frames=[images[k] for k in kinds], **kw)
-            silence = np.zeros(int(SECONDS * 16000), np.float32)
+            silence = np.zeros(int(SECONDS * sr), np.float32)
             rt_db = {k: psnr(np.asarray(rt(img[None], silence)[0])[0], img) for k, img in images.items()}
             per = [first_frame_similarity(f, images[k])["persist_psnr_db"] - rt_db[k] for (f, _), k in zip(out, kinds)]
             results.append(_result("i2av_foreign", "I2AV", per, 0.0, {
@@ -210,8 +213,8 @@ def run_controls(pipe, seeds: Sequence[int] = (0, 1), steps: int = 20, guidance:
                              seeds * len(clips), driving_audio=[(c.wave[None], c.sample_rate) for c in order],
                              ref_voices=[(c.ref_voice[None], c.sample_rate) if c.ref_voice is not None else None
                                          for c in order], **kw)
-        f1 = [event_f1(detect_visual_events(f, FPS), c.event_times, TOL_S) for (f, _), c in zip(out, order)]
-        ceil = [event_f1(detect_visual_events(np.asarray(rt(c.frames, c.wave)[0]), FPS), c.event_times, TOL_S)
+        f1 = [event_f1(detect_visual_events(f, fps), c.event_times, tol) for (f, _), c in zip(out, order)]
+        ceil = [event_f1(detect_visual_events(np.asarray(rt(c.frames, c.wave)[0]), fps), c.event_times, tol)
                 for c in clips]
         results.append(_result("a2v_tones", "A2V", f1[:k], ceil[0]))
         results.append(_result("a2v_speech", "A2V", f1[k:], np.mean(ceil[1:])))

@@ -36,6 +36,7 @@ import numpy as np
 from .guidance import DEFAULT_SA, DEFAULT_SV
 from .jobs import JOBS, clip_geometry
 from .metrics import clip_metrics, first_frame_similarity
+from .sampling import DEFAULT_SHIFT
 from .world import FPS, SPLITS, heldout_seeds, render, sample_scene
 
 SHIFT_S = 0.5
@@ -273,7 +274,7 @@ def format_targets(rows: list[dict], fps: float = FPS) -> str:
 def generate_batch(pipe, job: str, texts: Sequence[tuple[str, str, str]], seeds: Sequence[int],
                    seconds: float = 3.0, first_frames=None, driving_audio=None, driving_video=None,
                    ref_voices=None, guidance: str = "synccfg", steps: int = 20, sv: float = DEFAULT_SV,
-                   sa: float = DEFAULT_SA, text_cfg: float = 1.0, solver: str = "dpmpp_2m", shift: float = 5.0,
+                   sa: float = DEFAULT_SA, text_cfg: float = 1.0, solver: str = "dpmpp_2m", shift: float = DEFAULT_SHIFT,
                    callback: Callable | None = None):
     """B clips of one job in ONE batched sampling run; each item is what
     ``pipe.sample(..., seed=seeds[i])`` + ``pipe.decode`` gives for it alone (same noise).

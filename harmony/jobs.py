@@ -95,14 +95,14 @@ class ClipGeometry:
 
 def clip_geometry(seconds: float, fps: float, frame_size, video_codec, audio_codec) -> ClipGeometry:
     """`ClipGeometry` of a ``seconds`` clip at ``fps``, ``frame_size`` (H, W) pixels, for the
-    given codecs (they carry ``temporal_stride``, ``spatial_stride``, ``latent_channels`` and the
-    audio's ``latent_rate``)."""
+    given codecs: their contract's ``temporal_stride``, ``spatial_stride``, ``latent_channels``
+    and the audio's ``latent_rate`` (`harmony.codecs.contract`, whose time rules these are)."""
+    from .codecs.contract import clip_frames, latents_for_frames
+
     seconds = float(seconds)
-    n_frames = int(round(seconds * fps))
-    t_stride = int(getattr(video_codec, "temporal_stride", 1))
-    if t_stride > 1:
-        n_frames = t_stride * (n_frames // t_stride) + 1
-    f_lat = 1 + (n_frames - 1) // t_stride
+    t_stride = int(video_codec.temporal_stride)
+    n_frames = clip_frames(seconds, fps, t_stride)
+    f_lat = latents_for_frames(n_frames, t_stride)
     h, w = (int(x) for x in frame_size)
     s = int(video_codec.spatial_stride)
     n_audio = math.ceil(seconds * audio_codec.latent_rate - 1e-6)

@@ -1,6 +1,6 @@
 """Media I/O and conversions: mp4 (H.264 + AAC), audio files, resampling, fitting to the frame.
 
-- ``write_mp4(path, frames, fps, wave=None, sample_rate=16000)``: H.264 + AAC
+- ``write_mp4(path, frames, fps, wave=None, sample_rate=None)``: H.264 + AAC
   through the ffmpeg binary shipped with imageio-ffmpeg (every frame and sample
   kept), written to a temporary file and renamed (no half-written file is ever
   left at ``path``).
@@ -156,10 +156,16 @@ def probe(path) -> dict:
     return info
 
 
+UNKNOWN_RATE_DECODE = 16000
+"""Sample rate audio is decoded at when the container gives none (ffmpeg resamples to it); the
+pipeline resamples any rate to its audio codec's."""
+
+
 # ----------------------------------------------------------------------------- writing
 
-def write_mp4(path, frames, fps: float, wave=None, sample_rate: int = 16000) -> Path:
-    """Write an H.264 (+ AAC when ``wave`` is given) mp4; atomic (temp file + rename)."""
+def write_mp4(path, frames, fps: float, wave=None, sample_rate: int | None = None) -> Path:
+    """Write an H.264 (+ AAC when ``wave`` is given, at its ``sample_rate``) mp4; atomic (temp file
+    + rename)."""
     if not fps or fps <= 0:
         raise MediaError(f"write_mp4: fps must be positive, got {fps!r}")
     video = _frames_uint8(frames)
@@ -167,7 +173,7 @@ def write_mp4(path, frames, fps: float, wave=None, sample_rate: int = 16000) -> 
         video = np.pad(video, ((0, 0), (0, video.shape[1] % 2), (0, video.shape[2] % 2), (0, 0)), mode="edge")
     audio = _wave_2d(wave) if wave is not None else None
     if audio is not None and (not sample_rate or sample_rate <= 0):
-        raise MediaError(f"write_mp4: sample_rate must be positive, got {sample_rate!r}")
+        raise MediaError(f"write_mp4: sample_rate must be the wave's rate in Hz (positive), got {sample_rate!r}")
     path = Path(path)
     if path.parent and not path.parent.exists():
         raise FileNotFoundError(f"write_mp4: folder {str(path.parent)!r} does not exist")
@@ -274,7 +280,7 @@ def read_audio(path, max_seconds=None) -> tuple[np.ndarray, int]:
     if info["audio"] is None:
         raise MediaError(f"media file {str(p)!r} has no audio stream; give a file with sound "
                          "(wav, mp3, flac, or a video with an audio track)")
-    sr = info["audio"]["sample_rate"] or 16000
+    sr = info["audio"]["sample_rate"] or UNKNOWN_RATE_DECODE
     return _ffmpeg_audio(p, sr, info["audio"]["channels"], max_seconds), sr
 
 
@@ -325,7 +331,7 @@ def read_video(path, max_seconds=None, fps=None) -> tuple[np.ndarray, float, np.
         raise MediaError(f"media file {str(p)!r}: its video stream has no frames")
     wave, sr = None, None
     if info["audio"] is not None:
-        sr = info["audio"]["sample_rate"] or 16000
+        sr = info["audio"]["sample_rate"] or UNKNOWN_RATE_DECODE
         wave = _ffmpeg_audio(p, sr, info["audio"]["channels"], max_seconds)
     return frames.astype(np.float32) / 255.0, float(fps), wave, sr
 

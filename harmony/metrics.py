@@ -179,12 +179,12 @@ def pick_peaks(strength, fps: float, rel_threshold: float = 0.3, min_gap_s: floa
     return np.asarray(sorted(keep), np.float64) / fps
 
 
-def detect_audio_events(wave, sr: int, fps: float = 16, num_frames: int | None = None) -> np.ndarray:
+def detect_audio_events(wave, sr: int, fps: float, num_frames: int | None = None) -> np.ndarray:
     """Event times (s, on the video frame grid) from audio onsets."""
     return pick_peaks(audio_onset_strength(wave, sr, fps, num_frames), fps)
 
 
-def detect_visual_events(frames, fps: float = 16) -> np.ndarray:
+def detect_visual_events(frames, fps: float) -> np.ndarray:
     """Event times (s) from the picture."""
     return pick_peaks(visual_event_strength(frames, fps), fps)
 
@@ -216,7 +216,7 @@ def event_prf(pred_times, gt_times, tol_s: float) -> dict:
     return {"precision": precision, "recall": recall, "f1": f1}
 
 
-def loud_onsets(wave, sr: int, fps: float = 16, rise: float = 30.0, num_frames: int | None = None) -> np.ndarray:
+def loud_onsets(wave, sr: int, fps: float, rise: float = 30.0, num_frames: int | None = None) -> np.ndarray:
     """Times (s) of audio onsets whose strength exceeds the clip's median by ``rise`` (absolute
     units of :func:`audio_onset_strength`). Unlike :func:`detect_audio_events`, whose threshold
     is relative to the clip's own peak, a steady sound with no events gives none: on real world
@@ -231,7 +231,7 @@ def loud_onsets(wave, sr: int, fps: float = 16, rise: float = 30.0, num_frames: 
     return np.asarray(keep, np.float64) / fps
 
 
-def loudness_envelope(wave, sr: int, fps: float = 16) -> np.ndarray:
+def loudness_envelope(wave, sr: int, fps: float) -> np.ndarray:
     """RMS level (dB) per video frame (1/fps windows)."""
     w = _mono(wave).astype(np.float64)
     hop = int(round(sr / fps))
@@ -242,7 +242,7 @@ def loudness_envelope(wave, sr: int, fps: float = 16) -> np.ndarray:
     return 20 * np.log10(rms)
 
 
-def envelope_correlation(wave_a, wave_b, sr: int, fps: float = 16) -> float:
+def envelope_correlation(wave_a, wave_b, sr: int, fps: float) -> float:
     """Pearson correlation of two waves' loudness envelopes (dB per video frame): ~1 for the
     same sound events at the same times, ~0 for unrelated ones."""
     a, b = loudness_envelope(wave_a, sr, fps), loudness_envelope(wave_b, sr, fps)
@@ -379,17 +379,26 @@ def _set_f1(pred: set, gt: set) -> float:
 # ----------------------------------------------------------------------------- per clip
 
 def _unpack(media):
-    """(frames, fps, wave, sr) from a world Clip, a dict or a (frames, wave[, fps, sr]) tuple."""
+    """(frames, fps, wave, sr) from a world Clip, a dict or a (frames, wave, fps, sr) tuple: the
+    rates are the media's own, never assumed."""
     if hasattr(media, "frames") and hasattr(media, "wave"):
         return media.frames, media.fps, media.wave, media.sample_rate
-    if isinstance(media, dict):
-        return media["frames"], media.get("fps", 16), media["wave"], media.get("sample_rate", 16000)
-    if isinstance(media, (tuple, list)) and len(media) in (2, 4):
-        frames, wave = media[0], media[1]
-        fps, sr = (media[2], media[3]) if len(media) == 4 else (16, 16000)
+    if isinstance(media, dict) and all(k in media for k in ("frames", "fps", "wave", "sample_rate")):
+        return media["frames"], media["fps"], media["wave"], media["sample_rate"]
+    if isinstance(media, (tuple, list)) and len(media) == 4:
+        frames, wave, fps, sr = media
         return frames, fps, wave, sr
-    raise ValueError("clip_metrics: media must be a world Clip, a dict with frames/wave, "
-                     f"or a (frames, wave[, fps, sr]) tuple; got {type(media).__name__}")
+    raise ValueError("clip_metrics: media must be a world Clip, a dict with frames, fps, wave and sample_rate, "
+                     f"or a (frames, wave, fps, sample_rate) tuple; got {_what(media)}: give the media's "
+                     "frame rate and sample rate with it")
+
+
+def _what(media) -> str:
+    if isinstance(media, dict):
+        return f"a dict with keys {sorted(media)}"
+    if isinstance(media, (tuple, list)):
+        return f"a {type(media).__name__} of {len(media)}"
+    return type(media).__name__
 
 
 def clip_metrics(media, scene, ref_voice=None, tol_frames: float = 1.0) -> dict:

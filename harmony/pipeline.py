@@ -22,6 +22,7 @@ from typing import Callable, Optional
 import torch
 
 from . import validate
+from .codecs.contract import AudioCodec, VideoCodec
 from .guidance import DEFAULT_SA, DEFAULT_SV
 from .jobs import DEFAULT_MAX_SECONDS, DEFAULT_SECONDS, MIN_SECONDS, clip_geometry, max_seconds  # noqa: F401 (re-exported)
 from .model import Conditioning
@@ -39,10 +40,11 @@ DEMO_TRANSCRIPT = "ba lo mi"
 
 @dataclass
 class Codecs:
-    """The video codec (Wan2.2-VAE interface) and audio codec (MMAudio interface)."""
+    """The video and audio codecs: anything that keeps the codec contract
+    (`harmony.codecs.contract`): a module, a lazy loader, a core-VAE adapter."""
 
-    video: torch.nn.Module
-    audio: torch.nn.Module
+    video: VideoCodec
+    audio: AudioCodec
 
 
 @dataclass
@@ -281,7 +283,16 @@ class HarmonyPipeline:
 
     @property
     def frame_size(self):
-        return tuple(getattr(self.codecs.video, "frame_size", (64, 64)))
+        """(H, W) of the frames generated: the video codec's ``frame_size``."""
+        return tuple(self.codecs.video.frame_size)
+
+    @property
+    def size_multiple(self) -> int:
+        """Frame heights and widths this model can generate are multiples of this: the video
+        codec's spatial stride times the video tower's spatial patch."""
+        from .codecs.contract import size_multiple
+
+        return size_multiple(self.codecs.video, self.model.cfg.video.patch_size)
 
     @torch.no_grad()
     def anchors(self, blank: bool = True):

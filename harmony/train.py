@@ -38,7 +38,7 @@ from .conditioner import Conditioner
 from .files import sha256_file
 from .jobs import DEFAULT_MAX_SECONDS
 from .model import HarmonyModel
-from .sampling import shift_sigmas
+from .sampling import DEFAULT_SHIFT, shift_sigmas
 # the data and the training state live in their own modules; their names stay importable from here
 from .train_data import LatentPool, encode_foreign_stills, encode_latent_pool  # noqa: F401
 from .train_state import (EXPORT_DTYPES, export_default, init_from_export, init_from_file,  # noqa: F401
@@ -53,7 +53,7 @@ class TrainConfig:
     lr: float = 3e-4
     warmup: int = 200
     weight_decay: float = 0.01
-    shift: float = 5.0
+    shift: float = DEFAULT_SHIFT
     tasks: str = "synergy"  # "synergy" | "joint"
     lambda_v: float = 0.1  # weight of the audio-driven video (A2V) loss
     lambda_a: float = 0.3  # weight of the video-driven audio (V2A) loss
@@ -261,10 +261,11 @@ def train(tc: TrainConfig):
     gen = torch.Generator().manual_seed(tc.seed + 1 + 1000 * rank)  # different noise per process
     os.makedirs(tc.out, exist_ok=True)
 
+    from .codecs.contract import geometry_meta
+
     codecs = load_codecs(tc.codecs or None, device=device)
     cfg = apply_overrides(get_config(tc.config), tc.overrides)
-    cfg = cfg.replace(meta={**cfg.meta, "fps": codecs[0].fps, "sample_rate": codecs[1].sample_rate,
-                            "audio_latent_rate": codecs[1].latent_rate, "trained_seconds": tc.seconds,
+    cfg = cfg.replace(meta={**cfg.meta, **geometry_meta(*codecs), "trained_seconds": tc.seconds,
                             "max_seconds": DEFAULT_MAX_SECONDS, "codecs": "tiny_codecs.safetensors",
                             "codecs_sha256": sha256_file(tc.codecs or DEFAULT_CODECS_PATH)})
     model = HarmonyModel(cfg).to(device)

@@ -142,7 +142,7 @@ def seconds(value, *, min_seconds: float, max_seconds: float, via: str = "api",
     return v
 
 
-def sampling_args(*, seconds_value=None, seed=0, steps=20, shift=5.0, sv=None, sa=None, text_cfg=1.0,
+def sampling_args(*, seconds_value=None, seed=0, steps=20, shift=None, sv=None, sa=None, text_cfg=1.0,
                   guidance="synccfg", solver="dpmpp_2m", min_seconds: float, max_seconds: float,
                   guidance_modes=None, solvers=None, via: str = "api", flags: Optional[dict] = None) -> dict:
     """Check every scalar setting of a sampling run; returns them normalised (floats / ints).
@@ -150,7 +150,9 @@ def sampling_args(*, seconds_value=None, seed=0, steps=20, shift=5.0, sv=None, s
     ``flags``: CLI spellings for names whose flag is not ``--name`` (e.g. ``{"seconds_value": ...}``).
     """
     from .guidance import DEFAULT_SA, DEFAULT_SV
+    from .sampling import DEFAULT_SHIFT
 
+    shift = DEFAULT_SHIFT if shift is None else shift
     sv = DEFAULT_SV if sv is None else sv
     sa = DEFAULT_SA if sa is None else sa
     flags = flags or {}
@@ -159,7 +161,7 @@ def sampling_args(*, seconds_value=None, seed=0, steps=20, shift=5.0, sv=None, s
                            flag=flags.get("seconds")),
         "seed": integer(seed, "seed", 0, via=via, flag=flags.get("seed"), low=0, high=2**64 - 1),
         "steps": integer(steps, "steps", 20, via=via, flag=flags.get("steps"), low=1),
-        "shift": number(shift, "shift", 5, via=via, flag=flags.get("shift"), low=0, low_open=True),
+        "shift": number(shift, "shift", f"{DEFAULT_SHIFT:g}", via=via, flag=flags.get("shift"), low=0, low_open=True),
         "sv": number(sv, "sv", f"{DEFAULT_SV:g}", via=via, flag=flags.get("sv")),
         "sa": number(sa, "sa", f"{DEFAULT_SA:g}", via=via, flag=flags.get("sa")),
         "text_cfg": number(text_cfg, "text_cfg", 1, via=via, flag=flags.get("text_cfg")),

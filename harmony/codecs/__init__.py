@@ -20,22 +20,48 @@ evaluate the toy codecs::
     python -m harmony.codecs train --out harmony/assets/tiny_codecs.safetensors
     python -m harmony.codecs eval  --weights harmony/assets/tiny_codecs.safetensors
 
+``contract`` declares what every codec carries (``VideoCodecContract`` / ``AudioCodecContract``)
+and the real-scale geometry (``WAN22_VAE``, ``MMAUDIO_16K``).
+
 The toy codecs normalise latents per channel with stored statistics
 (``latent_mean``, ``latent_std``) fitted on world clips. See docs/codecs.md.
 """
 from __future__ import annotations
 
-from .eval_toy import audio_metrics, evaluate_codecs, log_mel, sync_change, video_psnr
-from .tiny import DEFAULT_CODECS_PATH, _load_state, load_codecs, save_codecs
-from .toy_audio import SAMPLE_RATE, AudioCodec, band_filterbank
-from .toy_video import FPS, ResBlock, VideoCodec
-from .train_toy import _train_clips, fit_audio_stats, synthetic_clip, train_video_codec
-from .wan_vae import WanVAE, load_wan_vae
-from .mmaudio import MMAudioCodec
+import importlib
+
+from .contract import AudioCodec as AudioCodecContract  # noqa: F401 (the contract; imports nothing)
+from .contract import VideoCodec as VideoCodecContract  # noqa: F401
+
+# Each name is imported from its module on first use, so that ``import harmony.codecs`` (or one
+# codec module, or the contract) does not pull in the toy training and evaluation tooling. The toy
+# world's rates stay in its modules (``toy_video.FPS``, ``toy_audio.SAMPLE_RATE``): a codec's rates
+# are read from the codec.
+_HOME = {
+    "audio_metrics": "eval_toy", "evaluate_codecs": "eval_toy", "log_mel": "eval_toy",
+    "sync_change": "eval_toy", "video_psnr": "eval_toy",
+    "DEFAULT_CODECS_PATH": "tiny", "_load_state": "tiny", "load_codecs": "tiny", "save_codecs": "tiny",
+    "AudioCodec": "toy_audio", "band_filterbank": "toy_audio",
+    "ResBlock": "toy_video", "VideoCodec": "toy_video",
+    "_train_clips": "train_toy", "fit_audio_stats": "train_toy", "synthetic_clip": "train_toy",
+    "train_video_codec": "train_toy",
+    "WanVAE": "wan_vae", "load_wan_vae": "wan_vae",
+    "MMAudioCodec": "mmaudio",
+}
+
+
+def __getattr__(name: str):
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
-    "DEFAULT_CODECS_PATH", "FPS", "SAMPLE_RATE", "AudioCodec", "ResBlock", "VideoCodec",
+    "DEFAULT_CODECS_PATH", "AudioCodec", "ResBlock", "VideoCodec",
     "audio_metrics", "band_filterbank", "evaluate_codecs", "fit_audio_stats", "load_codecs",
     "log_mel", "save_codecs", "sync_change", "synthetic_clip", "train_video_codec", "video_psnr",
-    "WanVAE", "load_wan_vae", "MMAudioCodec",
+    "WanVAE", "load_wan_vae", "MMAudioCodec", "AudioCodecContract", "VideoCodecContract",
 ]

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from ..checkpoint import PICKLE_SUFFIXES, CheckpointError, check_safetensors_file
 from .bigvgan import BigVGANVocoder, load_bigvgan
+from .contract import MMAUDIO_16K, num_latents
 from .mel import MelSpectrogram16k
 from .mmaudio_vae import MMAudioVAE, load_mmaudio_vae
 
@@ -97,10 +98,10 @@ class MMAudioCodec(nn.Module):
     decode to 80,384 samples (5.024 s).
     """
 
-    latent_channels = 20
-    sample_rate = 16000
-    hop_length = 512
-    latent_rate = 16000 / 512  # 31.25
+    latent_channels = MMAUDIO_16K.latent_channels
+    sample_rate = MMAUDIO_16K.sample_rate
+    hop_length = MMAUDIO_16K.hop_length
+    latent_rate = MMAUDIO_16K.latent_rate  # 31.25
 
     def __init__(self, vae: MMAudioVAE, vocoder: BigVGANVocoder | None = None):
         super().__init__()
@@ -149,7 +150,7 @@ class MMAudioCodec(nn.Module):
 
     def num_latents(self, num_samples: int) -> int:
         """``ceil(num_samples / 512)``, at least 1."""
-        return max(1, -(-int(num_samples) // self.hop_length))
+        return num_latents(num_samples, self.hop_length)
 
     def encode(self, wave: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None):
         """``wave [B, T]`` (or ``[T]``) at 16 kHz -> latent ``[B, L, 20]`` (or ``[L, 20]``), ``L = ceil(T/512)``."""

@@ -13,7 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SAMPLE_RATE = 16000
+from ..world.scene import SAMPLE_RATE  # the toy world's sample rate: the clips this codec codes
+from .contract import num_latents
 
 
 def band_filterbank(n_fft: int, n_bands: int, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
@@ -61,7 +62,7 @@ class AudioCodec(nn.Module):
     latent_channels = 20
     sample_rate = SAMPLE_RATE
     hop_length = 512
-    latent_rate = SAMPLE_RATE / 512  # 31.25
+    latent_rate = SAMPLE_RATE / hop_length  # 31.25
     n_sub = 4           # loudness sub-frames per latent (128 samples = 8 ms)
     n_bands = 14        # spectral-envelope bands
     analysis_fft = 1024  # window for pitch + spectral envelope, centred on the latent
@@ -265,4 +266,4 @@ class AudioCodec(nn.Module):
 
     def num_latents(self, num_samples: int) -> int:
         """Latent length for a clip of ``num_samples`` samples."""
-        return max(1, -(-int(num_samples) // self.hop_length))
+        return num_latents(num_samples, self.hop_length)

@@ -10,7 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-FPS = 16
+from ..world.scene import FPS  # the toy world's frame rate: the clips this codec is trained on
+from .contract import FrameRule
 
 
 class ResBlock(nn.Module):
@@ -31,7 +32,7 @@ def _conv_norm_act(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), nn.GroupNorm(8, c_out), nn.SiLU())
 
 
-class VideoCodec(nn.Module):
+class VideoCodec(FrameRule, nn.Module):
     """Per-frame conv autoencoder: ``[B,F,H,W,3]`` 0..1 <-> ``[B,C,F,H/16,W/16]``.
 
     Encoder: space-to-depth 2x, then three stride-2 convs (16x spatial in

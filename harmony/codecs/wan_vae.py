@@ -28,6 +28,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .contract import WAN22_VAE, frames_for_latents, latents_for_frames
+
 CACHE_FRAMES = 2       # input frames a causal 3-D conv carries from one chunk to the next
 PATCH = 2              # the input is patchified 2x2 before the encoder (3 -> 12 channels)
 
@@ -429,7 +431,7 @@ class WanVAE(nn.Module):
       (``tile=None`` uses ``self.tile``; ``tile=0`` disables tiling).
     - attributes ``latent_channels`` (48), ``spatial_stride`` (16),
       ``temporal_stride`` (4), ``fps`` (24, Wan2.2-TI2V-5B / Ovi), ``frame_size``
-      (704, 1280) (Wan2.2-TI2V-5B's 720p size; any multiple of 16 works).
+      (704, 704) (``contract.WAN22_VAE``: the codec contract's values).
 
     Unlike the toy codec, the first latent frame covers one video frame and the
     others four (``frames_for_latents`` / ``latents_for_frames``).
@@ -438,12 +440,13 @@ class WanVAE(nn.Module):
     and ``decode_latent(z) -> [B,3,T,H,W]`` unclamped (upstream's wrapper clamps to -1..1).
     """
 
-    spatial_stride = 16
-    temporal_stride = 4
-    fps = 24
-    frame_size = (704, 1280)
+    latent_channels = WAN22_VAE.latent_channels  # z_dim: a small test VAE may have another
+    spatial_stride = WAN22_VAE.spatial_stride
+    temporal_stride = WAN22_VAE.temporal_stride
+    fps = WAN22_VAE.fps
+    frame_size = WAN22_VAE.frame_size
 
-    def __init__(self, dim: int = 160, dec_dim: int = 256, z_dim: int = 48, dim_mult=(1, 2, 4, 4),
+    def __init__(self, dim: int = 160, dec_dim: int = 256, z_dim: int = WAN22_VAE.latent_channels, dim_mult=(1, 2, 4, 4),
                  num_res_blocks: int = 2, temporal_downsample=(False, True, True), dropout: float = 0.0,
                  tile: int = 32, tile_overlap: int = 8):
         super().__init__()
@@ -466,11 +469,11 @@ class WanVAE(nn.Module):
     # -- frame counts --------------------------------------------------------
     @staticmethod
     def latents_for_frames(num_frames: int) -> int:
-        return 1 + (int(num_frames) - 1) // 4
+        return latents_for_frames(num_frames, WAN22_VAE.temporal_stride)
 
     @staticmethod
     def frames_for_latents(num_latents: int) -> int:
-        return 1 + 4 * (int(num_latents) - 1)
+        return frames_for_latents(num_latents, WAN22_VAE.temporal_stride)
 
     def _stats(self, like: torch.Tensor):
         mean = self.latent_mean.to(like.device, like.dtype).view(1, -1, 1, 1, 1)
