@@ -45,13 +45,16 @@ import shlex
 import sys
 import time
 import weakref
+from types import SimpleNamespace
 
 import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from .codecs.contract import meta_value
 from .config import HarmonyConfig, get_config
+from .jobs import clip_geometry
 from .model import Conditioning, HarmonyModel
 
 ROWS = ("fp32", "bf16", "fp8", "swap", "tiny")
@@ -131,7 +134,8 @@ def model_flops(cfg: HarmonyConfig, grid, n_audio: int, n_ref: int = 0, batch: i
 
 
 def real_tokens(cfg: HarmonyConfig, seconds: float = 5.0, size=(704, 704)) -> dict:
-    """Token counts of one clip, by the pipeline's rules (``HarmonyPipeline.sample``).
+    """Token counts of one clip, by the pipeline's rules (`harmony.jobs.clip_geometry`) with the
+    codec geometry the config's meta records (``harmony.codecs.contract.META_KEYS``).
 
     Frames: ``round(seconds * fps)`` cut to ``stride * (n // stride) + 1`` (the Wan VAE's
     first latent frame covers one frame, every further one ``stride``); latent frames
@@ -139,25 +143,27 @@ def real_tokens(cfg: HarmonyConfig, seconds: float = 5.0, size=(704, 704)) -> di
     patch grid; audio tokens ``ceil(seconds * audio latent rate)``. 5 s at 24 fps, 704x704:
     121 frames -> 31 x 44 x 44 latents -> 31 x 22 x 22 = 15,004 tokens; 157 audio tokens.
     """
-    m = cfg.meta
-    for key in ("video_fps", "video_temporal_stride", "video_spatial_stride", "audio_latent_rate"):
-        if key not in m:
+    m = {k: meta_value(cfg.meta, k) for k in ("video_fps", "video_temporal_stride", "video_spatial_stride",
+                                              "audio_latent_rate")}
+    for key, value in m.items():
+        if value is None:
             raise ValueError(f"config has no meta[{key!r}] (the codec geometry); use a real-scale config such as 5b")
     if not seconds > 0:
         raise ValueError(f"seconds must be > 0, got {seconds!r}")
-    ts, s = int(m["video_temporal_stride"]), int(m["video_spatial_stride"])
+    s = int(m["video_spatial_stride"])
     pt, ph, pw = cfg.video.patch_size
     h, w = (int(x) for x in size)
     if h % (s * ph) or w % (s * pw) or h <= 0 or w <= 0:
         raise ValueError(f"size {h}x{w}: height and width must be positive multiples of {s * ph} "
                          f"(VAE stride {s} x patch {ph}), e.g. 704x704")
-    frames = int(round(seconds * m["video_fps"]))
-    frames = ts * (frames // ts) + 1
-    latent = (1 + (frames - 1) // ts, h // s, w // s)
+    video = SimpleNamespace(temporal_stride=int(m["video_temporal_stride"]), spatial_stride=s,
+                            latent_channels=cfg.video.in_dim)
+    audio = SimpleNamespace(latent_rate=float(m["audio_latent_rate"]), latent_channels=cfg.audio.in_dim)
+    g = clip_geometry(seconds, float(m["video_fps"]), (h, w), video, audio)
+    latent = g.video[1:]
     grid = (latent[0] // pt, latent[1] // ph, latent[2] // pw)
-    n_audio = math.ceil(seconds * m["audio_latent_rate"] - 1e-6)
-    return {"seconds": seconds, "size": (h, w), "frames": frames, "latent": latent, "grid": grid,
-            "video_tokens": math.prod(grid), "audio_tokens": n_audio}
+    return {"seconds": seconds, "size": (h, w), "frames": g.n_frames, "latent": latent, "grid": grid,
+            "video_tokens": math.prod(grid), "audio_tokens": g.n_audio}
 
 
 def clip_tokens_5b(seconds: float = 5.0, width: int = 704, height: int = 704):
@@ -867,7 +873,7 @@ def main_real(ap, a, argv):
         ap.error(str(e))
     if a.ref_seconds < 0:
         ap.error("--ref-seconds must be 0 or more")
-    n_ref = math.ceil(a.ref_seconds * full.meta["audio_latent_rate"] - 1e-6) if a.ref_seconds else 0
+    n_ref = math.ceil(a.ref_seconds * meta_value(full.meta, "audio_latent_rate") - 1e-6) if a.ref_seconds else 0
     cuda = torch.cuda.is_available() and a.devices != "cpu"
     if a.devices == "cuda" and not torch.cuda.is_available():
         ap.error("--devices cuda: no GPU here")
