@@ -2,8 +2,8 @@
 device's memory by the memory plan before anything loads.
 
 With the Wan2.2 VAE a frame is 16x16 pixels per latent, and the DiT's 2x2 patch makes the size a
-multiple of 32 (:data:`SIZE_MULTIPLE`); the default 704x704 is the multiple of 32 nearest Ovi's
-720x720 area.
+multiple of 32 (:data:`SIZE_MULTIPLE`, the codec contract's ``size_multiple``); the default 704x704
+(``contract.WAN22_VAE.frame_size``) is the multiple of 32 nearest Ovi's 720x720 area.
 """
 from __future__ import annotations
 
@@ -12,8 +12,11 @@ from typing import Optional
 
 import torch
 
-DEFAULT_SIZE = (704, 704)
-SIZE_MULTIPLE = 32
+from .codecs.contract import WAN22_VAE, size_multiple
+from .config import get_config
+
+DEFAULT_SIZE = WAN22_VAE.frame_size
+SIZE_MULTIPLE = size_multiple(WAN22_VAE, get_config("5b").video.patch_size)
 
 
 def parse_size(value, via: str = "cli") -> tuple:

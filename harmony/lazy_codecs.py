@@ -12,6 +12,7 @@ from typing import Callable, Optional
 
 import torch
 
+from .codecs.contract import MMAUDIO_16K, WAN22_VAE, FrameRule, HopRule
 from .components import ComponentError, component, peek_tensors, read_tensors, usual
 from .framesize import DEFAULT_SIZE
 
@@ -44,7 +45,7 @@ class _Staged:
 
 # --------------------------------------------------------------------------- codecs, loaded when needed
 
-class LazyWanVAE(_Staged):
+class LazyWanVAE(FrameRule, _Staged):
     """The Wan2.2 VAE behind the video-codec interface, each half read from its file on first use:
     the encoder (``encoder.*``, ``conv1.*``) when frames are encoded (a first frame, a driving video,
     or SyncCFG's blank frame), the decoder (``decoder.*``, ``conv2.*``) when latents are decoded.
@@ -52,6 +53,7 @@ class LazyWanVAE(_Staged):
     (headers only). ``loaded``: the halves read so far."""
 
     PARTS = {"encoder": ("encoder.", "conv1."), "decoder": ("decoder.", "conv2.")}
+    fps, temporal_stride, spatial_stride = WAN22_VAE.fps, WAN22_VAE.temporal_stride, WAN22_VAE.spatial_stride
 
     def __init__(self, path, device="cpu", dtype=torch.float32, store=None, frame_size=DEFAULT_SIZE,
                  log: Callable[[str], None] = print):
@@ -76,8 +78,6 @@ class LazyWanVAE(_Staged):
                                  f"{missing[:5]}, unexpected {unexpected[:5]}, wrong shapes {bad[:5]}); use "
                                  f"{usual('video_vae')}")
         self.latent_channels = self.z_dim = cfg["z_dim"]
-        self.spatial_stride, self.temporal_stride, self.fps = WanVAE.spatial_stride, WanVAE.temporal_stride, WanVAE.fps
-        self.latents_for_frames, self.frames_for_latents = WanVAE.latents_for_frames, WanVAE.frames_for_latents
         self.frame_size = tuple(frame_size)
         self.loaded: set = set()
 
@@ -116,18 +116,16 @@ class LazyWanVAE(_Staged):
             return v.decode(latent, tile, tile_overlap, out_device)
 
 
-class LazyMMAudioCodec(_Staged):
+class LazyMMAudioCodec(HopRule, _Staged):
     """MMAudio's 16 kHz codec behind the audio-codec interface, read from its files on first use:
     the VAE (one file, encoder and decoder) when audio is encoded, SyncCFG's silence anchor is made
     or latents are decoded; the BigVGAN vocoder only when latents are decoded. Each file is read
     once and kept; both are checked when this is built (headers only). ``loaded``: what was read."""
 
-    from .codecs.mmaudio import MMAudioCodec as _Codec
-
-    latent_channels = _Codec.latent_channels
-    sample_rate = _Codec.sample_rate
-    hop_length = _Codec.hop_length
-    latent_rate = _Codec.latent_rate
+    latent_channels = MMAUDIO_16K.latent_channels
+    sample_rate = MMAUDIO_16K.sample_rate
+    hop_length = MMAUDIO_16K.hop_length
+    latent_rate = MMAUDIO_16K.latent_rate
 
     def __init__(self, vae_path, vocoder_path, device="cpu", dtype=torch.float32, store=None,
                  log: Callable[[str], None] = print):
@@ -163,9 +161,6 @@ class LazyMMAudioCodec(_Staged):
             self.codec.attach_vocoder(load_bigvgan(self.vocoder_path, device=self.store, dtype=self.dtype))
             self.loaded.add("vocoder")
         return self.codec
-
-    def num_latents(self, num_samples: int) -> int:
-        return max(1, -(-int(num_samples) // self.hop_length))
 
     @torch.no_grad()
     def encode(self, wave: torch.Tensor, **kw) -> torch.Tensor:
