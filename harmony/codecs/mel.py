@@ -28,7 +28,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SAMPLE_RATE = 16000
+from .contract import MMAUDIO_16K
+
+SAMPLE_RATE = MMAUDIO_16K.sample_rate
 N_FFT = 1024
 HOP = 256
 N_MELS = 80
