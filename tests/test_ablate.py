@@ -120,6 +120,7 @@ def test_collect_groups_rows_seeds_and_splits(tmp_path):
 
 # ------------------------------------------------------------------ the task runner
 
+@pytest.mark.slow
 def test_run_tasks_skips_done_and_propagates_failure(tmp_path):
     done = tmp_path / "done.txt"
     done.write_text("x")
@@ -157,6 +158,7 @@ def test_plan_gives_each_variant_its_training():
 
 # ------------------------------------------------------------------ end to end, tiny
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None,
                     reason="needs matplotlib (pip install matplotlib): the run ends with the drift plot")
 def test_ablate_end_to_end_tiny(tmp_path):
@@ -182,6 +184,7 @@ def test_ablate_end_to_end_tiny(tmp_path):
     assert (docs / "drift.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_run_tasks_waits_for_a_task_another_command_runs(tmp_path):
     """A task whose marker names a live process is not started again; its dependents run once
     that process has written the task's output."""

@@ -23,6 +23,7 @@ def test_bundled_default_model_is_shipped():
     assert os.path.isfile(DEFAULT_MODEL.replace(".safetensors", ".text.safetensors"))
 
 
+@pytest.mark.slow
 def test_generate_writes_mp4_with_video_and_audio(tmp_path):
     out = tmp_path / "clip.mp4"
     r = run_cli("generate", "--steps", "3", "--seconds", "1.5", "--seed", "3", "-o", str(out))
@@ -34,6 +35,7 @@ def test_generate_writes_mp4_with_video_and_audio(tmp_path):
     assert float(np.abs(wave).max()) > 0  # there is sound
 
 
+@pytest.mark.slow
 def test_generate_a2v_from_an_audio_file_at_another_rate(tmp_path):
     sr = 22050
     t = np.arange(int(1.2 * sr)) / sr
@@ -50,6 +52,7 @@ def test_generate_a2v_from_an_audio_file_at_another_rate(tmp_path):
     assert wave.shape[0] == 1  # the model card's mono output, though the driving file is stereo
 
 
+@pytest.mark.slow
 def test_generate_reports_bad_input_clearly(tmp_path):
     r = run_cli("generate", "--audio", str(tmp_path / "missing.wav"))
     assert r.returncode == 2 and "--audio" in r.stderr and "not found" in r.stderr
@@ -60,6 +63,7 @@ def test_generate_reports_bad_input_clearly(tmp_path):
     assert not (tmp_path / "x.mp4").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("job", ["T2AV", "V2A"])
 def test_evaluate_command_prints_ceiling_floor_and_model_rows(job):
     r = run_cli("evaluate", "-n", "1", "--jobs", job, "--steps", "2", "--guidance", "synccfg",
@@ -71,6 +75,7 @@ def test_evaluate_command_prints_ceiling_floor_and_model_rows(job):
 
 # ----------------------------------------------------------------------------- help and messages
 
+@pytest.mark.slow
 def test_top_level_help_shows_one_example_per_job_and_every_command():
     r = run_cli("--help")
     assert r.returncode == 0, r.stderr
@@ -109,6 +114,7 @@ def test_every_option_has_help_with_its_default(command, monkeypatch):
             assert f"(default: {action.default})" in " ".join(text.split()), (command, action.dest)
 
 
+@pytest.mark.slow
 def test_out_of_range_and_malformed_options_give_one_error_line(tmp_path):
     for args, needle in ((["--seconds", "0.5"], "seconds"), (["--seconds", "abc"], "--seconds"),
                          (["--fit", "zoom"], "--fit")):
@@ -119,6 +125,7 @@ def test_out_of_range_and_malformed_options_give_one_error_line(tmp_path):
     assert not (tmp_path / "x.mp4").exists()
 
 
+@pytest.mark.slow
 def test_i2av_crops_a_wide_image_and_names_unknown_words_once(tmp_path):
     from PIL import Image
 
@@ -135,6 +142,7 @@ def test_i2av_crops_a_wide_image_and_names_unknown_words_once(tmp_path):
     assert len(unknown) == 1 and "'dragon'" in unknown[0] and "'red'" not in unknown[0]
 
 
+@pytest.mark.slow
 def test_v2a_conforms_the_driving_video_once(tmp_path):
     frames = np.zeros((29, 48, 96, 3), np.float32)  # 1.2 s at 24 fps, 2:1
     frames[:, :, 24:72] = np.linspace(0, 1, 29, dtype=np.float32)[:, None, None, None]

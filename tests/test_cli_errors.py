@@ -16,6 +16,8 @@ import pytest
 
 import realfiles
 
+pytestmark = pytest.mark.slow  # every test here runs a subprocess
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # generate, with the sampler replaced by one that reports a first step and then fails

@@ -128,6 +128,7 @@ def test_meta_is_read_in_one_vocabulary_and_old_files_still_read():
     assert contract.meta_value({"fps": 16, "video_fps": 24}, "video_fps") == 24
 
 
+@pytest.mark.slow
 def test_importing_the_codecs_package_does_not_pull_in_toy_tooling():
     import subprocess
     import sys

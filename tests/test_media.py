@@ -137,6 +137,7 @@ def test_resample_backend_choice(monkeypatch):
     assert media.resample_backend(44056, 16000) == "scipy"  # 5507 / 2000: too many phases
 
 
+@pytest.mark.slow
 def test_media_imports_and_resamples_without_torchaudio():
     code = ("import sys; sys.modules['torchaudio'] = None\n"
             "import numpy as np\n"

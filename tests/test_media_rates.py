@@ -77,6 +77,7 @@ def test_save_av_node_writes_the_audio_at_its_own_rate(out_dir, sr, fps, channel
     _check_read_back(os.path.join(out_dir, "output", clip["subfolder"], clip["filename"]), sr, fps, channels)
 
 
+@pytest.mark.slow
 def test_cli_a2v_from_44k_audio_keeps_length_and_sync(tmp_path):
     """The CLI's writer: a 44.1 kHz driving file becomes the clip's soundtrack at the model's
     rate (16 kHz), with the burst still at 0.5 s and the clip as long as the file."""

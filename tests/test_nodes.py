@@ -311,6 +311,7 @@ def test_a_file_that_is_not_a_harmony_model_is_explained(tmp_path, monkeypatch):
         M["HarmonyModelLoader"]().load("sdxl.safetensors", "auto", "none", 4, "sdpa")
 
 
+@pytest.mark.slow
 def test_nodes_run_when_the_pack_is_imported_like_comfyui_does(tmp_path):
     """In ComfyUI the repo root is not on sys.path: harmony must be reached relatively."""
     import subprocess

@@ -57,6 +57,7 @@ def test_root_init_imported_as_a_lone_module_uses_the_top_level_nodes():
     assert module.NODE_CLASS_MAPPINGS is nodes.NODE_CLASS_MAPPINGS
 
 
+@pytest.mark.slow
 def test_pytest_runs_in_a_clone_named_comfyui_harmony(tmp_path):
     clone = tmp_path / "ComfyUI-Harmony"
     (clone / "tests").mkdir(parents=True)
@@ -98,6 +99,7 @@ def _can_build_wheels() -> bool:
     return importlib.util.find_spec("wheel") is not None
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _can_build_wheels(), reason="needs setuptools >= 70.1 (or the wheel package) "
                                                     "to build without network")
 def test_wheel_holds_the_harmony_package_with_its_weights_and_the_console_entry(tmp_path):

@@ -140,6 +140,7 @@ def test_five_seconds_have_ovis_latent_shapes(ckpts):
     assert tuple(lat.audio.shape) == (1, 157, 20)
 
 
+@pytest.mark.slow
 def test_generate_cli_to_mp4(ckpts, tmp_path):
     from harmony import media
 
@@ -164,6 +165,7 @@ def test_generate_cli_to_mp4(ckpts, tmp_path):
     assert sr == 16000 and abs(wave.shape[-1] - 16000) <= 1024  # 1 s of 16 kHz audio (AAC framing)
 
 
+@pytest.mark.slow
 def test_generate_cli_component_flags_make_ovis_five_seconds(ckpts, tmp_path):
     """The component flags (tokenizer found beside the text encoder), 5 s: 121 frames at 24 fps
     (1 + 4 * 30, 31 latent frames), 16 kHz sound of 5 s; SyncCFG (the default) at real scale."""
@@ -192,6 +194,7 @@ def test_generate_cli_component_flags_make_ovis_five_seconds(ckpts, tmp_path):
         "text encoder", "MMAudio VAE", "Wan2.2 VAE encoder", "Wan2.2 VAE decoder", "BigVGAN vocoder"], said
 
 
+@pytest.mark.slow
 def test_generate_cli_missing_component_is_a_usage_error(ckpts, tmp_path):
     _, paths = ckpts
     cmd = [sys.executable, "-m", "harmony", "generate", "x", "--model", paths["model"], "--text-encoder",

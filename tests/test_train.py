@@ -180,6 +180,7 @@ def test_loss_decreases_when_fitting_one_batch():
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5, losses
 
 
+@pytest.mark.slow
 def test_train_smoke_resume_and_export(tmp_path):
     """A few real steps on world clips, then resume; the export loads in the pipeline."""
     from harmony.pipeline import HarmonyPipeline

@@ -42,6 +42,7 @@ def test_shipped_accelerate_configs_pass_accelerates_own_validation(name, kind):
         assert int(args.zero_stage) == 2 and float(args.gradient_clipping) == 1.0
 
 
+@pytest.mark.slow
 def test_accelerate_ddp_two_cpu_processes_fine_tune_from_ovi(tmp_path):
     from safetensors import safe_open
 

@@ -140,6 +140,7 @@ def _floats(state, prefix):
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix) and v.is_floating_point()}
 
 
+@pytest.mark.slow
 def test_ema_after_one_and_two_steps_by_hand(tmp_path):
     """train() from known weights W0 (an --init-from file), EMA decay d_k = min(ema, (1 + k) / (10 + k)):
 

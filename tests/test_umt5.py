@@ -169,6 +169,7 @@ def test_missing_and_wrong_inputs(tmp_path, tokenizer_dir, wan_state):
         umt5.load_tokenizer(tmp_path / "empty")
 
 
+@pytest.mark.slow
 def test_package_imports_without_transformers():
     code = ("import sys; sys.modules['transformers'] = None\n"
             "import harmony, harmony.umt5, harmony.families, harmony.pipeline\n"

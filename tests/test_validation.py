@@ -417,6 +417,7 @@ def run_cli(*args, env=None):
                           timeout=300, env={**os.environ, **(env or {})})
 
 
+@pytest.mark.slow
 def test_cli_prints_one_line_and_exits_2_for_bad_input(tmp_path):
     r = run_cli("generate", "--seconds", "nan", "-o", str(tmp_path / "x.mp4"))
     assert r.returncode == 2 and "Traceback" not in r.stderr
@@ -549,6 +550,7 @@ def test_save_node_refuses_an_audio_batch(tmp_path, monkeypatch):
     assert not any(f.endswith(".mp4") for _, _, files in os.walk(tmp_path) for f in files)
 
 
+@pytest.mark.slow
 def test_checkpoint_writer_never_replaces_what_is_not_a_regular_file(tmp_path):
     from harmony.checkpoint import CheckpointError, save_safetensors
 
