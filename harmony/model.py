@@ -13,6 +13,7 @@ tokens with timestep 0 and stripped from the output.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
@@ -133,6 +134,7 @@ class HarmonyModel(nn.Module):
         self.layer_hook: Optional[Callable[[int], None]] = None
         self.plans = TableCache(size=8)  # RoPE tables + window masks per (grid, audio length, ref length, device)
         self.sequence_parallel = None  # a harmony.parallel.SequenceParallel: video tokens split across ranks
+        self.checkpoint_blocks = False  # activation checkpointing of each block piece (training memory)
 
     @property
     def num_layers(self) -> int:
@@ -278,18 +280,52 @@ class HarmonyModel(nn.Module):
         return v_out, a_out
 
     def layer(self, i, v, a, e0_v, e0_a, ctx_v, ctx_a, plan):
-        """Layer i of both towers, in Ovi's fusion-block order."""
+        """Layer i of both towers, in Ovi's fusion-block order.
+
+        Every piece runs inside a module call of its block (``block(..., step=...)``), two per
+        block: its self-attention, then the rest (cross-attention with text and partner, style,
+        FFN). Module hooks thus see every use of a block's weights, so each block can be an
+        FSDP2 unit (`harmony.distributed`); ``checkpoint_blocks`` recomputes each piece's
+        activations in backward instead of keeping them.
+        """
         vb, ab = self.video_model.blocks[i], self.audio_model.blocks[i]
-        mod_a, mod_v = ab.modulation_chunks(e0_a), vb.modulation_chunks(e0_v)
-        a = ab.self_attention_step(a, mod_a, plan.rope_audio)
-        v = vb.self_attention_step(v, mod_v, plan.rope_video)
+        run = _checkpointed if self.checkpoint_blocks and torch.is_grad_enabled() else _direct
+        a, mod_a = run(ab, a, e0_a, step=_self_attention, rope=plan.rope_audio)
+        v, mod_v = run(vb, v, e0_v, step=_self_attention, rope=plan.rope_video)
         a_after_self = a
-        a = self.interaction.audio_cross(ab, a, v, ctx_a, plan)
-        a = self.interaction.style(ab, a, v, plan)
-        a = ab.ffn_step(a, mod_a)
-        v = self.interaction.video_cross(vb, v, a_after_self, ctx_v, plan)
-        v = vb.ffn_step(v, mod_v)
+        a = run(ab, a, v, ctx_a, mod_a, step=_audio_rest, interaction=self.interaction, plan=plan)
+        v = run(vb, v, a_after_self, ctx_v, mod_v, step=_video_rest, interaction=self.interaction, plan=plan)
         return v, a
+
+
+# --- the pieces of a layer, each run as one call of its block -------------------------
+
+def _self_attention(block, x, e0, rope):
+    mod = block.modulation_chunks(e0)
+    return block.self_attention_step(x, mod, rope), mod
+
+
+def _audio_rest(block, a, v, ctx, mod, interaction, plan):
+    """Audio cross-attention (text + the video after its self-attention), style alignment, FFN."""
+    a = interaction.audio_cross(block, a, v, ctx, plan)
+    a = interaction.style(block, a, v, plan)
+    return block.ffn_step(a, mod)
+
+
+def _video_rest(block, v, a, ctx, mod, interaction, plan):
+    """Video cross-attention (text + the audio as it was after its self-attention), FFN."""
+    v = interaction.video_cross(block, v, a, ctx, plan)
+    return block.ffn_step(v, mod)
+
+
+def _direct(block, *args, step, **kw):
+    return block(*args, step=step, **kw)
+
+
+def _checkpointed(block, *args, step, **kw):
+    from torch.utils.checkpoint import checkpoint
+
+    return block(*args, step=functools.partial(checkpoint, step, use_reentrant=False), **kw)
 
 
 def _shape(x):

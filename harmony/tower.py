@@ -186,7 +186,15 @@ class WanBlock(nn.Module):
     def ffn_step(self, x: torch.Tensor, mod: list) -> torch.Tensor:
         return gated_add(x, self.ffn(modulate(self.norm2(x), mod[3], mod[4])), mod[5])
 
-    def forward(self, x: torch.Tensor, e0: torch.Tensor, context: torch.Tensor, rope: Rope) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *args, step: Optional[Callable] = None, **kw) -> torch.Tensor:
+        """Wan's block ``forward(x, e0, context, rope)``; with `step`, ``step(self, x, *args, **kw)``.
+
+        The dual-tower model interleaves the two towers' blocks piece by piece and runs each
+        piece through this call (``step``), so that module hooks see every use of a block's
+        weights: each block can be its own FSDP2 unit or have its activations checkpointed."""
+        if step is not None:
+            return step(self, x, *args, **kw)
+        e0, context, rope = args
         mod = self.modulation_chunks(e0)
         x = self.self_attention_step(x, mod, rope)
         x = self.cross_attention_step(x, context)

@@ -92,6 +92,12 @@ class TrainConfig:
     probe_every: float = 0.0  # minutes between partner-use probes of the EMA weights (0 = never)
     probe_clips: int = 8  # held-out clips per split for the probe
     p_foreign_still: float = 0.0  # I2AV rows shown as a static clip of an out-of-world still (video loss only)
+    # --- several processes (docs/training/distributed.md) ---
+    fsdp: str = "off"  # "block": FSDP2, one unit per block (under torchrun / accelerate launch)
+    mixed_precision: str = "fp32"  # with --fsdp block: "bf16" = bf16 parameters in compute, float32 reduction
+    checkpoint_activations: int = 0  # 1 = recompute each block's activations in backward (less memory)
+    accum: int = 1  # micro-batches per step and process (gradients add up; global batch = processes x accum x batch)
+    stop_at: int = 0  # end this run after step N (0 = --steps); the schedule still follows --steps
 
 
 # --------------------------------------------------------------------------
@@ -243,22 +249,39 @@ class PartnerProbe:
 def train(tc: TrainConfig):
     from tqdm import tqdm
 
+    from . import distributed as hd
     from .codecs import DEFAULT_CODECS_PATH, load_codecs
 
-    try:
-        from accelerate import Accelerator
-        acc = Accelerator()
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and acc.num_processes == 1:
-            raise RuntimeError(f"WORLD_SIZE={os.environ['WORLD_SIZE']} but accelerate set up one process; "
-                               "on CPU launch with ACCELERATE_USE_CPU=true accelerate launch --multi_gpu "
-                               "--num_processes N (docs/training/finetune_from_ovi.md)")
-    except ImportError:  # plain single-process run
-        acc = None
-    device = acc.device if acc else torch.device("cpu")
-    main_process = acc is None or acc.is_main_process
-    rank = acc.process_index if acc else 0
+    # sharded: --fsdp block, or accelerate launch with an FSDP config (configs/accelerate/fsdp.yaml)
+    fsdp = tc.fsdp == "block" or os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
+    if tc.mixed_precision != "fp32" and not fsdp:
+        raise ValueError(f"--mixed-precision {tc.mixed_precision} is the sharded run's (--fsdp block); "
+                         "without it the trainer computes in float32")
+    if fsdp and tc.probe_every > 0:
+        raise ValueError("--probe-every is not available with --fsdp block (the probe reads the full EMA on one "
+                         "process); probe the exported ema_step<N>.safetensors files instead (--export-every)")
+    acc = None
+    if fsdp:  # the trainer shards the model itself (harmony.distributed), whatever the launcher
+        device = hd.init_process_group()
+    else:
+        try:
+            from accelerate import Accelerator
+            acc = Accelerator()
+            if int(os.environ.get("WORLD_SIZE", "1")) > 1 and acc.num_processes == 1:
+                raise RuntimeError(f"WORLD_SIZE={os.environ['WORLD_SIZE']} but accelerate set up one process; "
+                                   "on CPU launch with ACCELERATE_USE_CPU=true accelerate launch --multi_gpu "
+                                   "--num_processes N, or shard: torchrun ... --fsdp block "
+                                   "(docs/training/distributed.md)")
+        except ImportError:  # plain single-process run
+            pass
+        device = acc.device if acc else torch.device("cpu")
+    rank, n_proc = hd.world()
+    main_process = rank == 0
     torch.manual_seed(tc.seed)  # same initial weights on every process
-    gen = torch.Generator().manual_seed(tc.seed + 1 + 1000 * rank)  # different noise per process
+    # data shard d = rank * accum + j (micro-batch j of this process) draws its own clips and noise, so
+    # N processes x accum K see the same global batch as one process with accum N * K
+    shards = [rank * tc.accum + j for j in range(tc.accum)]
+    gens = [torch.Generator().manual_seed(tc.seed + 1 + 1000 * d) for d in shards]
     os.makedirs(tc.out, exist_ok=True)
 
     from .codecs.contract import geometry_meta
@@ -275,9 +298,18 @@ def train(tc: TrainConfig):
         clips = ClipCache(tc.clip_cache)
         cfg = clips.check(cfg)
     conditioner = clips.text(cfg) if clips else Conditioner(cfg).to(device)
-    if tc.init_from and not os.path.exists(os.path.join(tc.out, "state.safetensors")):
+    resuming = hd.has_state(tc.out) if fsdp else os.path.exists(os.path.join(tc.out, "state.safetensors"))
+    if tc.init_from and not resuming:
         cfg = init_from_file(tc.init_from, model, conditioner, cfg)
         print(f"initialised from {tc.init_from} (step {cfg.meta.get('init_step', '?')})")
+    mixed_precision, checkpoint = tc.mixed_precision, bool(tc.checkpoint_activations)
+    if fsdp:
+        if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true":  # fsdp.yaml's settings
+            mixed_precision = "bf16" if os.environ.get("ACCELERATE_MIXED_PRECISION") == "bf16" else mixed_precision
+            checkpoint = checkpoint or os.environ.get("FSDP_ACTIVATION_CHECKPOINTING", "").lower() == "true"
+        hd.shard(model, conditioner, device, mixed_precision, checkpoint)
+    else:
+        model.checkpoint_blocks = checkpoint
     params = list(model.parameters()) + list(conditioner.parameters())
     fusion = [p for name, p in model.named_parameters() if is_fusion_parameter(name)]
     rest = [p for p in params if all(p is not q for q in fusion)]
@@ -286,7 +318,9 @@ def train(tc: TrainConfig):
     ema = {f"model.{k}": v.detach().clone() for k, v in model.state_dict().items()}
     ema.update({f"text.{k}": v.detach().clone() for k, v in conditioner.state_dict().items()})
     step = 0
-    if os.path.exists(os.path.join(tc.out, "state.safetensors")):
+    if resuming and fsdp:
+        step = hd.saved_step(tc.out)  # the state itself is loaded once the pools exist (their generators)
+    elif resuming:
         step = load_training_state(tc.out, model, conditioner, ema, opt)
         print(f"resumed from {tc.out} at step {step}")
     if acc:
@@ -296,14 +330,18 @@ def train(tc: TrainConfig):
 
     t0 = time.time()
     if clips:
-        pool = clips.pool(tc.seed + step + 7919 * rank, rank, acc.num_processes if acc else 1, device)
+        pools = [clips.pool(tc.seed + step + 7919 * d, d, n_proc * tc.accum, device) for d in shards]
     elif tc.latents:  # a fixed, shared set of clips (ablation rows see the same data)
-        pool = LatentPool.load(tc.latents, codecs, tc.seed + step + 7919 * rank, device)
-        if abs(pool.seconds - tc.seconds) > 1e-6:
-            cfg = cfg.replace(meta={**cfg.meta, "trained_seconds": pool.seconds})
+        pools = [LatentPool.load(tc.latents, codecs, tc.seed + step + 7919 * d, device) for d in shards]
+        if abs(pools[0].seconds - tc.seconds) > 1e-6:
+            cfg = cfg.replace(meta={**cfg.meta, "trained_seconds": pools[0].seconds})
     else:
-        pool = LatentPool(codecs, tc.seconds, tc.pool, tc.seed + step + 7919 * rank, tc.workers, device,
-                          split=tc.split)
+        pools = [LatentPool(codecs, tc.seconds, tc.pool, tc.seed + step + 7919 * d, tc.workers, device,
+                            split=tc.split) for d in shards]
+    pool = pools[0]
+    if resuming and fsdp:
+        step = hd.load_state(tc.out, model, conditioner, ema, opt, gens + [p.rng for p in pools])
+        print(f"resumed from {tc.out} at step {step} (sharded state, {n_proc} processes)")
     for name, have, want in (("video", pool.data["video"].shape[1], cfg.video.in_dim),
                              ("audio", pool.data["audio"].shape[-1], cfg.audio.in_dim)):
         if have != want:
@@ -317,18 +355,35 @@ def train(tc: TrainConfig):
     print(f"pool of {pool.size} clips rendered and encoded in {time.time() - t0:.1f}s; "
           f"{n_params / 1e6:.2f} M trainable params; device {device}")
     log = open(os.path.join(tc.out, "train_log.jsonl"), "a") if main_process else None
-    bar = tqdm(total=tc.steps, initial=step, disable=not main_process)
+    end = min(tc.stop_at, tc.steps) if tc.stop_at > 0 else tc.steps
+    bar = tqdm(total=end, initial=step, disable=not main_process)
     t_start, cpu_start = time.time(), time.process_time()
     budget = tc.max_minutes * 60 if tc.max_minutes > 0 else float("inf")
     probe = PartnerProbe(cfg, codecs, tc, os.path.join(tc.out, "probe.jsonl")) if (
         tc.probe_every > 0 and main_process) else None
     next_probe = 0.0  # seconds of this run's wall time at which the next probe runs
-    while step < tc.steps:
+
+    def save(at: int):  # a sharded state is written by every process, the others by the main one
+        if fsdp:
+            hd.save_state(tc.out, core, core_text, ema, opt, gens + [p.rng for p in pools], at,
+                          {"harmony_config": cfg.to_dict(), "train_config": tc.__dict__})
+        elif main_process:
+            save_training_state(tc.out, core, core_text, ema, opt, at, tc, cfg)
+
+    def export(path: str, at: int):  # sharded: every process sends its EMA shards to rank 0
+        full = hd.gather_to_rank0(ema) if fsdp else ema
+        if main_process:
+            export_default(full, cfg, path, at, tc.export_dtype)
+    while step < end:
         if probe is not None and time.time() - t_start >= next_probe:
             probe(ema, step, time.time() - t_start, time.process_time() - cpu_start)
             next_probe = time.time() - t_start + 60 * tc.probe_every
         # progress drives warm-up + cosine decay; a wall-clock budget ends training early
         progress = max(step / tc.steps, (time.time() - t_start) / budget)
+        if n_proc > 1 and budget < float("inf"):  # one schedule (and one stop) for all processes
+            shared = torch.tensor([progress], device=device)
+            torch.distributed.all_reduce(shared, op=torch.distributed.ReduceOp.MAX)
+            progress = float(shared)
         if progress >= 1:
             print(f"time budget of {tc.max_minutes:g} min reached at step {step}")
             break
@@ -336,12 +391,16 @@ def train(tc: TrainConfig):
         for g in opt.param_groups:
             g["lr"] = lr * g.get("lr_mult", 1.0)
         model.train()
-        batch = pool.batch(tc.batch)
-        if stills is not None:
-            batch["stills"] = stills[torch.randint(0, len(stills), (tc.batch,), generator=gen)]
-        loss, parts = synergy_loss(model, conditioner, batch, tc, gen, cfg.prediction)
         opt.zero_grad(set_to_none=True)
-        (acc.backward(loss) if acc else loss.backward())
+        loss, parts = 0.0, {}
+        for pool_j, gen in zip(pools, gens):  # micro-batches (--accum): gradients add up
+            batch = pool_j.batch(tc.batch)
+            if stills is not None:
+                batch["stills"] = stills[torch.randint(0, len(stills), (tc.batch,), generator=gen)]
+            loss_j, parts_j = synergy_loss(model, conditioner, batch, tc, gen, cfg.prediction)
+            (acc.backward(loss_j / tc.accum) if acc else (loss_j / tc.accum).backward())
+            loss += float(loss_j.detach()) / tc.accum
+            parts = {k: parts.get(k, 0.0) + v / tc.accum for k, v in parts_j.items()}
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         with torch.no_grad():  # EMA of model and text encoders
@@ -356,30 +415,49 @@ def train(tc: TrainConfig):
         step += 1
         bar.update(1)
         if step % tc.log_every == 0 or step == 1:
-            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", **{k: f"{v:.4f}" for k, v in parts.items()})
+            if n_proc > 1:  # the logged loss is the global batch's (every process's micro-batches)
+                loss, parts = _mean_over_processes(loss, parts, device)
+            bar.set_postfix(loss=f"{loss:.4f}", **{k: f"{v:.4f}" for k, v in parts.items()})
             if log:
-                log.write(json.dumps({"step": step, "loss": round(float(loss.detach()), 5),
+                log.write(json.dumps({"step": step, "loss": round(loss, 5),
                                       **{k: round(v, 5) for k, v in parts.items()},
                                       "lr": lr, "elapsed_s": round(time.time() - t_start, 1)}) + "\n")
                 log.flush()
         if tc.refresh > 0 and not tc.latents and step % tc.refresh_every == 0:
-            pool.refresh(tc.refresh)
-        if step % tc.save_every == 0 and main_process:
-            save_training_state(tc.out, core, core_text, ema, opt, step, tc, cfg)
-        if tc.export_every > 0 and step % tc.export_every == 0 and main_process:
-            export_default(ema, cfg, os.path.join(tc.out, f"ema_step{step}.safetensors"), step, tc.export_dtype)
+            for pool_j in pools:
+                pool_j.refresh(tc.refresh)
+        if step % tc.save_every == 0:
+            save(step)
+        if tc.export_every > 0 and step % tc.export_every == 0:
+            export(os.path.join(tc.out, f"ema_step{step}.safetensors"), step)
     bar.close()
     wall = time.time() - t_start
     if probe is not None:
         probe(ema, step, wall, time.process_time() - cpu_start)
+    save(step)
+    export(os.path.join(tc.out, "harmony_tiny.safetensors"), step)
+    held = hd.state_bytes(params, opt, ema)  # this process's parameter + optimizer + EMA bytes
+    if n_proc > 1:
+        every = [None] * n_proc
+        torch.distributed.all_gather_object(every, held)
+        held = every
     if main_process:
-        save_training_state(tc.out, core, core_text, ema, opt, step, tc, cfg)
-        export_default(ema, cfg, os.path.join(tc.out, "harmony_tiny.safetensors"), step, tc.export_dtype)
         with open(os.path.join(tc.out, "train_summary.json"), "w") as fh:
             json.dump({"steps": step, "wall_s_this_run": round(wall, 1),
                        "cpu_s_this_run": round(time.process_time() - cpu_start, 1), "device": str(device),
-                       "params_m": round(n_params / 1e6, 3), "config": tc.__dict__}, fh, indent=1)
+                       "params_m": round(n_params / 1e6, 3), "processes": n_proc, "sharded": fsdp,
+                       "state_bytes_per_process": held if n_proc > 1 else [held], "config": tc.__dict__},
+                      fh, indent=1)
         print(f"done: {step} steps, {wall:.0f}s this run; weights in {tc.out}")
+
+
+def _mean_over_processes(loss: float, parts: dict, device):
+    """The mean of the loss and of each task loss over all processes."""
+    keys = sorted(parts)
+    t = torch.tensor([loss] + [parts[k] for k in keys], dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(t)
+    t = (t / torch.distributed.get_world_size()).tolist()
+    return t[0], dict(zip(keys, t[1:]))
 
 
 TRAIN_HELP = {
@@ -428,6 +506,12 @@ TRAIN_HELP = {
     "probe_clips": "held-out clips per split for the probe",
     "p_foreign_still": "share of I2AV rows shown as a static clip of an out-of-world still image "
                        "(harmony.world.stills: photo-like, shapes, screenshot-like), scored on video only",
+    "fsdp": "block: shard parameters, gradients, AdamW state and EMA over the processes with FSDP2, one unit "
+            "per transformer block (launch with torchrun --nproc_per_node N; state in <out>/state_dcp)",
+    "mixed_precision": "with --fsdp block: bf16 computes with bf16 parameters and reduces gradients in float32",
+    "checkpoint_activations": "1: recompute each block's activations in backward instead of keeping them",
+    "accum": "micro-batches per step and process, gradients summed (global batch = processes x accum x batch)",
+    "stop_at": "end this run after step N, resumable (0 = --steps); the learning-rate schedule follows --steps",
 }
 """Help of each ``python -m harmony train`` option (one per TrainConfig field)."""
 
@@ -438,7 +522,8 @@ def main(argv=None):
     ap = Parser(prog=f"{program()} train", description="Cross-Task Synergy training (paper section 3.3) of a Harmony model on the\n"
                 "synthetic audio-visual world; the EMA weights go to <out>/harmony_tiny.safetensors.",
                 epilog=f"example:\n  {program()} train --steps 3000 --out runs/tiny")
-    choices = {"tasks": ("synergy", "joint"), "export_dtype": tuple(EXPORT_DTYPES)}
+    choices = {"tasks": ("synergy", "joint"), "export_dtype": tuple(EXPORT_DTYPES), "fsdp": ("off", "block"),
+               "mixed_precision": ("fp32", "bf16"), "checkpoint_activations": (0, 1)}
     for name, default in TrainConfig().__dict__.items():
         if isinstance(default, dict):
             continue
@@ -449,9 +534,9 @@ def main(argv=None):
     from . import validate
 
     try:  # every count and rate in range, at parse time (before any clip is rendered or weight built)
-        for name in ("steps", "batch", "pool", "refresh_every", "save_every", "log_every", "probe_clips"):
+        for name in ("steps", "batch", "pool", "refresh_every", "save_every", "log_every", "probe_clips", "accum"):
             validate.integer(getattr(args, name), name, getattr(TrainConfig(), name), via="cli", low=1)
-        for name in ("warmup", "refresh", "workers", "export_every", "seed"):
+        for name in ("warmup", "refresh", "workers", "export_every", "seed", "stop_at"):
             validate.integer(getattr(args, name), name, getattr(TrainConfig(), name), via="cli", low=0)
         for name in ("lr", "seconds", "shift"):
             validate.number(getattr(args, name), name, f"{getattr(TrainConfig(), name):g}", via="cli", low=0,
