@@ -339,9 +339,6 @@ def train(tc: TrainConfig):
         pools = [LatentPool(codecs, tc.seconds, tc.pool, tc.seed + step + 7919 * d, tc.workers, device,
                             split=tc.split) for d in shards]
     pool = pools[0]
-    if resuming and fsdp:
-        step = hd.load_state(tc.out, model, conditioner, ema, opt, gens + [p.rng for p in pools])
-        print(f"resumed from {tc.out} at step {step} (sharded state, {n_proc} processes)")
     for name, have, want in (("video", pool.data["video"].shape[1], cfg.video.in_dim),
                              ("audio", pool.data["audio"].shape[-1], cfg.audio.in_dim)):
         if have != want:
@@ -354,6 +351,9 @@ def train(tc: TrainConfig):
     n_params = sum(p.numel() for p in core.parameters()) + sum(p.numel() for p in core_text.parameters())
     print(f"pool of {pool.size} clips rendered and encoded in {time.time() - t0:.1f}s; "
           f"{n_params / 1e6:.2f} M trainable params; device {device}")
+    if resuming and fsdp:  # after the pools: their generators are part of the state
+        step = hd.load_state(tc.out, model, conditioner, ema, opt, gens + [p.rng for p in pools])
+        print(f"resumed from {tc.out} at step {step} (sharded state, {n_proc} processes)")
     log = open(os.path.join(tc.out, "train_log.jsonl"), "a") if main_process else None
     end = min(tc.stop_at, tc.steps) if tc.stop_at > 0 else tc.steps
     bar = tqdm(total=end, initial=step, disable=not main_process)

@@ -36,8 +36,9 @@ def test_shipped_accelerate_configs_pass_accelerates_own_validation(name, kind):
     args, _, _ = _validate_launch_command(args)
     assert getattr(args, kind) is True
     assert args.num_processes >= 2 and args.mixed_precision == "bf16"
-    if kind == "use_fsdp":  # the whole model is one FSDP unit (HarmonyModel.layer calls block methods directly)
-        assert args.fsdp_version == 2 and args.fsdp_auto_wrap_policy == "NO_WRAP"
+    if kind == "use_fsdp":  # one FSDP2 unit per transformer block (HarmonyModel.layer calls the blocks)
+        assert args.fsdp_version == 2 and args.fsdp_auto_wrap_policy == "TRANSFORMER_BASED_WRAP"
+        assert args.fsdp_transformer_layer_cls_to_wrap == "WanBlock"
     else:
         assert int(args.zero_stage) == 2 and float(args.gradient_clipping) == 1.0
 
