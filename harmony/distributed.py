@@ -84,7 +84,8 @@ def shard(model: nn.Module, conditioner: nn.Module, device: torch.device, mixed_
     if mixed_precision == "bf16":
         _bf16_io(model)
     fully_shard(model, mesh=mesh, mp_policy=mp)
-    fully_shard(conditioner, mesh=mesh, mp_policy=mp)
+    if any(True for _ in conditioner.parameters()):  # a clip cache's frozen text has none
+        fully_shard(conditioner, mesh=mesh, mp_policy=mp)
 
 
 def _bf16_io(model: nn.Module):
