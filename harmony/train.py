@@ -308,6 +308,8 @@ def train(tc: TrainConfig):
             mixed_precision = "bf16" if os.environ.get("ACCELERATE_MIXED_PRECISION") == "bf16" else mixed_precision
             checkpoint = checkpoint or os.environ.get("FSDP_ACTIVATION_CHECKPOINTING", "").lower() == "true"
         hd.shard(model, conditioner, device, mixed_precision, checkpoint)
+        print(f"[rank {rank}/{n_proc}] FSDP2: one unit per block, {mixed_precision} parameters in compute, "
+              f"activation checkpointing {'on' if checkpoint else 'off'}", flush=True)
     else:
         model.checkpoint_blocks = checkpoint
     params = list(model.parameters()) + list(conditioner.parameters())

@@ -8,6 +8,8 @@ accelerate 1.15 starts several CPU processes only through its multi-process laun
 gloo ``MULTI_CPU`` rank); ``--cpu --num_processes 2`` runs ONE process. FSDP and DeepSpeed need
 accelerators in accelerate (on CPU an FSDP config falls back to plain DDP), so their shipped
 config files are only checked here to pass accelerate's own config loading and validation.
+The trainer's own sharded path (``--fsdp block``, also what an FSDP ``accelerate launch`` runs) is
+tested in tests/test_fsdp.py.
 """
 import json
 import os
