@@ -74,6 +74,12 @@ def generate_parser():
     sampling.add_argument("--sa", type=float, default=None,
                           help="SyncCFG audio scale; default: the model's tuned value (paper: 2)")
     sampling.add_argument("--text-cfg", type=float, default=1.0, help="text CFG on top of SyncCFG (1 = off)")
+    sampling.add_argument("--video-negative", metavar="TEXT", default=None,
+                          help="what text CFG (--text-cfg != 1, or --guidance cfg) steers the video away from "
+                               "(default: Ovi's negative prompt for umT5 models, the empty text for the bundled one)")
+    sampling.add_argument("--audio-negative", metavar="TEXT", default=None,
+                          help="what text CFG steers the audio away from (default: Ovi's negative prompt for umT5 "
+                               "models, the empty text for the bundled one)")
     sampling.add_argument("--solver", choices=SOLVERS, default=DEFAULT_SOLVER, help="ODE solver")
     model = ap.add_argument_group("model and memory")
     model.add_argument("--model", metavar="FILE", default=None,
@@ -196,7 +202,7 @@ def _generate(argv):
     try:  # closed on an error too: its line ends before the error line, and it is never redrawn after it
         lat = pipe.sample(cond, seconds=a.seconds, seed=a.seed, steps=a.steps, shift=a.shift, sv=sv, sa=sa,
                           text_cfg=a.text_cfg, guidance=a.guidance, solver=a.solver, callback=progress,
-                          fit=a.fit, **kw)
+                          fit=a.fit, video_negative=a.video_negative, audio_negative=a.audio_negative, **kw)
     finally:
         bar.close()
     if sp is not None and sp.rank:

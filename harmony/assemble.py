@@ -1,4 +1,17 @@
-"""Building a HarmonyPipeline. The real-scale stack: a dual-tower model file + umT5-XXL + Wan2.2 VAE + MMAudio VAE + BigVGAN.
+"""Building a HarmonyPipeline: the one builder behind every entrance.
+
+:func:`build_pipeline` is used by the bundled model (``HarmonyPipeline.from_pretrained``), the CLI's
+real-scale stack (:func:`load_stack`) and the ComfyUI nodes (``nodes/core_inputs.py``, which hand it
+the text encoder and codecs ComfyUI loaded). It decides in one place: the device (CUDA when there is
+one), the compute dtype (:func:`compute_dtype`), where the weights are kept and how they reach the
+device (:data:`OFFLOAD_MODES`), the attention backend, the clip-length limit and the default negative
+prompts of text CFG (:func:`default_negatives`, both from the model file), and whether the parts pair
+with the model (:func:`check_pairing`: the text encoder's width against each tower's text width, the
+codecs' latent channels against its input channels), from the model file's header, before any of its
+weights is read. :func:`rebind` swaps parts of a built pipeline under the same checks (the nodes bind
+the core CLIP / VAEs wired to them this way).
+
+The real-scale stack: a dual-tower model file + umT5-XXL + Wan2.2 VAE + MMAudio VAE + BigVGAN.
 
 ``python -m harmony generate --model … --text-encoder … --video-vae … --audio-vae …
 --vocoder …`` (or ``--weights DIR``, a folder holding them under their usual names,
@@ -35,14 +48,151 @@ the audio caption as ``Audio: …`` (``--caption-tags audcap`` for Ovi's
 from __future__ import annotations
 
 import os
-from typing import Callable, Optional
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Union
 
 import torch
 
 from .components import ComponentError, usual
 from .framesize import check_size_fits, parse_size
 from .lazy_codecs import LazyMMAudioCodec, LazyWanVAE
-from .umt5_conditioner import UMT5Conditioner
+from .umt5 import OVI_AUDIO_NEGATIVE, OVI_VIDEO_NEGATIVE
+from .umt5_conditioner import UMT5Conditioner, UMT5File
+
+OFFLOAD_MODES = ("none", "block_swap", "cpu")
+"""none: the model on the device; block_swap: ``resident_blocks`` layers on the device, the rest streamed
+in from the CPU; cpu: every weight in RAM, the whole model moved in for each run."""
+
+
+class PairingError(ValueError):
+    """A part (text encoder, codec) that does not fit the model, naming both and what to use."""
+
+
+@dataclass
+class Parts:
+    """What a model needs around it: the text conditioner and the two codecs. ``text`` is called as
+    ``text(prompts, captions, transcripts, refs, device=) -> Conditioning`` (its ``dim``, when it has
+    one, is the width of its embeddings); the codecs follow the pipeline's codec interface (their
+    ``latent_channels`` are paired with the towers' input channels)."""
+
+    text: object
+    video: object
+    audio: object
+
+
+@dataclass
+class Names:
+    """How pairing errors name the inputs: the CLI's flags and files, or a node's inputs; ``fixes``:
+    part ("text", "video", "audio") -> what to do."""
+
+    model: str = "the model's"
+    text: str = "the text encoder"
+    video: str = "the video codec"
+    audio: str = "the audio codec"
+    fixes: dict = field(default_factory=dict)
+
+
+def resolve_device(device=None) -> torch.device:
+    """``device``, or CUDA when there is one, else the CPU."""
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def compute_dtype(device) -> torch.dtype:
+    """What the model computes in: fp32 on the CPU, bf16 on a GPU (weights may be stored narrower)."""
+    return torch.float32 if torch.device(device).type == "cpu" else torch.bfloat16
+
+
+def check_offload(offload: str) -> str:
+    if offload not in OFFLOAD_MODES:
+        raise ValueError(f"offload {offload!r} is unknown; use 'none', 'block_swap' or 'cpu'")
+    return offload
+
+
+def store_device(offload: str, device) -> torch.device:
+    """Where the weights are kept: the CPU with an offload mode, else the device."""
+    return torch.device("cpu") if check_offload(offload) != "none" else torch.device(device)
+
+
+def place(model, offload: str, resident_blocks: Optional[int], device):
+    """The model on the device (``offload="none"``), or the offload that moves it there while it runs."""
+    if check_offload(offload) == "block_swap":
+        from .offload import BlockSwap
+        return BlockSwap(model, resident_blocks=resident_blocks or 0, device=device)
+    if offload == "cpu":
+        from .offload import cpu_offload
+        return cpu_offload(model, device)
+    model.to(device)
+    return None
+
+
+def default_negatives(cfg) -> tuple:
+    """The texts text CFG contrasts with, ``(video tower's, audio tower's)``: Ovi's negative prompts for a
+    model of Ovi's family (its config reads umT5-XXL text: Ovi's fusion files and the Harmony 5b files
+    made from them), as Ovi's inference uses them (one per tower); ``("", "")`` otherwise (the tiny model
+    was trained with the empty text as its unconditional side)."""
+    if ((getattr(cfg, "meta", None) or {}).get("text_encoder")) == "umt5-xxl":
+        return OVI_VIDEO_NEGATIVE, OVI_AUDIO_NEGATIVE
+    return "", ""
+
+
+def check_pairing(cfg, parts: Parts, names: Optional[Names] = None) -> None:
+    """Each part against the model's config: the text encoder's width (when it has ``dim``) against both
+    towers' text width, each codec's ``latent_channels`` against its tower's input channels. Raises
+    :class:`PairingError` naming both sides; runs on headers and descriptions, before any compute."""
+    n = names or Names()
+    dim = getattr(parts.text, "dim", None)
+    if dim is not None:
+        for tower in (cfg.video, cfg.audio):
+            if int(tower.text_dim) != int(dim):
+                raise PairingError(f"{n.text} gives {dim}-wide embeddings but {n.model} {tower.modality} tower "
+                                   f"reads {tower.text_dim}: they are not a pair; "
+                                   + n.fixes.get("text", "use the text encoder the model was trained with"))
+    for key, verb, tower in (("video", "has", cfg.video), ("audio", "gives", cfg.audio)):
+        channels = getattr(getattr(parts, key), "latent_channels", None)
+        if channels is not None and int(channels) != int(tower.in_dim):
+            raise PairingError(f"{getattr(n, key)} {verb} {channels} latent channels, {n.model} {key} tower reads "
+                               f"{tower.in_dim}: " + n.fixes.get(key, f"use the {key} codec the model was trained "
+                                                                    "with"))
+
+
+def build_pipeline(model_path, parts: Union[Parts, Callable], dtype: str = "auto", offload: str = "none",
+                   resident_blocks: Optional[int] = None, attention: str = "sdpa", device=None,
+                   what: str = "checkpoint", names: Optional[Names] = None,
+                   log: Optional[Callable[[str], None]] = None):
+    """A ``HarmonyPipeline`` over the model file ``model_path`` and ``parts``.
+
+    ``parts``: a :class:`Parts`, or ``parts(cfg, device) -> Parts`` when they depend on the model's config
+    (read from the file's header first). In order: the offload mode and the attention backend are
+    checked, the config is read (header only), the parts are paired with it (:func:`check_pairing`),
+    then the model is loaded onto its store device and placed (:func:`place`). ``what`` names the model
+    file in errors (e.g. "--model"); ``names`` the parts."""
+    from . import attention as attn
+    from .checkpoint import load_model, read_config
+    from .jobs import max_seconds
+    from .pipeline import Codecs, HarmonyPipeline
+
+    check_offload(offload)
+    attn.check_backend(attention)  # a bad name fails before anything is read
+    device = resolve_device(device)
+    cfg = read_config(model_path, what=what)  # the header: another family or no config fails here
+    if callable(parts):
+        parts = parts(cfg, device)
+    check_pairing(cfg, parts, names)
+    model = load_model(model_path, dtype=dtype, device=store_device(offload, device), what=what)
+    model.set_attention_backend(attention)  # this model's backend, not a global
+    off = place(model, offload, resident_blocks, device)
+    kw = {} if log is None else {"log": log}
+    return HarmonyPipeline(model, parts.text, Codecs(parts.video, parts.audio), device, compute_dtype(device), off,
+                           max_seconds(model.cfg), negative=default_negatives(model.cfg), **kw)
+
+
+def rebind(pipe, text=None, video=None, audio=None, names: Optional[Names] = None):
+    """``pipe`` with some of its parts replaced, paired with its model first (:func:`check_pairing`); a
+    new pipeline sharing the loaded model (``pipe`` itself is not changed)."""
+    new = Parts(text if text is not None else pipe.conditioner, video if video is not None else pipe.codecs.video,
+                audio if audio is not None else pipe.codecs.audio)
+    check_pairing(pipe.model.cfg, new, names)
+    return pipe.with_parts(conditioner=new.text, video=new.video, audio=new.audio)
 
 
 def load_stack(paths: dict, dtype: str = "auto", offload: str = "none", resident_blocks: Optional[int] = None,
@@ -56,51 +206,32 @@ def load_stack(paths: dict, dtype: str = "auto", offload: str = "none", resident
     encoding (:class:`UMT5Conditioner`); the codecs' parts are read when first needed and kept
     (:class:`LazyWanVAE`, :class:`LazyMMAudioCodec`); with an offload mode they are kept on the CPU
     and moved to the device only while they run."""
-    from .checkpoint import load_model, read_config
     from .jobs import MIN_SECONDS
-    from .pipeline import Codecs, HarmonyPipeline, _max_seconds
 
-    if offload not in ("none", "block_swap", "cpu"):
-        raise ValueError(f"offload {offload!r} is unknown; use 'none', 'block_swap' or 'cpu'")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    compute = torch.float32 if device.type == "cpu" else torch.bfloat16
+    check_offload(offload)
+    device = resolve_device(device)
+    compute, store = compute_dtype(device), store_device(offload, device)
     size = parse_size(size, via="api")
     check_size_fits(size, MIN_SECONDS, device, via="api")
-    store_device = torch.device("cpu") if offload in ("cpu", "block_swap") else device
-    text = UMT5Conditioner(paths["text_encoder"], paths["tokenizer"], dtype=compute, caption_tags=caption_tags,
-                           log=log)
-    vae = LazyWanVAE(paths["video_vae"], device=device, dtype=compute, store=store_device, frame_size=size, log=log)
-    audio = LazyMMAudioCodec(paths["audio_vae"], paths["vocoder"], device=device, store=store_device, log=log)
-    cfg = read_config(paths["model"], what="--model")  # the model's header: pairing before any weight is read
-    for tower in (cfg.video, cfg.audio):
-        if tower.text_dim != text.dim:
-            raise ComponentError(f"--text-encoder {paths['text_encoder']} gives {text.dim}-wide embeddings but the "
-                                 f"--model {paths['model']} {tower.modality} tower reads {tower.text_dim}: they are "
-                                 f"not a pair; use {usual('text_encoder')}")
-    if vae.latent_channels != cfg.video.in_dim:
-        raise ComponentError(f"--video-vae {paths['video_vae']} has {vae.latent_channels} latent channels, the "
-                             f"--model {paths['model']} video tower reads {cfg.video.in_dim}: use the Wan2.2 VAE "
-                             "(Wan2.2_VAE.pth or wan2.2_vae.safetensors; the Wan2.1 VAE has 16)")
-    if audio.latent_channels != cfg.audio.in_dim:
-        raise ComponentError(f"--audio-vae {paths['audio_vae']} gives {audio.latent_channels} latent channels, the "
-                             f"--model {paths['model']} audio tower reads {cfg.audio.in_dim}: use "
-                             f"{usual('audio_vae')}")
-    model = load_model(paths["model"], dtype=dtype, device=store_device, what="--model")
-    log(model.load_summary)
-    cfg = model.cfg
-    text.text_len = cfg.video.text_len
-    log(f"text encoder {os.path.basename(paths['text_encoder'])}: umT5 {text.config.num_layers} layers, "
+    text = UMT5Conditioner(UMT5File(paths["text_encoder"], paths["tokenizer"], dtype=compute, log=log),
+                           caption_tags=caption_tags, log=log)
+    vae = LazyWanVAE(paths["video_vae"], device=device, dtype=compute, store=store, frame_size=size, log=log)
+    audio = LazyMMAudioCodec(paths["audio_vae"], paths["vocoder"], device=device, store=store, log=log)
+    names = Names(model=f"the --model {paths['model']}", text=f"--text-encoder {paths['text_encoder']}",
+                  video=f"--video-vae {paths['video_vae']}", audio=f"--audio-vae {paths['audio_vae']}",
+                  fixes={"text": f"use {usual('text_encoder')}",
+                         "video": "use the Wan2.2 VAE (Wan2.2_VAE.pth or wan2.2_vae.safetensors; the Wan2.1 VAE "
+                                  "has 16)",
+                         "audio": f"use {usual('audio_vae')}"})
+    try:
+        pipe = build_pipeline(paths["model"], Parts(text, vae, audio), dtype=dtype, offload=offload,
+                              resident_blocks=resident_blocks, device=device, what="--model", names=names, log=log)
+    except PairingError as e:
+        raise ComponentError(str(e)) from None
+    log(pipe.model.load_summary)
+    text.text_len = pipe.model.cfg.video.text_len
+    log(f"text encoder {os.path.basename(paths['text_encoder'])}: umT5 {text.encoder.config.num_layers} layers, "
         f"width {text.dim}, text_len {text.text_len} (read for each new prompt, freed after encoding)")
-    off = None
-    if offload == "block_swap":
-        from .offload import BlockSwap
-        off = BlockSwap(model, resident_blocks=resident_blocks or 0, device=device)
-    elif offload == "cpu":
-        from .offload import cpu_offload
-        off = cpu_offload(model, device)
-    else:
-        model.to(device)
     log(f"frame {size[0]}x{size[1]} at {vae.fps} fps, audio {audio.sample_rate} Hz; codecs read when first "
         "needed (video encoder: a first frame, a driving video or SyncCFG's blank frame; decoders: at decode)")
-    return HarmonyPipeline(model, text, Codecs(vae, audio), device, compute, off,
-                           _max_seconds(getattr(cfg, "meta", None)), log)
+    return pipe

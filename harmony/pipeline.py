@@ -80,9 +80,6 @@ def _log(msg: str):
     print(f"[harmony] {msg}", flush=True)
 
 
-_max_seconds = max_seconds  # the one rule for a model's clip-length limit (harmony.jobs)
-
-
 def model_limits(path: Optional[str] = None, what: str = "checkpoint") -> tuple[float, float]:
     """(shortest, longest) clip in seconds of a model file, from its header only (no weights read,
     the file never mapped), so that entrances can check a request before loading the model.
@@ -96,7 +93,7 @@ def model_limits(path: Optional[str] = None, what: str = "checkpoint") -> tuple[
         meta = json.loads(text).get("meta") if text else None
     except (ValueError, AttributeError):
         meta = None
-    return MIN_SECONDS, _max_seconds(meta)
+    return MIN_SECONDS, max_seconds(meta)
 
 
 def _media_pair(value, name: str, what: str) -> tuple:
@@ -107,16 +104,41 @@ def _media_pair(value, name: str, what: str) -> tuple:
 
 class HarmonyPipeline:
     def __init__(self, model, conditioner, codecs, device=None, compute_dtype=torch.float32,
-                 offload=None, max_seconds: float = DEFAULT_MAX_SECONDS, log: Callable[[str], None] = _log):
+                 offload=None, max_seconds: float = DEFAULT_MAX_SECONDS, log: Callable[[str], None] = _log,
+                 negative: tuple = ("", "")):
+        """Built by :func:`harmony.assemble.build_pipeline` (device, dtype, offload, pairing checks).
+        ``negative``: the default ``(video, audio)`` texts of text CFG's unconditional side
+        (:func:`harmony.assemble.default_negatives`)."""
         self.model, self.conditioner, self.codecs = model, conditioner, codecs
         self.device = torch.device(device or "cpu")
         self.compute_dtype = compute_dtype
         self.offload = offload
         self.max_seconds = max_seconds
         self.log = log
+        self.negative_prompts = tuple(negative)
+        keep = getattr(conditioner, "keep", None)
+        if keep is not None:  # encoded with the first prompt: text CFG then reads no encoder again
+            keep(self.negative_prompts)
         self.fps = float(codecs.video.fps)
         self.sample_rate = int(codecs.audio.sample_rate)
         self._silent, self._blanks = None, {}  # SyncCFG anchors (see anchors())
+
+    def with_parts(self, conditioner=None, video=None, audio=None) -> "HarmonyPipeline":
+        """A copy sharing the loaded model, with the given text conditioner / codecs in place of these
+        (the SyncCFG anchors are the codecs', so the copy computes its own). Pair the parts with the
+        model first: :func:`harmony.assemble.rebind` does."""
+        import copy
+
+        new = copy.copy(self)
+        new.conditioner = conditioner if conditioner is not None else self.conditioner
+        new.codecs = Codecs(video if video is not None else self.codecs.video,
+                            audio if audio is not None else self.codecs.audio)
+        keep = getattr(new.conditioner, "keep", None)
+        if keep is not None:
+            keep(new.negative_prompts)
+        new.fps, new.sample_rate = float(new.codecs.video.fps), int(new.codecs.audio.sample_rate)
+        new._silent, new._blanks = None, {}
+        return new
 
     # ------------------------------------------------------------------ load
     @classmethod
@@ -131,47 +153,29 @@ class HarmonyPipeline:
         "block_swap" (``resident_blocks`` layers stay on the device) or "cpu".
         ``codecs``: codec weights file (default: the bundled tiny codecs).
         """
-        from . import attention as attn
-        from .checkpoint import load_model
-        from .codecs import load_codecs
-        from .conditioner import Conditioner
+        from .assemble import Parts, build_pipeline
 
         path = path or DEFAULT_MODEL
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        attn.check_backend(attention)  # before loading: a bad name fails fast
-        store_device = "cpu" if offload in ("cpu", "block_swap") else device
         text_path = path.replace(".safetensors", ".text.safetensors")
-        if not os.path.exists(text_path):  # checked before any weight is read
-            from .checkpoint import read_config
 
-            read_config(path)  # another model family, or no config: that error first
-            raise FileNotFoundError(
-                f"model file {path!r} has no text-encoder file beside it ({text_path!r}). Harmony "
-                "models trained by this project ship both. umT5-conditioned checkpoints (Ovi, the 5b "
-                "configs) run with their real components: python -m harmony generate --model FILE "
-                "--text-encoder ... --video-vae ... --audio-vae ... --vocoder ... (or --weights DIR; "
-                "README, 'Using the real weights'); the ComfyUI nodes cannot run them yet.")
-        model = load_model(path, dtype=dtype, device=store_device)
-        model.set_attention_backend(attention)  # this model's backend, not a global
-        cfg = model.cfg
-        conditioner = Conditioner.from_file(text_path, cfg).to(device)
-        _check_codecs_match(cfg, codecs)
-        video_codec, audio_codec = load_codecs(codecs, device=device)
-        codecs = Codecs(video_codec, audio_codec)
-        compute = torch.float32 if device.type == "cpu" else torch.bfloat16
-        off = None
-        if offload == "block_swap":
-            from .offload import BlockSwap
-            off = BlockSwap(model, resident_blocks=resident_blocks or 0, device=device)
-        elif offload == "cpu":
-            from .offload import cpu_offload
-            off = cpu_offload(model, device)
-        elif offload != "none":
-            raise ValueError(f"offload {offload!r} is unknown; use 'none', 'block_swap' or 'cpu'")
-        else:
-            model.to(device)
-        max_s = _max_seconds(getattr(cfg, "meta", None))
-        return cls(model, conditioner, codecs, device, compute, off, max_s, log)
+        def parts(cfg, device):
+            from .codecs import load_codecs
+            from .conditioner import Conditioner
+
+            if not os.path.exists(text_path):  # checked before any weight is read
+                raise FileNotFoundError(
+                    f"model file {path!r} has no text-encoder file beside it ({text_path!r}). Harmony "
+                    "models trained by this project ship both. umT5-conditioned checkpoints (Ovi, the 5b "
+                    "configs) run with their real components: python -m harmony generate --model FILE "
+                    "--text-encoder ... --video-vae ... --audio-vae ... --vocoder ... (or --weights DIR; "
+                    "README, 'Using the real weights'), or in ComfyUI with core CLIPLoader / VAELoader "
+                    "nodes wired to the Harmony nodes (docs/real_weights_comfyui.md).")
+            conditioner = Conditioner.from_file(text_path, cfg).to(device)
+            _check_codecs_match(cfg, codecs)
+            return Parts(conditioner, *load_codecs(codecs, device=device))
+
+        return build_pipeline(path, parts, dtype=dtype, offload=offload, resident_blocks=resident_blocks,
+                              attention=attention, device=device, log=log)
 
     # ------------------------------------------------------------ condition
     @torch.no_grad()
@@ -185,6 +189,22 @@ class HarmonyPipeline:
         self._say_truncation(prompt, audio_caption, transcript)
         self._say_unknown_words(prompt, audio_caption, transcript)
         return self.conditioner([prompt], [audio_caption], [transcript], [None], device=self.device)
+
+    @torch.no_grad()
+    def encode_negative(self, video_text: Optional[str] = None, audio_text: Optional[str] = None) -> Conditioning:
+        """Text CFG's unconditional side: the video tower reads ``video_text``, the audio tower
+        ``audio_text`` (each None: :attr:`negative_prompts`, Ovi's negative prompts for an Ovi-family
+        model, the empty text for the tiny model). A conditioner with its own ``negative`` (umT5: each
+        text encoded as given, as Ovi does) builds it; otherwise the texts go in as the prompt and the
+        audio caption."""
+        video_text = self.negative_prompts[0] if video_text is None else video_text
+        audio_text = self.negative_prompts[1] if audio_text is None else audio_text
+        if video_text or audio_text:
+            self.log(f"text CFG against the negative prompts: video {video_text!r}, audio {audio_text!r}")
+        negative = getattr(self.conditioner, "negative", None)
+        if negative is not None:
+            return negative(video_text, audio_text, device=self.device)
+        return self.encode_text(video_text, audio_text, "")
 
     def _say_unknown_words(self, prompt: str, audio_caption: str, transcript: str):
         """One line per text with words outside the model's vocabulary (it reads them only as
@@ -364,11 +384,14 @@ class HarmonyPipeline:
                solver: str = DEFAULT_SOLVER, first_frame=None,
                driving_audio=None, driving_video=None, ref_voice=None,
                callback: Optional[Callable] = None, cancel: Optional[Callable] = None,
-               batched: bool = True, fit: str = "crop", preview: Optional[Callable] = None) -> AVLatent:
+               batched: bool = True, fit: str = "crop", preview: Optional[Callable] = None,
+               video_negative: Optional[str] = None, audio_negative: Optional[str] = None) -> AVLatent:
         """Sample a joint latent. ``driving_audio``/``ref_voice``: ``(wave [C,T], sr)``;
         ``driving_video``: ``(frames [F,H,W,3], fps)``; ``first_frame``: ``[H,W,3]``;
         ``fit``: how frames of another aspect ratio meet the model's frame (crop, letterbox, stretch);
-        ``preview(step, total, x0_video, x0_audio)``: the step's clean estimate (latents)."""
+        ``preview(step, total, x0_video, x0_audio)``: the step's clean estimate (latents);
+        ``video_negative`` / ``audio_negative``: the texts text CFG (``text_cfg`` != 1, or
+        ``guidance="cfg"``) contrasts each tower with, instead of :attr:`negative_prompts`."""
         from .media import FIT_MODES
 
         if fit not in FIT_MODES:
@@ -381,6 +404,9 @@ class HarmonyPipeline:
         seconds, seed, steps, shift = args["seconds"], args["seed"], args["steps"], args["shift"]
         sv, sa, text_cfg = args["sv"], args["sa"], args["text_cfg"]
         validate.conditioning(cond, "cond")
+        for name, value in (("video_negative", video_negative), ("audio_negative", audio_negative)):
+            if value is not None:
+                validate.text(value, name)
         if driving_audio is not None:
             wave, sr = _media_pair(driving_audio, "driving_audio", "(wave [channels, samples], sample_rate)")
             driving_audio = validate.wave(wave, sr, "driving audio", scan=False)
@@ -438,7 +464,7 @@ class HarmonyPipeline:
             silent, blank = self.anchors(blank=t2av)
         uncond = None
         if guidance == "cfg" or text_cfg != 1.0:
-            uncond = self.encode_text("", "", "")
+            uncond = self.encode_negative(video_negative, audio_negative)
             uncond.ref_audio = cond.ref_audio
         self.log(f"{job.name}: {seconds:g} s, {steps} steps, {guidance} (sv={sv:g}, sa={sa:g}, "
                  f"text_cfg={text_cfg:g}), solver {solver}, seed {seed}")

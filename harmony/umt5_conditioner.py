@@ -1,4 +1,6 @@
-"""The pipeline's text conditioner for umT5-conditioned models (Ovi, Harmony 5b).
+"""The pipeline's text conditioner for umT5-conditioned models (Ovi, Harmony 5b): the one umT5 text side,
+whatever runs the encoder (:class:`UMT5File`: the CLI's file, read per prompt and freed; the ComfyUI nodes:
+the core CLIP wired to them, ``nodes/core_inputs.CoreClipEncoder``).
 
 Both towers get the umT5 embedding of one string built as Ovi does (:func:`harmony.umt5.ovi_prompt`):
 the scene, the transcript in ``<S>…<E>``, the audio caption as ``Audio: …`` (``caption_tags="audcap"``
@@ -8,32 +10,43 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from typing import Callable
+from typing import Callable, Optional, Sequence
 
 import torch
 
 from .components import ComponentError, peek_tensors, usual
 from .model import Conditioning
+from .umt5 import TEXT_LEN
 
 
-class UMT5Conditioner:
-    """The pipeline's conditioner for umT5 models: Ovi's one prompt, the same embedding for both towers.
+def fit_text(emb: torch.Tensor, text_len: int, log: Callable[[str], None] = print) -> torch.Tensor:
+    """One text's embedding ``[L, D]`` (or ``[1, L, D]``) -> ``[text_len, D]``: cut, or zero-padded as
+    Wan / Ovi pad; a cut that drops non-zero rows is logged."""
+    if emb.dim() == 3 and emb.shape[0] == 1:
+        emb = emb[0]
+    if emb.dim() != 2:
+        raise ValueError(f"text embeddings: expected [tokens, width], got shape {tuple(emb.shape)}")
+    n = emb.shape[0]
+    if n > text_len:
+        if emb[text_len:].abs().amax() > 0:
+            log(f"the prompt is cut at {text_len} tokens (umT5's limit)")
+        return emb[:text_len]
+    return torch.nn.functional.pad(emb, (0, 0, 0, text_len - n))
 
-    The encoder (umT5-XXL: 5.7B parameters, about 11 GB in bf16) is not kept: for a prompt not
-    encoded before it is read from its file onto the pipeline's device, encodes, and is freed
-    right after (``model`` is None between encodings). The embeddings are kept instead (the last
-    ``KEEP`` prompts, and the empty prompt, encoded with every load, so that the unconditional side
-    of CFG / text CFG never reads the encoder again). The file and tokenizer are checked when this
-    is built (the file's header; the tokenizer is small and kept)."""
 
-    KEEP = 8
+class UMT5File:
+    """umT5-XXL from its weight file and tokenizer folder, as an encoder for :class:`UMT5Conditioner`.
 
-    def __init__(self, path, tokenizer, dtype=torch.float32, text_len: int = 512, caption_tags: str = "audio",
-                 log: Callable[[str], None] = print):
+    The encoder (umT5-XXL: 5.7B parameters, about 11 GB in bf16) is not kept: each :meth:`encode` reads
+    it from its file onto the device, encodes, and frees it right after (``model`` is None between
+    encodings). The file and tokenizer are checked when this is built (the file's header; the
+    tokenizer is small and kept)."""
+
+    def __init__(self, path, tokenizer, dtype=torch.float32, log: Callable[[str], None] = print):
         from .umt5 import UMT5Error, config_from_state, load_tokenizer, to_hf_state
 
         self.path, self.tokenizer_path = os.fspath(path), os.fspath(tokenizer)
-        self.dtype, self.text_len, self.caption_tags, self.log = dtype, int(text_len), caption_tags, log
+        self.dtype, self.log = dtype, log
         try:
             self.config = config_from_state(to_hf_state(peek_tensors(self.path, "--text-encoder"), self.path, dtype))
         except (UMT5Error, KeyError, IndexError) as e:
@@ -46,36 +59,33 @@ class UMT5Conditioner:
             raise ComponentError(f"--tokenizer {self.tokenizer_path} has {len(self.tokenizer)} tokens but the "
                                  f"--text-encoder {self.path} only {self.config.vocab_size}: they are not a pair")
         self.model = None  # the encoder's weights, only while encoding
-        self._kept: OrderedDict = OrderedDict()  # text -> embedding [text_len, dim] float32, on the CPU
 
     @property
     def dim(self) -> int:
         return int(self.config.d_model)
 
-    def to(self, *args, **kw):
-        return self
-
-    def _say_cut(self, texts):
+    def _say_cut(self, texts, text_len: int):
         from .umt5 import clean_text
 
         for text in texts:
-            ids = self.tokenizer(clean_text(text), truncation=True, max_length=self.text_len,
+            ids = self.tokenizer(clean_text(text), truncation=True, max_length=text_len,
                                  add_special_tokens=True)["input_ids"]
-            if len(ids) >= self.text_len:
-                self.log(f"the prompt is cut at {self.text_len} tokens (umT5's limit)")
+            if len(ids) >= text_len:
+                self.log(f"the prompt is cut at {text_len} tokens (umT5's limit)")
 
-    def _encode(self, texts, device: torch.device):
+    def encode(self, texts: Sequence[str], device, text_len: int) -> list:
+        """Each text -> its embedding ``[text_len, dim]`` float32 on the CPU (one read of the file)."""
         import gc
 
         from .umt5 import load_umt5
 
+        device = torch.device(device)
+        self._say_cut(texts, text_len)
         self.log(f"reading the text encoder ({os.path.basename(self.path)}); freed after encoding")
-        enc = load_umt5(self.path, self.tokenizer_path, dtype=self.dtype, device=device, text_len=self.text_len)
+        enc = load_umt5(self.path, self.tokenizer_path, dtype=self.dtype, device=device, text_len=text_len)
         self.model = enc.model
         try:
-            for text in texts:
-                emb, _ = enc.encode([text])
-                self._kept[text] = emb[0].cpu()
+            return [enc.encode([text])[0][0].cpu() for text in texts]
         finally:
             enc.release()
             self.model = enc = None
@@ -83,19 +93,65 @@ class UMT5Conditioner:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
 
+
+class UMT5Conditioner:
+    """The pipeline's conditioner for umT5 models: Ovi's one prompt, the same embedding for both towers.
+
+    ``encoder``: ``encode(texts, device, text_len) -> [embedding [L, D]]`` and ``dim`` (the width, or
+    None when not known): :class:`UMT5File`, or a ComfyUI core CLIP (``nodes/core_inputs``). Each
+    embedding is fitted to ``text_len`` rows (:func:`fit_text`). The embeddings are kept (the last
+    ``KEEP`` prompts, and the texts of :meth:`keep`: the empty prompt and the negative prompts, encoded
+    with every read of the encoder, so that the unconditional side of CFG / text CFG never reads it
+    again)."""
+
+    KEEP = 8
+
+    def __init__(self, encoder, text_len: int = TEXT_LEN, caption_tags: str = "audio",
+                 log: Callable[[str], None] = print):
+        self.encoder, self.text_len, self.caption_tags, self.log = encoder, int(text_len), caption_tags, log
+        self._always: dict = {"": None}  # texts encoded with every read (an ordered set)
+        self._kept: OrderedDict = OrderedDict()  # text -> embedding [text_len, dim] float32, on the CPU
+
+    @property
+    def dim(self) -> Optional[int]:
+        return getattr(self.encoder, "dim", None)
+
+    @property
+    def model(self):
+        """The encoder's weights while it encodes (:class:`UMT5File`), else None."""
+        return getattr(self.encoder, "model", None)
+
+    def to(self, *args, **kw):
+        return self
+
+    def keep(self, texts) -> None:
+        """Encode ``texts`` (e.g. the negative prompts) with every read of the encoder, and keep them."""
+        self._always.update(dict.fromkeys(t for t in texts))
+
+    def _embed(self, texts: list, device) -> torch.Tensor:
+        run_on = torch.device(device) if device is not None else torch.device("cpu")
+        todo = [t for t in dict.fromkeys(texts + list(self._always)) if t not in self._kept]
+        if todo:
+            for t, emb in zip(todo, self.encoder.encode(todo, run_on, self.text_len)):
+                self._kept[t] = fit_text(emb.float().cpu(), self.text_len, self.log)
+        for t in texts:
+            self._kept.move_to_end(t)
+        emb = torch.stack([self._kept[t] for t in texts]).to(run_on)
+        extra = [t for t in self._kept if t not in self._always]
+        for t in extra[: max(0, len(extra) - self.KEEP)]:
+            if t not in texts:
+                del self._kept[t]
+        return emb
+
     def __call__(self, prompts, captions, transcripts, refs, device=None) -> Conditioning:
         from .umt5 import ovi_prompt
 
         texts = [ovi_prompt(p, t, c, self.caption_tags) for p, c, t in zip(prompts, captions, transcripts)]
-        run_on = torch.device(device) if device is not None else torch.device("cpu")
-        self._say_cut(texts)
-        todo = [t for t in dict.fromkeys(texts + [""]) if t not in self._kept]
-        if todo:
-            self._encode(todo, run_on)
-        for t in texts:
-            self._kept.move_to_end(t)
-        emb = torch.stack([self._kept[t] for t in texts]).to(run_on)
-        for t in list(self._kept)[: max(0, len(self._kept) - self.KEEP - 1)]:
-            if t and t not in texts:
-                del self._kept[t]
+        emb = self._embed(texts, device)
         return Conditioning(emb, emb.clone(), None)
+
+    def negative(self, video_text: str, audio_text: str, device=None) -> Conditioning:
+        """The unconditional side of text CFG as Ovi's inference builds it: the video tower reads the
+        embedding of ``video_text``, the audio tower that of ``audio_text`` (the texts as given)."""
+        emb = self._embed([video_text, audio_text], device)
+        return Conditioning(emb[:1], emb[1:], None)

@@ -23,8 +23,6 @@ from typing import Optional
 import numpy as np
 import torch
 
-VIAS = ("api", "cli", "node")
-
 
 class InputError(ValueError):
     """An input that cannot be used: the message names it, its value and what to do."""
@@ -417,17 +415,3 @@ def output_path(path, name: str = "output") -> str:
     if st is not None and not os.access(real, os.W_OK):
         raise InputError(f"{name} {given}: the existing file is read-only; remove it or give another path")
     return real
-
-
-def input_file(path, name: str) -> str:
-    """An existing regular file to read."""
-    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
-        raise InputError(f"{name}: expected a file path, got {_show(path)}")
-    p = os.fspath(path)
-    if not os.path.exists(p):
-        raise InputError(f"{name}: file not found: {p}")
-    if os.path.isdir(p):
-        raise InputError(f"{name}: {p} is a folder; give a file inside it")
-    if not os.path.isfile(p):
-        raise InputError(f"{name}: {p} is not a regular file")
-    return p

@@ -7,7 +7,7 @@ first frame -> I2AV, driving audio -> A2V, driving video -> V2A, none -> T2AV.
 from __future__ import annotations
 
 from . import core_inputs, host
-from .harmony_lib import harmony_module
+from .harmony_lib import media, pipeline
 from .types import (HARMONY_CONDITIONING, HARMONY_MODEL, AVConditioning, HarmonyInputError,
                     audio_seconds, audio_to_wave, check_type, image_frames, node_checks, video_components)
 
@@ -34,12 +34,12 @@ class HarmonyTextConditioning:
         return {"required": {
             "model": (HARMONY_MODEL, {"tooltip": "From Harmony Model Loader."}),
             "prompt": ("STRING", {
-                "multiline": True, "default": harmony_module("pipeline").DEMO_PROMPT,
+                "multiline": True, "default": pipeline.DEMO_PROMPT,
                 "placeholder": "prompt: what is seen (and heard), e.g. a small red ball bounces twice "
                                "on the left. plain blue background.",
                 "tooltip": "prompt: what is seen (and heard): the video prompt."}),
             "audio_caption": ("STRING", {
-                "multiline": True, "default": harmony_module("pipeline").DEMO_CAPTION,
+                "multiline": True, "default": pipeline.DEMO_CAPTION,
                 "placeholder": "audio caption: what is heard, e.g. two high thuds. (may stay empty)",
                 "tooltip": "audio caption: what is heard: sounds, ambience, voice character. May be empty."}),
             "transcript": ("STRING", {
@@ -104,7 +104,7 @@ class HarmonyAudioConditioning:
         seconds = audio_seconds(wave, sr)
         changes = {}
         if use_as in (DRIVING_AUDIO, BOTH):
-            min_s = harmony_module("pipeline").MIN_SECONDS
+            min_s = pipeline.MIN_SECONDS
             if seconds < min_s:
                 raise HarmonyInputError(
                     f"Harmony Audio Conditioning: the driving audio is {seconds:.2f} s long; at "
@@ -139,7 +139,7 @@ class HarmonyVideoConditioning:
                 "fps": ("FLOAT", {
                     "default": 24.0, "min": 1.0, "max": 120.0, "step": 0.001,
                     "tooltip": "Frame rate of 'images' (a VIDEO brings its own)."}),
-                "fit": (list(harmony_module("media").FIT_MODES), {
+                "fit": (list(media.FIT_MODES), {
                     "default": "crop",
                     "tooltip": "Frames of another shape than the model's: crop keeps the centre at the "
                                "model's aspect ratio, letterbox keeps the whole picture with black bars, "
@@ -166,7 +166,7 @@ class HarmonyVideoConditioning:
         if video_vae is not None:  # checked here, before the sampler runs
             core_inputs.check_video_vae(host.describe_vae(video_vae), core_inputs.VIDEO_LATENT_CHANNELS, node)
             conditioning = conditioning.with_(video_vae=video_vae)
-        modes = harmony_module("media").FIT_MODES
+        modes = media.FIT_MODES
         if fit not in modes:
             raise HarmonyInputError(f"{node}: fit {fit!r} is unknown; use one of {list(modes)}.")
         if images is not None:
@@ -188,7 +188,7 @@ class HarmonyVideoConditioning:
         with node_checks(node) as validate:
             fps = validate.rate(fps, "fps", "frames per second", 24, via="node")
             fps = validate.frame_rate(fps, "fps", via="node")
-        min_s = harmony_module("pipeline").MIN_SECONDS
+        min_s = pipeline.MIN_SECONDS
         if frames.shape[0] / float(fps) < min_s:
             raise HarmonyInputError(
                 f"{node}: the driving video is {frames.shape[0]} frames at {fps:g} fps "

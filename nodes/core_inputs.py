@@ -27,7 +27,8 @@ import weakref
 import torch
 
 from . import host
-from .harmony_lib import harmony_module
+from .harmony_lib import (assemble, bigvgan, checkpoint, mmaudio, mmaudio_vae, umt5_conditioner, validate, wan_vae,
+                          weightfile)
 from .types import HarmonyInputError
 
 CLIP_HINT = "CLIPLoader with umt5_xxl_fp8_e4m3fn_scaled.safetensors (or umt5_xxl_fp16.safetensors), type wan"
@@ -41,19 +42,14 @@ SIZE_MULTIPLE = 32  # the Wan2.2 VAE's 16 pixels per latent x the DiT's 2x2 patc
 # ------------------------------------------------------------------ pure checks
 
 
-def check_clip(desc: dict, text_dims: dict, node: str) -> None:
-    """A core CLIP (``desc`` from ``host.describe_clip``) against the towers' text widths
-    (``{"video": 4096, "audio": 4096}``); raises before any text is encoded."""
-    family, width = desc.get("family"), desc.get("width")
+def check_clip(desc: dict, node: str) -> None:
+    """A core CLIP (``desc`` from ``host.describe_clip``) must be umT5; raises before any text is encoded.
+    (Its width is paired with the towers' text width by ``harmony.assemble.check_pairing``.)"""
+    family = desc.get("family")
     if family != UMT5_FAMILY:
         raise HarmonyInputError(
             f"{node}: clip is a {family!r} text encoder, but this model reads umT5-XXL embeddings "
             f"({UMT5_FAMILY}). Load it with {CLIP_HINT}.")
-    for tower, dim in text_dims.items():
-        if width is not None and dim is not None and int(width) != int(dim):
-            raise HarmonyInputError(
-                f"{node}: clip gives {width}-wide umT5 embeddings, but the model's {tower} tower reads "
-                f"{dim}-wide text. They are not a pair: use the umT5 the model was trained with.")
 
 
 def check_video_vae(desc: dict, want_channels: int, node: str, name: str = "video_vae") -> None:
@@ -90,18 +86,6 @@ def check_frame_size(h: int, w: int, node: str) -> None:
         raise HarmonyInputError(
             f"{node}: with the Wan2.2 VAE, width and height must be positive multiples of {SIZE_MULTIPLE} "
             f"(16 px per latent x the model's 2x2 patch), got {w}x{h}; e.g. 704x704 or 704x1280.")
-
-
-def fit_text(emb: torch.Tensor, text_len: int, log=print) -> torch.Tensor:
-    """Core's umT5 output ``[1, L, D]`` -> ``[1, text_len, D]``: cut or zero-padded (Wan/Ovi pad with zeros)."""
-    if emb.dim() != 3:
-        raise HarmonyInputError(f"clip: expected embeddings [1, tokens, width], got shape {tuple(emb.shape)}")
-    n = emb.shape[1]
-    if n > text_len:
-        if emb[:, text_len:].abs().amax() > 0:
-            log(f"the prompt is cut at {text_len} tokens (umT5's limit)")
-        return emb[:, :text_len]
-    return torch.nn.functional.pad(emb, (0, 0, 0, text_len - n))
 
 
 # ------------------------------------------------------------------ unbound parts
@@ -155,59 +139,39 @@ class UnboundAudioCodec:
 
 def is_unbound(pipe) -> bool:
     """True for a pipeline whose text encoder and codecs come from core nodes."""
-    return isinstance(getattr(pipe, "conditioner", None), (UnboundText, CoreClipConditioner))
+    text = getattr(pipe, "conditioner", None)
+    return isinstance(text, UnboundText) or isinstance(getattr(text, "encoder", None), CoreClipEncoder)
 
 
 def load_core_input_pipeline(path: str, dtype: str, offload: str, resident_blocks, attention: str, device,
                              log=print):
-    """A umT5-conditioned model file alone -> a pipeline with unbound text encoder and codecs."""
-    checkpoint, pipeline, attn = (harmony_module(m) for m in ("checkpoint", "pipeline", "attention"))
-    attn.check_backend(attention)
-    store = "cpu" if offload in ("cpu", "block_swap") else device
-    model = checkpoint.load_model(path, dtype=dtype, device=store)
-    model.set_attention_backend(attention)
-    cfg = model.cfg
-    off = None
-    if offload == "block_swap":
-        off = harmony_module("offload").BlockSwap(model, resident_blocks=resident_blocks or 0, device=device)
-    elif offload == "cpu":
-        off = harmony_module("offload").cpu_offload(model, device)
-    else:
-        model.to(device)
-    codecs = pipeline.Codecs(UnboundVideoCodec(cfg.video.in_dim), UnboundAudioCodec(cfg.audio.in_dim))
-    compute = torch.float32 if torch.device(device).type == "cpu" else torch.bfloat16
-    return pipeline.HarmonyPipeline(model, UnboundText(), codecs, device, compute, off,
-                                    harmony_module("jobs").max_seconds(cfg), log)
+    """A umT5-conditioned model file alone -> a pipeline with unbound text encoder and codecs (built by
+    harmony's one builder; the nodes bind the core CLIP / VAEs wired to them: :func:`bind`)."""
+    def unbound(cfg, device):
+        return assemble.Parts(UnboundText(), UnboundVideoCodec(cfg.video.in_dim), UnboundAudioCodec(cfg.audio.in_dim))
+
+    return assemble.build_pipeline(path, unbound, dtype=dtype, offload=offload, resident_blocks=resident_blocks,
+                                   attention=attention, device=device, log=log)
 
 
 # ------------------------------------------------------------------ bound parts
 
 
-class CoreClipConditioner:
-    """The pipeline's conditioner over a core umT5 CLIP: Ovi's one prompt, the same
-    embedding for both towers (as ``harmony.umt5_conditioner.UMT5Conditioner``)."""
+class CoreClipEncoder:
+    """A core umT5 CLIP as the encoder of harmony's umT5 conditioner
+    (``harmony.umt5_conditioner.UMT5Conditioner``: Ovi's one prompt, the same embedding for both
+    towers, fitted to the model's text length). ``dim``: the width ComfyUI reports, when it does."""
 
-    def __init__(self, clip, text_len: int, caption_tags: str = "audio", log=print):
-        self.clip, self.text_len, self.caption_tags, self.log = clip, int(text_len), caption_tags, log
+    def __init__(self, clip, dim=None):
+        self.clip, self.dim = clip, (int(dim) if dim is not None else None)
 
-    def to(self, *a, **k):
-        return self
-
-    def __call__(self, prompts, captions, transcripts, refs, device=None):
-        ovi_prompt = harmony_module("umt5").ovi_prompt
-        Conditioning = harmony_module("model").Conditioning
-        rows = []
-        for p, c, t in zip(prompts, captions, transcripts):
-            emb = host.encode_with_core_clip(self.clip, ovi_prompt(p, t, c, self.caption_tags))
-            rows.append(fit_text(emb, self.text_len, self.log))
-        emb = torch.cat(rows).to(device) if device is not None else torch.cat(rows)
-        return Conditioning(emb, emb.clone(), None)
+    def encode(self, texts, device=None, text_len=None):
+        return [host.encode_with_core_clip(self.clip, text)[0] for text in texts]
 
 
 def _latent_stats(channels: int):
-    wan = harmony_module("codecs.wan_vae")
-    if channels == len(wan.LATENT_MEAN):
-        return torch.tensor(wan.LATENT_MEAN), torch.tensor(wan.LATENT_STD)
+    if channels == len(wan_vae.LATENT_MEAN):
+        return torch.tensor(wan_vae.LATENT_MEAN), torch.tensor(wan_vae.LATENT_STD)
     return torch.zeros(channels), torch.ones(channels)
 
 
@@ -251,7 +215,6 @@ def audio_codec_from_core_vae(vae, device):
     """The pack's MMAudio codec over the weights of a core MMAudio VAE (made once per core VAE)."""
     codec = _AUDIO_CODECS.get(vae)
     if codec is None:
-        mmaudio = harmony_module("codecs.mmaudio")
         codec = mmaudio.MMAudioCodec.from_files(host.core_vae_state_dict(vae), None, device="cpu")
         _AUDIO_CODECS[vae] = codec
     return codec.to(device)
@@ -270,26 +233,27 @@ def pick(node: str, name: str, *candidates):
 
 
 def bind(pipe, node: str, clip=None, video_vae=None, audio_vae=None, size=None):
-    """``pipe`` with the core parts that are wired bound in (a shallow copy: the loaded model
-    is shared, the node's output is never mutated). Every check runs before any compute."""
+    """``pipe`` with the core parts that are wired bound in (``harmony.assemble.rebind``: a new
+    pipeline sharing the loaded model, the node's input is never mutated, each part paired with the
+    model). Every check runs before any compute."""
     if clip is None and video_vae is None and audio_vae is None and size is None:
         return pipe
     cfg = pipe.model.cfg
-    bound = copy.copy(pipe)
-    bound._anchors, bound._silent, bound._blanks = None, None, {}  # anchors belong to the codecs
-    video, audio = pipe.codecs.video, pipe.codecs.audio
+    text, video, audio = None, pipe.codecs.video, None
     if clip is not None:
-        text_dims = {"video": cfg.video.text_dim, "audio": cfg.audio.text_dim}
         if not is_unbound(pipe):
             raise HarmonyInputError(
                 f"{node}: clip is connected, but this model has its own text encoder (its "
                 ".text.safetensors file); disconnect clip, or load a umT5-conditioned model "
                 "(Ovi / Harmony 5b).")
-        check_clip(host.describe_clip(clip), text_dims, node)
-        bound.conditioner = CoreClipConditioner(clip, cfg.video.text_len, log=pipe.log)
+        desc = host.describe_clip(clip)
+        check_clip(desc, node)
+        text = umt5_conditioner.UMT5Conditioner(CoreClipEncoder(clip, desc.get("width")), cfg.video.text_len,
+                                                log=pipe.log)
     if video_vae is not None:
-        check_video_vae(host.describe_vae(video_vae), cfg.video.in_dim, node)
-        video = CoreVideoCodec(video_vae, cfg.video.in_dim, getattr(video, "frame_size", (704, 704)))
+        desc = host.describe_vae(video_vae)
+        check_video_vae(desc, cfg.video.in_dim, node)
+        video = CoreVideoCodec(video_vae, desc["latent_channels"], getattr(video, "frame_size", (704, 704)))
     if audio_vae is not None:
         check_audio_vae(host.describe_vae(audio_vae), cfg.audio.in_dim, node)
         audio = audio_codec_from_core_vae(audio_vae, pipe.device)
@@ -299,9 +263,14 @@ def bind(pipe, node: str, clip=None, video_vae=None, audio_vae=None, size=None):
         check_frame_size(size[0], size[1], node)
         video = copy.copy(video)
         video.frame_size = tuple(size)
-    bound.codecs = harmony_module("pipeline").Codecs(video, audio)
-    bound.fps, bound.sample_rate = float(video.fps), int(audio.sample_rate)
-    return bound
+    names = assemble.Names(text=f"{node}: clip", video=f"{node}: video_vae", audio=f"{node}: audio_vae",
+                           fixes={"text": "use the umT5 the model was trained with",
+                                  "video": f"load {VIDEO_VAE_HINT}", "audio": f"load {AUDIO_VAE_HINT}"})
+    try:
+        return assemble.rebind(pipe, text=text, video=video if video is not pipe.codecs.video else None,
+                               audio=audio, names=names)
+    except assemble.PairingError as e:
+        raise HarmonyInputError(str(e)) from None
 
 
 # ------------------------------------------------------------------ MMAudio in ComfyUI's layout
@@ -312,7 +281,7 @@ def comfy_mmaudio_state_dict(vae_path, vocoder_path) -> dict:
     VAELoader detects as the MMAudio VAE: ``vae.*`` (conv weights already normalised: core's
     convs never renormalise), ``vocoder.*`` (weight norm folded), ``mel_converter.mel_basis`` /
     ``hann_window`` (the Slaney filterbank librosa gives, which core's MelConverter expects)."""
-    codec = harmony_module("codecs.mmaudio").MMAudioCodec.from_files(vae_path, vocoder_path, device="cpu")
+    codec = mmaudio.MMAudioCodec.from_files(vae_path, vocoder_path, device="cpu")
     return _comfy_layout(codec)
 
 
@@ -326,8 +295,7 @@ def _comfy_layout(codec) -> dict:
 
 def write_comfy_mmaudio_vae(vae_path, vocoder_path, out_path) -> str:
     """Write :func:`comfy_mmaudio_state_dict` as a safetensors file (fp32) for ``models/vae/``."""
-    save = harmony_module("checkpoint").save_safetensors
-    return save(comfy_mmaudio_state_dict(vae_path, vocoder_path), out_path, {"format": "pt"})
+    return checkpoint.save_safetensors(comfy_mmaudio_state_dict(vae_path, vocoder_path), out_path, {"format": "pt"})
 
 
 # ------------------------------------------------------------------ the converter's command line
@@ -380,12 +348,10 @@ def _load_arg(role: str, path: str):
         fail("file not found", f"check the path, or download the file from {_SOURCE}")
     if os.path.isdir(path):
         fail("is a folder", "give the file inside it")
-    weightfile = harmony_module("weightfile")
-    mmaudio = harmony_module("codecs.mmaudio")
     what = "MMAudio VAE" if role == "vae" else "BigVGAN vocoder"
     try:
         sd = None
-        if path.lower().endswith(harmony_module("checkpoint").PICKLE_SUFFIXES):
+        if path.lower().endswith(checkpoint.PICKLE_SUFFIXES):
             sd = mmaudio.read_state_dict(path, what)  # torch.load(weights_only=True): plain tensors only
             keys = list(sd)
         else:  # a safetensors file: its keys from the header alone, before any tensor is read
@@ -393,7 +359,7 @@ def _load_arg(role: str, path: str):
             if _kind(keys) in (role, "both"):
                 sd = mmaudio.read_state_dict(path, what)
     except Exception as e:  # noqa: BLE001 - torch.load of a damaged file raises anything (KeyError, ...)
-        if path.lower().endswith(harmony_module("checkpoint").PICKLE_SUFFIXES):  # torch's own text is long
+        if path.lower().endswith(checkpoint.PICKLE_SUFFIXES):  # torch's own text is long
             inner = re.search(r"\((\w+(?:Error|Exception)):", str(e)) if isinstance(e, ValueError) else None
             why = (f"not a PyTorch checkpoint of plain tensors (torch.load(weights_only=True): "
                    f"{inner.group(1) if inner else type(e).__name__}: a damaged download, or another kind of file)")
@@ -410,8 +376,8 @@ def _load_arg(role: str, path: str):
              f"{', '.join(list(keys)[:3])})", f"give that file, from {_SOURCE}")
     try:
         if role == "vae":
-            return harmony_module("codecs.mmaudio_vae").load_mmaudio_vae(sd)
-        return harmony_module("codecs.bigvgan").load_bigvgan(sd)
+            return mmaudio_vae.load_mmaudio_vae(sd)
+        return bigvgan.load_bigvgan(sd)
     except ValueError as e:  # a key or shape mismatch: another model of the family (e.g. v1-44.pth)
         fail(_reason(e, "state dict"), f"give that file, from {_SOURCE}")
 
@@ -432,7 +398,7 @@ def _check_out(out: str, inputs) -> None:
         raise ConverterArgError(f"{arg} {out}: {parent} is a file, not a folder. Fix: give a path in a folder")
     if os.path.isdir(os.path.dirname(os.path.abspath(out))):
         try:
-            harmony_module("validate").output_path(out, arg)
+            validate.output_path(out, arg)
         except ValueError as e:
             raise ConverterArgError(" ".join(str(e).split())) from None
 
@@ -443,10 +409,9 @@ def convert_mmaudio_vae(vae_path: str, vocoder_path: str, out_path: str) -> str:
     _check_out(out_path, (vae_path, vocoder_path))
     vae = _load_arg("vae", vae_path)
     vocoder = _load_arg("vocoder", vocoder_path)
-    codec = harmony_module("codecs.mmaudio").MMAudioCodec(vae, vocoder)
-    save = harmony_module("checkpoint").save_safetensors
+    codec = mmaudio.MMAudioCodec(vae, vocoder)
     try:  # atomic: a temporary file, then a rename
-        return save(_comfy_layout(codec), out_path, {"format": "pt"})
+        return checkpoint.save_safetensors(_comfy_layout(codec), out_path, {"format": "pt"})
     except (ValueError, OSError) as e:
         raise ConverterArgError(f"3rd argument (the output) {out_path}: cannot be written "
                                 f"({' '.join(str(e).split())}). Fix: give a path in a folder you can write "

@@ -11,7 +11,7 @@ import contextlib
 
 import torch
 
-from .harmony_lib import harmony_module
+from .harmony_lib import checkpoint
 
 
 class HarmonyOutOfMemory(RuntimeError):
@@ -42,7 +42,7 @@ def actionable_errors(node: str, memory_hint: str):
         if _is_oom(e):
             raise HarmonyOutOfMemory(
                 f"{node}: out of memory ({str(e).splitlines()[0][:200]}). {memory_hint}") from e
-        checkpoint_error = getattr(harmony_module("checkpoint"), "CheckpointError", None)
+        checkpoint_error = checkpoint.CheckpointError
         if checkpoint_error is not None and isinstance(e, checkpoint_error):
             raise HarmonyModelError(
                 f"{node}: {e} In ComfyUI: pick a Harmony model file (with its .text.safetensors "

@@ -1,20 +1,26 @@
-"""The ``harmony`` package, imported the way the pack is loaded.
+"""The ``harmony`` modules the nodes use, imported the way the pack itself was imported: the one
+place that knows the pack's two import modes. Node modules import from here by name
+(``from .harmony_lib import pipeline, media``), so tools and readers see what the adapter uses.
 
-ComfyUI imports this pack as a package, so ``harmony`` is its sibling
-subpackage (``<pack>.harmony``); tests put the repository root on
-``sys.path`` and import ``nodes`` and ``harmony`` as top-level packages.
-Node modules reach harmony's submodules through :func:`harmony_module`, at
-call time, so a problem inside the model package surfaces as an error on the
-node that needs it rather than as an "IMPORT FAILED" of the whole pack.
+* Inside ComfyUI the pack is a package (``custom_nodes/ComfyUI-Harmony`` imported as, e.g.,
+  ``ComfyUI-Harmony``), so this module is ``<pack>.nodes.harmony_lib`` and ``harmony`` is its
+  sibling subpackage ``<pack>.harmony``, reached relatively: the repository root is not on
+  ``sys.path`` there, and a top-level ``harmony`` (another pack's, or none) must never be used.
+* Tests and scripts put the repository root on ``sys.path`` and import ``nodes`` and ``harmony``
+  as top-level packages (so does pytest when it imports the root ``__init__.py`` as a lone
+  module); then there is no parent package and ``harmony`` is imported absolutely.
+
+The choice is made from ``__package__``, not by catching ImportError, so that an error inside
+``harmony`` is shown as itself and never hidden behind a second, misleading import.
 """
-import importlib
-
-try:
-    from .. import harmony  # inside ComfyUI: <pack>.harmony
-except ImportError:  # tests / scripts: the repository root is on sys.path
+# ruff: noqa: F401 (re-exported for the node modules)
+if __package__ and "." in __package__:  # inside ComfyUI: <pack>.nodes -> <pack>.harmony
+    from .. import harmony
+    from ..harmony import (assemble, attention, checkpoint, families, guidance, jobs, media, metrics, model,
+                           offload, pipeline, sampling, umt5_conditioner, validate, weightfile)
+    from ..harmony.codecs import bigvgan, mmaudio, mmaudio_vae, wan_vae
+else:  # tests / scripts: the repository root is on sys.path
     import harmony
-
-
-def harmony_module(name: str):
-    """``harmony.<name>`` (e.g. "pipeline", "media", "metrics")."""
-    return importlib.import_module(f"{harmony.__name__}.{name}")
+    from harmony import (assemble, attention, checkpoint, families, guidance, jobs, media, metrics, model,
+                         offload, pipeline, sampling, umt5_conditioner, validate, weightfile)
+    from harmony.codecs import bigvgan, mmaudio, mmaudio_vae, wan_vae

@@ -5,7 +5,8 @@ import os
 
 from . import host
 from .errors import actionable_errors
-from .harmony_lib import harmony_module
+from .harmony_lib import attention, checkpoint, families, pipeline
+from .harmony_lib import offload as harmony_offload
 from .types import HARMONY_MODEL, HarmonyInputError
 
 BUNDLED = "(bundled tiny model)"
@@ -13,11 +14,11 @@ OFFLOAD_MODES = ("auto", "none", "block_swap", "cpu")
 
 
 def dtype_names() -> list[str]:
-    return list(harmony_module("checkpoint").DTYPES)
+    return list(checkpoint.DTYPES)
 
 
 def attention_backends() -> list[str]:
-    return list(harmony_module("attention").available_backends())
+    return list(attention.available_backends())
 
 
 NODE = "Harmony Model Loader"
@@ -26,7 +27,6 @@ NODE = "Harmony Model Loader"
 def model_files_for(model_name: str) -> str:
     """The model file behind ``model_name`` after checking that it and its text-encoder file
     exist; the errors tell a ComfyUI user which file belongs in which folder."""
-    pipeline = harmony_module("pipeline")
     if model_name == BUNDLED:
         path = pipeline.DEFAULT_MODEL
         if not os.path.isfile(path):
@@ -43,7 +43,6 @@ def model_files_for(model_name: str) -> str:
                 ".text.safetensors file beside it), press R to refresh the list, or pick "
                 f"'{BUNDLED}'.") from e
     if model_name != BUNDLED:  # a truncated, damaged or lying file: one clear error, before anything loads
-        checkpoint = harmony_module("checkpoint")
         try:
             checkpoint.check_safetensors_file(path, f"{NODE}: input 'model_name' {model_name!r} ->")
         except checkpoint.CheckpointError as e:
@@ -70,7 +69,7 @@ def umt5_conditioned(path: str) -> bool:
     """An Ovi fusion file, or a Harmony file whose config reads umT5-XXL text (the 5b configs):
     its text encoder and codecs come from core nodes (header only; no weight is read)."""
     try:
-        found = harmony_module("families").detect(path)
+        found = families.detect(path)
     except Exception:  # noqa: BLE001 - an unreadable file: load_model says why
         return False
     if found.family == "ovi":
@@ -145,7 +144,7 @@ class HarmonyModelLoader:
                 from .core_inputs import load_core_input_pipeline
                 pipe = load_core_input_pipeline(path, dtype, offload, resident_blocks, attention, device)
             else:
-                pipe = harmony_module("pipeline").HarmonyPipeline.from_pretrained(
+                pipe = pipeline.HarmonyPipeline.from_pretrained(
                     path=path, dtype=dtype, offload=offload, resident_blocks=resident_blocks,
                     attention=attention, device=device)
             managed(pipe).load()  # registered with ComfyUI's model management from the start
@@ -169,10 +168,9 @@ def managed(pipe):
         if off is None:
             handle = host.ManagedModel(model, pipe.device)
         else:
-            offload = harmony_module("offload")
             total = host.module_bytes(model)
             n = len(model.video_model.blocks)
-            layers = [sum(host.module_bytes(m) for m in offload.layer_modules(model, i)) for i in range(n)]
+            layers = [sum(host.module_bytes(m) for m in harmony_offload.layer_modules(model, i)) for i in range(n)]
             kept = getattr(off, "resident_blocks", None)
             if kept is None:  # full CPU offload
                 resident, working = 0, total

@@ -10,7 +10,7 @@ import os
 
 import torch
 
-from .harmony_lib import harmony_module
+from .harmony_lib import media
 from .types import HarmonyInputError, wave_to_audio
 
 SAMPLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -30,7 +30,6 @@ def load_sample(name: str):
         raise HarmonyInputError(
             f"Harmony Sample Input: sample {name!r} is not in {SAMPLES_DIR}; available: {sample_files()}.")
     path = os.path.join(SAMPLES_DIR, name)
-    media = harmony_module("media")
     ext = os.path.splitext(name)[1].lower()
     if ext in (".png", ".jpg"):
         from PIL import Image

@@ -5,13 +5,11 @@ audio A2V, driving video V2A, nothing T2AV.
 """
 from __future__ import annotations
 
-import inspect
-
 import torch
 
 from . import core_inputs, host
 from .errors import actionable_errors
-from .harmony_lib import harmony_module
+from .harmony_lib import guidance, jobs, pipeline, sampling
 from .model_loader import managed
 from .types import (HARMONY_AV_LATENT, HARMONY_CONDITIONING, HARMONY_MODEL, HarmonyInputError,
                     check_type, node_checks)
@@ -21,11 +19,11 @@ MEMORY_HINT = ("Lower seconds or width/height, or reload the model with offload=
 
 
 def solvers() -> list[str]:
-    return list(harmony_module("sampling").SOLVERS)
+    return list(sampling.SOLVERS)
 
 
 def guidance_modes() -> list[str]:
-    return list(harmony_module("sampling").GUIDANCE_MODES)
+    return list(sampling.GUIDANCE_MODES)
 
 
 def preview_frame(pipe, x0_video: torch.Tensor) -> torch.Tensor:
@@ -63,7 +61,6 @@ class HarmonySyncCFGSampler:
 
     @classmethod
     def INPUT_TYPES(cls):
-        guidance, jobs, sampling = harmony_module("guidance"), harmony_module("jobs"), harmony_module("sampling")
         return {"required": {
             "model": (HARMONY_MODEL, {"tooltip": "From Harmony Model Loader."}),
             "conditioning": (HARMONY_CONDITIONING, {
@@ -79,9 +76,11 @@ class HarmonySyncCFGSampler:
                                              "At most the loaded model's limit (6 s for the bundled model); "
                                              "a longer value is refused with that limit."}),
             "width": ("INT", {"default": 0, "min": 0, "max": 2048, "step": 16,
-                              "tooltip": "Frame width in pixels (multiple of 16); 0 = the model's native size."}),
+                              "tooltip": "Frame width in pixels; 0 = the model's native size. With core VAEs (Ovi) a "
+                                         "multiple of 32; a model with its own codecs has only its native size."}),
             "height": ("INT", {"default": 0, "min": 0, "max": 2048, "step": 16,
-                               "tooltip": "Frame height in pixels (multiple of 16); 0 = the model's native size."}),
+                               "tooltip": "Frame height in pixels; 0 = the model's native size. With core VAEs (Ovi) a "
+                                          "multiple of 32; a model with its own codecs has only its native size."}),
             "shift": ("FLOAT", {"default": sampling.DEFAULT_SHIFT, "min": 0.1, "max": 20.0, "step": 0.1,
                                 "tooltip": "Flow-matching schedule shift (paper: 5)."}),
             "guidance": (guidance_modes(), {
@@ -125,44 +124,31 @@ class HarmonySyncCFGSampler:
                                      ("Harmony Video Conditioning's video_vae", conditioning.video_vae))
         audio_vae = core_inputs.pick(node, "audio VAE", ("the sampler's audio_vae", audio_vae),
                                      ("Harmony Audio Conditioning's audio_vae", conditioning.audio_vae))
-        if core_inputs.is_unbound(model):  # core text encoder / codecs; the frame size is free
-            size = (height or model.frame_size[0], width or model.frame_size[1])
+        native = tuple(model.frame_size)
+        size = (height or native[0], width or native[1])
+        if core_inputs.is_unbound(model):  # core text encoder / codecs: the frame size is free (checked in bind)
             model = core_inputs.bind(model, node, clip=conditioning.clip, video_vae=video_vae,
                                      audio_vae=audio_vae, size=size)
-            width = height = 0  # now the bound model's native size
-        elif video_vae is not None or audio_vae is not None or conditioning.clip is not None:
-            model = core_inputs.bind(model, node, clip=conditioning.clip, video_vae=video_vae, audio_vae=audio_vae)
+        else:
+            if size != native:  # the model's own codecs have one frame size
+                raise HarmonyInputError(
+                    f"{node}: this model generates {native[1]}x{native[0]} only (its own video codec); set "
+                    "width and height to 0 (native size).")
+            if video_vae is not None or audio_vae is not None or conditioning.clip is not None:
+                model = core_inputs.bind(model, node, clip=conditioning.clip, video_vae=video_vae,
+                                         audio_vae=audio_vae)
         if conditioning.job == "A2V+V2A":
             raise HarmonyInputError(
                 f"{node}: the conditioning has both driving audio and driving video; keep one "
                 "(driving audio makes A2V, driving video makes V2A).")
-        pipeline = harmony_module("pipeline")
         with node_checks(node) as validate:  # the same checks as the API and the CLI, before any compute
             validate.sampling_args(
                 seconds_value=seconds, seed=seed, steps=steps, shift=shift, sv=sv, sa=sa, text_cfg=text_cfg,
                 guidance=guidance, solver=solver, min_seconds=pipeline.MIN_SECONDS,
                 max_seconds=getattr(model, "max_seconds", pipeline.DEFAULT_MAX_SECONDS),
                 guidance_modes=guidance_modes(), solvers=solvers(), via="node")
-        kwargs = {}
-        if "fit" in inspect.signature(model.sample).parameters:
-            kwargs["fit"] = conditioning.fit
-        native_h, native_w = model.frame_size
-        size = (height or native_h, width or native_w)
-        if size != (native_h, native_w):
-            if "size" not in inspect.signature(model.sample).parameters:
-                raise HarmonyInputError(
-                    f"{node}: this model generates {native_w}x{native_h} only; set width and "
-                    "height to 0 (native size).")
-            if size[0] % 16 or size[1] % 16:
-                raise HarmonyInputError(f"{node}: width and height must be multiples of 16, got "
-                                        f"{size[1]}x{size[0]}.")
-            kwargs["size"] = size
         progress = host.Progress(steps)
         callback, preview = step_reporter(model, progress)
-        if preview is not None and "preview" in inspect.signature(model.sample).parameters:
-            kwargs["preview"] = preview
-        elif preview is not None:  # a pipeline without previews: progress only
-            callback = lambda step, total: progress.set(step, total)  # noqa: E731
         with actionable_errors(node, MEMORY_HINT):
             managed(pipe).load()  # ComfyUI's model management: loaded once, kept while memory allows
             latent = model.sample(
@@ -170,5 +156,5 @@ class HarmonySyncCFGSampler:
                 sv=sv, sa=sa, text_cfg=text_cfg, guidance=guidance, solver=solver,
                 first_frame=conditioning.first_frame, driving_audio=conditioning.driving_audio,
                 driving_video=conditioning.driving_video, ref_voice=conditioning.ref_voice,
-                callback=callback, cancel=host.check_interrupt, **kwargs)
+                callback=callback, cancel=host.check_interrupt, fit=conditioning.fit, preview=preview)
         return (latent,)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from . import host
-from .harmony_lib import harmony_module
+from .harmony_lib import media, metrics
 from .mp4_metadata import embed_metadata
 from .types import HarmonyInputError, audio_to_wave, image_frames
 
@@ -70,7 +70,7 @@ def sync_level(offset_s, confidence, fps) -> str:
 def measure_offset(frames, fps, wave, sample_rate):
     """(offset seconds, confidence) from harmony.metrics, or (None, None) if it cannot measure."""
     try:
-        offset, confidence = harmony_module("metrics").av_offset(frames, fps, wave, sample_rate)
+        offset, confidence = metrics.av_offset(frames, fps, wave, sample_rate)
     except (ImportError, AttributeError, ValueError) as e:
         print(f"[harmony] sync offset not measured: {e}")
         return None, None
@@ -118,7 +118,7 @@ class HarmonySaveAV:
         filename = f"{stem}_{counter:05}_.mp4"
         path = os.path.join(full, filename)
         host.check_interrupt()
-        harmony_module("media").write_mp4(path, frames, float(fps), wave, sample_rate)
+        media.write_mp4(path, frames, float(fps), wave, sample_rate)
         metadata = {}
         if not host.metadata_disabled():
             if prompt is not None:

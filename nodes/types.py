@@ -15,6 +15,8 @@ from typing import Optional
 
 import torch
 
+from .harmony_lib import jobs, pipeline, validate
+
 HARMONY_MODEL = "HARMONY_MODEL"
 """A loaded ``harmony.pipeline.HarmonyPipeline``."""
 HARMONY_CONDITIONING = "HARMONY_CONDITIONING"
@@ -55,20 +57,16 @@ class AVConditioning:
 
     @property
     def job(self) -> str:
-        from .harmony_lib import harmony_module
-
-        return harmony_module("jobs").job_name(self.driving_audio is not None, self.driving_video is not None,
-                                                self.first_frame is not None)
+        return jobs.job_name(self.driving_audio is not None, self.driving_video is not None,
+                             self.first_frame is not None)
 
 
 def check_type(value, expected_type: str, input_name: str, node: str):
     """Raise a clear error when a socket got something else than ``expected_type``."""
-    from .harmony_lib import harmony_module
-
     ok = {
         HARMONY_MODEL: lambda v: hasattr(v, "sample") and hasattr(v, "decode"),
         HARMONY_CONDITIONING: lambda v: isinstance(v, AVConditioning),
-        HARMONY_AV_LATENT: lambda v: isinstance(v, harmony_module("pipeline").AVLatent),
+        HARMONY_AV_LATENT: lambda v: isinstance(v, pipeline.AVLatent),
     }[expected_type]
     if not ok(value):
         raise HarmonyInputError(
@@ -80,11 +78,9 @@ def check_type(value, expected_type: str, input_name: str, node: str):
 @contextlib.contextmanager
 def node_checks(prefix: str = ""):
     """harmony.validate's InputError -> HarmonyInputError (``prefix``: e.g. the node's name)."""
-    from .harmony_lib import harmony_module
-
     try:
-        yield harmony_module("validate")
-    except harmony_module("validate").InputError as e:
+        yield validate
+    except validate.InputError as e:
         raise HarmonyInputError(f"{prefix}: {e}" if prefix else str(e)) from None
 
 

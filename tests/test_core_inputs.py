@@ -32,22 +32,29 @@ WAN21 = {"kind": "other", "latent_channels": 16, "latent_dim": 3, "spatial": 8, 
 # ------------------------------------------------------------------ pure checks
 
 
-def test_umt5_clip_of_the_right_width_passes():
-    core_inputs.check_clip({"family": "umt5xxl", "width": 4096}, {"video": 4096, "audio": 4096}, NODE)
+def test_umt5_clip_passes():
+    core_inputs.check_clip({"family": "umt5xxl", "width": 4096}, NODE)
 
 
 @pytest.mark.parametrize("family", ["t5xxl", "l", "g", "t5base"])
 def test_clip_of_another_family_names_both_sides(family):
     with pytest.raises(HarmonyInputError) as e:
-        core_inputs.check_clip({"family": family, "width": 4096}, {"video": 4096, "audio": 4096}, NODE)
+        core_inputs.check_clip({"family": family, "width": 4096}, NODE)
     msg = str(e.value)
     assert f"{family!r} text encoder" in msg and "umT5-XXL" in msg and "type wan" in msg
 
 
 def test_clip_width_mismatch_names_both_widths():
-    with pytest.raises(HarmonyInputError) as e:
-        core_inputs.check_clip({"family": "umt5xxl", "width": 4096}, {"video": 32, "audio": 32}, NODE)
-    assert "4096-wide" in str(e.value) and "32-wide" in str(e.value)
+    """The node's clip is paired with the model by harmony's one pairing check, under the node's names."""
+    from harmony import assemble
+    from harmony.config import get_config
+
+    cfg = get_config("tiny")  # 64-wide text in both towers
+    clip = assemble.Parts(core_inputs.CoreClipEncoder(object(), 4096), None, None)
+    with pytest.raises(assemble.PairingError) as e:
+        assemble.check_pairing(cfg, clip, assemble.Names(text=f"{NODE}: clip"))
+    assert str(e.value).startswith(f"{NODE}: clip gives 4096-wide embeddings but the model's video tower reads 64")
+    assemble.check_pairing(cfg, assemble.Parts(core_inputs.CoreClipEncoder(object(), 64), None, None))
 
 
 def test_wan22_vae_passes_video_and_mmaudio_passes_audio():
@@ -88,15 +95,17 @@ def test_frame_sizes_off_the_32_grid_are_refused(h, w):
 
 
 def test_fit_text_pads_with_zero_rows_and_cuts_with_a_note():
+    from harmony.umt5_conditioner import fit_text
+
     emb = torch.arange(1 * 3 * 2, dtype=torch.float32).reshape(1, 3, 2) + 1
-    out = core_inputs.fit_text(emb, 5)
-    assert out.shape == (1, 5, 2)
-    assert torch.equal(out[:, :3], emb) and torch.equal(out[:, 3:], torch.zeros(1, 2, 2))
+    out = fit_text(emb, 5)  # core's [1, L, D]
+    assert out.shape == (5, 2)
+    assert torch.equal(out[:3], emb[0]) and torch.equal(out[3:], torch.zeros(2, 2))
     said = []
-    cut = core_inputs.fit_text(emb, 2, log=said.append)
-    assert torch.equal(cut, emb[:, :2]) and said == ["the prompt is cut at 2 tokens (umT5's limit)"]
-    silent = core_inputs.fit_text(torch.nn.functional.pad(emb, (0, 0, 0, 4)), 3, log=said.append)
-    assert torch.equal(silent, emb) and len(said) == 1  # only zero (padding) rows were dropped
+    cut = fit_text(emb[0], 2, log=said.append)
+    assert torch.equal(cut, emb[0, :2]) and said == ["the prompt is cut at 2 tokens (umT5's limit)"]
+    silent = fit_text(torch.nn.functional.pad(emb[0], (0, 0, 0, 4)), 3, log=said.append)
+    assert torch.equal(silent, emb[0]) and len(said) == 1  # only zero (padding) rows were dropped
 
 
 def test_two_different_vaes_for_one_role_are_refused():

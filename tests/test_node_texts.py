@@ -86,8 +86,8 @@ def test_missing_model_files_are_explained_for_comfyui_users(tmp_path, monkeypat
     assert "mine.text.safetensors" in text and str(tmp_path) in text and "ComfyUI/models/harmony/" in text
     assert "encode_text" not in text  # no Python-API advice in the graph
 
-    from nodes.harmony_lib import harmony_module
+    from nodes.harmony_lib import pipeline
 
-    monkeypatch.setattr(harmony_module("pipeline"), "DEFAULT_MODEL", str(tmp_path / "no_such.safetensors"))
+    monkeypatch.setattr(pipeline, "DEFAULT_MODEL", str(tmp_path / "no_such.safetensors"))
     with pytest.raises(HarmonyInputError, match="bundled tiny model is missing"):
         loader.load(BUNDLED, "auto", "none", 4, "sdpa")

@@ -412,9 +412,10 @@ def test_text_encoder_header_check_reads_comfyui_layouts(ckpts, tmp_path):
     fp8 = tmp_path / "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
     save_file(scaled, str(fp8))
     for path in (paths["text_encoder"], bf16, fp8):
-        cond = umt5_conditioner.UMT5Conditioner(path, paths["tokenizer"], dtype=torch.float32, log=_quiet)
+        cond = umt5_conditioner.UMT5Conditioner(
+            umt5_conditioner.UMT5File(path, paths["tokenizer"], dtype=torch.float32, log=_quiet), log=_quiet)
         assert cond.model is None  # checked from the header: nothing loaded
-        assert (cond.dim, cond.config.num_layers, cond.config.num_heads) == (
+        assert (cond.dim, cond.encoder.config.num_layers, cond.encoder.config.num_heads) == (
             rf.UMT5_SIZE["dim"], rf.UMT5_SIZE["layers"], rf.UMT5_SIZE["heads"])
         got = cond(["a red ball bounces"], [""], ["hello there"], [None]).video_context
         want, _ = umt5.load_umt5(path, paths["tokenizer"], dtype=torch.float32).encode(
