@@ -106,6 +106,27 @@ def test_only_host_imports_comfyui():
     assert host.available() is False and host.torch_device().type in ("cpu", "cuda")
 
 
+def test_nodes_import_harmony_plainly_through_one_module():
+    """No import strings: each node module names the harmony modules it uses (``from .harmony_lib
+    import pipeline``); only nodes/harmony_lib.py knows the pack's two import modes, and only
+    host.py imports by name at run time (ComfyUI, which may be absent)."""
+    strings = re.compile(r"import_module\(|__import__\(|harmony_module")
+    direct = re.compile(r"^\s*(from\s+(\.\.)?harmony\b|import\s+harmony\b)", re.M)
+    for fname in sorted(os.listdir(os.path.join(ROOT, "nodes"))):
+        if not fname.endswith(".py"):
+            continue
+        with open(os.path.join(ROOT, "nodes", fname), encoding="utf-8") as f:
+            text = f.read()
+        if fname != "host.py":
+            assert not strings.search(text), f"nodes/{fname} reaches a module through a string"
+        if fname != "harmony_lib.py":
+            assert not direct.search(text), f"nodes/{fname} imports harmony itself; use nodes/harmony_lib.py"
+    import nodes.harmony_lib as lib
+    import harmony.pipeline
+
+    assert lib.pipeline is harmony.pipeline and lib.harmony.__name__ == "harmony"  # top-level mode here
+
+
 def test_loader_lists_what_can_be_used(tmp_path, monkeypatch):
     spec = M["HarmonyModelLoader"].INPUT_TYPES()["required"]
     from harmony.attention import available_backends
