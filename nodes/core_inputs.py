@@ -27,7 +27,7 @@ import weakref
 import torch
 
 from . import host
-from .harmony_lib import (assemble, bigvgan, checkpoint, mmaudio, mmaudio_vae, umt5_conditioner, validate, wan_vae,
+from .harmony_lib import (assemble, bigvgan, checkpoint, contract, mmaudio, mmaudio_vae, umt5_conditioner, validate, wan_vae,
                           weightfile)
 from .types import HarmonyInputError
 
@@ -35,8 +35,8 @@ CLIP_HINT = "CLIPLoader with umt5_xxl_fp8_e4m3fn_scaled.safetensors (or umt5_xxl
 VIDEO_VAE_HINT = "VAELoader with wan2.2_vae.safetensors"
 AUDIO_VAE_HINT = "VAELoader with ComfyUI's MMAudio 16 kHz VAE file"
 UMT5_FAMILY = "umt5xxl"
-VIDEO_LATENT_CHANNELS, AUDIO_LATENT_CHANNELS = 48, 20  # Wan2.2 VAE, MMAudio 16 kHz VAE
-SIZE_MULTIPLE = 32  # the Wan2.2 VAE's 16 pixels per latent x the DiT's 2x2 patch
+WAN22, MMAUDIO = contract.WAN22_VAE, contract.MMAUDIO_16K  # the geometry of the core VAEs' codecs
+VIDEO_LATENT_CHANNELS, AUDIO_LATENT_CHANNELS = WAN22.latent_channels, MMAUDIO.latent_channels
 
 
 # ------------------------------------------------------------------ pure checks
@@ -65,7 +65,8 @@ def check_video_vae(desc: dict, want_channels: int, node: str, name: str = "vide
             desc.get("latent_channels"), "")
         raise HarmonyInputError(
             f"{node}: {name} has {what}{family}; the model's video tower reads {want_channels}-channel "
-            f"video latents at 16 px and 4 frames per latent (the Wan2.2 VAE). Load {VIDEO_VAE_HINT}.")
+            f"video latents at {WAN22.spatial_stride} px and {WAN22.temporal_stride} frames per latent (the Wan2.2 "
+            f"VAE). Load {VIDEO_VAE_HINT}.")
 
 
 def check_audio_vae(desc: dict, want_channels: int, node: str, name: str = "audio_vae") -> None:
@@ -81,11 +82,16 @@ def check_audio_vae(desc: dict, want_channels: int, node: str, name: str = "audi
             f"audio tower reads {want_channels}. They are not a pair.")
 
 
-def check_frame_size(h: int, w: int, node: str) -> None:
-    if h <= 0 or w <= 0 or h % SIZE_MULTIPLE or w % SIZE_MULTIPLE:
+def check_frame_size(h: int, w: int, node: str, video_codec, patch_size) -> None:
+    """The frame size a model with ``video_codec`` and a video tower of ``patch_size`` can generate:
+    positive multiples of the codec's spatial stride times the patch (``contract.size_multiple``)."""
+    m = contract.size_multiple(video_codec, patch_size)
+    if h <= 0 or w <= 0 or h % m or w % m:
+        s = video_codec.spatial_stride
         raise HarmonyInputError(
-            f"{node}: with the Wan2.2 VAE, width and height must be positive multiples of {SIZE_MULTIPLE} "
-            f"(16 px per latent x the model's 2x2 patch), got {w}x{h}; e.g. 704x704 or 704x1280.")
+            f"{node}: width and height must be positive multiples of {m} ({s} px per latent of the video "
+            f"codec x the model's {m // s}x{m // s} patch), got {w}x{h}; e.g. "
+            f"{m * max(1, int(w / m + 0.5))}x{m * max(1, int(h / m + 0.5))}.")
 
 
 # ------------------------------------------------------------------ unbound parts
@@ -107,12 +113,12 @@ class UnboundText:
         _missing("text encoder", CLIP_HINT, "Harmony Text Conditioning's clip input")
 
 
-class UnboundVideoCodec:
+class UnboundVideoCodec(contract.FrameRule):
     """Wan2.2-VAE geometry without weights; encode/decode ask for a core VAE."""
 
-    spatial_stride, temporal_stride, fps = 16, 4, 24
+    spatial_stride, temporal_stride, fps = WAN22.spatial_stride, WAN22.temporal_stride, WAN22.fps
 
-    def __init__(self, latent_channels: int, frame_size=(704, 704)):
+    def __init__(self, latent_channels: int, frame_size=WAN22.frame_size):
         self.latent_channels, self.frame_size = int(latent_channels), tuple(frame_size)
 
     def encode(self, *a, **k):
@@ -122,10 +128,10 @@ class UnboundVideoCodec:
     decode = encode
 
 
-class UnboundAudioCodec:
+class UnboundAudioCodec(contract.HopRule):
     """MMAudio 16 kHz geometry without weights; encode/decode ask for a core VAE."""
 
-    sample_rate, hop_length, latent_rate = 16000, 512, 16000 / 512
+    sample_rate, hop_length, latent_rate = MMAUDIO.sample_rate, MMAUDIO.hop_length, MMAUDIO.latent_rate
 
     def __init__(self, latent_channels: int):
         self.latent_channels = int(latent_channels)
@@ -175,16 +181,16 @@ def _latent_stats(channels: int):
     return torch.zeros(channels), torch.ones(channels)
 
 
-class CoreVideoCodec:
+class CoreVideoCodec(contract.FrameRule):
     """A core Wan2.2 VAE behind the pack's video-codec interface.
 
     Latents are normalised per channel with Wan2.2's mean/std (what the DiT sees; core does the
     same in its Wan22 latent format). ``encode(frames [B, T, H, W, 3])`` -> ``[B, 48, F, h, w]``;
     ``decode(latent)`` -> ``frames [B, T, H, W, 3]`` in 0..1, tiled by core when memory asks."""
 
-    spatial_stride, temporal_stride, fps = 16, 4, 24
+    spatial_stride, temporal_stride, fps = WAN22.spatial_stride, WAN22.temporal_stride, WAN22.fps
 
-    def __init__(self, vae, latent_channels: int, frame_size=(704, 704)):
+    def __init__(self, vae, latent_channels: int, frame_size=WAN22.frame_size):
         self.vae, self.latent_channels, self.frame_size = vae, int(latent_channels), tuple(frame_size)
         self.mean, self.std = _latent_stats(self.latent_channels)
 
@@ -253,14 +259,14 @@ def bind(pipe, node: str, clip=None, video_vae=None, audio_vae=None, size=None):
     if video_vae is not None:
         desc = host.describe_vae(video_vae)
         check_video_vae(desc, cfg.video.in_dim, node)
-        video = CoreVideoCodec(video_vae, desc["latent_channels"], getattr(video, "frame_size", (704, 704)))
+        video = CoreVideoCodec(video_vae, desc["latent_channels"], video.frame_size)
     if audio_vae is not None:
         check_audio_vae(host.describe_vae(audio_vae), cfg.audio.in_dim, node)
         audio = audio_codec_from_core_vae(audio_vae, pipe.device)
     if size is not None:
         if not isinstance(video, (CoreVideoCodec, UnboundVideoCodec)):
             raise HarmonyInputError(f"{node}: this model's own video codec has a fixed frame size.")
-        check_frame_size(size[0], size[1], node)
+        check_frame_size(size[0], size[1], node, video, cfg.video.patch_size)
         video = copy.copy(video)
         video.frame_size = tuple(size)
     names = assemble.Names(text=f"{node}: clip", video=f"{node}: video_vae", audio=f"{node}: audio_vae",

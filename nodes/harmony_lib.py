@@ -18,9 +18,9 @@ if __package__ and "." in __package__:  # inside ComfyUI: <pack>.nodes -> <pack>
     from .. import harmony
     from ..harmony import (assemble, attention, checkpoint, families, guidance, jobs, media, metrics, model,
                            offload, pipeline, sampling, umt5_conditioner, validate, weightfile)
-    from ..harmony.codecs import bigvgan, mmaudio, mmaudio_vae, wan_vae
+    from ..harmony.codecs import bigvgan, contract, mmaudio, mmaudio_vae, wan_vae
 else:  # tests / scripts: the repository root is on sys.path
     import harmony
     from harmony import (assemble, attention, checkpoint, families, guidance, jobs, media, metrics, model,
                          offload, pipeline, sampling, umt5_conditioner, validate, weightfile)
-    from harmony.codecs import bigvgan, mmaudio, mmaudio_vae, wan_vae
+    from harmony.codecs import bigvgan, contract, mmaudio, mmaudio_vae, wan_vae

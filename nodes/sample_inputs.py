@@ -10,12 +10,16 @@ import os
 
 import torch
 
-from .harmony_lib import media
+from .harmony_lib import contract, media
 from .types import HarmonyInputError, wave_to_audio
 
 SAMPLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                            "workflows", "samples")
 MEDIA_EXTENSIONS = (".png", ".jpg", ".wav", ".mp4")
+
+
+# an image or a sound has no frame rate, an image no sound: they get the real-scale codecs' (Ovi's)
+STILL_FPS, SILENCE_RATE = float(contract.WAN22_VAE.fps), contract.MMAUDIO_16K.sample_rate
 
 
 def sample_files() -> list[str]:
@@ -37,10 +41,10 @@ def load_sample(name: str):
         import numpy as np
 
         pixels = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
-        return torch.from_numpy(pixels)[None], None, 24.0
+        return torch.from_numpy(pixels)[None], None, STILL_FPS
     if ext == ".wav":
         wave, sr = media.read_audio(path)
-        return None, (torch.as_tensor(wave, dtype=torch.float32), int(sr)), 24.0
+        return None, (torch.as_tensor(wave, dtype=torch.float32), int(sr)), STILL_FPS
     frames, fps, wave, sr = media.read_video(path)
     audio = (torch.as_tensor(wave, dtype=torch.float32), int(sr)) if wave is not None else None
     return torch.as_tensor(frames, dtype=torch.float32), audio, float(fps)
@@ -73,5 +77,5 @@ class HarmonySampleInput:
         if frames is None:
             frames = torch.zeros(1, 64, 64, 3)
         if audio is None:
-            audio = (torch.zeros(1, max(1, int(16000 / fps))), 16000)
+            audio = (torch.zeros(1, max(1, int(SILENCE_RATE / fps))), SILENCE_RATE)
         return (frames, wave_to_audio(*audio), float(fps))

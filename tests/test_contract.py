@@ -26,10 +26,14 @@ def _video_shapes(tmp_path):
     torch.manual_seed(0)
     path = tmp_path / "wan2.2_vae.safetensors"
     save_file({k: v.contiguous() for k, v in WanVAE(dim=6, dec_dim=8, z_dim=48).state_dict().items()}, str(path))
+    from nodes import core_inputs
+
     return {
         "toy VideoCodec": (ToyVideo(), TOY_VIDEO),
         "WanVAE": (WanVAE(dim=6, dec_dim=8, z_dim=48), WAN),
         "LazyWanVAE": (lazy_codecs.LazyWanVAE(path, log=lambda m: None), WAN),
+        "CoreVideoCodec": (core_inputs.CoreVideoCodec(object(), 48), WAN),  # a core VAE behind it
+        "UnboundVideoCodec": (core_inputs.UnboundVideoCodec(48), WAN),
     }
 
 
@@ -39,6 +43,7 @@ def _audio_shapes(tmp_path):
     from harmony.codecs.mmaudio import MMAudioCodec
     from harmony.codecs.mmaudio_vae import MMAudioVAE
     from harmony.codecs.toy_audio import AudioCodec as ToyAudio
+    from nodes import core_inputs
 
     vae, voc = tmp_path / "v1-16.pth", tmp_path / "best_netG.pt"
     torch.save(MMAudioVAE(hidden_dim=8).state_dict(), vae)
@@ -47,11 +52,13 @@ def _audio_shapes(tmp_path):
         "toy AudioCodec": (ToyAudio(), TOY_AUDIO),
         "MMAudioCodec": (MMAudioCodec(MMAudioVAE(hidden_dim=8)), MMAUDIO),
         "LazyMMAudioCodec": (lazy_codecs.LazyMMAudioCodec(vae, voc, log=lambda m: None), MMAUDIO),
+        "UnboundAudioCodec": (core_inputs.UnboundAudioCodec(20), MMAUDIO),
     }
 
 
 def test_every_video_codec_keeps_the_contract_with_its_values(tmp_path):
     shapes = _video_shapes(tmp_path)
+    assert len(shapes) == 5  # the five video-codec shapes of the tree
     for name, (codec, want) in shapes.items():
         assert isinstance(codec, VideoCodec), name
         assert not isinstance(codec, AudioCodec), name

@@ -5,6 +5,7 @@ the real core objects run in tests/e2e/test_real_templates.py."""
 import json
 import os
 import sys
+import types
 
 import pytest
 import torch
@@ -90,8 +91,18 @@ def test_mmaudio_against_a_model_of_other_audio_channels():
 
 @pytest.mark.parametrize("h,w", [(720, 720), (704, 700), (0, 704)])
 def test_frame_sizes_off_the_32_grid_are_refused(h, w):
-    with pytest.raises(HarmonyInputError, match="multiples of 32"):
-        core_inputs.check_frame_size(h, w, NODE)
+    wan = core_inputs.UnboundVideoCodec(48)
+    with pytest.raises(HarmonyInputError, match=r"multiples of 32 \(16 px per latent .* 2x2 patch\)"):
+        core_inputs.check_frame_size(h, w, NODE, wan, (1, 2, 2))
+    core_inputs.check_frame_size(704, 1280, NODE, wan, (1, 2, 2))
+
+
+def test_frame_size_rule_comes_from_the_codec_and_the_patch():
+    """A codec of another spatial stride (or a model of another patch) moves the grid."""
+    eight = types.SimpleNamespace(spatial_stride=8)
+    core_inputs.check_frame_size(72, 40, NODE, eight, (1, 1, 1))
+    with pytest.raises(HarmonyInputError, match="multiples of 16 .*got 40x72; e.g. 48x80"):
+        core_inputs.check_frame_size(72, 40, NODE, eight, (1, 2, 2))
 
 
 def test_fit_text_pads_with_zero_rows_and_cuts_with_a_note():
