@@ -52,7 +52,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from .codecs.contract import meta_value
+from .codecs.contract import WAN22_VAE, meta_value
 from .config import HarmonyConfig, get_config
 from .jobs import clip_geometry
 from .model import Conditioning, HarmonyModel
@@ -133,7 +133,7 @@ def model_flops(cfg: HarmonyConfig, grid, n_audio: int, n_ref: int = 0, batch: i
             "attention": batch * attention}
 
 
-def real_tokens(cfg: HarmonyConfig, seconds: float = 5.0, size=(704, 704)) -> dict:
+def real_tokens(cfg: HarmonyConfig, seconds: float = 5.0, size=WAN22_VAE.frame_size) -> dict:
     """Token counts of one clip, by the pipeline's rules (`harmony.jobs.clip_geometry`) with the
     codec geometry the config's meta records (``harmony.codecs.contract.META_KEYS``).
 
@@ -166,7 +166,8 @@ def real_tokens(cfg: HarmonyConfig, seconds: float = 5.0, size=(704, 704)) -> di
             "video_tokens": math.prod(grid), "audio_tokens": g.n_audio}
 
 
-def clip_tokens_5b(seconds: float = 5.0, width: int = 704, height: int = 704):
+def clip_tokens_5b(seconds: float = 5.0, width: int = WAN22_VAE.frame_size[1],
+                   height: int = WAN22_VAE.frame_size[0]):
     """Video grid and audio tokens of the full ``5b`` model for a clip (``real_tokens``)."""
     t = real_tokens(get_config("5b"), seconds, (height, width))
     return t["grid"], t["audio_tokens"]
@@ -796,7 +797,8 @@ def main(argv=None):
                     help="real shape: layers per tower of the measured model (default 30, the full 5b; the memory "
                          "plan is always for the full model)")
     ap.add_argument("--seconds", type=float, default=5.0, help="real shape: clip length of the measured rows")
-    ap.add_argument("--size", default="704x704", help="real shape: frame size HxW (multiples of 32)")
+    ap.add_argument("--size", default="{}x{}".format(*WAN22_VAE.frame_size),
+                    help="real shape: frame size HxW (multiples of 32)")
     ap.add_argument("--resident", type=int, default=None,
                     help="real shape: layers kept on the device under block swap (default 4, at most --layers)")
     ap.add_argument("--ref-seconds", type=float, default=0.0,

@@ -44,6 +44,8 @@ from typing import List, Optional
 import torch
 import torch.distributed as dist
 
+from .codecs.contract import WAN22_VAE
+
 NPROC_OPTION = "torchrun --nproc_per_node"
 
 
@@ -256,7 +258,7 @@ def main(argv=None):
                                  description="Per-rank FLOPs and communication of one sequence-parallel step "
                                              "of the 5B model (SyncCFG: batch 3, bf16).")
     ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--size", type=int, nargs=2, default=(704, 704), metavar=("W", "H"))
+    ap.add_argument("--size", type=int, nargs=2, default=WAN22_VAE.frame_size[::-1], metavar=("W", "H"))
     ap.add_argument("--batch", type=int, default=3, help="samples per forward (SyncCFG: 3, CFG: 2)")
     ap.add_argument("--ref", type=int, default=0, help="reference-voice tokens")
     a = ap.parse_args(argv)
