@@ -437,7 +437,8 @@ def ceiling_rows(s: Settings) -> list:
     if os.path.exists(path):
         with open(path) as fh:
             return json.load(fh)
-    from .evaluate import codec_roundtrip_fn, evaluate
+    from .batch_generate import codec_roundtrip_fn
+    from .evaluate import evaluate
     from .pipeline import HarmonyPipeline
 
     pipe = HarmonyPipeline.from_pretrained(None, log=lambda m: None)

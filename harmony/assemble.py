@@ -159,7 +159,8 @@ def build_pipeline(model_path, parts: Union[Parts, Callable], dtype: str = "auto
                    resident_blocks: Optional[int] = None, attention: str = "sdpa", device=None,
                    what: str = "checkpoint", names: Optional[Names] = None,
                    log: Optional[Callable[[str], None]] = None):
-    """A ``HarmonyPipeline`` over the model file ``model_path`` and ``parts``.
+    """A ``HarmonyPipeline`` over the model file ``model_path`` (a path, or its safetensors header
+    already read: :func:`harmony.weightfile.read_header`) and ``parts``.
 
     ``parts``: a :class:`Parts`, or ``parts(cfg, device) -> Parts`` when they depend on the model's config
     (read from the file's header first). In order: the offload mode and the attention backend are
@@ -170,15 +171,17 @@ def build_pipeline(model_path, parts: Union[Parts, Callable], dtype: str = "auto
     from .checkpoint import load_model, read_config
     from .jobs import max_seconds
     from .pipeline import Codecs, HarmonyPipeline
+    from .weightfile import read_header
 
     check_offload(offload)
     attn.check_backend(attention)  # a bad name fails before anything is read
     device = resolve_device(device)
-    cfg = read_config(model_path, what=what)  # the header: another family or no config fails here
+    header = read_header(model_path, what)  # parsed once: the config, then the loading read it
+    cfg = read_config(header, what=what)  # another family or no config fails here
     if callable(parts):
         parts = parts(cfg, device)
     check_pairing(cfg, parts, names)
-    model = load_model(model_path, dtype=dtype, device=store_device(offload, device), what=what)
+    model = load_model(header, dtype=dtype, device=store_device(offload, device), what=what)
     model.set_attention_backend(attention)  # this model's backend, not a global
     off = place(model, offload, resident_blocks, device)
     kw = {} if log is None else {"log": log}

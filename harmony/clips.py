@@ -265,7 +265,7 @@ def encode_folder(folder, out, encoders: Encoders, seconds: float, size=None, ra
     def flush():
         nonlocal shard, n_shard
         if shard:
-            from .checkpoint import save_safetensors
+            from .weightfile import save_safetensors
 
             name = f"{_part(rank, world)}-s{n_shard:04d}.safetensors"
             shard["text.empty"] = texts[""].to(dt)

@@ -5,14 +5,13 @@ its BigVGAN vocoder (:data:`COMPONENTS`). ``python -m harmony generate`` takes e
 (:func:`add_arguments`) or finds it by its usual name under ``--weights DIR`` (:func:`resolve`: e.g.
 Ovi's ``ckpts`` folder as its ``download_weights.py`` fills it). A missing, doubled or wrong file is
 a :class:`ComponentError` naming the flag and the file people usually have, before anything loads.
-The files are read by headers first (:func:`peek_tensors`), then tensor by tensor (:func:`read_tensors`).
+The files are read by :mod:`harmony.weightfile`: headers first (``peek``), then tensor by tensor
+(``read_state_dict``); a bad file is its ``WeightFileError``, naming the flag.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-
-import torch
 
 from .framesize import DEFAULT_SIZE, SIZE_MULTIPLE
 
@@ -141,61 +140,3 @@ def resolve(a) -> dict:
             raise ComponentError(f"{c.flag}: {'folder' if c.folder else 'file'} not found: {p}. Expected {c.what}.")
         paths[c.key] = os.fspath(p)
     return paths
-
-
-# --------------------------------------------------------------------------- reading weight files
-
-_WRAPPERS = ("state_dict", "model", "generator", "module")
-
-
-def _is_pickle(path: str) -> bool:
-    from .checkpoint import PICKLE_SUFFIXES
-
-    return path.lower().endswith(PICKLE_SUFFIXES)
-
-
-def _load_pickle(path: str, flag: str):
-    """An upstream ``.pth`` / ``.pt`` through ``torch.load(weights_only=True)`` only (memory-mapped when the
-    file is a zip archive, so that nothing is read until a tensor is used); unwrapped."""
-    import zipfile
-
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
-    except Exception as e:  # noqa: BLE001 - a crafted or damaged pickle: refuse, never unpickle code
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-        raise ComponentError(f"{flag} {path}: could not be read as plain tensors with torch.load(weights_only=True) "
-                             f"({type(e).__name__}: {lines[0][:200] if lines else ''}); Harmony never unpickles "
-                             "code. Use the original file or a .safetensors copy.") from None
-    while isinstance(obj, dict) and not any(torch.is_tensor(v) for v in obj.values()):
-        inner = [k for k in _WRAPPERS if isinstance(obj.get(k), dict)]
-        if not inner:
-            break
-        obj = obj[inner[0]]
-    if not isinstance(obj, dict) or not any(torch.is_tensor(v) for v in obj.values()):
-        raise ComponentError(f"{flag} {path}: holds no state dict of tensors ({type(obj).__name__})")
-    return {k: v for k, v in obj.items() if isinstance(k, str) and torch.is_tensor(v)}
-
-
-def peek_tensors(path: str, flag: str) -> dict:
-    """A weight file's tensors as meta tensors (names, shapes, dtypes), read without the weights:
-    the safetensors header (checked, never mapped: :mod:`harmony.weightfile`; a bad file is a
-    ``WeightFileError`` naming ``flag``), or a zip ``.pth`` memory-mapped. Lets every component be
-    checked before anything is loaded."""
-    path = os.fspath(path)
-    if _is_pickle(path):
-        return {k: torch.empty(v.shape, dtype=v.dtype, device="meta") for k, v in _load_pickle(path, flag).items()}
-    from .checkpoint import safetensors_header
-
-    return safetensors_header(path, flag).meta_tensors()
-
-
-def read_tensors(path: str, names, flag: str) -> dict:
-    """Only the tensors ``names`` of a weight file (safetensors: only those are read, one by one,
-    never mapped; a zip ``.pth``: memory-mapped, so only those are copied)."""
-    names = list(names)
-    if _is_pickle(path):
-        sd = _load_pickle(path, flag)
-        return {k: sd[k] for k in names}
-    from .weightfile import load_tensors
-
-    return load_tensors(path, flag, names)

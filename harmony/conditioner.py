@@ -58,12 +58,9 @@ class Conditioner(nn.Module):
 
     @classmethod
     def from_file(cls, path: str, cfg) -> "Conditioner":
-        from safetensors.torch import load_file
+        from .weightfile import read_safetensors
 
-        from .checkpoint import check_safetensors_file
-
-        check_safetensors_file(path)
-        tensors = load_file(path)
+        tensors, _ = read_safetensors(path, "text-encoder file")
         cond = cls(cfg)
         missing, unexpected = cond.load_state_dict(tensors, strict=False)
         if missing or unexpected:

@@ -40,7 +40,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .evaluate import codec_roundtrip_fn, generate_batch
+from .batch_generate import codec_roundtrip_fn, generate_batch
 from .metrics import (detect_visual_events, envelope_correlation, event_f1, event_prf, first_frame_similarity,
                       loud_onsets, psnr)
 from .world import FPS as WORLD_FPS

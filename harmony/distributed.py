@@ -135,7 +135,7 @@ def save_state(out: str, model, conditioner, ema: dict, opt, generators: list, s
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict
 
-    from .checkpoint import save_safetensors
+    from .weightfile import save_safetensors
 
     rank, _ = world()
     final, tmp = os.path.join(out, STATE_DIR), os.path.join(out, STATE_DIR + ".tmp")

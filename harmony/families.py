@@ -9,7 +9,7 @@ count. ``Found.line()`` says it in one line; ``harmony.checkpoint.load_model``
 attaches that line to the model it loads (``model.load_summary``).
 
 Config of a file without ``harmony_config`` metadata, in order: a JSON beside
-it (``harmony.checkpoint.read_sidecar_config``), Ovi's own ``video.json`` +
+it (:func:`read_sidecar_config`), Ovi's own ``video.json`` +
 ``audio.json`` beside it, then the named config whose tower sizes equal the
 shapes in the header (interaction from the key set: GLDI files hold the
 audio blocks' ``norm_style`` / ``style_attn``; Ovi files are the global
@@ -22,6 +22,8 @@ import os
 import re
 from dataclasses import dataclass, field
 from typing import Optional
+
+from .weightfile import CheckpointError, Header
 
 FAMILY_NAMES = {
     "harmony": "Harmony model",
@@ -49,6 +51,13 @@ _BYTES = {"BF16": 2, "F16": 2, "F32": 4, "F64": 8, "F8_E4M3": 1, "F8_E5M2": 1,
 _BLOCK = re.compile(r"^(video_model|audio_model)\.blocks\.(\d+)\.")
 _GLDI_ONLY = re.compile(r"^audio_model\.blocks\.\d+\.(norm_style|style_attn)\.")
 OVI_CONFIG_FILES = ("video.json", "audio.json")
+
+FORMAT_VERSION = "1"
+CONFIG_KEY = "harmony_config"
+"""Metadata key of a Harmony file's config: its ``HarmonyConfig.to_dict()`` as JSON."""
+VERSION_KEY = "harmony_format_version"
+SCALED_FP8_KEY = "scaled_fp8"
+"""ComfyUI's scaled-fp8 marker tensor (empty; its dtype names the fp8 format)."""
 
 
 @dataclass
@@ -91,6 +100,11 @@ class Found:
         return "; ".join(parts + list(self.notes))
 
 
+def file_path(path) -> str:
+    """The file name of ``path`` (a path, or a :class:`harmony.weightfile.Header` of it)."""
+    return path.path if isinstance(path, Header) else os.fspath(path)
+
+
 def format_params(n: int) -> str:
     if n >= 1e9:
         return f"{n / 1e9:.2f}B"
@@ -101,11 +115,11 @@ def format_params(n: int) -> str:
 
 def read_header(path, what: str = "checkpoint", check_size: bool = True) -> tuple[dict, dict]:
     """``({tensor name: (safetensors dtype, shape)}, metadata)`` from the file's JSON header only
-    (checked, never mapped: :func:`harmony.checkpoint.safetensors_header`; ``check_size=False``
+    (checked, never mapped: :func:`harmony.weightfile.read_header`; ``check_size=False``
     also reads a file shorter than its header says)."""
-    from .checkpoint import safetensors_header
+    from .weightfile import read_header as checked_header
 
-    header = safetensors_header(path, what, check_size=check_size)
+    header = checked_header(path, what, check_size=check_size)
     return {k: (e.dtype, e.shape) for k, e in header.tensors.items()}, dict(header.metadata)
 
 
@@ -133,7 +147,6 @@ def wan_name(path) -> str:
 
 def storage_of(tensors: dict) -> str:
     """The storage dtype in words: the dtype holding most weight bytes, and fp8 in detail."""
-    from .checkpoint import SCALED_FP8_KEY
 
     by = {}
     for k, (dt, shape) in tensors.items():
@@ -158,7 +171,6 @@ def storage_of(tensors: dict) -> str:
 
 
 def _params(tensors: dict) -> int:
-    from .checkpoint import SCALED_FP8_KEY
 
     total = 0
     for k, (_, shape) in tensors.items():
@@ -224,7 +236,7 @@ def read_ovi_configs(path):
     """A global-interaction HarmonyConfig from Ovi's ``video.json`` + ``audio.json`` beside ``path``, or None."""
     from . import config as config_mod
 
-    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    folder = os.path.dirname(os.path.abspath(file_path(path)))
     files = [os.path.join(folder, n) for n in OVI_CONFIG_FILES]
     if not all(os.path.isfile(f) for f in files):
         return None
@@ -242,8 +254,6 @@ def read_ovi_configs(path):
                 kw["audio_rope_scale"] = float(d["temporal_rope_scaling_factor"])
             towers.append(config_mod.TowerConfig(**kw))
         except (OSError, ValueError, KeyError, TypeError) as e:
-            from .checkpoint import CheckpointError
-
             raise CheckpointError(f"{f}: not a usable Ovi model config ({type(e).__name__}: {e}); it needs "
                                   "dim, ffn_dim, num_heads, num_layers, in_dim, out_dim, patch_size") from None
     meta = config_mod.get_config("5b-global").meta
@@ -252,13 +262,14 @@ def read_ovi_configs(path):
 
 
 def detect(path) -> Found:
-    """What ``path`` holds, from its header alone (see the module docstring)."""
+    """What ``path`` (a path, or its :class:`harmony.weightfile.Header`) holds, from its header
+    alone (see the module docstring)."""
     from . import keymap
-    from .checkpoint import CONFIG_KEY, SCALED_FP8_KEY, read_sidecar_config
 
-    from .checkpoint import safetensors_header
+    from .weightfile import read_header as checked_header
 
-    header = safetensors_header(path, check_size=False)
+    header = checked_header(path, check_size=False)  # a Header already read: not parsed again
+    path = header.path
     tensors = {k: (e.dtype, e.shape) for k, e in header.tensors.items()}
     meta = header.metadata
     keys = [k for k in tensors if k != SCALED_FP8_KEY]
@@ -331,3 +342,128 @@ def ovi_config(path):
     shapes = {keymap.from_upstream_name(k, "ovi"): shape for k, (_, shape) in tensors.items()}
     _, cfg = match_named_config(shapes, "global")
     return cfg if cfg is not None else config_mod.get_config("5b-global")
+
+
+def config_name(cfg) -> Optional[str]:
+    """The name of the named config equal to ``cfg`` (``"5b"``, ``"tiny-global"``, ...), or None."""
+    from . import config as config_mod
+
+    return next((n for n, make in config_mod.CONFIGS.items() if make() == cfg), None)
+
+
+def detect_layout(file_keys) -> str:
+    """``keymap.detect_layout`` of a file's tensor names (the scaled-fp8 marker left out)."""
+    from . import keymap
+
+    return keymap.detect_layout([k for k in file_keys if k != SCALED_FP8_KEY])
+
+
+# --------------------------------------------------------------------------- the config of a file
+
+
+def sidecar_config_paths(path) -> list[str]:
+    """Where a config for a checkpoint without ``harmony_config`` metadata is looked for, in order:
+    ``<name>.json`` beside ``<name>.safetensors``, then ``config.json`` in the same folder."""
+    path = os.path.abspath(os.fspath(path))
+    folder, name = os.path.split(path)
+    stem = name[: -len(".safetensors")] if name.endswith(".safetensors") else os.path.splitext(name)[0]
+    return [os.path.join(folder, stem + ".json"), os.path.join(folder, "config.json")]
+
+
+CONFIG_REMEDY = ('write its config beside it as {sidecar} - either {{"config": "<name>"}} with one of '
+                 '{names}, or a full config dict (HarmonyConfig.to_dict()); the Harmony Model Loader node '
+                 'and `python -m harmony generate --model` read it from there')
+
+
+def config_remedy(path) -> str:
+    """What to do for a file whose config is unknown: write it beside the file (in words)."""
+    from . import config as config_mod
+
+    return CONFIG_REMEDY.format(sidecar=os.path.basename(sidecar_config_paths(path)[0]),
+                                names=", ".join(config_mod.CONFIGS))
+
+
+def read_sidecar_config(path):
+    """The config in a JSON file beside checkpoint ``path`` (see :func:`sidecar_config_paths`),
+    or None when there is none. Accepts a config name (``"5b"``), ``{"config": "5b"}``, a full
+    ``HarmonyConfig.to_dict()`` or ``{"harmony_config": ...}`` holding either."""
+    from . import config as config_mod
+
+    for side in sidecar_config_paths(path):
+        if not os.path.isfile(side):
+            continue
+        try:
+            with open(side, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except (OSError, ValueError) as e:
+            raise CheckpointError(f"{side}: config file beside {os.path.basename(path)} is not valid JSON "
+                                  f"({e}); fix it or remove it") from None
+        if isinstance(data, dict) and "harmony_config" in data:
+            data = data["harmony_config"]
+            if isinstance(data, str) and data.strip().startswith("{"):
+                data = json.loads(data)
+        if isinstance(data, dict) and set(data) == {"config"}:
+            data = data["config"]
+        try:
+            if isinstance(data, str):
+                return config_mod.get_config(data)
+            if isinstance(data, dict) and "video" in data and "audio" in data:
+                return config_mod.HarmonyConfig.from_dict(data)
+        except ValueError as e:
+            raise CheckpointError(f"{side}: {e}") from None
+        if os.path.basename(side) == "config.json":
+            continue  # a config.json of another kind (e.g. Wan's or diffusers'): not ours, not an error
+        keys = ", ".join(list(data)[:6]) if isinstance(data, dict) else type(data).__name__
+        raise CheckpointError(f"{side} is not a Harmony config (it holds {keys}); write "
+                              '{"config": "<name>"} or a HarmonyConfig dict there')
+    return None
+
+
+def resolve_config(config, header):
+    """The config a model file loads with: ``config`` when given (a HarmonyConfig, its dict or a
+    name), else the ``harmony_config`` metadata, a JSON beside the file, Ovi's own configs or the
+    named config the header's shapes match; a :class:`CheckpointError` saying what to do otherwise.
+    ``header``: the file's checked :class:`harmony.weightfile.Header` (nothing is read again)."""
+    metadata, path, file_keys = header.metadata, header.path, header.keys()
+    from . import config as config_mod
+
+    if config is None:
+        text = metadata.get(CONFIG_KEY)
+        if text is None:
+            side = read_sidecar_config(path)
+            if side is not None:
+                return side
+        layout = detect_layout(file_keys) if text is None else None
+        if text is None and layout == "ovi":
+            # Ovi's FusionModel layout: its video.json/audio.json beside it, else the global config
+            # whose sizes the header shows, else Ovi's public size (then the shape check explains)
+            return ovi_config(header)
+        if text is None and layout == "wan2.2-ti2v-5b":
+            raise CheckpointError(
+                f"{path} is {wan_name(header)} video-only checkpoint (a bare WanModel: it has no audio tower), so "
+                "it cannot be a Harmony model, which needs both towers. Use a Harmony or Ovi checkpoint here; "
+                "load a Wan model alone with ComfyUI's Load Diffusion Model node.")
+        if text is None and layout == "unknown":
+            raise CheckpointError(
+                f"{path} has no '{CONFIG_KEY}' metadata and its tensor names match no model family this "
+                "package knows (Harmony, Ovi, Wan2.2): it is not a Harmony model file. Pick a Harmony "
+                "model (.safetensors with its .text.safetensors beside it) or the bundled tiny model.")
+        if text is None:
+            raise CheckpointError(
+                f"{path} is a Harmony-layout checkpoint without '{CONFIG_KEY}' metadata, so the model size "
+                f"is unknown. To load it, {config_remedy(path)}. Pass config= (a HarmonyConfig or a config name) "
+                "when calling harmony.checkpoint.load_model directly.")
+        version = metadata.get(VERSION_KEY, FORMAT_VERSION)
+        if version != FORMAT_VERSION:
+            raise CheckpointError(
+                f"{path} has {VERSION_KEY}={version!r}; this version of harmony reads {FORMAT_VERSION!r}"
+            )
+        try:
+            config = json.loads(text)
+        except ValueError:
+            raise CheckpointError(f"{path}: its '{CONFIG_KEY}' metadata is not valid JSON") from None
+    if isinstance(config, str):
+        return config_mod.get_config(config)
+    if isinstance(config, dict):
+        return config_mod.HarmonyConfig.from_dict(config)
+    return config

@@ -62,7 +62,7 @@ def check_size_fits(size: tuple, seconds: float, device=None, memory: Optional[t
     """Refuse a frame size whose sampling step alone (no weights counted) would not fit the device's
     memory by the memory plan's figure (:data:`PLAN_STEP_BYTES_PER_TOKEN`); checked before anything
     loads. ``memory``: ``(bytes, words)`` instead of the device's (:func:`device_memory_bytes`)."""
-    from .bench import real_tokens
+    from .flops import real_tokens
     from .config import get_config
 
     h, w = size

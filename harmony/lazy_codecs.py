@@ -13,8 +13,10 @@ from typing import Callable, Optional
 import torch
 
 from .codecs.contract import MMAUDIO_16K, WAN22_VAE, FrameRule, HopRule
-from .components import ComponentError, component, peek_tensors, read_tensors, usual
+from .components import ComponentError, component, usual
 from .framesize import DEFAULT_SIZE
+from .weightfile import CheckpointError, read_state_dict
+from .weightfile import peek as peek_tensors
 
 
 class _Staged:
@@ -57,12 +59,12 @@ class LazyWanVAE(FrameRule, _Staged):
 
     def __init__(self, path, device="cpu", dtype=torch.float32, store=None, frame_size=DEFAULT_SIZE,
                  log: Callable[[str], None] = print):
-        from .codecs.wan_vae import WanVAE, _strip_prefix, config_from_state_dict
+        from .codecs.wan_vae import WanVAE, config_from_state_dict, strip_prefix
 
         super().__init__(device, store)
         self.path, self.dtype, self.log = os.fspath(path), dtype, log
         peek = peek_tensors(self.path, "--video-vae")
-        self._names = _strip_prefix({k: k for k in peek})  # model name -> name in the file
+        self._names = strip_prefix({k: k for k in peek})  # model name -> name in the file
         meta = {k: peek[v] for k, v in self._names.items()}
         try:
             cfg = config_from_state_dict(meta, f"--video-vae {self.path}")
@@ -88,7 +90,7 @@ class LazyWanVAE(FrameRule, _Staged):
             return
         self.log(f"reading the Wan2.2 VAE {part} ({os.path.basename(self.path)})")
         keys = [k for k in self._names if k.startswith(self.PARTS[part])]
-        file_sd = read_tensors(self.path, [self._names[k] for k in keys], "--video-vae")
+        file_sd = read_state_dict(self.path, "--video-vae", [self._names[k] for k in keys])
         sd = {k: file_sd[self._names[k]].to(device=self.store, dtype=self.dtype) for k in keys}
         del file_sd
         self.vae.load_state_dict(sd, strict=False, assign=True)
@@ -129,7 +131,6 @@ class LazyMMAudioCodec(HopRule, _Staged):
 
     def __init__(self, vae_path, vocoder_path, device="cpu", dtype=torch.float32, store=None,
                  log: Callable[[str], None] = print):
-        from .checkpoint import CheckpointError
         from .codecs.bigvgan import load_bigvgan
         from .codecs.mmaudio_vae import load_mmaudio_vae
 

@@ -32,7 +32,7 @@ tensors from sequence shards to head shards with one ``all_to_all`` and back
 have no backward here).
 
 ``python -m harmony.parallel`` prints the per-rank FLOPs and communication of a
-5B step for N = 1, 2, 4, 8 (from ``harmony.bench.model_flops``).
+5B step for N = 1, 2, 4, 8 (from ``harmony.flops.model_flops``).
 """
 from __future__ import annotations
 
@@ -221,7 +221,7 @@ def step_costs(cfg, grid, n_audio: int, n_ref: int = 0, world: int = 1, batch: i
                bytes_per_element: int = 2) -> dict:
     """Per-rank FLOPs and communication of one forward split over `world` ranks.
 
-    FLOPs from ``harmony.bench.model_flops``: the work with no video token in it (the
+    FLOPs from ``harmony.flops.model_flops``: the work with no video token in it (the
     same call at an empty video grid: audio tower, timestep MLPs) is replicated on every
     rank, the rest divides by N (the video patch embedding, also replicated, is under
     0.1 % and counted as divided). Bytes: what one rank sends (= receives) per forward:
@@ -231,7 +231,7 @@ def step_costs(cfg, grid, n_audio: int, n_ref: int = 0, world: int = 1, batch: i
     the all-gathers of those attentions' outputs (``B Lq D (N-1)/N``), and once per
     forward the all-gather of the video head output.
     """
-    from .bench import model_flops
+    from .flops import model_flops
 
     full = model_flops(cfg, grid, n_audio, n_ref, batch)["step"]
     audio_only = model_flops(cfg, (0, 0, 0), n_audio, n_ref, batch)["step"]
@@ -251,7 +251,7 @@ def step_costs(cfg, grid, n_audio: int, n_ref: int = 0, world: int = 1, batch: i
 def main(argv=None):
     import argparse
 
-    from .bench import clip_tokens_5b
+    from .flops import clip_tokens_5b
     from .config import get_config
 
     ap = argparse.ArgumentParser(prog="python -m harmony.parallel",
@@ -274,7 +274,7 @@ def main(argv=None):
         print(f"{n:>2} | {c['video_tokens_per_rank']:>14} | {c['flops'] / 1e12:>10.1f} | "
               f"{c['flops_one'] / c['flops']:>14.2f} | {c['replicated'] / 1e12:>16.2f} | "
               f"{c['bytes'] / 1e9:>12.2f} | {c['collectives'] if n > 1 else 0:>11}")
-    print("(per forward = per sampling step; FLOPs from harmony.bench.model_flops, conditioning excluded; "
+    print("(per forward = per sampling step; FLOPs from harmony.flops.model_flops, conditioning excluded; "
           "sent GB: bytes each rank sends (and receives) through all_to_all / all_gather)")
 
 

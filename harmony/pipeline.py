@@ -86,9 +86,10 @@ def model_limits(path: Optional[str] = None, what: str = "checkpoint") -> tuple[
     ``what`` names the file in errors (e.g. ``"--model"``)."""
     import json
 
-    from .checkpoint import CONFIG_KEY, safetensors_header
+    from .families import CONFIG_KEY
+    from .weightfile import read_header
 
-    text = safetensors_header(DEFAULT_MODEL if path is None else path, what).metadata.get(CONFIG_KEY)
+    text = read_header(DEFAULT_MODEL if path is None else path, what).metadata.get(CONFIG_KEY)
     try:
         meta = json.loads(text).get("meta") if text else None
     except (ValueError, AttributeError):

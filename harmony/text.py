@@ -17,7 +17,6 @@ state dict, constructor config and tokenizer vocabulary in the metadata).
 from __future__ import annotations
 
 import json
-import os
 import re
 
 import torch
@@ -267,7 +266,7 @@ _ENCODERS = {"TextEncoder": TextEncoder, "TranscriptEncoder": TranscriptEncoder}
 
 def save_encoder(module: nn.Module, path: str, tokenizer: Tokenizer | None = None) -> None:
     """Save a ``TextEncoder`` / ``TranscriptEncoder`` (and its tokenizer) to safetensors."""
-    from .checkpoint import save_safetensors
+    from .weightfile import save_safetensors
 
     kind = type(module).__name__
     if kind not in _ENCODERS:
@@ -284,14 +283,9 @@ def save_encoder(module: nn.Module, path: str, tokenizer: Tokenizer | None = Non
 
 def load_encoder(path: str, device="cpu") -> tuple[nn.Module, Tokenizer | None]:
     """Load ``(encoder, tokenizer or None)`` written by ``save_encoder``."""
-    from safetensors import safe_open
+    from .weightfile import read_safetensors
 
-    from .checkpoint import check_safetensors_file
-
-    check_safetensors_file(path, "text encoder weights")
-    with safe_open(os.fspath(path), framework="pt", device="cpu") as f:
-        meta = f.metadata() or {}
-        state = {k: f.get_tensor(k) for k in f.keys()}
+    state, meta = read_safetensors(path, "text encoder weights")
     kind = meta.get("kind")
     if kind not in _ENCODERS:
         raise ValueError(f"load_encoder: {path!r} has no TextEncoder/TranscriptEncoder metadata "

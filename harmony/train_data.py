@@ -35,7 +35,7 @@ class LatentPool:
 
     def save(self, path: str, meta: dict | None = None):
         """Write the encoded clips (latents, reference voices, texts) to one safetensors file."""
-        from .checkpoint import save_safetensors
+        from .weightfile import save_safetensors
 
         refs = self.data["refs"]
         like = next((r for r in refs if r is not None), None)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 def save_training_state(path, model, conditioner, ema, opt, step, tc: TrainConfig, cfg: HarmonyConfig):
     """model / text / EMA / optimizer state, all safetensors, written atomically."""
-    from .checkpoint import save_safetensors
+    from .weightfile import save_safetensors
 
     meta = {"harmony_config": json.dumps(cfg.to_dict()), "step": str(step),
             "train_config": json.dumps(tc.__dict__)}
@@ -60,7 +60,7 @@ EXPORT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfl
 
 def export_default(ema, cfg: HarmonyConfig, out_path: str, step: int, dtype: str = "fp32"):
     """Write the EMA weights as a model file plus its text-encoder file beside it."""
-    from .checkpoint import save_safetensors
+    from .weightfile import save_safetensors
 
     meta = {"harmony_config": json.dumps(cfg.to_dict()), "step": str(step)}
     dt = EXPORT_DTYPES[dtype]
@@ -128,11 +128,10 @@ def init_from_ovi(path: str, model, conditioner, cfg: HarmonyConfig, found=None)
     The text path is NOT Ovi's: Ovi's cross-attention was trained on umT5-XXL embeddings,
     the trainer's ``Conditioner`` is the word-level encoder of the synthetic world, sized to
     ``text_dim`` and trained from its random init (a printed warning says so)."""
-    from safetensors import safe_open
-
-    from .checkpoint import (_GLDI_FROM_OVI, _check_shapes, _listing, _model_to_file_names, _real_weight,
-                             check_safetensors_file)
+    from .checkpoint import real_weight
     from .families import detect
+    from .keymatch import GLDI_FROM_OVI, check_shapes, listing, match_names
+    from .weightfile import TensorReader, read_header
 
     found = found if found is not None else detect(path)
     if found.family != "ovi":
@@ -147,21 +146,18 @@ def init_from_ovi(path: str, model, conditioner, cfg: HarmonyConfig, found=None)
                              "--config / --overrides: " + "; ".join(bad[:8])
                              + ". Use --config 5b for Ovi's public 11B file, or --overrides (dim, ffn_dim, "
                              "num_heads, num_layers, text_dim) to match a reduced file")
-    check_safetensors_file(path)
-    allow = _GLDI_FROM_OVI if cfg.interaction == "gldi" else None
-    from .checkpoint import safetensors_header
-
-    header = safetensors_header(path, "--init-from")  # shapes from the header, before any tensor is read
-    with safe_open(path, "pt") as fh:
-        names = _model_to_file_names(model, list(fh.keys()), path, cfg, allow_missing=allow)
-        _check_shapes(model, names, header, path)
+    allow = GLDI_FROM_OVI if cfg.interaction == "gldi" else None
+    header = read_header(path, "--init-from")  # shapes from the header, before any tensor is read
+    with TensorReader(header) as fh:  # tensor by tensor, never mapped
+        names = match_names(model, header.keys(), path, cfg, allow_missing=allow)
+        check_shapes(model, names, header, path)
         state = model.state_dict()
         with torch.no_grad():
             for key, file_key in names.items():
-                t = fh.get_tensor(file_key)
+                t = fh.get(file_key)
                 scale_key = file_key[: -len("weight")] + "scale_weight" if file_key.endswith(".weight") else None
-                scale = fh.get_tensor(scale_key) if scale_key in names.file_scales else None
-                state[key].copy_(_real_weight(t, scale) if t.is_floating_point() else t)
+                scale = fh.get(scale_key) if scale_key in names.file_scales else None
+                state[key].copy_(real_weight(t, scale) if t.is_floating_point() else t)
                 del t
     fresh = sorted(names.fresh)
     for i in sorted({int(k.split(".")[2]) for k in fresh}):  # identity init, as the model builds it
@@ -174,7 +170,7 @@ def init_from_ovi(path: str, model, conditioner, cfg: HarmonyConfig, found=None)
              f"loaded {len(names)} tensors into --config ({cfg.interaction} interaction, {cfg.audio_rope} "
              f"audio RoPE)"
              + (f"; initialised fresh ({len(fresh)} tensors, GLDI style alignment at its identity init): "
-                f"{_listing(fresh, 4)}" if fresh else "; nothing initialised fresh"),
+                f"{listing(fresh, 4)}" if fresh else "; nothing initialised fresh"),
              f"text path: the trainer's word-level conditioner (text_dim {text_dim}), trained from random "
              "init with the model; Ovi's umT5-XXL text encoder is not used by the trainer"
              + (" (WARNING: at this size the 5B towers' cross-attention, trained on umT5-XXL embeddings, "
@@ -195,16 +191,14 @@ def init_from_export(path: str, model, conditioner, cfg: HarmonyConfig) -> Harmo
     ``model`` / ``conditioner`` for fine-tuning. The file's architecture must equal ``cfg``'s
     and it must have been trained with the same codecs (same sha256). Returns ``cfg`` with
     the file's extra meta (e.g. tuned guidance) and ``init_step`` added."""
-    from safetensors import safe_open
+    from .weightfile import read_safetensors
 
     text_path = path.replace(".safetensors", ".text.safetensors")
     for f in (path, text_path):
         if not os.path.isfile(f):
             raise FileNotFoundError(f"--init-from: {f!r} does not exist; give an exported model file "
                                     "(e.g. harmony/assets/harmony_tiny.safetensors) with its .text.safetensors beside it")
-    with safe_open(path, "pt") as fh:
-        meta = fh.metadata() or {}
-        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    tensors, meta = read_safetensors(path, "--init-from")
     if "harmony_config" not in meta:
         raise ValueError(f"--init-from: {path!r} has no harmony_config metadata; it is not a Harmony export")
     file_cfg = HarmonyConfig.from_dict(json.loads(meta["harmony_config"]))
@@ -217,8 +211,7 @@ def init_from_export(path: str, model, conditioner, cfg: HarmonyConfig) -> Harmo
                          f"these are {have[:12]}…); its latents would not match")
     own = model.state_dict()
     model.load_state_dict({k: v.to(own[k].dtype) if k in own else v for k, v in tensors.items()})
-    with safe_open(text_path, "pt") as fh:
-        text = {k: fh.get_tensor(k) for k in fh.keys()}
+    text, _ = read_safetensors(text_path, "--init-from text encoder")
     own = conditioner.state_dict()
     conditioner.load_state_dict({k: v.to(own[k].dtype) if k in own else v for k, v in text.items()})
     extra = {k: v for k, v in file_cfg.meta.items() if k not in cfg.meta}

@@ -38,6 +38,8 @@ from typing import Optional, Sequence
 
 import torch
 
+from .weightfile import read_state_dict
+
 TEXT_LEN = 512
 """Wan's / Ovi's ``text_len``."""
 OVI_VIDEO_NEGATIVE = "jitter, bad hands, blur, distortion"
@@ -125,29 +127,6 @@ def _wan_to_hf(name: str) -> Optional[str]:
     for p in "qkvo":
         table[f"attn.{p}.weight"] = f"layer.0.SelfAttention.{p}.weight"
     return f"encoder.block.{i}.{table[rest]}" if rest in table else None
-
-
-def _read_state(path) -> dict:
-    """Tensors of a umT5 file (safetensors, or a ``.pth`` via ``torch.load(weights_only=True)``)."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"umT5 text encoder not found: {path}; people usually have {USUAL_FILES}")
-    if path.lower().endswith((".pth", ".pt")):
-        try:
-            sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except Exception as e:  # noqa: BLE001 - a crafted or damaged pickle: refuse, never unpickle code
-            raise UMT5Error(f"{path} could not be read with torch.load(weights_only=True) ({type(e).__name__}: "
-                            f"{str(e).splitlines()[0] if str(e) else ''}); only plain tensor files are read") from None
-        if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
-            sd = sd["state_dict"]
-        if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-            raise UMT5Error(f"{path} does not hold a tensor dict")
-        return dict(sd)
-    from .checkpoint import check_safetensors_file
-    from .weightfile import load_tensors
-
-    check_safetensors_file(path, what="umT5 text encoder")
-    return load_tensors(path, "umT5 text encoder")  # tensor by tensor, never mapped
 
 
 def to_hf_state(sd: dict, path: str = "umT5 file", dtype=torch.bfloat16) -> dict:
@@ -256,7 +235,8 @@ def load_umt5(path, tokenizer, dtype=torch.bfloat16, device="cpu", text_len: int
     """A :class:`UMT5TextEncoder` from a weight file (see the module docstring) and a tokenizer folder."""
     transformers = require_transformers()
     tok = load_tokenizer(tokenizer)
-    state = to_hf_state(_read_state(path), os.fspath(path), dtype=dtype)
+    state = to_hf_state(read_state_dict(path, "umT5 text encoder", hint=f"people usually have {USUAL_FILES}"),
+                        os.fspath(path), dtype=dtype)
     cfg = config_from_state(state)
     with torch.device("meta"):
         model = transformers.UMT5EncoderModel(cfg)

@@ -14,7 +14,8 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from .components import ComponentError, peek_tensors, usual
+from .components import ComponentError, usual
+from .weightfile import peek as peek_tensors
 from .model import Conditioning
 from .umt5 import TEXT_LEN
 

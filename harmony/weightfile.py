@@ -11,14 +11,22 @@ lying file is refused with one :class:`WeightFileError` naming the flag (or node
 and the file and saying what to do. :class:`TensorReader` then reads one tensor at a
 time with plain file reads (no ``mmap``), so a file larger than RAM can be loaded tensor
 by tensor onto a device with room.
+
+It is the one reader of weight files in the package: :func:`read_state_dict` also reads an
+upstream ``.pth`` / ``.pt`` (Wan2.2_VAE.pth, MMAudio's v1-16.pth and best_netG.pt, a umT5
+``.pth``) through ``torch.load(weights_only=True)`` only, which refuses anything but tensors and
+plain containers, and unwraps the ``state_dict`` / ``model`` / ``generator`` / ``module``
+nesting those files use; :func:`peek` gives any weight file's tensors as meta tensors;
+:func:`save_safetensors` writes one atomically. Every refusal is a :class:`WeightFileError`.
 """
 from __future__ import annotations
 
 import json
 import os
 import struct
+import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 
@@ -31,13 +39,26 @@ class CheckpointError(ValueError):
 
 
 class WeightFileError(CheckpointError):
-    """A weight file that is not a readable safetensors file (truncated, damaged, lying header,
-    unknown dtype, ...): the message names the input (flag or node input) and the file, what is
-    wrong, and what to do. ``what`` / ``path``: the input and the file."""
+    """A weight file that cannot be read (missing, a folder, truncated, damaged, a lying header,
+    an unknown dtype, a pickle that is more than plain tensors, no tensors at all, ...): the
+    message names the input (flag or node input) and the file, what is wrong, and what to do.
+    ``what`` / ``path``: the input and the file."""
 
     def __init__(self, message: str, what: str = "", path: str = ""):
         super().__init__(message)
         self.what, self.path = what, path
+
+
+class WeightFileNotFound(WeightFileError, FileNotFoundError):
+    """A weight file that does not exist (also a ``FileNotFoundError``, as callers expect)."""
+
+
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle")
+"""Suffixes of torch.save / pickle files: read only by :func:`read_state_dict` (``weights_only``)."""
+
+WRAPPER_KEYS = ("state_dict", "model", "generator", "module")
+"""The keys upstream ``.pth`` files nest their state dict under (BigVGAN's ``best_netG.pt``:
+``generator``; Lightning-style files: ``state_dict``); unwrapped until the tensors show."""
 
 
 def _torch_dtypes() -> dict:
@@ -141,13 +162,44 @@ def _not_safetensors(what: str, path: str, head: bytes, size: int, why: str = ""
         "download the .safetensors file again.", what, path)
 
 
+def is_pickle(path) -> bool:
+    """True for a file named as a torch.save / pickle file (:data:`PICKLE_SUFFIXES`)."""
+    return os.fspath(path).lower().endswith(PICKLE_SUFFIXES)
+
+
+def _check_path(path, what: str, safetensors_only: bool = False, hint: str = "") -> str:
+    """``path`` as a string once it names an existing file (and, ``safetensors_only``, not a
+    pickle); else a :class:`WeightFileError` saying what to give (``hint``: the file people have)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{what}: expected a file path, got {type(path).__name__}")
+    path = os.fspath(path)
+    if not path:
+        raise WeightFileError(f"{what}: the path is empty; give {hint or 'a weight file'}", what, path)
+    if not os.path.exists(path):
+        raise WeightFileNotFound(f"{what} not found: {path}" + (f"; {hint}" if hint else ""), what, path)
+    if os.path.isdir(path):
+        raise WeightFileError(f"{what} path {path} is a folder; pass the weight file inside it", what, path)
+    if safetensors_only and is_pickle(path):
+        raise WeightFileError(
+            f"{what} {path} is not a safetensors file (suffix {os.path.splitext(path)[1]!r}). Harmony loads these "
+            "weights from safetensors only and never unpickles checkpoints (.pt/.pth/.ckpt/.bin can run code when "
+            "loaded). Convert it to safetensors in an environment you trust (torch.load, then "
+            "safetensors.torch.save_file) and load that file.", what, path)
+    return path
+
+
 def read_header(path, what: str = "checkpoint", check_size: bool = True) -> Header:
-    """The checked header of the safetensors file ``path`` (see the module docstring).
+    """The checked header of the safetensors file ``path`` (see the module docstring); given a
+    :class:`Header`, that header (nothing is read again).
 
     ``what`` names the input in messages (``"--model"``, ``"--text-encoder"``, ``"input 'model_name'"``).
     ``check_size=False`` accepts a file shorter than its header says (``Header.truncated`` tells),
     for identifying a partial download; every other check still applies."""
-    path = os.fspath(path)
+    if isinstance(path, Header):  # already read and checked: the header is parsed once
+        if check_size and path.truncated:
+            raise _fail(what, path.path, f"{path.truncation()}: the file is truncated or damaged", "download it again")
+        return path
+    path = _check_path(path, what, safetensors_only=True)
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         head = f.read(8)
@@ -255,9 +307,120 @@ class TensorReader:
         return buf.view(DTYPES[e.dtype]).reshape(e.shape)
 
 
-def load_tensors(path, what: str = "checkpoint", names: Optional[list] = None) -> dict:
-    """``{name: tensor}`` of a safetensors file (``names``: only those), read tensor by tensor
-    after the header check, never mapped."""
+def read_safetensors(path, what: str = "checkpoint") -> tuple:
+    """``(tensors, metadata)`` of a safetensors file: the header checked once, then every tensor
+    read on its own (never mapped)."""
     header = read_header(path, what)
     with TensorReader(header) as r:
-        return {k: r.get(k) for k in (header.keys() if names is None else names)}
+        return {k: r.get(k) for k in header.keys()}, dict(header.metadata)
+
+
+# --------------------------------------------------------------------------- upstream .pth files
+
+
+def _load_pickle(path: str, what: str):
+    """``torch.load(weights_only=True)`` of ``path`` (memory-mapped when it is a zip archive, so a
+    tensor is read only when used); any failure is a refusal: a crafted or damaged pickle never runs."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except Exception as e:  # noqa: BLE001 - a damaged pickle raises anything (KeyError, EOFError, ...)
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        why = next((ln for ln in lines if "Unsupported global" in ln or "GLOBAL" in ln), lines[0] if lines else "")
+        raise WeightFileError(
+            f"{what} {path} was refused: torch.load(weights_only=True) could not read it as plain tensors "
+            f"({type(e).__name__}: {why[:200]}). Harmony never unpickles code (a .pth/.pt can run code when "
+            "loaded): use the original file, or convert it to safetensors in an environment you trust.",
+            what, path) from None
+
+
+def unwrap(obj, what: str = "weights", source: str = "") -> dict:
+    """The tensors of a loaded checkpoint: descends through :data:`WRAPPER_KEYS` while no tensor
+    shows at the top, then keeps the string-keyed tensors (other entries, e.g. an epoch count, are
+    dropped). ``source`` names the file in the error for a checkpoint without tensors."""
+    source = source or f"{what} state dict"
+    while isinstance(obj, Mapping) and obj and not any(torch.is_tensor(v) for v in obj.values()):
+        inner = [k for k in WRAPPER_KEYS if isinstance(obj.get(k), Mapping)]
+        if not inner:
+            break
+        obj = obj[inner[0]]
+    if not isinstance(obj, Mapping):
+        raise WeightFileError(f"{what} {source} holds a {type(obj).__name__}, not a state dict of tensors; give the "
+                              "weight file itself", what, source)
+    tensors = {k: v for k, v in obj.items() if isinstance(k, str) and torch.is_tensor(v)}
+    if not tensors:
+        raise WeightFileError(f"{what} {source} contains no tensors (top-level keys: {list(obj)[:5]}); give the "
+                              "weight file itself", what, source)
+    return tensors
+
+
+def read_state_dict(source, what: str = "weights", names=None, hint: str = "") -> dict:
+    """``{name: tensor}`` of a weight file (a path, or a safetensors :class:`Header` already read),
+    or of a state dict already in memory.
+
+    A safetensors file: the header checked, then tensor by tensor, never mapped. An upstream
+    ``.pth`` / ``.pt`` / ``.ckpt`` / ``.bin``: ``torch.load(weights_only=True)`` only (memory-mapped
+    when a zip archive), unwrapped (:func:`unwrap`). ``names``: only those tensors. ``what`` names
+    the input in messages (``"--video-vae"``, ``"MMAudio VAE"``); ``hint`` says which file people
+    have, in the error for a missing one. Every refusal is a :class:`WeightFileError`."""
+    if isinstance(source, Mapping):
+        sd = unwrap(source, what)
+    else:
+        path = source if isinstance(source, Header) else _check_path(source, what, hint=hint)
+        if isinstance(path, Header) or not is_pickle(path):
+            header = read_header(path, what)
+            with TensorReader(header) as r:
+                return {k: r.get(k) for k in (header.keys() if names is None else names)}
+        sd = unwrap(_load_pickle(path, what), what, path)
+    if names is None:
+        return sd
+    missing = [k for k in names if k not in sd]
+    if missing:
+        raise WeightFileError(f"{what}: no tensors named {missing[:5]}", what, "")
+    return {k: sd[k] for k in names}
+
+
+def peek(path, what: str = "weights", hint: str = "") -> dict:
+    """A weight file's tensors as meta tensors (names, shapes, dtypes) without reading weights:
+    the safetensors header, or a zip ``.pth`` memory-mapped. Lets a file be checked (pairing,
+    layout) before anything loads."""
+    path = _check_path(path, what, hint=hint)
+    if is_pickle(path):
+        return {k: torch.empty(v.shape, dtype=v.dtype, device="meta")
+                for k, v in unwrap(_load_pickle(path, what), what, path).items()}
+    return read_header(path, what).meta_tensors()
+
+
+def state_dict_mismatch(sd, expected) -> str | None:
+    """What keeps the tensors ``sd`` from loading into a module whose state dict is ``expected``:
+    ``"N missing (e.g. ...), N unexpected (e.g. ...), N wrong shapes (e.g. ...)"``, or None."""
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected]
+    wrong = [f"{k}: file {tuple(sd[k].shape)} vs model {tuple(expected[k].shape)}"
+             for k in expected if k in sd and tuple(sd[k].shape) != tuple(expected[k].shape)]
+    if not (missing or unexpected or wrong):
+        return None
+    return (f"{len(missing)} missing (e.g. {missing[:3]}), {len(unexpected)} unexpected "
+            f"(e.g. {unexpected[:3]}), {len(wrong)} wrong shapes (e.g. {wrong[:2]})")
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def save_safetensors(tensors: dict, path, metadata: dict | None = None) -> str:
+    """Write ``tensors`` to ``path`` atomically (a temporary file, then a rename):
+    an interrupted or failed write leaves no half-written file behind."""
+    from safetensors.torch import save_file
+
+    from .files import atomic_path
+    from .validate import InputError, is_system_path
+
+    path = os.fspath(path)
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent) and not is_system_path(parent):
+        os.makedirs(parent, exist_ok=True)
+    try:  # only an absent target or a regular file is ever replaced (a symlink: its target)
+        with atomic_path(path) as tmp:
+            save_file(tensors, tmp, metadata=metadata)
+    except InputError as e:
+        raise WeightFileError(str(e), "output", path) from None
+    return path

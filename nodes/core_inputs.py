@@ -149,10 +149,11 @@ def is_unbound(pipe) -> bool:
     return isinstance(text, UnboundText) or isinstance(getattr(text, "encoder", None), CoreClipEncoder)
 
 
-def load_core_input_pipeline(path: str, dtype: str, offload: str, resident_blocks, attention: str, device,
+def load_core_input_pipeline(path, dtype: str, offload: str, resident_blocks, attention: str, device,
                              log=print):
     """A umT5-conditioned model file alone -> a pipeline with unbound text encoder and codecs (built by
-    harmony's one builder; the nodes bind the core CLIP / VAEs wired to them: :func:`bind`)."""
+    harmony's one builder; the nodes bind the core CLIP / VAEs wired to them: :func:`bind`).
+    ``path``: the file, or its safetensors header already read (then not parsed again)."""
     def unbound(cfg, device):
         return assemble.Parts(UnboundText(), UnboundVideoCodec(cfg.video.in_dim), UnboundAudioCodec(cfg.audio.in_dim))
 
@@ -301,7 +302,7 @@ def _comfy_layout(codec) -> dict:
 
 def write_comfy_mmaudio_vae(vae_path, vocoder_path, out_path) -> str:
     """Write :func:`comfy_mmaudio_state_dict` as a safetensors file (fp32) for ``models/vae/``."""
-    return checkpoint.save_safetensors(comfy_mmaudio_state_dict(vae_path, vocoder_path), out_path, {"format": "pt"})
+    return weightfile.save_safetensors(comfy_mmaudio_state_dict(vae_path, vocoder_path), out_path, {"format": "pt"})
 
 
 # ------------------------------------------------------------------ the converter's command line
@@ -357,15 +358,16 @@ def _load_arg(role: str, path: str):
     what = "MMAudio VAE" if role == "vae" else "BigVGAN vocoder"
     try:
         sd = None
-        if path.lower().endswith(checkpoint.PICKLE_SUFFIXES):
-            sd = mmaudio.read_state_dict(path, what)  # torch.load(weights_only=True): plain tensors only
+        if weightfile.is_pickle(path):
+            sd = weightfile.read_state_dict(path, what)  # torch.load(weights_only=True): plain tensors only
             keys = list(sd)
         else:  # a safetensors file: its keys from the header alone, before any tensor is read
-            keys = weightfile.read_header(path, what).keys()
+            header = weightfile.read_header(path, what)
+            keys = header.keys()
             if _kind(keys) in (role, "both"):
-                sd = mmaudio.read_state_dict(path, what)
+                sd = weightfile.read_state_dict(header, what)
     except Exception as e:  # noqa: BLE001 - torch.load of a damaged file raises anything (KeyError, ...)
-        if path.lower().endswith(checkpoint.PICKLE_SUFFIXES):  # torch's own text is long
+        if weightfile.is_pickle(path):  # torch's own text is long
             inner = re.search(r"\((\w+(?:Error|Exception)):", str(e)) if isinstance(e, ValueError) else None
             why = (f"not a PyTorch checkpoint of plain tensors (torch.load(weights_only=True): "
                    f"{inner.group(1) if inner else type(e).__name__}: a damaged download, or another kind of file)")
@@ -417,7 +419,7 @@ def convert_mmaudio_vae(vae_path: str, vocoder_path: str, out_path: str) -> str:
     vocoder = _load_arg("vocoder", vocoder_path)
     codec = mmaudio.MMAudioCodec(vae, vocoder)
     try:  # atomic: a temporary file, then a rename
-        return checkpoint.save_safetensors(_comfy_layout(codec), out_path, {"format": "pt"})
+        return weightfile.save_safetensors(_comfy_layout(codec), out_path, {"format": "pt"})
     except (ValueError, OSError) as e:
         raise ConverterArgError(f"3rd argument (the output) {out_path}: cannot be written "
                                 f"({' '.join(str(e).split())}). Fix: give a path in a folder you can write "

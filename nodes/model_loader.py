@@ -5,7 +5,7 @@ import os
 
 from . import host
 from .errors import actionable_errors
-from .harmony_lib import attention, checkpoint, families, pipeline
+from .harmony_lib import attention, checkpoint, families, pipeline, weightfile
 from .harmony_lib import offload as harmony_offload
 from .types import HARMONY_MODEL, HarmonyInputError
 
@@ -24,9 +24,11 @@ def attention_backends() -> list[str]:
 NODE = "Harmony Model Loader"
 
 
-def model_files_for(model_name: str) -> str:
-    """The model file behind ``model_name`` after checking that it and its text-encoder file
-    exist; the errors tell a ComfyUI user which file belongs in which folder."""
+def model_file_for(model_name: str) -> tuple:
+    """``(path, header)``: the model file behind ``model_name`` and its checked safetensors header
+    (None for the bundled model), after checking that it and its text-encoder file exist; the
+    errors tell a ComfyUI user which file belongs in which folder. The header is read once here
+    and handed on (family detection, loading)."""
     if model_name == BUNDLED:
         path = pipeline.DEFAULT_MODEL
         if not os.path.isfile(path):
@@ -42,13 +44,14 @@ def model_files_for(model_name: str) -> str:
                 "or ComfyUI/models/diffusion_models/. Put it in ComfyUI/models/harmony/ (with its "
                 ".text.safetensors file beside it), press R to refresh the list, or pick "
                 f"'{BUNDLED}'.") from e
+    header = None
     if model_name != BUNDLED:  # a truncated, damaged or lying file: one clear error, before anything loads
         try:
-            checkpoint.check_safetensors_file(path, f"{NODE}: input 'model_name' {model_name!r} ->")
-        except checkpoint.CheckpointError as e:
+            header = weightfile.read_header(path, f"{NODE}: input 'model_name' {model_name!r} ->")
+        except weightfile.CheckpointError as e:
             raise HarmonyInputError(str(e)) from None
-    if model_name != BUNDLED and not os.path.isfile(text_file(path)) and umt5_conditioned(path):
-        return path  # text encoder and codecs come from core CLIPLoader / VAELoader nodes
+    if model_name != BUNDLED and not os.path.isfile(text_file(path)) and umt5_conditioned(header):
+        return path, header  # text encoder and codecs come from core CLIPLoader / VAELoader nodes
     text = text_file(path)
     if not os.path.isfile(text):
         raise HarmonyInputError(
@@ -57,7 +60,7 @@ def model_files_for(model_name: str) -> str:
             f"and <name>.text.safetensors: copy both into ComfyUI/models/{host.MODEL_FOLDER}/ and press R. "
             "(Checkpoints conditioned on umT5, Ovi's or a Harmony 5b file, need no such file: they take "
             "core CLIPLoader / VAELoader nodes; see docs/real_weights_comfyui.md.)")
-    return path
+    return path, header
 
 
 def text_file(path: str) -> str:
@@ -65,9 +68,10 @@ def text_file(path: str) -> str:
     return stem + ".text.safetensors"
 
 
-def umt5_conditioned(path: str) -> bool:
+def umt5_conditioned(path) -> bool:
     """An Ovi fusion file, or a Harmony file whose config reads umT5-XXL text (the 5b configs):
-    its text encoder and codecs come from core nodes (header only; no weight is read)."""
+    its text encoder and codecs come from core nodes (``path``: a path or its header already read;
+    no weight is read)."""
     try:
         found = families.detect(path)
     except Exception:  # noqa: BLE001 - an unreadable file: load_model says why
@@ -125,7 +129,7 @@ class HarmonyModelLoader:
     DESCRIPTION = "Loads a Harmony dual-tower audio-video model."
 
     def load(self, model_name, dtype, offload, resident_blocks, attention):
-        path = model_files_for(model_name)
+        path, header = model_file_for(model_name)
         if dtype not in dtype_names():
             raise HarmonyInputError(f"dtype {dtype!r} is unknown; use one of {dtype_names()}.")
         if attention not in attention_backends():
@@ -142,7 +146,7 @@ class HarmonyModelLoader:
                                "or dtype to fp8_e4m3fn."):
             if model_name != BUNDLED and not os.path.isfile(text_file(path)):
                 from .core_inputs import load_core_input_pipeline
-                pipe = load_core_input_pipeline(path, dtype, offload, resident_blocks, attention, device)
+                pipe = load_core_input_pipeline(header, dtype, offload, resident_blocks, attention, device)
             else:
                 pipe = pipeline.HarmonyPipeline.from_pretrained(
                     path=path, dtype=dtype, offload=offload, resident_blocks=resident_blocks,

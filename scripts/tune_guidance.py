@@ -16,7 +16,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from harmony.evaluate import evaluate, model_generate_fn  # noqa: E402
+from harmony.batch_generate import model_generate_fn  # noqa: E402
+from harmony.evaluate import evaluate  # noqa: E402
 from harmony.pipeline import HarmonyPipeline  # noqa: E402
 from harmony.world import tuning_seeds  # noqa: E402
 

@@ -22,8 +22,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from harmony.bench import LiveBytes  # noqa: E402  (peak of live tensor bytes, also used by the memory plan)
-from harmony.codecs.wan_vae import WanVAE, tiled_decode  # noqa: E402
+from harmony.bench_memory import LiveBytes  # noqa: E402  (peak of live tensor bytes, also used by the memory plan)
+from harmony.codecs.tiling import tiled_decode  # noqa: E402
+from harmony.codecs.wan_vae import WanVAE  # noqa: E402
 
 GB = 1024 ** 3
 

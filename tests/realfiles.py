@@ -19,10 +19,10 @@ from __future__ import annotations
 import torch
 
 from harmony import keymap
-from harmony.checkpoint import (FP8_FORMATS, SCALED_FP8_KEY, quantizable_weights, quantize_fp8, save_model,
-                                save_safetensors)
+from harmony.checkpoint import FP8_FORMATS, SCALED_FP8_KEY, quantizable_weights, quantize_fp8, save_model
 from harmony.config import get_config
 from harmony.model import HarmonyModel
+from harmony.weightfile import save_safetensors
 
 COMFY_PREFIX = "model.diffusion_model."
 

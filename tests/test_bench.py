@@ -1,9 +1,9 @@
-"""The FLOP count the bench reports (``harmony.bench.model_flops``), checked by hand on a tiny config."""
+"""The FLOP count the bench reports (``harmony.flops.model_flops``), checked by hand on a tiny config."""
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from harmony.bench import model_flops
+from harmony.flops import model_flops
 from harmony.config import HarmonyConfig, TowerConfig
 from harmony.model import Conditioning, HarmonyModel
 
@@ -44,9 +44,12 @@ def test_flops_match_torch_flop_counter(interaction, n_ref):
 
 # --- real shapes and the memory plan (--shape real) ------------------------------------------------
 
-from harmony.bench import (GiB, FusedAttention, LiveBytes, _to_fp8_, device_weight_bytes, fits,  # noqa: E402
-                           model_weight_table, plan_rows, real_rows, real_tokens, step_activation_bytes,
-                           umt5_encoder_params, weight_table)
+from harmony.bench import real_rows  # noqa: E402
+from harmony.bench_memory import (GiB, FusedAttention, LiveBytes, device_weight_bytes, fits,  # noqa: E402
+                                  model_weight_table, plan_rows, step_activation_bytes, umt5_encoder_params,
+                                  weight_table)
+from harmony.checkpoint import to_fp8_  # noqa: E402
+from harmony.flops import real_tokens  # noqa: E402
 from harmony.config import get_config  # noqa: E402
 
 
@@ -121,7 +124,7 @@ def test_weight_table_matches_real_storage():
     model = HarmonyModel(cfg).to(torch.bfloat16)
     stored = lambda m: sum(x.numel() * x.element_size() for x in m.state_dict().values())  # noqa: E731
     assert t["bf16"] == stored(model)
-    _to_fp8_(model)
+    to_fp8_(model)
     assert t["fp8"] == stored(model)
     assert set(t["layers"]) == {0}
 

@@ -358,7 +358,8 @@ BAD_FILES = {
 @pytest.mark.parametrize("case", list(BAD_FILES))
 def test_corrupt_or_lying_file_is_one_clear_error(tmp_path, case):
     from harmony import families
-    from harmony.checkpoint import WeightFileError, read_config
+    from harmony.checkpoint import read_config
+    from harmony.weightfile import WeightFileError
     from harmony.pipeline import model_limits
 
     make, pattern = BAD_FILES[case]
@@ -380,7 +381,7 @@ def test_header_over_100_mb_is_refused_without_reading_it(tmp_path):
     import os
     import struct
 
-    from harmony.checkpoint import WeightFileError
+    from harmony.weightfile import WeightFileError
 
     path = tmp_path / "huge_header.safetensors"
     path.write_bytes(struct.pack("<Q", 200 * 10**6) + b"{")

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from harmony import world
-from harmony.codecs import (DEFAULT_CODECS_PATH, AudioCodec, VideoCodec, audio_metrics, load_codecs,
-                            save_codecs, synthetic_clip, video_psnr)
+from harmony.codecs import DEFAULT_CODECS_PATH, AudioCodec, VideoCodec, load_codecs, save_codecs
+from harmony.codecs.eval_toy import audio_metrics, video_psnr
+from harmony.codecs.train_toy import synthetic_clip
 
 SR = 16000
 

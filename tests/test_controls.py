@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from harmony import controls as C
-from harmony.evaluate import generate_batch
+from harmony.batch_generate import generate_batch
 from harmony.world import heldout_seeds, render, sample_scene
 
 # decided at collection, so a missing matplotlib skips before the controls' sampling runs

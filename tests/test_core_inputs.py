@@ -158,6 +158,25 @@ def test_an_ovi_file_without_a_text_file_loads_with_unbound_parts(ovi_dir, ovi_p
     assert pipe.frame_size == (704, 704) and pipe.fps == 24 and pipe.sample_rate == 16000
 
 
+def test_the_loader_parses_the_model_files_header_once(ovi_dir, monkeypatch):
+    """The node checks the file, detects its family and loads it from one parsed header."""
+    from harmony import weightfile
+
+    parsed = []
+
+    class CountingJson:
+        @staticmethod
+        def loads(raw, *a, **k):
+            parsed.append(len(raw))
+            return json.loads(raw, *a, **k)
+
+    monkeypatch.setattr(weightfile, "json", CountingJson)
+    monkeypatch.setenv("HARMONY_MODELS_DIR", str(ovi_dir))
+    pipe, info = HarmonyModelLoader().load("ovi_tiny.safetensors", "auto", "none", 4, "sdpa")
+    assert "Ovi fusion model" in info and core_inputs.is_unbound(pipe)
+    assert len(parsed) == 1, f"the header was parsed {len(parsed)} times"
+
+
 def test_a_harmony_file_without_a_text_file_is_still_refused(tmp_path):
     path = realfiles.write_harmony(str(tmp_path / "toy.safetensors"))
     assert not umt5_conditioned(path)

@@ -40,7 +40,7 @@ def test_noise_is_video_first_from_the_seed():
 def test_evaluation_and_pipeline_draw_the_same_clip(seconds, monkeypatch):
     """generate_batch (evaluate, controls, ablate) sizes and seeds a Wan-geometry clip as
     pipe.sample does: the 4k+1 rule and the same noise."""
-    from harmony import evaluate, pipeline
+    from harmony import batch_generate, pipeline
 
     seen = []
 
@@ -56,7 +56,7 @@ def test_evaluation_and_pipeline_draw_the_same_clip(seconds, monkeypatch):
         with pytest.raises(StopIteration):
             pipe.sample(pipe.encode_text("a", "", ""), seconds=seconds, seed=5, steps=2)
         with pytest.raises(StopIteration):
-            evaluate.generate_batch(pipe, "T2AV", [("a", "", "")], [5], seconds=seconds, steps=2)
+            batch_generate.generate_batch(pipe, "T2AV", [("a", "", "")], [5], seconds=seconds, steps=2)
     finally:
         del pipe.codecs.video.temporal_stride
     (v1, a1), (v2, a2) = seen

@@ -15,11 +15,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from harmony.checkpoint import CheckpointError
+from harmony.weightfile import CheckpointError, read_state_dict
 from harmony.codecs.bigvgan import (BigVGANVocoder, fold_weight_norm, kaiser_sinc_filter, load_bigvgan,
                                     weight_norm_form)
 from harmony.codecs.mel import MelSpectrogram16k, hz_to_mel_slaney, mel_to_hz_slaney, slaney_mel_filterbank
-from harmony.codecs.mmaudio import MMAudioCodec, read_state_dict
+from harmony.codecs.mmaudio import MMAudioCodec
 from harmony.codecs.mmaudio_vae import MMAudioVAE, load_mmaudio_vae, normalize_conv_weight, pixel_norm
 
 REF = Path(__file__).parent / "fixtures" / "reference"

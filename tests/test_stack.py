@@ -113,7 +113,9 @@ def test_crafted_pickle_component_is_refused(ckpts, tmp_path, monkeypatch):
     monkeypatch.setenv("HARMONY_PWNED", str(marker))
     evil = tmp_path / "v1-16.pth"
     torch.save({"encoder.conv_in.weight": _Payload()}, evil)
-    with pytest.raises(components.ComponentError, match="^--audio-vae .*weights_only"):
+    from harmony.weightfile import WeightFileError
+
+    with pytest.raises(WeightFileError, match="^--audio-vae .*weights_only"):
         assemble.load_stack({**paths, "audio_vae": str(evil)}, device="cpu", log=lambda m: None)
     assert not marker.exists()
 
@@ -552,7 +554,7 @@ def _corrupt(path, case):
                                       ("vocoder", "best_netG.safetensors")])
 def test_corrupt_component_file_names_its_flag(ckpts, tmp_path, monkeypatch, case, pattern, key, name):
     from harmony import checkpoint
-    from harmony.checkpoint import WeightFileError
+    from harmony.weightfile import WeightFileError
 
     _, paths = ckpts
     bad = _corrupt(tmp_path / name, case)

@@ -552,7 +552,7 @@ def test_save_node_refuses_an_audio_batch(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_checkpoint_writer_never_replaces_what_is_not_a_regular_file(tmp_path):
-    from harmony.checkpoint import CheckpointError, save_safetensors
+    from harmony.weightfile import CheckpointError, save_safetensors
 
     fifo = tmp_path / "model.safetensors"
     os.mkfifo(fifo)

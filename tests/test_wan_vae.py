@@ -13,8 +13,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from harmony.codecs.tiling import tiled_decode
 from harmony.codecs.wan_vae import (LATENT_MEAN, LATENT_STD, WanVAE, config_from_state_dict, load_wan_vae,
-                                    patchify, tiled_decode, unpatchify)
+                                    patchify, unpatchify)
 
 REF = os.path.join(os.path.dirname(__file__), "fixtures", "reference")
 FIXTURE = os.path.join(REF, "wan22_vae_small.safetensors")

@@ -40,7 +40,7 @@ from .contract import VideoCodec as VideoCodecContract  # noqa: F401
 _HOME = {
     "audio_metrics": "eval_toy", "evaluate_codecs": "eval_toy", "log_mel": "eval_toy",
     "sync_change": "eval_toy", "video_psnr": "eval_toy",
-    "DEFAULT_CODECS_PATH": "tiny", "_load_state": "tiny", "load_codecs": "tiny", "save_codecs": "tiny",
+    "DEFAULT_CODECS_PATH": "tiny", "load_codecs": "tiny", "save_codecs": "tiny",
     "AudioCodec": "toy_audio", "band_filterbank": "toy_audio",
     "ResBlock": "toy_video", "VideoCodec": "toy_video",
     "_train_clips": "train_toy", "fit_audio_stats": "train_toy", "synthetic_clip": "train_toy",

@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checkpoint import state_dict_mismatch
+from ..weightfile import read_state_dict, state_dict_mismatch
 
 UPSAMPLE_RATES = (4, 4, 2, 2, 2, 2)
 UPSAMPLE_KERNELS = (8, 8, 4, 4, 4, 4)
@@ -298,7 +298,6 @@ def load_bigvgan(path_or_sd, upsample_initial_channel: int | None = None, device
     The width is read from ``conv_pre`` unless given. The file's ``*.filter`` buffers are used when
     present (otherwise the rebuilt ones). Every other tensor must be present with its shape.
     """
-    from .mmaudio import read_state_dict  # local: avoids an import cycle
 
     source = str(path_or_sd) if not isinstance(path_or_sd, Mapping) else "BigVGAN state dict"
     sd, info = bigvgan_state_dict(read_state_dict(path_or_sd, what="BigVGAN vocoder"), source)

@@ -13,65 +13,19 @@ anything but tensors and plain containers; safetensors files are read directly.
 """
 from __future__ import annotations
 
-import os
-import pickle
 from collections.abc import Mapping
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checkpoint import PICKLE_SUFFIXES, CheckpointError, check_safetensors_file
+from ..weightfile import read_state_dict
 from .bigvgan import BigVGANVocoder, load_bigvgan
 from .contract import MMAUDIO_16K, num_latents
 from .mel import MelSpectrogram16k
 from .mmaudio_vae import MMAudioVAE, load_mmaudio_vae
 
-WRAPPER_KEYS = ("generator", "state_dict", "model", "module")
 SILENCE_SECONDS = 10.0  # the silence encoded for the SyncCFG anchor (MMAudioCodec.silence_token)
-
-
-def read_state_dict(path_or_sd, what: str = "weights") -> dict:
-    """Tensors of a safetensors file, a ``.pth``/``.pt`` file (``weights_only``) or a dict.
-
-    A checkpoint wrapped in one of ``generator`` / ``state_dict`` / ``model`` / ``module``
-    (BigVGAN's ``best_netG.pt`` uses ``generator``) is unwrapped; non-tensor entries are dropped.
-    """
-    if isinstance(path_or_sd, Mapping):
-        sd = dict(path_or_sd)
-        source = f"{what} state dict"
-    else:
-        if not isinstance(path_or_sd, (str, os.PathLike)):
-            raise TypeError(f"{what}: expected a file path or a state dict, got {type(path_or_sd).__name__}")
-        path = os.fspath(path_or_sd)
-        source = path
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{what} file not found: {path}")
-        if os.path.isdir(path):
-            raise CheckpointError(f"{what}: {path} is a folder; pass the weights file inside it")
-        if path.lower().endswith(PICKLE_SUFFIXES):
-            try:
-                sd = torch.load(path, map_location="cpu", weights_only=True)
-            except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, TypeError) as e:
-                raise CheckpointError(
-                    f"{what}: {path} could not be read as a plain tensor checkpoint with "
-                    f"torch.load(weights_only=True) ({type(e).__name__}: {str(e).splitlines()[0][:200]}). Harmony "
-                    "never unpickles arbitrary objects; if the file is genuine, convert it to safetensors in an "
-                    "environment you trust.") from None
-        else:
-            from ..weightfile import load_tensors
-            sd = load_tensors(check_safetensors_file(path, what), what)  # tensor by tensor, never mapped
-    while isinstance(sd, Mapping) and len(sd) >= 1 and not any(torch.is_tensor(v) for v in sd.values()):
-        inner = [k for k in WRAPPER_KEYS if isinstance(sd.get(k), Mapping)]
-        if not inner:
-            break
-        sd = sd[inner[0]]
-    if not isinstance(sd, Mapping):
-        raise CheckpointError(f"{what}: {source} holds a {type(sd).__name__}, not a state dict of tensors.")
-    tensors = {k: v for k, v in sd.items() if isinstance(k, str) and torch.is_tensor(v)}
-    if not tensors:
-        raise CheckpointError(f"{what}: {source} contains no tensors (top-level keys: {list(sd)[:5]}).")
-    return tensors
 
 
 class MMAudioCodec(nn.Module):
@@ -211,4 +165,4 @@ class MMAudioCodec(nn.Module):
         return self.silent_latent(n)[n // 2]
 
 
-__all__ = ["MMAudioCodec", "read_state_dict"]
+__all__ = ["MMAudioCodec"]

@@ -43,7 +43,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checkpoint import state_dict_mismatch
+from ..weightfile import read_state_dict, state_dict_mismatch
 
 DATA_MEAN_80D = (
     -1.6058, -1.3676, -1.2520, -1.2453, -1.2078, -1.2224, -1.2419, -1.2439, -1.2922, -1.2927,
@@ -362,7 +362,6 @@ def load_mmaudio_vae(path_or_sd, normalized: bool | None = None, hidden_dim: int
     The width is read from ``encoder.conv_in.weight`` unless ``hidden_dim`` is given.
     Every model tensor must be present with its shape (``data_mean``/``data_std`` may be absent).
     """
-    from .mmaudio import read_state_dict  # local: avoids an import cycle
 
     source = str(path_or_sd) if not isinstance(path_or_sd, Mapping) else "MMAudio VAE state dict"
     file_sd = read_state_dict(path_or_sd, what="MMAudio VAE")

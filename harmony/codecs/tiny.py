@@ -8,27 +8,15 @@ from __future__ import annotations
 import json
 import os
 
+from ..weightfile import read_safetensors, save_safetensors
 from .toy_audio import AudioCodec
 from .toy_video import VideoCodec
 
 DEFAULT_CODECS_PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets", "tiny_codecs.safetensors")
 
 
-def _load_state(path: str, what: str) -> tuple[dict, dict]:
-    from safetensors import safe_open
-
-    from ..checkpoint import check_safetensors_file
-
-    check_safetensors_file(path, what)
-    with safe_open(os.fspath(path), framework="pt", device="cpu") as f:
-        meta = f.metadata() or {}
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    return tensors, meta
-
-
 def save_codecs(video: VideoCodec, audio: AudioCodec, path: str, metadata: dict | None = None) -> None:
     """Write both codecs to one safetensors file (``video.*``, ``audio.*``), atomically."""
-    from ..checkpoint import save_safetensors
 
     state = {f"video.{k}": v.detach().float().contiguous().cpu() for k, v in video.state_dict().items()}
     state.update({f"audio.{k}": v.detach().float().contiguous().cpu() for k, v in audio.state_dict().items()})
@@ -41,7 +29,7 @@ def save_codecs(video: VideoCodec, audio: AudioCodec, path: str, metadata: dict 
 def load_codecs(path: str | None = None, device="cpu") -> tuple[VideoCodec, AudioCodec]:
     """Load ``(VideoCodec, AudioCodec)`` from a safetensors file (default: the bundled one)."""
     path = DEFAULT_CODECS_PATH if path is None else path
-    tensors, meta = _load_state(path, "codec weights")
+    tensors, meta = read_safetensors(path, "codec weights")
     cfg = json.loads(meta.get("video", "{}"))
     video = VideoCodec(**cfg)
     audio = AudioCodec()

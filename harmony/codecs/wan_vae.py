@@ -17,7 +17,7 @@ downsamples.M.residual.K``, ...) follows those names; the code is our own.
 Decoding a long high-resolution clip in one piece needs a lot of memory (the
 decoder is 256..1024 channels wide at up to half the output resolution), so
 ``decode`` can work in overlapping spatial tiles blended linearly
-(``tile`` / ``tile_overlap``); ``scripts/wan_vae_memory.py`` prints the peak
+(``tile`` / ``tile_overlap``; :mod:`harmony.codecs.tiling`); ``scripts/wan_vae_memory.py`` prints the peak
 memory this needs for a 5 s 720p clip (docs/codecs.md quotes it).
 """
 from __future__ import annotations
@@ -28,7 +28,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..weightfile import read_state_dict
 from .contract import WAN22_VAE, frames_for_latents, latents_for_frames
+from .tiling import tiled_decode
 
 CACHE_FRAMES = 2       # input frames a causal 3-D conv carries from one chunk to the next
 PATCH = 2              # the input is patchified 2x2 before the encoder (3 -> 12 channels)
@@ -351,70 +353,6 @@ def unpatchify(x: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- #
-# tiled spatial decoding
-# --------------------------------------------------------------------------- #
-
-def _tile_starts(size: int, tile: int, stride: int) -> list[int]:
-    if size <= tile:
-        return [0]
-    starts = list(range(0, size - tile, stride)) + [size - tile]
-    return sorted(set(starts))
-
-
-def _ramp(n: int, lo_overlap: int, hi_overlap: int, device) -> torch.Tensor:
-    """Blend weights along one axis of a tile: linear ramps over the overlaps shared with neighbours."""
-    w = torch.ones(n, device=device, dtype=torch.float32)
-    if lo_overlap > 0:
-        w[:lo_overlap] = torch.arange(1, lo_overlap + 1, device=device, dtype=torch.float32) / (lo_overlap + 1)
-    if hi_overlap > 0:
-        w[n - hi_overlap:] = torch.minimum(
-            w[n - hi_overlap:],
-            torch.arange(hi_overlap, 0, -1, device=device, dtype=torch.float32) / (hi_overlap + 1))
-    return w
-
-
-def tiled_decode(decode_fn, z: torch.Tensor, scale: int, tile: int, overlap: int,
-                 out_device=None) -> torch.Tensor:
-    """Decode ``z [B, C, F, h, w]`` in overlapping ``tile x tile`` latent tiles and blend them.
-
-    ``decode_fn`` maps a latent tile ``[B, C, F, th, tw]`` to pixels
-    ``[B, 3, T, scale*th, scale*tw]``. Neighbouring tiles share ``overlap`` latent
-    rows/columns (``scale * overlap`` pixels); inside a shared band each tile's
-    weight falls linearly towards its edge and the weights are renormalised, so
-    the seams cross-fade. The result is accumulated on ``out_device`` (default:
-    ``z``'s device); only one tile's activations are alive at a time.
-    """
-    if not 0 <= overlap < tile:
-        raise ValueError(f"tiled decode: overlap ({overlap}) must be >= 0 and smaller than the tile ({tile})")
-    b, _, _, h, w = z.shape
-    stride = tile - overlap
-    ys, xs = _tile_starts(h, tile, stride), _tile_starts(w, tile, stride)
-    out_device = z.device if out_device is None else torch.device(out_device)
-    out = weight = None
-    for y0 in ys:
-        for x0 in xs:
-            th, tw = min(tile, h - y0), min(tile, w - x0)
-            pix = decode_fn(z[:, :, :, y0:y0 + th, x0:x0 + tw])
-            if out is None:
-                out = torch.zeros(b, pix.shape[1], pix.shape[2], h * scale, w * scale, device=out_device,
-                                  dtype=torch.float32)
-                weight = torch.zeros(h * scale, w * scale, device=out_device, dtype=torch.float32)
-            # overlap actually shared with the previous / next tile on each axis
-            up = (ys[ys.index(y0) - 1] + tile - y0) if y0 != ys[0] else 0
-            down = (y0 + th - ys[ys.index(y0) + 1]) if y0 != ys[-1] else 0
-            left = (xs[xs.index(x0) - 1] + tile - x0) if x0 != xs[0] else 0
-            right = (x0 + tw - xs[xs.index(x0) + 1]) if x0 != xs[-1] else 0
-            wy = _ramp(th * scale, up * scale, down * scale, out_device)
-            wx = _ramp(tw * scale, left * scale, right * scale, out_device)
-            wt = wy[:, None] * wx[None, :]
-            sl = (slice(y0 * scale, (y0 + th) * scale), slice(x0 * scale, (x0 + tw) * scale))
-            out[..., sl[0], sl[1]] += pix.to(out_device, torch.float32) * wt
-            weight[sl] += wt
-            del pix
-    return out.div_(weight)
-
-
-# --------------------------------------------------------------------------- #
 # the VAE
 # --------------------------------------------------------------------------- #
 
@@ -559,42 +497,12 @@ class WanVAE(nn.Module):
 KEY_PREFIXES = ("first_stage_model.", "vae.", "model.")   # stripped when every key carries one
 
 
-def read_state_dict(path) -> dict:
-    """Tensors of a ``.safetensors`` file, or of an upstream ``.pth`` / ``.pt`` read with
-    ``torch.load(weights_only=True)`` (plain tensors only; anything else is refused)."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"Wan VAE weights: expected a file path, got {type(path).__name__}")
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Wan VAE weights not found: {path} (the file people have is "
-                                "Wan2.2_VAE.pth from Wan-AI/Wan2.2-TI2V-5B, or ComfyUI's wan2.2_vae.safetensors)")
-    if path.lower().endswith((".pth", ".pt", ".ckpt", ".bin")):
-        import pickle
-        import zipfile
-        try:
-            sd = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
-        except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, ValueError, OSError) as e:
-            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-            why = next((ln for ln in lines if "Unsupported global" in ln or "GLOBAL" in ln), lines[0] if lines else "")
-            raise ValueError(
-                f"Wan VAE weights {path!r} were refused: torch.load(weights_only=True) could not read them as "
-                f"plain tensors ({type(e).__name__}: {why[:200]}). Harmony never runs arbitrary pickled "
-                "code; use the original Wan2.2_VAE.pth or a .safetensors file.") from None
-        for wrapper in ("state_dict", "model"):
-            if isinstance(sd, dict) and isinstance(sd.get(wrapper), dict):
-                sd = sd[wrapper]
-        if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-            raise ValueError(f"Wan VAE weights {path!r}: expected a state dict of tensors, "
-                             f"got {type(sd).__name__}.")
-        return dict(sd)
-    from ..checkpoint import check_safetensors_file
-    from ..weightfile import load_tensors
-
-    check_safetensors_file(path, "Wan VAE weights")
-    return load_tensors(path, "Wan VAE weights")  # tensor by tensor, never mapped
+WEIGHTS_HINT = ("the file people have is Wan2.2_VAE.pth from Wan-AI/Wan2.2-TI2V-5B, or ComfyUI's "
+                "wan2.2_vae.safetensors")
 
 
-def _strip_prefix(sd: dict) -> dict:
+def strip_prefix(sd: dict) -> dict:
+    """``sd`` without the wrapper prefix (:data:`KEY_PREFIXES`) every key carries, if one does."""
     for p in KEY_PREFIXES:
         if sd and all(k.startswith(p) for k in sd):
             return {k[len(p):]: v for k, v in sd.items()}
@@ -623,7 +531,7 @@ def config_from_state_dict(sd: dict, where: str = "state dict") -> dict:
 def load_wan_vae(path, device="cpu", dtype=torch.float32, **kwargs) -> WanVAE:
     """Build a ``WanVAE`` from ``Wan2.2_VAE.pth`` / ``wan2.2_vae.safetensors`` (upstream names; a
     ``first_stage_model.`` / ``vae.`` prefix is accepted). Runs in float32 by default, as upstream."""
-    sd = _strip_prefix(read_state_dict(path))
+    sd = strip_prefix(read_state_dict(path, "Wan VAE weights", hint=WEIGHTS_HINT))
     cfg = config_from_state_dict(sd, f"Wan VAE weights {os.fspath(path)!r}")
     with torch.device("meta"):
         vae = WanVAE(**cfg, **kwargs)
@@ -641,9 +549,5 @@ def load_wan_vae(path, device="cpu", dtype=torch.float32, **kwargs) -> WanVAE:
     return vae.to(device=device, dtype=dtype).eval()
 
 
-def parameter_count(vae: WanVAE) -> int:
-    return sum(p.numel() for p in vae.parameters())
-
-
-__all__ = ["WanVAE", "load_wan_vae", "read_state_dict", "config_from_state_dict", "tiled_decode",
+__all__ = ["WanVAE", "load_wan_vae", "strip_prefix", "config_from_state_dict",
            "patchify", "unpatchify", "LATENT_MEAN", "LATENT_STD", "WAN22_CONFIG", "CACHE_FRAMES"]

@@ -137,7 +137,7 @@ def _write_models(models):
     sys.path.insert(0, ROOT)
     sys.path.insert(0, os.path.join(ROOT, "tests"))
     import realfiles
-    from harmony.checkpoint import save_safetensors
+    from harmony.weightfile import save_safetensors
     from harmony.codecs.bigvgan import BigVGANVocoder
     from harmony.codecs.mmaudio_vae import MMAudioVAE
     from harmony.codecs.wan_vae import WanVAE
