@@ -288,8 +288,10 @@ def train(tc: TrainConfig):
 
     codecs = load_codecs(tc.codecs or None, device=device)
     cfg = apply_overrides(get_config(tc.config), tc.overrides)
-    cfg = cfg.replace(meta={**cfg.meta, **geometry_meta(*codecs), "trained_seconds": tc.seconds,
-                            "max_seconds": DEFAULT_MAX_SECONDS, "codecs": "tiny_codecs.safetensors",
+    # the toy codecs' geometry and the default clip limit, unless the config records its own (5b: the
+    # Wan2.2 VAE / MMAudio geometry and Ovi's 5 s, which a --clip-cache run trains on)
+    cfg = cfg.replace(meta={**geometry_meta(*codecs), "max_seconds": DEFAULT_MAX_SECONDS, **cfg.meta,
+                            "trained_seconds": tc.seconds, "codecs": "tiny_codecs.safetensors",
                             "codecs_sha256": sha256_file(tc.codecs or DEFAULT_CODECS_PATH)})
     model = HarmonyModel(cfg).to(device)
     clips = None

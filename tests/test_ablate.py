@@ -204,6 +204,7 @@ def test_run_tasks_waits_for_a_task_another_command_runs(tmp_path):
     assert not runs.exists()  # the other command's task was never run a second time
 
 
+@pytest.mark.slow
 def test_train_refuses_latents_of_other_codecs(tmp_path):
     """A 5b-layout model (48 video channels) cannot train on the tiny codecs' 16-channel clips."""
     from harmony.train import TrainConfig, train

@@ -77,6 +77,7 @@ def test_umt5_param_count_by_hand():
     assert umt5_encoder_params(vocab=10, d_model=4, d_kv=2, heads=2, layers=3, d_ff=6, buckets=3) == 40 + 3 * 150 + 4
 
 
+@pytest.mark.slow
 def test_umt5_param_count_matches_transformers():
     transformers = pytest.importorskip("transformers")
     c = transformers.UMT5Config(vocab_size=32, d_model=8, d_kv=4, num_heads=3, num_layers=2, d_ff=12,

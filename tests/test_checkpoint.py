@@ -260,6 +260,7 @@ def test_video_only_checkpoint_gets_a_hint(model, tmp_path):
         load_model(path, config="tiny")
 
 
+@pytest.mark.slow
 def test_ovi_layout_loads_by_key_mapping(tmp_path):
     """Ovi's names (``blocks.N.modulation.modulation``, ComfyUI's ``model.diffusion_model.`` prefix) load."""
     from harmony import keymap

@@ -217,3 +217,5 @@ def test_clip_folder_trains_two_steps_on_the_cache(cache, tmp_path, capsys):
     with safe_open(os.path.join(run, "harmony_tiny.safetensors"), "pt") as fh:
         meta = json.loads(fh.metadata()["harmony_config"])["meta"]
     assert meta["trained_seconds"] == SECONDS and meta["clip_cache"] == out
+    # the geometry of the cache's codecs (Wan2.2 VAE, MMAudio) and Ovi's clip limit, not the toy codecs'
+    assert (meta["video_fps"], meta["audio_sample_rate"], meta["max_seconds"]) == (24, 16000, 5.0)

@@ -162,6 +162,7 @@ def test_audio_codec_rejects_bad_input():
         codec.decode(torch.zeros(1, 10, 16))
 
 
+@pytest.mark.slow
 def test_bundled_audio_codec_on_heldout_world_clips(bundled):
     _, audio = bundled
     clips = _heldout_clips(2)

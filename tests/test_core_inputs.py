@@ -260,6 +260,7 @@ def test_real_scale_template_is_current_valid_and_uses_the_files_people_have(nam
 # ------------------------------------------------------------------ MMAudio in ComfyUI's layout
 
 
+@pytest.mark.slow
 def test_mmaudio_converted_to_comfy_layout_decodes_exactly_as_the_upstream_files(tmp_path):
     from harmony.codecs.mmaudio import MMAudioCodec
 

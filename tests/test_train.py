@@ -164,6 +164,7 @@ def test_joint_only_switch_and_first_frame_clean():
     assert tv.shape[0] == 2 and torch.all(tv[:, 0] == 0) and torch.all(tv[:, 1:] > 0)
 
 
+@pytest.mark.slow
 def test_loss_decreases_when_fitting_one_batch():
     cfg = get_config("tiny")
     torch.manual_seed(0)

@@ -67,6 +67,7 @@ def _export(tmp_path, cfg, seed):
     return path, model, cond
 
 
+@pytest.mark.slow
 def test_init_from_loads_weights_and_checks_architecture_and_codecs(tmp_path):
     cfg = get_config("tiny").replace(meta={"codecs_sha256": "a" * 64, "guidance": {"sv": 2.0, "sa": 4.0}})
     path, src_model, src_cond = _export(tmp_path, cfg, seed=1)

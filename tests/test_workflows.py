@@ -74,6 +74,7 @@ def test_validator_catches_broken_files():
     assert any("NotANode" in p for p in validate_workflow(bad))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_our_nodes_run_from_the_file(name, tmp_path, monkeypatch):
     monkeypatch.setenv("HARMONY_OUTPUT_DIR", str(tmp_path))
