@@ -68,6 +68,37 @@ def test_per_block_fsdp_units_see_every_use_of_a_block():
         assert calls.count(b) == 2
 
 
+def test_per_block_fsdp_activation_checkpointing_gives_the_same_gradients():
+    """``checkpoint_blocks`` (--checkpoint-activations 1) recomputes each block piece in backward:
+    the same loss and gradients, with fewer activations kept (fewer saved tensors)."""
+    from harmony.conditioner import Conditioner
+
+    torch.manual_seed(0)
+    cfg = get_config("tiny")
+    model, text = HarmonyModel(cfg), Conditioner(cfg)
+    inputs = (torch.randn(2, 16, 2, 4, 4), torch.randn(2, 10, 20), torch.tensor([300.0, 800.0]),
+              torch.tensor([500.0, 100.0]))
+    grads, saved = [], []
+    for on in (False, True):
+        model.checkpoint_blocks = on
+        model.zero_grad()
+        count = [0]
+
+        def pack(t, count=count):
+            count[0] += 1
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            v, a = model(*inputs, text(["a red ball", "rain"], ["a beep", ""], ["hi", ""], [None, None]))
+        ((v ** 2).mean() + (a ** 2).mean()).backward()
+        grads.append({k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None})
+        saved.append(count[0])
+    assert set(grads[0]) == set(grads[1]) and len(grads[0]) == len(list(model.parameters()))
+    for k in grads[0]:
+        torch.testing.assert_close(grads[1][k], grads[0][k], rtol=1e-5, atol=1e-6)
+    assert saved[1] < saved[0] / 2  # only each checkpointed piece's inputs are kept
+
+
 def _run(cmd, cwd):
     env = dict(os.environ, OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH", "")) if p))
@@ -90,17 +121,21 @@ def _log(run_dir):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """One process with 2 micro-batches, and 2 sharded processes with 1 each (the same global batch)."""
+def pool(tmp_path_factory):
     from harmony.codecs import load_codecs
     from harmony.train_data import LatentPool
 
     tmp = tmp_path_factory.mktemp("fsdp")
     torch.manual_seed(0)
     LatentPool(load_codecs(), 1.0, 4, 0).save(str(tmp / "pool.safetensors"))
-    _train(tmp, "single", "--accum", "2")
-    text = _train(tmp, "sharded", "--fsdp", "block", procs=2)
-    return tmp, text
+    return tmp
+
+
+@pytest.fixture(scope="module")
+def sharded(pool):
+    """2 sharded processes with one micro-batch each."""
+    _train(pool, "sharded", "--fsdp", "block", procs=2)
+    return pool
 
 
 def _export(path):
@@ -110,8 +145,9 @@ def _export(path):
 
 
 @pytest.mark.slow
-def test_per_block_fsdp_two_gloo_processes_follow_one_process(runs):
-    tmp, _ = runs
+def test_per_block_fsdp_two_gloo_processes_follow_one_process(sharded):
+    tmp = sharded
+    _train(tmp, "single", "--accum", "2")  # one process, 2 micro-batches: the same global batch
     single, sharded = _log(tmp / "single"), _log(tmp / "sharded")
     assert [r["step"] for r in sharded] == list(range(1, STEPS + 1))
     for a, b in zip(single, sharded):  # same global batch: same losses, to float tolerance
@@ -138,8 +174,8 @@ def test_per_block_fsdp_two_gloo_processes_follow_one_process(runs):
 
 
 @pytest.mark.slow
-def test_sharded_state_resume_repeats_the_next_step_exactly(runs):
-    tmp, _ = runs
+def test_sharded_state_resume_repeats_the_next_step_exactly(sharded):
+    tmp = sharded
     _train(tmp, "resumed", "--fsdp", "block", "--stop-at", "2", procs=2)
     state = tmp / "resumed" / "state_dcp"
     meta = json.loads((state / "meta.json").read_text())
