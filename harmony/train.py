@@ -27,6 +27,7 @@ import argparse
 import json
 import math
 import os
+import re
 import time
 from dataclasses import dataclass
 
@@ -88,6 +89,7 @@ class TrainConfig:
     shift_v2a: float = 0.0
     shift_i2av: float = 0.0
     fusion_lr: float = 1.0  # learning-rate multiplier of the cross-tower (fusion) parameters
+    trainable: str = ""  # regular expression: only model parameters whose names match it train (empty = all)
     split: str = ""  # world split of the rendered training clips (speech | ambient | complex; empty = all)
     probe_every: float = 0.0  # minutes between partner-use probes of the EMA weights (0 = never)
     probe_clips: int = 8  # held-out clips per split for the probe
@@ -314,10 +316,19 @@ def train(tc: TrainConfig):
               f"activation checkpointing {'on' if checkpoint else 'off'}", flush=True)
     else:
         model.checkpoint_blocks = checkpoint
-    params = list(model.parameters()) + list(conditioner.parameters())
-    fusion = [p for name, p in model.named_parameters() if is_fusion_parameter(name)]
+    if tc.trainable:  # e.g. only the audio tower's partner path: the rest of the model stays as it was
+        pattern = re.compile(tc.trainable)
+        for name, p in model.named_parameters():
+            p.requires_grad_(bool(pattern.search(name)))
+        for p in conditioner.parameters():
+            p.requires_grad_(False)
+    params = [p for p in list(model.parameters()) + list(conditioner.parameters()) if p.requires_grad]
+    if not params:
+        raise ValueError(f"--trainable {tc.trainable!r} matches no model parameter; names look like "
+                         "'audio_model.blocks.0.cross_attn.k_fusion.weight'")
+    fusion = [p for name, p in model.named_parameters() if is_fusion_parameter(name) and p.requires_grad]
     rest = [p for p in params if all(p is not q for q in fusion)]
-    groups = [{"params": rest, "lr_mult": 1.0}] + ([{"params": fusion, "lr_mult": tc.fusion_lr}] if fusion else [])
+    groups = [g for g in ({"params": rest, "lr_mult": 1.0}, {"params": fusion, "lr_mult": tc.fusion_lr}) if g["params"]]
     opt = torch.optim.AdamW(groups, lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.99))
     ema = {f"model.{k}": v.detach().clone() for k, v in model.state_dict().items()}
     ema.update({f"text.{k}": v.detach().clone() for k, v in conditioner.state_dict().items()})
@@ -503,6 +514,8 @@ TRAIN_HELP = {
     "shift_a2v": "schedule shift of the video's sigma in A2V rows (0 = --driven-shift)",
     "shift_v2a": "schedule shift of the audio's sigma in V2A rows (0 = --driven-shift)",
     "shift_i2av": "schedule shift of the sigma in I2AV rows (0 = --driven-shift)",
+    "trainable": "regular expression: only the model parameters whose names match it are trained, e.g. "
+                 "'audio_model\\..*fusion' (empty = all)",
     "fusion_lr": "learning-rate multiplier of the cross-tower (fusion, style) parameters",
     "split": "world split of the rendered training clips: speech, ambient or complex (empty = all)",
     "probe_every": "minutes between partner-use probes of the EMA weights on held-out clips (0 = never); "

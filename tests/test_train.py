@@ -201,3 +201,24 @@ def test_train_smoke_resume_and_export(tmp_path):
     lat = pipe.sample(pipe.encode_text("a blue lamp flashes once"), seconds=1.0, steps=2)
     frames, wave, sr, fps = pipe.decode(lat)
     assert frames.shape == (16, 64, 64, 3) and wave.shape == (1, 16000)
+
+
+@pytest.mark.slow
+def test_trainable_pattern_trains_only_the_matching_parameters(tmp_path):
+    """--trainable 'audio_model\\..*fusion': two steps move the audio tower's partner keys / values
+    and leave every other weight (video tower, rest of the audio tower, text) exactly as it was."""
+    from safetensors.torch import load_file
+
+    first = str(tmp_path / "first")
+    train(TrainConfig(steps=1, batch=2, pool=4, refresh=2, refresh_every=1, save_every=1, log_every=1,
+                      out=first, seconds=1.0, ema=0.0))
+    out = str(tmp_path / "run")
+    train(TrainConfig(steps=2, batch=2, pool=4, refresh=2, refresh_every=1, save_every=1, log_every=1,
+                      out=out, seconds=1.0, ema=0.0, lr=1e-2, warmup=1, weight_decay=0.0,
+                      init_from=os.path.join(first, "harmony_tiny.safetensors"), trainable=r"audio_model\..*fusion"))
+    before = load_file(os.path.join(first, "harmony_tiny.safetensors"))
+    after = load_file(os.path.join(out, "harmony_tiny.safetensors"))
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and all(k.startswith("audio_model.") and "fusion" in k for k in moved), sorted(moved)[:5]
+    with pytest.raises(ValueError, match="matches no model parameter"):
+        train(TrainConfig(steps=1, batch=2, pool=4, out=str(tmp_path / "none"), seconds=1.0, trainable="no_such"))
