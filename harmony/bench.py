@@ -16,7 +16,7 @@ Rows (``--rows``, default all):
 - ``tiny``: seconds per guided sampling step of the ``tiny`` config (plain CFG,
   SyncCFG batched, SyncCFG as three passes).
 
-``--shape real`` (issue 11): the ``5b`` GLDI model (``--layers N``, default the full 30) at the real
+``--shape small`` (the default) runs these rows. ``--shape real``: the ``5b`` GLDI model (``--layers N``, default the full 30) at the real
 clip's token counts (:func:`harmony.flops.real_tokens`: 5 s at 704x704 -> 31 x 22 x 22 = 15,004 video tokens, 157
 audio tokens, 512 text rows of width 4096 per tower; ``--seconds`` / ``--size`` change the clip,
 ``--ref-seconds`` adds reference-voice tokens). Rows (``REAL_ROWS``): seconds per guided sampling step
@@ -56,7 +56,7 @@ from .model import Conditioning, HarmonyModel
 
 ROWS = ("fp32", "bf16", "fp8", "swap", "tiny")
 
-ISSUE15_SHAPE = {"frames": 5, "hw": 16, "audio": 40, "text_rows": 512}
+FORWARD_SHAPE = {"frames": 5, "hw": 16, "audio": 40, "text_rows": 512}
 """Latent 5x16x16 (320 video tokens with patch 1x2x2), 40 audio tokens, 512 text rows."""
 
 DEVICE_PEAK_TFLOPS = {
@@ -131,8 +131,8 @@ def _fill_random_(model: HarmonyModel, seed: int = 0):
     return model
 
 
-def _issue15_inputs(cfg, device, dtype, batch=1):
-    s = ISSUE15_SHAPE
+def _forward_inputs(cfg, device, dtype, batch=1):
+    s = FORWARD_SHAPE
     g = torch.Generator().manual_seed(1)
     zv = torch.randn(batch, cfg.video.in_dim, s["frames"], s["hw"], s["hw"], generator=g)
     za = torch.randn(batch, s["audio"], cfg.audio.in_dim, generator=g)
@@ -177,7 +177,7 @@ def _peak_fraction(device, dtype, gflops):
 
 def precision_rows(device, wanted, repeats, out):
     cfg = reduced("5b", 2)
-    s = ISSUE15_SHAPE
+    s = FORWARD_SHAPE
     pt, ph, pw = cfg.video.patch_size
     grid = (s["frames"] // pt, s["hw"] // ph, s["hw"] // pw)
     flops = model_flops(cfg, grid, s["audio"])
@@ -199,7 +199,7 @@ def precision_rows(device, wanted, repeats, out):
             model.to(torch.bfloat16)
             to_fp8_(model)
             compute = torch.bfloat16 if cuda else torch.float32
-        inputs = _issue15_inputs(cfg, device, compute)
+        inputs = _forward_inputs(cfg, device, compute)
         swap = None
         if row == "swap":
             from .offload import BlockSwap
@@ -386,15 +386,15 @@ def main(argv=None):
     ap = Parser(prog=f"{program()} bench", description="Speed and memory, measured: seconds per sampling step\n"
                 "and peak memory, per precision and guidance mode; --shape real: at Ovi's real token counts,\n"
                 "with the memory plan (what fits in 24 / 32 / 80 GB).")
-    ap.add_argument("--shape", default="issue15", choices=("issue15", "real"),
-                    help="issue15: the small forward rows (320 video tokens) + tiny rows; real: the 5b GLDI model at "
+    ap.add_argument("--shape", default="small", choices=("small", "real"),
+                    help="small: the small forward rows (320 video tokens) + tiny rows; real: the 5b GLDI model at "
                          "the real clip's token counts (rows " + ", ".join(REAL_ROWS) + ") and the memory plan")
     ap.add_argument("--repeats", type=int, default=2, help="timed calls per row")
     ap.add_argument("--warmup", type=int, default=1, help="untimed calls before each row's timed ones (real shape)")
     ap.add_argument("--rows", default=None,
-                    help=f"comma-separated rows to run; issue15: {', '.join(ROWS)}; real: {', '.join(REAL_ROWS)} "
+                    help=f"comma-separated rows to run; small: {', '.join(ROWS)}; real: {', '.join(REAL_ROWS)} "
                          "(default: all of the shape's rows)")
-    ap.add_argument("--quick", action="store_true", help="one timed call per row, rows fp32,bf16,tiny (issue15)")
+    ap.add_argument("--quick", action="store_true", help="one timed call per row, rows fp32,bf16,tiny (--shape small)")
     ap.add_argument("--devices", default="all", choices=("all", "cpu", "cuda"),
                     help="where to measure (all = CPU, plus the GPU when present; real shape: the GPU when present, "
                          "else the CPU)")
@@ -427,7 +427,7 @@ def main(argv=None):
     print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())}" if hasattr(os, "getloadavg") else "")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
           + (f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"))
-    s = ISSUE15_SHAPE
+    s = FORWARD_SHAPE
     print(f"forward rows: 5b config cut to 2 layers (dim 3072, ffn 14336), latent {s['frames']}x{s['hw']}x{s['hw']} "
           f"-> 320 video tokens, {s['audio']} audio tokens, text {s['text_rows']}x4096, batch 1, "
           f"median of {a.repeats} after 1 warm-up")
