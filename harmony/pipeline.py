@@ -22,7 +22,8 @@ from typing import Callable, Optional
 import torch
 
 from . import validate
-from .codecs.contract import AudioCodec, VideoCodec
+from . import builder
+from .builder import Codecs, Parts
 from .guidance import DEFAULT_SA, DEFAULT_SV
 from .jobs import DEFAULT_MAX_SECONDS, DEFAULT_SECONDS, MIN_SECONDS, clip_geometry, max_seconds  # noqa: F401 (re-exported)
 from .model import Conditioning
@@ -36,15 +37,6 @@ DEMO_PROMPT = ("a large face with orange hair in the middle says three syllables
                "in front of a plain gray wall.")
 DEMO_CAPTION = "a low voice says three syllables in a quiet room."
 DEMO_TRANSCRIPT = "ba lo mi"
-
-
-@dataclass
-class Codecs:
-    """The video and audio codecs: anything that keeps the codec contract
-    (`harmony.codecs.contract`): a module, a lazy loader, a core-VAE adapter."""
-
-    video: VideoCodec
-    audio: AudioCodec
 
 
 @dataclass
@@ -154,8 +146,6 @@ class HarmonyPipeline:
         "block_swap" (``resident_blocks`` layers stay on the device) or "cpu".
         ``codecs``: codec weights file (default: the bundled tiny codecs).
         """
-        from .assemble import Parts, build_pipeline
-
         path = path or DEFAULT_MODEL
         text_path = path.replace(".safetensors", ".text.safetensors")
 
@@ -175,7 +165,7 @@ class HarmonyPipeline:
             _check_codecs_match(cfg, codecs)
             return Parts(conditioner, *load_codecs(codecs, device=device))
 
-        return build_pipeline(path, parts, dtype=dtype, offload=offload, resident_blocks=resident_blocks,
+        return builder.build(cls, path, parts, dtype=dtype, offload=offload, resident_blocks=resident_blocks,
                               attention=attention, device=device, log=log)
 
     # ------------------------------------------------------------ condition

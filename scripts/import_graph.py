@@ -32,7 +32,7 @@ LAYERS = (
     ("model", ("tower", "interaction", "model", "guidance", "sampling", "jobs", "offload", "flops", "parallel")),
     ("io", ("files", "validate", "media", "cli", "weightfile", "world")),
     ("parts", ("families", "keymatch", "checkpoint", "codecs", "text", "conditioner", "umt5")),
-    ("pipeline", ("pipeline", "framesize", "components", "lazy_codecs", "umt5_conditioner", "assemble")),
+    ("pipeline", ("builder", "pipeline", "framesize", "components", "lazy_codecs", "umt5_conditioner", "assemble")),
     ("tools", ("metrics", "batch_generate", "evaluate", "controls", "ablate", "probe", "lab", "train", "clips",
                "distributed", "bench", "__main__")),
 )

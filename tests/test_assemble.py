@@ -58,14 +58,16 @@ def ovi_pipe(ovi_file):
 def test_every_entrance_builds_through_the_one_builder(ovi_file, monkeypatch):
     from nodes.core_inputs import load_core_input_pipeline
 
+    from harmony import builder
+
     built = []
-    real = assemble.build_pipeline
+    real = builder.build
 
-    def spy(path, *a, **k):
+    def spy(cls, path, *a, **k):
         built.append(os.path.basename(path))
-        return real(path, *a, **k)
+        return real(cls, path, *a, **k)
 
-    monkeypatch.setattr(assemble, "build_pipeline", spy)
+    monkeypatch.setattr(builder, "build", spy)
     tiny = pipeline_module.HarmonyPipeline.from_pretrained(device="cpu")
     ovi = load_core_input_pipeline(ovi_file, "auto", "none", None, "sdpa", "cpu")
     assert built == ["harmony_tiny.safetensors", "ovi_tiny.safetensors"]
