@@ -4,7 +4,9 @@ A new video codec would mean retraining the DiT, which this CPU cannot do in a s
 encoder, and so the latent space the DiT was trained in, stays frozen here: only the decoder
 learns to draw what the latents already hold. Whatever the latents lost about an image
 (a flat colour outside the world's palette, text) no decoder can bring back, so this
-experiment also measures how much of the out-of-world loss is the decoder's.
+experiment also measures how much of the out-of-world loss is the decoder's. (The shipped decoder
+was tuned the same way on world frames alone: ``scripts/finetune_video_decoder.py``; this adds
+out-of-world stills and the out-of-world measurements: lab notebook E8.)
 
     python scripts/decoder_finetune.py --minutes 8 --out runs/decoder/tiny_codecs.safetensors
 
