@@ -365,7 +365,8 @@ def train(tc: TrainConfig):
         stills = encode_foreign_stills(codecs[0], 1024, tc.seed, device)
     n_params = sum(p.numel() for p in core.parameters()) + sum(p.numel() for p in core_text.parameters())
     print(f"pool of {pool.size} clips rendered and encoded in {time.time() - t0:.1f}s; "
-          f"{n_params / 1e6:.2f} M trainable params; device {device}")
+          f"{n_params / 1e6:.2f} M params, {sum(p.numel() for p in params) / 1e6:.2f} M of them trained; "
+          f"device {device}")
     if resuming and fsdp:  # after the pools: their generators are part of the state
         step = hd.load_state(tc.out, model, conditioner, ema, opt, gens + [p.rng for p in pools])
         print(f"resumed from {tc.out} at step {step} (sharded state, {n_proc} processes)")
