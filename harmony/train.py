@@ -94,6 +94,7 @@ class TrainConfig:
     probe_every: float = 0.0  # minutes between partner-use probes of the EMA weights (0 = never)
     probe_clips: int = 8  # held-out clips per split for the probe
     p_foreign_still: float = 0.0  # I2AV rows shown as a static clip of an out-of-world still (video loss only)
+    p_quiet: float = 0.0  # share of rendered clips in which nothing happens (world.quiet): still video, no events
     # --- several processes (docs/training/distributed.md) ---
     fsdp: str = "off"  # "block": FSDP2, one unit per block (under torchrun / accelerate launch)
     mixed_precision: str = "fp32"  # with --fsdp block: "bf16" = bf16 parameters in compute, float32 reduction
@@ -352,7 +353,7 @@ def train(tc: TrainConfig):
             cfg = cfg.replace(meta={**cfg.meta, "trained_seconds": pools[0].seconds})
     else:
         pools = [LatentPool(codecs, tc.seconds, tc.pool, tc.seed + step + 7919 * d, tc.workers, device,
-                            split=tc.split) for d in shards]
+                            split=tc.split, p_quiet=tc.p_quiet) for d in shards]
     pool = pools[0]
     for name, have, want in (("video", pool.data["video"].shape[1], cfg.video.in_dim),
                              ("audio", pool.data["audio"].shape[-1], cfg.audio.in_dim)):
@@ -524,6 +525,8 @@ TRAIN_HELP = {
     "probe_clips": "held-out clips per split for the probe",
     "p_foreign_still": "share of I2AV rows shown as a static clip of an out-of-world still image "
                        "(harmony.world.stills: photo-like, shapes, screenshot-like), scored on video only",
+    "p_quiet": "share of rendered training clips in which nothing happens (harmony.world.quiet: still objects, "
+               "a closed mouth, the ambience only), so that a still video gets no sound",
     "fsdp": "block: shard parameters, gradients, AdamW state and EMA over the processes with FSDP2, one unit "
             "per transformer block (launch with torchrun --nproc_per_node N; state in <out>/state_dcp)",
     "mixed_precision": "with --fsdp block: bf16 computes with bf16 parameters and reduces gradients in float32",
@@ -563,7 +566,7 @@ def main(argv=None):
                      "shift_a2v", "shift_v2a", "shift_i2av",
                      "max_minutes", "probe_every"):
             validate.number(getattr(args, name), name, f"{getattr(TrainConfig(), name):g}", via="cli", low=0)
-        for name in ("p_first_frame", "p_drop_text", "p_drop_ref", "p_foreign_still", "ema"):
+        for name in ("p_first_frame", "p_drop_text", "p_drop_ref", "p_foreign_still", "p_quiet", "ema"):
             validate.number(getattr(args, name), name, f"{getattr(TrainConfig(), name):g}", via="cli", low=0,
                             high=1)
     except validate.InputError as e:
@@ -573,6 +576,8 @@ def main(argv=None):
         ap.error(f"--export-dtype must be one of {list(EXPORT_DTYPES)}, got {tc.export_dtype!r}")
     if tc.tasks not in ("synergy", "joint"):
         ap.error(f"--tasks must be 'synergy' or 'joint', got {tc.tasks!r}")
+    if tc.p_quiet > 0 and (tc.clip_cache or tc.latents):
+        ap.error("--p-quiet renders quiet world clips; it does not apply to --latents / --clip-cache (drop one)")
     if tc.clip_cache and tc.latents:
         ap.error("--clip-cache and --latents: give one (both are the clips to train on)")
     train(tc)

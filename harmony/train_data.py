@@ -12,8 +12,8 @@ def _render(args):
     """Render training clips (runs in worker processes)."""
     from . import world
 
-    seeds, seconds, split = args
-    b = world.sample_batch(seeds, seconds, split)
+    seeds, seconds, split, p_quiet = args
+    b = world.sample_batch(seeds, seconds, split, p_quiet)
     return (b.frames, b.waves, b.ref_voices, b.has_ref, b.prompts, b.audio_captions, b.transcripts)
 
 
@@ -22,10 +22,11 @@ class LatentPool:
     with new seeds as training goes, so the model never sees a fixed small set."""
 
     def __init__(self, codecs, seconds: float, size: int, seed: int, workers: int = 0, device="cpu",
-                 data: dict | None = None, split: str | None = None):
+                 data: dict | None = None, split: str | None = None, p_quiet: float = 0.0):
         from . import world
 
         self.world, self.seconds, self.device, self.split = world, seconds, device, split or None
+        self.p_quiet = float(p_quiet)  # share of clips rendered as their quiet variant (world.quiet)
         self.video_codec, self.audio_codec = codecs
         self.rng = torch.Generator().manual_seed(seed)
         self.next_seed = (seed * 7_919_993) % (world.HELDOUT_START // 2)
@@ -73,7 +74,8 @@ class LatentPool:
 
     @torch.no_grad()
     def _make(self, n, chunk=32):
-        jobs = [(self._take_seeds(min(chunk, n - i)), self.seconds, self.split) for i in range(0, n, chunk)]
+        jobs = [(self._take_seeds(min(chunk, n - i)), self.seconds, self.split, self.p_quiet)
+                for i in range(0, n, chunk)]
         out = {k: [] for k in ("video", "audio", "refs", "prompt", "caption", "transcript")}
 
         def add(part):  # encode each rendered chunk as it arrives

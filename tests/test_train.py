@@ -222,3 +222,26 @@ def test_trainable_pattern_trains_only_the_matching_parameters(tmp_path):
     assert moved and all(k.startswith("audio_model.") and "fusion" in k for k in moved), sorted(moved)[:5]
     with pytest.raises(ValueError, match="matches no model parameter"):
         train(TrainConfig(steps=1, batch=2, pool=4, out=str(tmp_path / "none"), seconds=1.0, trainable="no_such"))
+
+
+def test_quiet_share_reaches_the_rendered_pool(capsys):
+    """--p-quiet: the pool renders that share of its clips as world.quiet (still, no events)."""
+    from harmony.codecs import load_codecs
+    from harmony.train import main as train_main
+    from harmony.train_data import LatentPool
+
+    codecs = load_codecs()
+    quiet_pool = LatentPool(codecs, 2.0, 6, seed=3, p_quiet=1.0)
+    plain_pool = LatentPool(codecs, 2.0, 6, seed=3)
+    assert all("zero" in p for p in quiet_pool.data["prompt"])
+    assert not any("zero" in p for p in plain_pool.data["prompt"])
+    assert all(t == "" for t in quiet_pool.data["transcript"])
+    # a still video: every latent frame after the first (the codec's own first-frame rule) is one value
+    v = quiet_pool.data["video"]
+    assert torch.allclose(v[:, :, 1:], v[:, :, 1:2].expand_as(v[:, :, 1:]), atol=1e-5)
+    with pytest.raises(SystemExit):
+        train_main(["--p-quiet", "0.2", "--latents", "pool.safetensors"])
+    assert "--p-quiet renders quiet world clips" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train_main(["--p-quiet", "1.5"])
+    assert "--p-quiet=1.5: must be a finite number between 0 and 1" in capsys.readouterr().err

@@ -4,8 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from harmony.world import (HELDOUT_START, SPLITS, TRAIN_SEEDS, Scene, heldout_seeds, is_heldout, render,
+from harmony.world import (HELDOUT_START, SPLITS, TRAIN_SEEDS, Scene, heldout_seeds, is_heldout, quiet, render,
                            sample_batch, sample_scene, tokenize, vocabulary)
+from harmony.metrics import loud_onsets
 from harmony.world.video import mouth_opening
 
 
@@ -109,3 +110,43 @@ def test_ref_voice_and_batch():
     batch = sample_batch([1, 2, 3], seconds=2.0)
     assert batch.frames.shape == (3, 32, 64, 64, 3) and batch.waves.shape == (3, 32000)
     assert batch.ref_voices.shape == (3, 24000) and batch.has_ref.dtype == bool
+
+
+def test_quiet_scene_keeps_still_and_silent():
+    """world.quiet: the same scene with nothing happening; every object kind and the face covered."""
+    kinds = set()
+    for seed in range(40):
+        for split in SPLITS:
+            scene = sample_scene(seed, split, 2.0)
+            kinds |= {o.kind for o in scene.objects} | ({"face"} if scene.face else set())
+            clip, still = render(scene), render(quiet(scene))
+            assert np.abs(np.diff(clip.frames, axis=0)).max() > 0.1       # the real scene moves...
+            assert np.abs(np.diff(still.frames, axis=0)).max() == 0.0     # ...its quiet variant does not
+            n = still.frames.shape[0]
+            assert len(loud_onsets(clip.wave, clip.sample_rate, clip.fps, num_frames=n)) > 0
+            assert len(loud_onsets(still.wave, still.sample_rate, still.fps, num_frames=n)) == 0
+            assert still.events == [] and still.counts["total"] == 0 and still.transcript == ""
+            np.testing.assert_array_equal(still.frames[0] > 0, still.frames[-1] > 0)
+            assert "zero" in still.prompt and set(tokenize(still.prompt + " " + still.audio_caption)) <= set(vocabulary())
+            if scene.face is not None:  # the reference voice stays: the speaker is still known
+                np.testing.assert_array_equal(still.ref_voice, clip.ref_voice)
+        if kinds >= {"ball", "block", "lamp", "face"}:
+            break
+    assert kinds >= {"ball", "block", "lamp", "face"}
+
+
+def test_sample_batch_mixes_quiet_scenes_by_seed():
+    seeds = list(range(300, 340))
+    plain, mixed = sample_batch(seeds, 2.0), sample_batch(seeds, 2.0, p_quiet=0.25)
+    quiet_rows = [i for i, p in enumerate(mixed.prompts) if p != plain.prompts[i]]
+    assert 4 <= len(quiet_rows) <= 18  # a quarter of 40, drawn per seed
+    for i in range(len(seeds)):
+        if i in quiet_rows:
+            assert mixed.clips[i].events == [] and plain.clips[i].events != []
+        else:  # the other seeds render exactly as before
+            np.testing.assert_array_equal(mixed.frames[i], plain.frames[i])
+    half = sample_batch(seeds[:20], 2.0, p_quiet=0.25)  # the draw is per seed, not per batch position
+    assert half.prompts == mixed.prompts[:20]
+    assert all(c.events == [] for c in sample_batch(seeds[:5], 1.0, p_quiet=1.0).clips)
+    with pytest.raises(ValueError, match="p_quiet"):
+        sample_batch(seeds[:2], 1.0, p_quiet=1.5)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .audio import render_ref_voice, render_wave
-from .scene import DEFAULT_SECONDS, Scene, sample_scene
+from .scene import DEFAULT_SECONDS, Scene, is_quiet_seed, quiet, sample_scene
 from .video import render_frames
 
 
@@ -62,14 +62,18 @@ class Batch:
     clips: list[Clip]
 
 
-def sample_batch(seeds, seconds: float = DEFAULT_SECONDS, split: str | None = None) -> Batch:
-    """Render the scenes of ``seeds`` (training seeds only) and stack them."""
+def sample_batch(seeds, seconds: float = DEFAULT_SECONDS, split: str | None = None, p_quiet: float = 0.0) -> Batch:
+    """Render the scenes of ``seeds`` (training seeds only) and stack them; a share ``p_quiet``
+    of the seeds (``is_quiet_seed``) renders the scene's ``quiet`` variant instead."""
+    if not 0.0 <= float(p_quiet) <= 1.0:
+        raise ValueError(f"sample_batch: p_quiet={p_quiet} must be a share between 0 and 1")
     from .scene import is_heldout
     bad = [s for s in seeds if is_heldout(s)]
     if bad:
         raise ValueError(f"sample_batch: seeds {bad[:3]} are held-out evaluation seeds; "
                          "train on seeds below harmony.world.HELDOUT_START")
-    clips = [render(sample_scene(int(s), split, seconds)) for s in seeds]
+    scenes = [sample_scene(int(s), split, seconds) for s in seeds]
+    clips = [render(quiet(sc) if is_quiet_seed(s, p_quiet) else sc) for s, sc in zip(seeds, scenes)]
     n_ref = int(round(1.5 * clips[0].sample_rate))
     refs = np.zeros((len(clips), n_ref), np.float32)
     has_ref = np.zeros(len(clips), bool)

@@ -268,6 +268,31 @@ def _sample_object(rng, idx, kind, colour, slot, num_frames, taken) -> SceneObje
                        y=float(rng.uniform(r + 3, 52 - r)), pitch_hz=5200.0 / r)
 
 
+def quiet(scene: Scene) -> Scene:
+    """``scene`` with nothing happening: the same look and ambience, but every object keeps still
+    (a dark lamp, a ball resting on the floor, a block standing) and the face keeps its mouth
+    closed and says nothing (its reference voice stays). Texts rewritten to say so.
+
+    ``sample_scene`` never draws such a clip (every object sounds at least once, every face
+    speaks), so without them a model learns that a lamp always chimes, and V2A adds sounds to
+    a still video (the ``v2a_static`` control). ``sample_batch(..., p_quiet=)`` mixes them in."""
+    import copy
+
+    q = copy.deepcopy(scene)
+    for o in q.objects:
+        o.event_frames = []
+    if q.face is not None:
+        q.face.syllables, q.face.onsets, q.face.durations, q.face.intonation = [], [], [], []
+    q.prompt, q.audio_caption = prompts.write_texts(q, np.random.default_rng([scene.seed, 99]))
+    return q
+
+
+def is_quiet_seed(seed: int, p_quiet: float) -> bool:
+    """Whether training seed ``seed`` renders its ``quiet`` variant at share ``p_quiet``
+    (a fixed draw per seed, so a pool is the same however it is split into chunks)."""
+    return p_quiet > 0 and float(np.random.default_rng([int(seed), 4242]).random()) < p_quiet
+
+
 def sample_scene(seed: int, split: str | None = None, seconds: float = DEFAULT_SECONDS) -> Scene:
     """The scene of ``seed`` in ``split`` (``None``: the seed picks the split).
 

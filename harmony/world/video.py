@@ -65,6 +65,9 @@ def background(scene) -> np.ndarray:
 
 def _ball_params(o, t, fps, seconds):
     ev = np.asarray(o.event_frames, np.float64) / fps
+    if not ev.size:                                      # a quiet scene: the ball rests on the floor
+        r = np.full_like(t, o.radius)
+        return np.full_like(t, float(np.clip(o.x, o.radius + 1, 62 - o.radius))), o.y - r, r, r
     avail = max(o.y - o.radius - 3.0, 4.0)               # room above the floor
     seg = np.diff(ev)
     t_max = max(seg.max() if seg.size else 0.0, o.lead_in)
@@ -91,6 +94,8 @@ def _ball_params(o, t, fps, seconds):
 def _block_params(o, t, fps, seconds):
     """Block centre x per time: slides between two walls, touching one on each event."""
     ev = np.asarray(o.event_frames, np.float64) / fps
+    if not ev.size:                                      # a quiet scene: the block stands still
+        return np.full_like(t, o.x)
     left = o.x - o.travel / 2                           # centre x when touching the left wall
     right = o.x + o.travel / 2
     walls = [(left, right)[(o.first_wall + i) % 2] for i in range(len(ev))]
