@@ -95,6 +95,10 @@ class TrainConfig:
     probe_clips: int = 8  # held-out clips per split for the probe
     p_foreign_still: float = 0.0  # I2AV rows shown as a static clip of an out-of-world still (video loss only)
     p_quiet: float = 0.0  # share of rendered clips in which nothing happens (world.quiet): still video, no events
+    # a frozen teacher's joint predictions tether the joint rows, so that teaching the driven jobs
+    # does not cost T2AV what it had (the fine-tunes here lost the voice's pitch without one)
+    distill_from: str = ""  # exported model file (e.g. the bundled one); empty = no teacher
+    lambda_distill: float = 1.0  # weight of the distillation term when --distill-from is given
     # --- several processes (docs/training/distributed.md) ---
     fsdp: str = "off"  # "block": FSDP2, one unit per block (under torchrun / accelerate launch)
     mixed_precision: str = "fp32"  # with --fsdp block: "bf16" = bf16 parameters in compute, float32 reduction
@@ -114,9 +118,10 @@ def noisy(x0, noise, sigma):
 
 
 def synergy_loss(model, conditioner, batch, tc: TrainConfig, gen: torch.Generator,
-                 prediction: str = "x0"):
-    """Return (total loss, dict of the three task losses). ``prediction``: what the
-    network outputs, ``"x0"`` (clean sample) or ``"velocity"`` (noise - x0)."""
+                 prediction: str = "x0", teacher=None):
+    """Return (total loss, dict of the task losses). ``prediction``: what the network outputs,
+    ``"x0"`` (clean sample) or ``"velocity"`` (noise - x0). ``teacher``: ``(model, conditioner)``,
+    frozen; its prediction on the joint rows is a second target for them (``distill``)."""
     device = next(model.parameters()).device
     v0, a0 = batch["video"].to(device), batch["audio"].to(device)
     b, f = v0.shape[0], v0.shape[2]
@@ -194,9 +199,18 @@ def synergy_loss(model, conditioner, batch, tc: TrainConfig, gen: torch.Generato
             losses["a2v"] = lv
         else:
             losses["v2a"] = la
+    if teacher is not None and "joint" in tasks:  # the same noisy joint rows, the teacher's own text encoders
+        t_model, t_text = teacher
+        with torch.no_grad():
+            tv, ta = t_model(zv_list[0], za_list[0], tv_list[0], ta_list[0],
+                             t_text(prompts, captions, transcripts, refs, device=device))
+        noisy_frames = (tv_list[0] > 0).float()[:, None, :, None, None].expand_as(v0)
+        losses["distill"] = (((ov[0] - tv) ** 2 * noisy_frames).sum() / noisy_frames.sum().clamp(min=1)
+                             + F.mse_loss(oa[0], ta))
     joint_weight = 1.0 if tc.tasks == "joint" else tc.lambda_joint
     total = (joint_weight * losses.get("joint", 0) + tc.lambda_v * losses.get("a2v", 0)
-             + tc.lambda_a * losses.get("v2a", 0) + tc.lambda_i * losses.get("i2av", 0))
+             + tc.lambda_a * losses.get("v2a", 0) + tc.lambda_i * losses.get("i2av", 0)
+             + tc.lambda_distill * losses.get("distill", 0))
     return total, {k: float(v.detach()) for k, v in losses.items()}
 
 
@@ -307,6 +321,14 @@ def train(tc: TrainConfig):
     if tc.init_from and not resuming:
         cfg = init_from_file(tc.init_from, model, conditioner, cfg)
         print(f"initialised from {tc.init_from} (step {cfg.meta.get('init_step', '?')})")
+    teacher = None
+    if tc.distill_from:  # frozen, in evaluation mode, never exported
+        t_model, t_text = HarmonyModel(cfg).to(device), Conditioner(cfg).to(device)
+        init_from_file(tc.distill_from, t_model, t_text, cfg)
+        for p in list(t_model.parameters()) + list(t_text.parameters()):
+            p.requires_grad_(False)
+        teacher = (t_model.eval(), t_text.eval())
+        print(f"joint rows tethered to {tc.distill_from} (lambda {tc.lambda_distill:g})")
     mixed_precision, checkpoint = tc.mixed_precision, bool(tc.checkpoint_activations)
     if fsdp:
         if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true":  # fsdp.yaml's settings
@@ -414,7 +436,7 @@ def train(tc: TrainConfig):
             batch = pool_j.batch(tc.batch)
             if stills is not None:
                 batch["stills"] = stills[torch.randint(0, len(stills), (tc.batch,), generator=gen)]
-            loss_j, parts_j = synergy_loss(model, conditioner, batch, tc, gen, cfg.prediction)
+            loss_j, parts_j = synergy_loss(model, conditioner, batch, tc, gen, cfg.prediction, teacher)
             (acc.backward(loss_j / tc.accum) if acc else (loss_j / tc.accum).backward())
             loss += float(loss_j.detach()) / tc.accum
             parts = {k: parts.get(k, 0.0) + v / tc.accum for k, v in parts_j.items()}
@@ -527,6 +549,9 @@ TRAIN_HELP = {
                        "(harmony.world.stills: photo-like, shapes, screenshot-like), scored on video only",
     "p_quiet": "share of rendered training clips in which nothing happens (harmony.world.quiet: still objects, "
                "a closed mouth, the ambience only), so that a still video gets no sound",
+    "distill_from": "exported model file whose joint predictions tether the joint rows (a frozen teacher, e.g. "
+                    "the bundled model), so that the driven jobs are taught without costing T2AV; empty = none",
+    "lambda_distill": "weight of the teacher term on the joint rows (with --distill-from)",
     "fsdp": "block: shard parameters, gradients, AdamW state and EMA over the processes with FSDP2, one unit "
             "per transformer block (launch with torchrun --nproc_per_node N; state in <out>/state_dcp)",
     "mixed_precision": "with --fsdp block: bf16 computes with bf16 parameters and reduces gradients in float32",
@@ -562,7 +587,7 @@ def main(argv=None):
         for name in ("lr", "seconds", "shift"):
             validate.number(getattr(args, name), name, f"{getattr(TrainConfig(), name):g}", via="cli", low=0,
                             low_open=True)
-        for name in ("weight_decay", "lambda_v", "lambda_a", "lambda_i", "lambda_joint", "driven_shift", "fusion_lr",
+        for name in ("weight_decay", "lambda_v", "lambda_a", "lambda_i", "lambda_joint", "lambda_distill", "driven_shift", "fusion_lr",
                      "shift_a2v", "shift_v2a", "shift_i2av",
                      "max_minutes", "probe_every"):
             validate.number(getattr(args, name), name, f"{getattr(TrainConfig(), name):g}", via="cli", low=0)
@@ -578,6 +603,9 @@ def main(argv=None):
         ap.error(f"--tasks must be 'synergy' or 'joint', got {tc.tasks!r}")
     if tc.p_quiet > 0 and (tc.clip_cache or tc.latents):
         ap.error("--p-quiet renders quiet world clips; it does not apply to --latents / --clip-cache (drop one)")
+    if tc.distill_from and (tc.fsdp != "off" or tc.clip_cache):
+        ap.error("--distill-from runs a whole teacher on one process with the world's text encoders; "
+                 "it does not combine with --fsdp or --clip-cache (drop one)")
     if tc.clip_cache and tc.latents:
         ap.error("--clip-cache and --latents: give one (both are the clips to train on)")
     train(tc)

@@ -245,3 +245,35 @@ def test_quiet_share_reaches_the_rendered_pool(capsys):
     with pytest.raises(SystemExit):
         train_main(["--p-quiet", "1.5"])
     assert "--p-quiet=1.5: must be a finite number between 0 and 1" in capsys.readouterr().err
+
+
+def test_distillation_tethers_the_joint_rows_to_the_teacher():
+    """--distill-from: the teacher sees exactly the joint rows (same noisy inputs, its own text
+    encoders) and the term is the squared distance of the student's joint prediction to its."""
+    cfg = get_config("tiny")
+    batch = _batch(cfg)
+    student = TaskRecognisingNet(batch["video"], batch["audio"], "x0")
+
+    class Teacher(torch.nn.Module):  # answers the student's answer shifted by known amounts
+        def __init__(self):
+            super().__init__()
+            self.net, self.rows = TaskRecognisingNet(batch["video"], batch["audio"], "x0"), 0
+
+        def forward(self, zv, za, tv, ta, cond):
+            self.rows += zv.shape[0]
+            assert torch.all(tv > 0) and torch.all(ta > 0)  # joint rows only
+            ov, oa = self.net(zv, za, tv, ta, cond)
+            return ov - 0.5, oa + 2.0
+
+    teacher = Teacher()
+    tc = TrainConfig(p_first_frame=0.0, lambda_distill=0.25)
+    loss, parts = synergy_loss(student, FakeConditioner(), batch, tc, torch.Generator().manual_seed(1), "x0",
+                               teacher=(teacher, FakeConditioner()))
+    assert teacher.rows == batch["video"].shape[0]
+    assert parts["distill"] == pytest.approx(0.5 ** 2 + 2.0 ** 2)
+    expected = parts["joint"] + tc.lambda_v * parts["a2v"] + tc.lambda_a * parts["v2a"] + 0.25 * parts["distill"]
+    assert float(loss) == pytest.approx(expected, rel=1e-6)
+    no_joint = TrainConfig(p_first_frame=0.0, lambda_joint=0.0)  # no joint rows: nothing to tether
+    _, parts = synergy_loss(student, FakeConditioner(), batch, no_joint, torch.Generator().manual_seed(1), "x0",
+                            teacher=(teacher, FakeConditioner()))
+    assert "distill" not in parts
