@@ -37,7 +37,14 @@ def main(argv=None):
     for path in sorted(glob.glob(os.path.join(ROOT, "workflows", "*.json"))):
         with open(path, encoding="utf-8") as f:
             wf = json.load(f)
-        run = run_workflow(wf, log=lambda *a: None)
+        try:
+            run = run_workflow(wf, log=lambda *a: None)
+        except ValueError as e:  # the Ovi templates name real weights this machine does not have
+            if "is not one of" not in str(e):
+                raise
+            print(f"{os.path.basename(path)}: skipped, its loader names weights that are not installed "
+                  f"({str(e).splitlines()[1].strip()})", flush=True)
+            continue
         for node_id, msg in run["ui"].items():
             clips = (msg or {}).get(UI_KEY) if isinstance(msg, dict) else None
             for clip in clips or []:
