@@ -20,6 +20,8 @@ loss changes are meant to improve; the decoded-media sync metrics
 """
 from __future__ import annotations
 
+import json
+
 import torch
 
 from .model import Conditioning
@@ -122,3 +124,41 @@ def encode_clips(pipe, clips):
     cond = pipe.conditioner([c.prompt for c in clips], [c.audio_caption for c in clips],
                             [c.transcript for c in clips], refs)
     return v0, a0, cond
+
+
+class PartnerProbe:
+    """Partner use of the EMA weights during training (`partner_gains` on held-out
+    clips), one JSON line per call in ``path``: step, wall / CPU seconds, gains per setting and sigma."""
+
+    def __init__(self, cfg, codecs, n_clips: int, seconds: float, split: str, path: str):
+        from .conditioner import Conditioner
+        from .model import HarmonyModel
+
+        self.cfg, self.path = cfg, path
+        clips, self.other = heldout_clips(n_clips, seconds, splits=split or None)
+        video_codec, audio_codec = codecs
+        with torch.no_grad():
+            self.v0 = video_codec.encode(torch.stack([torch.from_numpy(c.frames) for c in clips]).to(
+                video_codec.latent_mean.device)).cpu()
+            self.a0 = audio_codec.encode(torch.stack([torch.from_numpy(c.wave) for c in clips])).cpu()
+        self.clips = clips
+        self.model, self.text = HarmonyModel(cfg), Conditioner(cfg)
+
+    @torch.no_grad()
+    def __call__(self, ema: dict, step: int, wall_s: float, cpu_s: float) -> dict:
+        self.model.load_state_dict({k[6:]: v.cpu() for k, v in ema.items() if k.startswith("model.")})
+        self.text.load_state_dict({k[5:]: v.cpu() for k, v in ema.items() if k.startswith("text.")})
+        self.model.eval(), self.text.eval()
+        c = self.clips
+        cond = self.text([x.prompt for x in c], [x.audio_caption for x in c], [x.transcript for x in c],
+                         [None] * len(c))
+        own = {}
+        gains = partner_gains(self.model, self.v0, self.a0, cond, self.other, own_mse=own)
+        row = {"step": step, "wall_s": round(wall_s, 1), "cpu_s": round(cpu_s, 1),
+               **{k: {str(s): round(g, 4) for s, g in v.items()} for k, v in gains.items()},
+               "own_mse": {k: {str(s): round(m, 5) for s, m in v.items()} for k, v in own.items()}}
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        print("probe step {step}: ".format(step=step) + ", ".join(
+            f"{k} {v['0.6']:.3f}" for k, v in row.items() if isinstance(v, dict) and k != "own_mse"), flush=True)
+        return row

@@ -34,11 +34,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .config import HarmonyConfig, apply_overrides, get_config
+from .config import apply_overrides, get_config
 from .conditioner import Conditioner
 from .files import sha256_file
 from .jobs import DEFAULT_MAX_SECONDS
 from .model import HarmonyModel
+from .probe import PartnerProbe
 from .sampling import DEFAULT_SHIFT, shift_sigmas
 # the data and the training state live in their own modules; their names stay importable from here
 from .train_data import LatentPool, encode_foreign_stills, encode_latent_pool  # noqa: F401
@@ -224,45 +225,6 @@ def is_fusion_parameter(name: str) -> bool:
     return "fusion" in name or "style" in name
 
 
-class PartnerProbe:
-    """Partner use of the EMA weights during training (`harmony.probe.partner_gains` on held-out
-    clips), one JSON line per call in ``path``: step, wall / CPU seconds, gains per setting and sigma."""
-
-    def __init__(self, cfg: HarmonyConfig, codecs, tc: TrainConfig, path: str):
-        from .probe import heldout_clips
-
-        self.cfg, self.path = cfg, path
-        clips, self.other = heldout_clips(tc.probe_clips, tc.seconds, splits=tc.split or None)
-        video_codec, audio_codec = codecs
-        with torch.no_grad():
-            self.v0 = video_codec.encode(torch.stack([torch.from_numpy(c.frames) for c in clips]).to(
-                video_codec.latent_mean.device)).cpu()
-            self.a0 = audio_codec.encode(torch.stack([torch.from_numpy(c.wave) for c in clips])).cpu()
-        self.clips = clips
-        self.model, self.text = HarmonyModel(cfg), Conditioner(cfg)
-
-    @torch.no_grad()
-    def __call__(self, ema: dict, step: int, wall_s: float, cpu_s: float) -> dict:
-        from .probe import partner_gains
-
-        self.model.load_state_dict({k[6:]: v.cpu() for k, v in ema.items() if k.startswith("model.")})
-        self.text.load_state_dict({k[5:]: v.cpu() for k, v in ema.items() if k.startswith("text.")})
-        self.model.eval(), self.text.eval()
-        c = self.clips
-        cond = self.text([x.prompt for x in c], [x.audio_caption for x in c], [x.transcript for x in c],
-                         [None] * len(c))
-        own = {}
-        gains = partner_gains(self.model, self.v0, self.a0, cond, self.other, own_mse=own)
-        row = {"step": step, "wall_s": round(wall_s, 1), "cpu_s": round(cpu_s, 1),
-               **{k: {str(s): round(g, 4) for s, g in v.items()} for k, v in gains.items()},
-               "own_mse": {k: {str(s): round(m, 5) for s, m in v.items()} for k, v in own.items()}}
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps(row) + "\n")
-        print("probe step {step}: ".format(step=step) + ", ".join(
-            f"{k} {v['0.6']:.3f}" for k, v in row.items() if isinstance(v, dict) and k != "own_mse"), flush=True)
-        return row
-
-
 def train(tc: TrainConfig):
     from tqdm import tqdm
 
@@ -398,7 +360,8 @@ def train(tc: TrainConfig):
     bar = tqdm(total=end, initial=step, disable=not main_process)
     t_start, cpu_start = time.time(), time.process_time()
     budget = tc.max_minutes * 60 if tc.max_minutes > 0 else float("inf")
-    probe = PartnerProbe(cfg, codecs, tc, os.path.join(tc.out, "probe.jsonl")) if (
+    probe_path = os.path.join(tc.out, "probe.jsonl")
+    probe = PartnerProbe(cfg, codecs, tc.probe_clips, tc.seconds, tc.split, probe_path) if (
         tc.probe_every > 0 and main_process) else None
     next_probe = 0.0  # seconds of this run's wall time at which the next probe runs
 
