@@ -24,7 +24,8 @@ import json
 
 import torch
 
-from .model import Conditioning
+from .conditioner import Conditioner
+from .model import Conditioning, HarmonyModel
 
 SIGMAS = (0.3, 0.6, 0.9)
 
@@ -131,9 +132,6 @@ class PartnerProbe:
     clips), one JSON line per call in ``path``: step, wall / CPU seconds, gains per setting and sigma."""
 
     def __init__(self, cfg, codecs, n_clips: int, seconds: float, split: str, path: str):
-        from .conditioner import Conditioner
-        from .model import HarmonyModel
-
         self.cfg, self.path = cfg, path
         clips, self.other = heldout_clips(n_clips, seconds, splits=split or None)
         video_codec, audio_codec = codecs

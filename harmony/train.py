@@ -118,6 +118,12 @@ def noisy(x0, noise, sigma):
     return (1 - s) * x0 + s * noise
 
 
+def _video_mse(pred, target, t_video):
+    """Mean squared error over the noisy latent frames only (a clean, given frame is not scored)."""
+    noisy_frames = (t_video > 0).float()[:, None, :, None, None].expand_as(target)
+    return ((pred - target) ** 2 * noisy_frames).sum() / noisy_frames.sum().clamp(min=1)
+
+
 def synergy_loss(model, conditioner, batch, tc: TrainConfig, gen: torch.Generator,
                  prediction: str = "x0", teacher=None):
     """Return (total loss, dict of the task losses). ``prediction``: what the network outputs,
@@ -184,11 +190,10 @@ def synergy_loss(model, conditioner, batch, tc: TrainConfig, gen: torch.Generato
     ov, oa = out_v.chunk(n), out_a.chunk(n)
     losses = {}
     for i, task in enumerate(tasks):
-        noisy_frames = (tv_list[i] > 0).float()[:, None, :, None, None].expand_as(v0)
         tgt_v = target_v
         if task == "i2av" and bool(foreign.any()):
             tgt_v = v_i2av if x0_target else nv - v_i2av
-        lv = ((ov[i] - tgt_v) ** 2 * noisy_frames).sum() / noisy_frames.sum().clamp(min=1)
+        lv = _video_mse(ov[i], tgt_v, tv_list[i])
         if task == "i2av" and bool(foreign.any()):  # a still's audio is not the clip's: not scored
             keep = (~foreign).float()[:, None, None].expand_as(target_a)
             la = ((oa[i] - target_a) ** 2 * keep).sum() / keep.sum().clamp(min=1)
@@ -205,9 +210,7 @@ def synergy_loss(model, conditioner, batch, tc: TrainConfig, gen: torch.Generato
         with torch.no_grad():
             tv, ta = t_model(zv_list[0], za_list[0], tv_list[0], ta_list[0],
                              t_text(prompts, captions, transcripts, refs, device=device))
-        noisy_frames = (tv_list[0] > 0).float()[:, None, :, None, None].expand_as(v0)
-        losses["distill"] = (((ov[0] - tv) ** 2 * noisy_frames).sum() / noisy_frames.sum().clamp(min=1)
-                             + F.mse_loss(oa[0], ta))
+        losses["distill"] = _video_mse(ov[0], tv, tv_list[0]) + F.mse_loss(oa[0], ta)
     joint_weight = 1.0 if tc.tasks == "joint" else tc.lambda_joint
     total = (joint_weight * losses.get("joint", 0) + tc.lambda_v * losses.get("a2v", 0)
              + tc.lambda_a * losses.get("v2a", 0) + tc.lambda_i * losses.get("i2av", 0)
@@ -550,8 +553,8 @@ def main(argv=None):
         for name in ("lr", "seconds", "shift"):
             validate.number(getattr(args, name), name, f"{getattr(TrainConfig(), name):g}", via="cli", low=0,
                             low_open=True)
-        for name in ("weight_decay", "lambda_v", "lambda_a", "lambda_i", "lambda_joint", "lambda_distill", "driven_shift", "fusion_lr",
-                     "shift_a2v", "shift_v2a", "shift_i2av",
+        for name in ("weight_decay", "lambda_v", "lambda_a", "lambda_i", "lambda_joint", "lambda_distill",
+                     "driven_shift", "fusion_lr", "shift_a2v", "shift_v2a", "shift_i2av",
                      "max_minutes", "probe_every"):
             validate.number(getattr(args, name), name, f"{getattr(TrainConfig(), name):g}", via="cli", low=0)
         for name in ("p_first_frame", "p_drop_text", "p_drop_ref", "p_foreign_still", "p_quiet", "ema"):

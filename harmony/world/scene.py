@@ -12,6 +12,7 @@ seeds from ``HELDOUT_START`` on are reserved for evaluation
 """
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import asdict, dataclass, field
 
@@ -276,8 +277,6 @@ def quiet(scene: Scene) -> Scene:
     ``sample_scene`` never draws such a clip (every object sounds at least once, every face
     speaks), so without them a model learns that a lamp always chimes, and V2A adds sounds to
     a still video (the ``v2a_static`` control). ``sample_batch(..., p_quiet=)`` mixes them in."""
-    import copy
-
     q = copy.deepcopy(scene)
     for o in q.objects:
         o.event_frames = []
