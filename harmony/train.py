@@ -210,7 +210,11 @@ def synergy_loss(model, conditioner, batch, tc: TrainConfig, gen: torch.Generato
         with torch.no_grad():
             tv, ta = t_model(zv_list[0], za_list[0], tv_list[0], ta_list[0],
                              t_text(prompts, captions, transcripts, refs, device=device))
-        losses["distill"] = _video_mse(ov[0], tv, tv_list[0]) + F.mse_loss(oa[0], ta)
+        # the teacher never saw a quiet clip (world.quiet): its answer there is the prior that adds
+        # sounds to a still video, so quiet rows keep only their ground truth
+        taught = ~batch["quiet"].to(device) if "quiet" in batch else torch.ones(b, dtype=torch.bool, device=device)
+        losses["distill"] = (_video_mse(ov[0][taught], tv[taught], tv_list[0][taught])
+                             + ((oa[0] - ta) ** 2)[taught].sum() / (taught.sum() * ta[0].numel()).clamp(min=1))
     joint_weight = 1.0 if tc.tasks == "joint" else tc.lambda_joint
     total = (joint_weight * losses.get("joint", 0) + tc.lambda_v * losses.get("a2v", 0)
              + tc.lambda_a * losses.get("v2a", 0) + tc.lambda_i * losses.get("i2av", 0)

@@ -14,7 +14,8 @@ def _render(args):
 
     seeds, seconds, split, p_quiet = args
     b = world.sample_batch(seeds, seconds, split, p_quiet)
-    return (b.frames, b.waves, b.ref_voices, b.has_ref, b.prompts, b.audio_captions, b.transcripts)
+    return (b.frames, b.waves, b.ref_voices, b.has_ref, b.prompts, b.audio_captions, b.transcripts,
+            b.quiet.tolist())
 
 
 class LatentPool:
@@ -64,7 +65,7 @@ class LatentPool:
             raise ValueError(f"--latents: {path!r} is not a saved latent pool (no texts / latents in it)")
         data = {"video": t["video"], "audio": t["audio"],
                 "refs": [r if h else None for r, h in zip(t["refs"], t["has_ref"].tolist())],
-                **json.loads(meta["texts"])}
+                "quiet": [False] * len(t["video"]), **json.loads(meta["texts"])}
         return cls(codecs, float(meta.get("seconds", 3.0)), 0, seed, device=device, data=data)
 
     def _take_seeds(self, n):
@@ -76,10 +77,10 @@ class LatentPool:
     def _make(self, n, chunk=32):
         jobs = [(self._take_seeds(min(chunk, n - i)), self.seconds, self.split, self.p_quiet)
                 for i in range(0, n, chunk)]
-        out = {k: [] for k in ("video", "audio", "refs", "prompt", "caption", "transcript")}
+        out = {k: [] for k in ("video", "audio", "refs", "prompt", "caption", "transcript", "quiet")}
 
         def add(part):  # encode each rendered chunk as it arrives
-            frames, waves, refs, has_ref, prompts, captions, transcripts = part
+            frames, waves, refs, has_ref, prompts, captions, transcripts, quiet = part
             dev = self.device
             out["video"].append(self.video_codec.encode(torch.from_numpy(frames).to(dev)).cpu())
             out["audio"].append(self.audio_codec.encode(torch.from_numpy(waves).to(dev)).cpu())
@@ -88,6 +89,7 @@ class LatentPool:
             out["prompt"] += prompts
             out["caption"] += captions
             out["transcript"] += transcripts
+            out["quiet"] += quiet
 
         if self.workers > 1:
             import multiprocessing as mp
@@ -114,7 +116,7 @@ class LatentPool:
         pick = lambda k: [self.data[k][i] for i in idx]  # noqa: E731
         return dict(video=self.data["video"][idx], audio=self.data["audio"][idx],
                     refs=pick("refs"), prompt=pick("prompt"), caption=pick("caption"),
-                    transcript=pick("transcript"))
+                    transcript=pick("transcript"), quiet=torch.tensor(pick("quiet"), dtype=torch.bool))
 
 
 class _WholeCodecSteps:

@@ -10,8 +10,9 @@
 #   1. recipe 2: per-task sigma, V2A and A2V rows at sigma ~1 beside the joint rows (1,200 steps).
 #   2. F2: only the audio tower's partner path trains, on V2A rows at sigma ~1 (1,082 steps): the audio
 #      starts to follow the video.
-#   3. R1: every weight trains on all four tasks while the bundled model, as a frozen teacher, tethers the
-#      joint rows (683 steps): T2AV gets its voice pitch back, V2A keeps following the video.
+#   3. R1: every weight trains on all four tasks while the H200 model (docs/training/h200/, the bundled
+#      model before R1), as a frozen teacher, tethers the joint rows (683 steps): T2AV gets its voice
+#      pitch back, V2A keeps following the video.
 #
 # Usage: bash scripts/cpu_chain.sh [OUT]      (about 2.5 hours of this 2-core CPU from stage 1)
 #   env: PYTHON, THREADS
@@ -19,7 +20,7 @@ set -euo pipefail
 OUT=${1:-runs/chain}
 PY=${PYTHON:-python}
 export OMP_NUM_THREADS=${THREADS:-2} OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
-BUNDLED=harmony/assets/harmony_tiny.safetensors
+TEACHER=docs/training/h200/harmony_tiny.safetensors  # + its .text.safetensors
 RECIPE1=docs/training/recipe/harmony_tiny_recipe.safetensors
 mkdir -p "$OUT"
 
@@ -37,7 +38,7 @@ if [ ! -f "$OUT/f2/harmony_tiny.safetensors" ]; then
 fi
 
 if [ ! -f "$OUT/r1/harmony_tiny.safetensors" ]; then
-  $PY -m harmony train --init-from "$OUT/f2/harmony_tiny.safetensors" --distill-from "$BUNDLED" \
+  $PY -m harmony train --init-from "$OUT/f2/harmony_tiny.safetensors" --distill-from "$TEACHER" \
     --lambda-distill 2 --steps 683 --seconds 2 --batch 12 --lr 2e-4 --warmup 30 --ema 0.995 \
     --lambda-joint 1 --lambda-v 1 --lambda-a 1 --lambda-i 1 --driven-shift 20 --shift-v2a 1000 --shift-a2v 1000 \
     --p-foreign-still 0.3 --p-quiet 0.1 --p-first-frame 0.2 --pool 1024 --refresh 256 --refresh-every 400 \

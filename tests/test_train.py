@@ -236,6 +236,8 @@ def test_quiet_share_reaches_the_rendered_pool(capsys):
     assert all("zero" in p for p in quiet_pool.data["prompt"])
     assert not any("zero" in p for p in plain_pool.data["prompt"])
     assert all(t == "" for t in quiet_pool.data["transcript"])
+    assert all(quiet_pool.data["quiet"]) and not any(plain_pool.data["quiet"])
+    assert quiet_pool.batch(3)["quiet"].tolist() == [True] * 3
     # a still video: every latent frame after the first (the codec's own first-frame rule) is one value
     v = quiet_pool.data["video"]
     assert torch.allclose(v[:, :, 1:], v[:, :, 1:2].expand_as(v[:, :, 1:]), atol=1e-5)
@@ -273,6 +275,17 @@ def test_distillation_tethers_the_joint_rows_to_the_teacher():
     assert parts["distill"] == pytest.approx(0.5 ** 2 + 2.0 ** 2)
     expected = parts["joint"] + tc.lambda_v * parts["a2v"] + tc.lambda_a * parts["v2a"] + 0.25 * parts["distill"]
     assert float(loss) == pytest.approx(expected, rel=1e-6)
+    # a quiet clip (world.quiet) is never the teacher's to score: it never saw one
+    teacher.net.forward = lambda zv, za, tv, ta, cond: (  # noqa: E731  off by 10 on the first row only
+        zv * 0 + torch.tensor([10.0, 0.0]).view(2, 1, 1, 1, 1), za * 0 + torch.tensor([10.0, 0.0]).view(2, 1, 1))
+    own = TaskRecognisingNet(batch["video"], batch["audio"], "x0")
+    own.forward = lambda zv, za, tv, ta, cond: (zv * 0, za * 0)  # noqa: E731
+    for quiet, want in (([True, False], 0.5 ** 2 + 2.0 ** 2), ([False, False], (9.5 ** 2 + 0.5 ** 2 + 12.0 ** 2
+                                                                                 + 2.0 ** 2) / 2),
+                        ([True, True], 0.0)):
+        _, parts = synergy_loss(own, FakeConditioner(), {**batch, "quiet": torch.tensor(quiet)}, tc,
+                                torch.Generator().manual_seed(1), "x0", teacher=(teacher, FakeConditioner()))
+        assert parts["distill"] == pytest.approx(want), quiet
     no_joint = TrainConfig(p_first_frame=0.0, lambda_joint=0.0)  # no joint rows: nothing to tether
     _, parts = synergy_loss(student, FakeConditioner(), batch, no_joint, torch.Generator().manual_seed(1), "x0",
                             teacher=(teacher, FakeConditioner()))

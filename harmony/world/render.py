@@ -51,7 +51,8 @@ def render(scene: Scene) -> Clip:
 @dataclass
 class Batch:
     """Stacked training batch. frames [B,F,64,64,3], waves [B,T], ref_voices [B,Tr]
-    (zeros where ``has_ref`` is False), plus per-sample texts and clips."""
+    (zeros where ``has_ref`` is False), plus per-sample texts and clips; ``quiet`` [B]: which
+    clips are their scene's ``quiet`` variant."""
     frames: np.ndarray
     waves: np.ndarray
     ref_voices: np.ndarray
@@ -60,6 +61,7 @@ class Batch:
     audio_captions: list[str]
     transcripts: list[str]
     clips: list[Clip]
+    quiet: np.ndarray
 
 
 def sample_batch(seeds, seconds: float = DEFAULT_SECONDS, split: str | None = None, p_quiet: float = 0.0) -> Batch:
@@ -73,7 +75,8 @@ def sample_batch(seeds, seconds: float = DEFAULT_SECONDS, split: str | None = No
         raise ValueError(f"sample_batch: seeds {bad[:3]} are held-out evaluation seeds; "
                          "train on seeds below harmony.world.HELDOUT_START")
     scenes = [sample_scene(int(s), split, seconds) for s in seeds]
-    clips = [render(quiet(sc) if is_quiet_seed(s, p_quiet) else sc) for s, sc in zip(seeds, scenes)]
+    is_quiet = np.array([is_quiet_seed(s, p_quiet) for s in seeds], bool)
+    clips = [render(quiet(sc) if q else sc) for q, sc in zip(is_quiet, scenes)]
     n_ref = int(round(1.5 * clips[0].sample_rate))
     refs = np.zeros((len(clips), n_ref), np.float32)
     has_ref = np.zeros(len(clips), bool)
@@ -83,4 +86,4 @@ def sample_batch(seeds, seconds: float = DEFAULT_SECONDS, split: str | None = No
     return Batch(frames=np.stack([c.frames for c in clips]), waves=np.stack([c.wave for c in clips]),
                  ref_voices=refs, has_ref=has_ref, prompts=[c.prompt for c in clips],
                  audio_captions=[c.audio_caption for c in clips], transcripts=[c.transcript for c in clips],
-                 clips=clips)
+                 clips=clips, quiet=is_quiet)
