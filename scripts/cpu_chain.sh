@@ -13,11 +13,10 @@
 #   3. R1: every weight trains on all four tasks while the H200 model (docs/training/h200/, the bundled
 #      model before R1), as a frozen teacher, tethers the joint rows (683 steps): T2AV gets its voice
 #      pitch back, V2A keeps following the video (shipped in the third session).
-#   4-7. S4, S6, S7, S8 (fourth session): the audio tower on V2A rows beside the teacher-tethered joint rows,
-#      first its partner path (S4, S6), then, with the V2A rows spread over sigma, the whole tower (S7, S8):
-#      a still video no longer gets sounds. Each about 12 minutes.
+#      R1 ran before the teacher skipped quiet clips; a rerun of this stage skips them (its 10 % quiet rows).
+#   (The fourth session's runs S2-S9 continue from R1; none replaced it. Their commands are in the notebook.)
 #
-# Usage: bash scripts/cpu_chain.sh [OUT]      (about 3.5 hours of this 2-core CPU from stage 1)
+# Usage: bash scripts/cpu_chain.sh [OUT]      (about 2.5 hours of this 2-core CPU from stage 1)
 #   env: PYTHON, THREADS
 set -euo pipefail
 OUT=${1:-runs/chain}
@@ -49,19 +48,4 @@ if [ ! -f "$OUT/r1/harmony_tiny.safetensors" ]; then
     --seed 23 --out "$OUT/r1"
 fi
 
-# 4-7 (fourth session): the audio tower on V2A rows (30 % quiet clips, half the texts dropped) beside the
-# teacher-tethered joint rows (the teacher skips quiet clips). STAGE NAME INIT TRAINABLE SHIFT_V2A LR STEPS SEED
-audio_stage() {
-  if [ ! -f "$OUT/$1/harmony_tiny.safetensors" ]; then
-    $PY -m harmony train --init-from "$OUT/$2/harmony_tiny.safetensors" --trainable "$3" --shift-v2a "$4" \
-      --lr "$5" --steps "$6" --seed "$7" --warmup 20 --ema 0.99 --lambda-joint 1 --distill-from "$TEACHER" \
-      --lambda-distill 2 --lambda-v 0 --lambda-i 0 --lambda-a 1 --p-first-frame 0 --p-quiet 0.3 --p-drop-text 0.5 \
-      --seconds 2 --batch 16 --pool 1024 --refresh 256 --refresh-every 400 --export-every 150 --export-dtype fp16 \
-      --out "$OUT/$1"
-  fi
-}
-audio_stage s4 r1 'audio_model\..*(fusion|style)' 1000 1e-3 815 31   # the partner path, V2A at sigma ~1
-audio_stage s6 s4 'audio_model\..*(fusion|style)' 20 1e-3 801 43     # V2A rows spread over sigma
-audio_stage s7 s6 'audio_model\.' 20 3e-4 570 47                     # the whole audio tower: the still video goes quiet
-audio_stage s8 s7 'audio_model\.' 20 3e-4 S8_STEPS 53
-echo "chain done: $OUT/s8/harmony_tiny.safetensors (+ .text.safetensors)"
+echo "chain done: $OUT/r1/harmony_tiny.safetensors (+ .text.safetensors)"
