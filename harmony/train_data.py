@@ -33,6 +33,7 @@ class LatentPool:
         self.next_seed = (seed * 7_919_993) % (world.HELDOUT_START // 2)
         self.workers = workers
         self.data = self._make(size) if data is None else data
+        self.data.setdefault("quiet", [False] * len(self.data["video"]))  # saved pools and real clips: none quiet
         self.size = len(self.data["video"])
 
     def save(self, path: str, meta: dict | None = None):
@@ -65,7 +66,7 @@ class LatentPool:
             raise ValueError(f"--latents: {path!r} is not a saved latent pool (no texts / latents in it)")
         data = {"video": t["video"], "audio": t["audio"],
                 "refs": [r if h else None for r, h in zip(t["refs"], t["has_ref"].tolist())],
-                "quiet": [False] * len(t["video"]), **json.loads(meta["texts"])}
+                **json.loads(meta["texts"])}
         return cls(codecs, float(meta.get("seconds", 3.0)), 0, seed, device=device, data=data)
 
     def _take_seeds(self, n):
