@@ -124,6 +124,12 @@ def _video_mse(pred, target, t_video):
     return ((pred - target) ** 2 * noisy_frames).sum() / noisy_frames.sum().clamp(min=1)
 
 
+def _audio_mse(pred, target, rows):
+    """Mean squared error over the audio of the given rows (a bool mask over the batch); 0 when none."""
+    keep = rows.float()[:, None, None].expand_as(target)
+    return ((pred - target) ** 2 * keep).sum() / keep.sum().clamp(min=1)
+
+
 def synergy_loss(model, conditioner, batch, tc: TrainConfig, gen: torch.Generator,
                  prediction: str = "x0", teacher=None):
     """Return (total loss, dict of the task losses). ``prediction``: what the network outputs,
@@ -194,11 +200,8 @@ def synergy_loss(model, conditioner, batch, tc: TrainConfig, gen: torch.Generato
         if task == "i2av" and bool(foreign.any()):
             tgt_v = v_i2av if x0_target else nv - v_i2av
         lv = _video_mse(ov[i], tgt_v, tv_list[i])
-        if task == "i2av" and bool(foreign.any()):  # a still's audio is not the clip's: not scored
-            keep = (~foreign).float()[:, None, None].expand_as(target_a)
-            la = ((oa[i] - target_a) ** 2 * keep).sum() / keep.sum().clamp(min=1)
-        else:
-            la = F.mse_loss(oa[i], target_a)
+        # a still's audio is not the clip's: not scored
+        la = _audio_mse(oa[i], target_a, ~foreign) if task == "i2av" else F.mse_loss(oa[i], target_a)
         if task in ("joint", "i2av"):
             losses[task] = lv + la
         elif task == "a2v":
@@ -213,8 +216,7 @@ def synergy_loss(model, conditioner, batch, tc: TrainConfig, gen: torch.Generato
         # the teacher never saw a quiet clip (world.quiet): its answer there is the prior that adds
         # sounds to a still video, so quiet rows keep only their ground truth
         taught = ~batch["quiet"].to(device) if "quiet" in batch else torch.ones(b, dtype=torch.bool, device=device)
-        losses["distill"] = (_video_mse(ov[0][taught], tv[taught], tv_list[0][taught])
-                             + ((oa[0] - ta) ** 2)[taught].sum() / (taught.sum() * ta[0].numel()).clamp(min=1))
+        losses["distill"] = _video_mse(ov[0][taught], tv[taught], tv_list[0][taught]) + _audio_mse(oa[0], ta, taught)
     joint_weight = 1.0 if tc.tasks == "joint" else tc.lambda_joint
     total = (joint_weight * losses.get("joint", 0) + tc.lambda_v * losses.get("a2v", 0)
              + tc.lambda_a * losses.get("v2a", 0) + tc.lambda_i * losses.get("i2av", 0)

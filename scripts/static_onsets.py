@@ -26,8 +26,7 @@ from harmony.pipeline import HarmonyPipeline  # noqa: E402
 from harmony.world import render  # noqa: E402
 
 
-def onsets_per_step(pipe, seed: int, steps: int) -> list[int]:
-    clip = render(lamp_scene(()))
+def onsets_per_step(pipe, clip, seed: int, steps: int) -> list[int]:
     sr, fps = int(pipe.sample_rate), float(pipe.fps)
     counts = []
 
@@ -47,11 +46,12 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, nargs="+", default=[10, 11, 12, 13], help="sampling seeds")
     ap.add_argument("--steps", type=int, default=20, help="sampling steps")
     a = ap.parse_args(argv)
+    clip = render(lamp_scene(()))  # the v2a_static control's input
     for path in a.models:
         pipe = HarmonyPipeline.from_pretrained(path, log=lambda m: None)
         for seed in a.seeds:
             print(f"{path} seed {seed}: onsets of each step's audio estimate "
-                  f"{onsets_per_step(pipe, seed, a.steps)}", flush=True)
+                  f"{onsets_per_step(pipe, clip, seed, a.steps)}", flush=True)
 
 
 if __name__ == "__main__":
