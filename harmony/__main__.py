@@ -329,8 +329,38 @@ def _convert(argv):
     print(f"wrote {a.output}")
 
 
+def _job_weights(argv):
+    from .cli import Parser, program
+    from .jobs import JOBS
+
+    ap = Parser(prog=f"{program()} job-weights",
+                description="Add jobs' own weights (fine-tuned copies of a few tensors, used only while that job "
+                            "samples; harmony.job_weights) to a model file. The other jobs keep the shared weights "
+                            "bit for bit.",
+                epilog=f"example:\n  {program()} job-weights shared.safetensors out.safetensors "
+                       "--job V2A=runs/v2a/harmony_tiny.safetensors --only 'audio_model\\.blocks\\.'")
+    ap.add_argument("shared", help="model file with the shared weights (.safetensors, .text.safetensors beside it)")
+    ap.add_argument("output", help="file to write (.safetensors); the shared .text.safetensors is written beside it")
+    ap.add_argument("--job", action="append", default=[], metavar="JOB=FILE", required=True,
+                    help=f"a job ({', '.join(JOBS)}) and its fine-tuned export; repeat for several jobs")
+    ap.add_argument("--only", required=True,
+                    help="regular expression of the tensors the fine-tunes trained (their train --trainable)")
+    a = ap.parse_args(argv)
+    jobs = {}
+    for item in a.job:
+        job, sep, path = item.partition("=")
+        if not sep or job not in JOBS or not path:
+            ap.error(f"--job {item!r}: give JOB=FILE with JOB one of {', '.join(JOBS)}")
+        jobs[job] = path
+    _check_output(a.output, "output")
+    from .checkpoint import write_job_file
+    counts = write_job_file(a.shared, a.output, jobs, a.only)
+    print(f"wrote {a.output}: " + ", ".join(f"{j} {n} tensors" for j, n in counts.items()))
+
+
 COMMANDS = {"generate": _generate, "bench": _bench, "train": _train, "evaluate": _evaluate,
-            "ablate": _ablate, "lab": _lab, "convert": _convert, "encode-clips": _encode_clips}
+            "ablate": _ablate, "lab": _lab, "convert": _convert, "encode-clips": _encode_clips,
+            "job-weights": _job_weights}
 
 
 OVERVIEW = """\
@@ -349,6 +379,7 @@ commands:
   ablate     the paper's ablation at toy scale: variants x seeds, table and drift plot
   lab        one short CPU experiment with its partner-use curve (docs/training/experiments.md)
   convert    change a model file's weight format (fp8, scaled fp8, bf16, ...)
+  job-weights  add a job's own fine-tuned weights to a model file (used only while that job samples)
 
 examples:
   T2AV  {prog} generate "a small red ball bounces twice on the left. plain blue background." --caption "two high thuds."

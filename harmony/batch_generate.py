@@ -80,7 +80,7 @@ def generate_batch(pipe, job: str, texts: Sequence[tuple[str, str, str]], seeds:
             zv, za = sample(pipe.model, cond, noise_v, noise_a, steps=steps, shift=shift,
                             guidance=Guidance(guidance, sv, sa, text_cfg, True), job=j, uncond=uncond,
                             silent_audio_token=silent, blank_video_frame=blank, solver=solver,
-                            callback=callback)
+                            callback=callback, log=pipe.log)
         out = []
         for i in range(b):  # decode one by one: exactly the single-clip decode (the audio codec seeds its noise per call)
             frames, wave, _, _ = pipe.decode(AVLatent(zv[i:i + 1].float(), za[i:i + 1].float(), pipe.fps,

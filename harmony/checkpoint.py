@@ -32,6 +32,7 @@ import torch.nn as nn
 
 from .families import CONFIG_KEY, FORMAT_VERSION, SCALED_FP8_KEY, VERSION_KEY, config_name, detect, detect_layout, \
     resolve_config
+from .job_weights import JOBS, job_key, split_keys, tuned_tensors
 from .keymatch import GLDI_FROM_OVI, check_shapes, listing, match_names
 from .weightfile import CheckpointError, TensorReader, read_header, save_safetensors
 
@@ -148,8 +149,12 @@ def save_model(model: nn.Module, path, metadata: dict | None = None, dtype=None,
     if fp8 is not None and fp8 not in FP8_FORMATS:
         raise ValueError(f"unknown fp8 format {fp8!r}; expected one of: {', '.join(FP8_FORMATS)} (or None)")
 
-    state = model.state_dict()
+    state = dict(model.state_dict())
+    own = getattr(model, "job_tensors", None) or {}  # each job's own tensors, under their file names
+    for job, ts in own.items():
+        state.update({job_key(job, k): t for k, t in ts.items()})
     quantize = set(quantizable_weights(model)) if fp8 else set()
+    quantize |= {job_key(job, k) for job, ts in own.items() for k in ts if k in quantize}
     tensors: dict[str, torch.Tensor] = {}
     any_scale = False
     for key, t in state.items():
@@ -210,6 +215,44 @@ def convert(in_path, out_path, fp8: str | None = None, dtype=None, config=None):
 # --------------------------------------------------------------------------- load
 
 
+def write_job_file(shared_path: str, out_path: str, jobs: dict, only: str) -> dict:
+    """Write ``out_path``: the shared file's tensors and metadata, plus each job's own copy of
+    the tensors whose names match ``only`` (a regular expression, the ``train --trainable`` of
+    the job's fine-tune) and differ. ``jobs``: ``{job: tuned export file}``, each fine-tuned from
+    the shared file with that expression (its text encoder must be the shared one). The shared
+    ``.text.safetensors`` is copied beside ``out_path``. Returns ``{job: tensors stored}``."""
+    from .weightfile import read_safetensors
+
+    shared, meta = read_safetensors(shared_path, "shared weights")
+    if split_keys(shared)[1]:
+        raise ValueError(f"{shared_path}: already holds job weights; give the file with the shared weights only")
+    text = shared_path.replace(".safetensors", ".text.safetensors")
+    out, counts = dict(shared), {}
+    for job, path in jobs.items():
+        tuned, _ = read_safetensors(path, f"{job} weights")
+        tuned_text = path.replace(".safetensors", ".text.safetensors")
+        if os.path.isfile(tuned_text) and os.path.isfile(text):
+            a, _ = read_safetensors(text, "shared text encoder")
+            b, _ = read_safetensors(tuned_text, f"{job} text encoder")
+            if a.keys() != b.keys() or any(not torch.equal(a[k], b[k].to(a[k].dtype)) for k in a):
+                raise ValueError(f"{tuned_text}: the {job} fine-tune changed the text encoder, which every job "
+                                 "shares; fine-tune with --trainable so that it stays frozen")
+        own = tuned_tensors(shared, tuned, only)
+        if not own:
+            raise ValueError(f"{path}: no tensor matching {only!r} differs from {shared_path}; "
+                             "is it the fine-tuned file?")
+        out.update({job_key(job, k): t for k, t in own.items()})
+        counts[job] = len(own)
+    meta = dict(meta)
+    meta["job_weights"] = ",".join(f"{j}:{n}" for j, n in counts.items())
+    save_safetensors(out, out_path, meta)
+    if os.path.isfile(text):
+        text_tensors, text_meta = read_safetensors(text, "shared text encoder")
+        save_safetensors(text_tensors, out_path.replace(".safetensors", ".text.safetensors"), text_meta)
+    return counts
+
+
+
 def read_config(path, config=None, what: str = "checkpoint"):
     """The config ``load_model`` would use for ``path`` (a path, or its
     :class:`harmony.weightfile.Header`), from the file header only (no weights read); raises the same errors for another model family or a missing config."""
@@ -242,7 +285,7 @@ def load_model(path, dtype="auto", device="cpu", config=None, ops=None, what: st
     path = header.path
     device = torch.device(device)
     with TensorReader(header) as f:
-        file_keys = header.keys()
+        file_keys, job_keys = split_keys(header.keys())  # jobs.<JOB>.<name>: harmony.job_weights
         cfg = resolve_config(config, header)
         model = build_empty_model(cfg, ops)
         fresh_ok = GLDI_FROM_OVI if cfg.interaction == "gldi" and detect_layout(file_keys) == "ovi" else None
@@ -251,27 +294,49 @@ def load_model(path, dtype="auto", device="cpu", config=None, ops=None, what: st
 
         quantize = set(quantizable_weights(model))
         to_fp8 = storage in FP8_DTYPES
-        state = {}
-        for key, file_key in names.items():
+
+        scales = {k for k in header.keys() if k.endswith(".scale_weight")}
+
+        def stored(key, file_key):
+            """``{state name: tensor}`` of one file tensor in its storage dtype (and its fp8 scale)."""
             t = f.get(file_key)
             scale_key = file_key[: -len("weight")] + "scale_weight" if file_key.endswith(".weight") else None
-            scale = f.get(scale_key) if scale_key in names.file_scales else None
+            scale = f.get(scale_key) if scale_key in scales else None
             if key in quantize and to_fp8 and t.dtype != storage:
-                stored, scale = quantize_fp8(real_weight(t, scale), storage, scaled=True)
+                t, scale = quantize_fp8(real_weight(t, scale), storage, scaled=True)
             elif t.dtype in FP8_DTYPES and (storage is None or to_fp8):
-                stored = t  # already fp8: keep it and its scale
+                pass  # already fp8: keep it and its scale
             elif t.dtype in FP8_DTYPES:
-                stored, scale = real_weight(t, scale).to(storage), None  # dequantise
+                t, scale = real_weight(t, scale).to(storage), None  # dequantise
             elif storage is not None and not to_fp8 and t.is_floating_point():
-                stored = t.to(storage)
-            else:
-                stored = t  # "auto", and the non-quantised tensors of fp8 storage: the file's dtype
-            state[key] = stored.to(device)
+                t = t.to(storage)
+            # else "auto", and the non-quantised tensors of fp8 storage: the file's dtype
+            out = {key: t.to(device)}
             if scale is not None:
+                out[key[: -len("weight")] + "scale_weight"] = scale.float().to(device)
+            return out
+
+        state = {}
+        for key, file_key in names.items():
+            state.update(stored(key, file_key))
+            if key[: -len("weight")] + "scale_weight" in state:
                 module = model.get_submodule(key.rsplit(".", 1)[0])
                 module.register_buffer("scale_weight", torch.empty((), device="meta"))
-                state[key[: -len("weight")] + "scale_weight"] = scale.float().to(device)
+        by_model = dict(names.items())
+        jobs = {}
+        for job, entries in job_keys.items():
+            unknown = [n for n in entries if n not in by_model and not n.endswith((".scale_weight", ".scale_input"))]
+            if unknown:
+                raise CheckpointError(f"{path}: job tensors for {job} name no tensor of the model: {listing(unknown)}")
+            for name, file_key in entries.items():
+                if name.endswith((".scale_weight", ".scale_input")):
+                    continue  # read with its weight
+                if header.shape(file_key) != header.shape(by_model[name]):
+                    raise CheckpointError(f"{path}: {file_key} has shape {header.shape(file_key)}, the shared "
+                                          f"tensor {header.shape(by_model[name])}")
+                jobs.setdefault(job, {}).update(stored(name, file_key))
     model.load_state_dict(state, strict=not names.fresh, assign=True)
+    model.job_tensors = jobs
     model.fresh_keys = _init_fresh(model, names.fresh, storage, device, ops) if names.fresh else []
     left = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
     if left:

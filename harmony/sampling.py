@@ -30,6 +30,7 @@ import torch
 
 from .guidance import (DEFAULT_SA, DEFAULT_SV, GUIDANCE_MODES,  # noqa: F401 (re-exports)
                        Guidance, SyncCFG)
+from .job_weights import job_weights
 from .jobs import Job
 from .model import Conditioning
 
@@ -165,7 +166,8 @@ def sample(model, cond: Conditioning, noise_video: torch.Tensor, noise_audio: to
            job: Optional[Job] = None, uncond: Optional[Conditioning] = None,
            silent_audio_token=None, blank_video_frame=None, solver: str = DEFAULT_SOLVER,
            callback: Optional[Callable] = None, cancel: Optional[Callable] = None,
-           preview: Optional[Callable] = None, dtype: Optional[torch.dtype] = None):
+           preview: Optional[Callable] = None, dtype: Optional[torch.dtype] = None,
+           log: Optional[Callable[[str], None]] = None):
     """Generate ``(video_latent, audio_latent)`` (fp32) from the given noise.
 
     ``callback(step, total)`` runs after every step; ``preview(step, total, x0_video,
@@ -173,6 +175,8 @@ def sample(model, cond: Conditioning, noise_video: torch.Tensor, noise_audio: to
     step and stops sampling by raising (e.g. :class:`SamplingCancelled` or the host's
     interrupt exception, which is never swallowed). ``dtype``: the network's compute
     dtype (default: the noise's dtype); the ODE state stays fp32 whatever it is.
+    A model with its own weights for the job (:mod:`harmony.job_weights`) samples with them;
+    ``log`` hears when they cannot be used.
     """
     if solver not in SOLVER_FUNCS:
         raise ValueError(f"solver {solver!r} is unknown; use one of {SOLVERS}")
@@ -197,6 +201,6 @@ def sample(model, cond: Conditioning, noise_video: torch.Tensor, noise_audio: to
         if preview is not None:
             preview(info["i"] + 1, n, *den.unpack(info["denoised"]))
 
-    with torch.no_grad():
+    with torch.no_grad(), job_weights(model, job.name, log):
         x = SOLVER_FUNCS[solver](model_fn, den.pack(zv, za), sigmas, step_done)
     return den.hold(*den.unpack(x))

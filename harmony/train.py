@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from .config import apply_overrides, get_config
 from .conditioner import Conditioner
 from .files import sha256_file
-from .jobs import DEFAULT_MAX_SECONDS
+from .jobs import DEFAULT_MAX_SECONDS, JOBS
 from .model import HarmonyModel
 from .probe import PartnerProbe
 from .sampling import DEFAULT_SHIFT, shift_sigmas
@@ -77,6 +77,7 @@ class TrainConfig:
     codecs: str = ""  # codec weights (default: the bundled tiny codecs)
     export_dtype: str = "fp32"  # dtype of the exported EMA weights: fp32 | fp16 | bf16
     init_from: str = ""  # exported model file to start from (fine-tuning); ignored when resuming
+    init_job: str = ""  # start from that job's own weights in --init-from (harmony.job_weights); empty = shared
     overrides: str = ""  # config changes, e.g. "interaction=global,dim=64" (harmony.config.apply_overrides)
     latents: str = ""  # a saved LatentPool file: every run given it trains on the same clips (no refresh)
     clip_cache: str = ""  # a folder of real clips encoded by `python -m harmony encode-clips` (harmony.clips)
@@ -290,7 +291,7 @@ def train(tc: TrainConfig):
     conditioner = clips.text(cfg) if clips else Conditioner(cfg).to(device)
     resuming = hd.has_state(tc.out) if fsdp else os.path.exists(os.path.join(tc.out, "state.safetensors"))
     if tc.init_from and not resuming:
-        cfg = init_from_file(tc.init_from, model, conditioner, cfg)
+        cfg = init_from_file(tc.init_from, model, conditioner, cfg, tc.init_job)
         print(f"initialised from {tc.init_from} (step {cfg.meta.get('init_step', '?')})")
     teacher = None
     if tc.distill_from:  # frozen, in evaluation mode, never exported
@@ -484,6 +485,7 @@ TRAIN_HELP = {
     "lambda_a": "weight of the video-driven audio (V2A) loss (paper: 0.3)",
     "lambda_i": "weight of the I2AV task (clean first latent frame); 0 = no such task",
     "init_from": "exported model file to start from (fine-tuning); empty = random weights",
+    "init_job": "start from the --init-from file's own weights for this job (T2AV, I2AV, A2V, V2A); empty = shared",
     "p_first_frame": "share of joint samples given a clean first latent frame (I2AV)",
     "p_drop_text": "share of samples trained without text (for text CFG)",
     "p_drop_ref": "share of samples trained without the reference voice",
@@ -540,7 +542,7 @@ def main(argv=None):
     ap = Parser(prog=f"{program()} train", description="Cross-Task Synergy training (paper section 3.3) of a Harmony model on the\n"
                 "synthetic audio-visual world; the EMA weights go to <out>/harmony_tiny.safetensors.",
                 epilog=f"example:\n  {program()} train --steps 3000 --out runs/tiny")
-    choices = {"tasks": ("synergy", "joint"), "export_dtype": tuple(EXPORT_DTYPES), "fsdp": ("off", "block"),
+    choices = {"tasks": ("synergy", "joint"), "export_dtype": tuple(EXPORT_DTYPES), "fsdp": ("off", "block"), "init_job": ("",) + JOBS,
                "mixed_precision": ("fp32", "bf16"), "checkpoint_activations": (0, 1)}
     for name, default in TrainConfig().__dict__.items():
         if isinstance(default, dict):

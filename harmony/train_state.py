@@ -75,7 +75,7 @@ def export_default(ema, cfg: HarmonyConfig, out_path: str, step: int, dtype: str
     save_safetensors(text, out_path.replace(".safetensors", ".text.safetensors"), meta)
 
 
-def init_from_file(path: str, model, conditioner, cfg: HarmonyConfig) -> HarmonyConfig:
+def init_from_file(path: str, model, conditioner, cfg: HarmonyConfig, job: str = "") -> HarmonyConfig:
     """Initialise ``model`` (and ``conditioner``) from ``--init-from`` for fine-tuning, by what
     the file holds (its safetensors header, :func:`harmony.families.detect`):
 
@@ -98,7 +98,7 @@ def init_from_file(path: str, model, conditioner, cfg: HarmonyConfig) -> Harmony
     if found.family == "wan2.2-ti2v-5b":
         raise ValueError(f"--init-from: {path!r} is a bare Wan2.2-TI2V-5B DiT (video tower only); the trainer "
                          "needs both towers: start from Ovi's fusion file (model.safetensors) instead")
-    return init_from_export(path, model, conditioner, cfg)
+    return init_from_export(path, model, conditioner, cfg, job)
 
 
 OVI_CHECKED_FIELDS = ("dim", "ffn_dim", "num_heads", "num_layers", "in_dim", "out_dim", "text_dim", "freq_dim",
@@ -186,11 +186,14 @@ def init_from_ovi(path: str, model, conditioner, cfg: HarmonyConfig, found=None)
                              "init_family": "ovi", "init_fresh_tensors": len(fresh)})
 
 
-def init_from_export(path: str, model, conditioner, cfg: HarmonyConfig) -> HarmonyConfig:
+def init_from_export(path: str, model, conditioner, cfg: HarmonyConfig, job: str = "") -> HarmonyConfig:
     """Load an exported model file (any float dtype) and its ``.text.safetensors`` into
     ``model`` / ``conditioner`` for fine-tuning. The file's architecture must equal ``cfg``'s
     and it must have been trained with the same codecs (same sha256). Returns ``cfg`` with
-    the file's extra meta (e.g. tuned guidance) and ``init_step`` added."""
+    the file's extra meta (e.g. tuned guidance) and ``init_step`` added. ``job``: start from
+    that job's own weights (:mod:`harmony.job_weights`) instead of the shared ones; a file's
+    job tensors are not trained otherwise (an export holds the shared weights only)."""
+    from .job_weights import split_keys
     from .weightfile import read_safetensors
 
     text_path = path.replace(".safetensors", ".text.safetensors")
@@ -209,8 +212,17 @@ def init_from_export(path: str, model, conditioner, cfg: HarmonyConfig) -> Harmo
     if want and have and want != have:
         raise ValueError(f"--init-from: {path!r} was trained with other codec weights (sha256 {want[:12]}…, "
                          f"these are {have[:12]}…); its latents would not match")
+    shared, jobs = split_keys(tensors)
+    if job and job not in jobs:
+        raise ValueError(f"--init-job {job}: {path!r} holds no weights of its own for {job} "
+                         f"(it has them for: {', '.join(jobs) or 'no job'})")
+    if jobs:
+        print(f"--init-from: {path!r} holds own weights for {', '.join(jobs)}; "
+              + (f"starting from {job}'s" if job else "starting from the shared ones (--init-job picks a job's)"))
+    start = {k: tensors[k] for k in shared}
+    start.update({name: tensors[key] for name, key in jobs.get(job, {}).items()})
     own = model.state_dict()
-    model.load_state_dict({k: v.to(own[k].dtype) if k in own else v for k, v in tensors.items()})
+    model.load_state_dict({k: v.to(own[k].dtype) if k in own else v for k, v in start.items()})
     text, _ = read_safetensors(text_path, "--init-from text encoder")
     own = conditioner.state_dict()
     conditioner.load_state_dict({k: v.to(own[k].dtype) if k in own else v for k, v in text.items()})

@@ -29,7 +29,7 @@ PACKAGE = "harmony"
 
 LAYERS = (
     ("base", ("config", "ops", "rope", "attention", "keymap")),
-    ("model", ("tower", "interaction", "model", "guidance", "sampling", "jobs", "offload", "flops", "parallel")),
+    ("model", ("tower", "interaction", "model", "guidance", "sampling", "jobs", "job_weights", "offload", "flops", "parallel")),
     ("io", ("files", "validate", "media", "cli", "weightfile", "world")),
     ("parts", ("families", "keymatch", "checkpoint", "codecs", "text", "conditioner", "umt5")),
     ("pipeline", ("builder", "pipeline", "framesize", "components", "lazy_codecs", "umt5_conditioner", "assemble")),

@@ -30,9 +30,9 @@ from harmony.pipeline import HarmonyPipeline  # noqa: E402
 from harmony.world import tuning_seeds  # noqa: E402
 
 
-def score(path: str, seeds, t2av_n: int, steps: int) -> dict:
+def score(path: str, seeds, t2av_n: int, steps: int, jobs=("V2A", "I2AV", "A2V")) -> dict:
     pipe = HarmonyPipeline.from_pretrained(path, log=lambda m: None)
-    controls = run_controls(pipe, seeds=seeds, steps=steps)
+    controls = run_controls(pipe, seeds=seeds, steps=steps, jobs=jobs)
     out = {"model": path, "controls": {r["name"]: round(r["value"], 3) for r in controls},
            "passed": int(sum(r["passed"] for r in controls)), "of": len(controls)}
     if t2av_n > 0:
@@ -52,13 +52,18 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, nargs="+", default=[10, 11, 12, 13], help="sampling seeds of the controls")
     ap.add_argument("--t2av-n", type=int, default=4, help="tuning clips per split for T2AV (0 = skip)")
     ap.add_argument("--steps", type=int, default=20, help="sampling steps")
+    ap.add_argument("--jobs", default="V2A,I2AV,A2V", help="the jobs whose controls run (comma-separated)")
     ap.add_argument("-o", "--output", default=None, help="append one JSON line per model here")
     a = ap.parse_args(argv)
     missing = [m for m in a.models if not os.path.isfile(m)]
     if missing:
         ap.error(f"model file(s) not found: {missing}; give exported .safetensors files (e.g. <run>/ema_step600.safetensors)")
+    jobs = tuple(j.strip() for j in a.jobs.split(",") if j.strip())
+    bad = [j for j in jobs if j not in ("V2A", "I2AV", "A2V")]
+    if bad or not jobs:
+        ap.error(f"--jobs {a.jobs!r}: give some of V2A, I2AV, A2V (the jobs with input controls)")
     for path in a.models:
-        res = score(path, a.seeds, a.t2av_n, a.steps)
+        res = score(path, a.seeds, a.t2av_n, a.steps, jobs)
         print(json.dumps(res), flush=True)
         if a.output:
             with open(a.output, "a") as fh:

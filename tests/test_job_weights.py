@@ -1,0 +1,203 @@
+"""Job weights: a job's own tensors are used while that job samples, and nowhere else."""
+import pytest
+import torch
+
+from harmony.__main__ import main as harmony_main
+from harmony.checkpoint import CheckpointError, load_model, save_model, write_job_file
+from harmony.config import get_config
+from harmony.conditioner import Conditioner
+from harmony.job_weights import job_key, job_weights, split_keys
+from harmony.jobs import Job
+from harmony.model import Conditioning, HarmonyModel
+from harmony.sampling import Guidance, sample
+from harmony.train_state import export_default, init_from_file
+from harmony.weightfile import read_safetensors, save_safetensors
+
+# the fine-tune "trained" two tensors of audio block 0; a third change (video block 0) is outside
+# the --only expression, as a frozen tensor whose EMA drifted by rounding would be
+TRAINED = ("audio_model.blocks.0.self_attn.q.weight", "audio_model.blocks.0.ffn.0.bias")
+OUTSIDE = "video_model.blocks.0.self_attn.q.weight"
+ONLY = r"audio_model\.blocks\."
+
+
+def _export(model, cond, path):
+    ema = {f"model.{k}": v for k, v in model.state_dict().items()}
+    ema.update({f"text.{k}": v for k, v in cond.state_dict().items()})
+    export_default(ema, model.cfg, str(path), step=3, dtype="fp32")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("jobs")
+    cfg = get_config("tiny")
+    torch.manual_seed(0)
+    shared, cond = HarmonyModel(cfg).eval(), Conditioner(cfg)
+    tuned = HarmonyModel(cfg).eval()
+    tuned.load_state_dict(shared.state_dict())
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for name in TRAINED + (OUTSIDE,):
+            p = tuned.get_parameter(name)
+            p.add_(0.5 * torch.randn(p.shape, generator=g))
+    paths = {"shared": _export(shared, cond, d / "shared.safetensors"),
+             "tuned": _export(tuned, cond, d / "tuned.safetensors")}
+    counts = write_job_file(paths["shared"], str(d / "jobs.safetensors"), {"V2A": paths["tuned"]}, ONLY)
+    assert counts == {"V2A": len(TRAINED)}
+    paths["jobs"] = str(d / "jobs.safetensors")
+    # what V2A should compute with: the shared weights and the trained tensors only
+    expect = HarmonyModel(cfg).eval()
+    expect.load_state_dict(shared.state_dict())
+    with torch.no_grad():
+        for name in TRAINED:
+            expect.get_parameter(name).copy_(tuned.get_parameter(name))
+    paths["v2a_model"] = expect
+    return paths
+
+
+def _inputs(cfg, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    zv = torch.randn(1, cfg.video.in_dim, 2, 4, 4, generator=g)
+    za = torch.randn(1, 6, cfg.audio.in_dim, generator=g)
+    cond = Conditioning(torch.randn(1, 8, cfg.video.text_dim, generator=g),
+                        torch.randn(1, 9, cfg.audio.text_dim, generator=g))
+    return zv, za, cond
+
+
+def _forward(model, seed=1):
+    zv, za, cond = _inputs(model.cfg, seed)
+    with torch.no_grad():
+        return model(zv, za, torch.full((1,), 0.0), torch.full((1,), 700.0), cond)
+
+
+def test_file_holds_only_the_trained_tensors_under_the_job_prefix(files):
+    tensors, meta = read_safetensors(files["jobs"])
+    shared, jobs = split_keys(tensors)
+    assert sorted(jobs["V2A"]) == sorted(TRAINED)
+    assert job_key("V2A", OUTSIDE) not in tensors  # outside --only: not stored
+    assert meta["job_weights"] == f"V2A:{len(TRAINED)}"
+    base, _ = read_safetensors(files["shared"])
+    assert all(torch.equal(tensors[k], base[k]) for k in shared)  # the shared tensors are the shared file's
+
+
+def test_the_job_computes_with_its_own_tensors_and_the_others_with_the_shared(files):
+    model, shared = load_model(files["jobs"]), load_model(files["shared"])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with job_weights(model, "V2A"):
+        got = _forward(model)
+    want = _forward(files["v2a_model"])
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert not torch.equal(got[1], _forward(shared)[1])  # the trained tensors change the audio
+    for job in ("T2AV", "I2AV", "A2V"):  # no weights of their own: the shared weights, bit for bit
+        with job_weights(model, job):
+            torch.testing.assert_close(_forward(model), _forward(shared), rtol=0, atol=0)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # put back
+
+
+def test_shared_weights_come_back_after_an_error(files):
+    model = load_model(files["jobs"])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(RuntimeError, match="boom"):
+        with job_weights(model, "V2A"):
+            assert not torch.equal(model.get_parameter(TRAINED[0]), before[TRAINED[0]])
+            raise RuntimeError("boom")
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_sampling_picks_the_weights_by_the_job(files):
+    model, shared = load_model(files["jobs"]), load_model(files["shared"])
+    cfg = model.cfg
+    zv, za, cond = _inputs(cfg, seed=3)
+    run = dict(steps=2, guidance=Guidance("none"))
+    v2a = Job(clean_video=torch.randn(zv.shape, generator=torch.Generator().manual_seed(4)))
+    got = sample(model, cond, zv, za, job=v2a, **run)
+    want = sample(files["v2a_model"], cond, zv, za, job=v2a, **run)
+    torch.testing.assert_close(got[1], want[1], rtol=0, atol=0)
+    got = sample(model, cond, zv, za, job=Job(), **run)  # T2AV: shared
+    want = sample(shared, cond, zv, za, job=Job(), **run)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_fp8_storage_converts_the_job_tensors_like_the_shared_ones(files):
+    model = load_model(files["jobs"], dtype="fp8_e4m3fn")
+    own = model.job_tensors["V2A"]
+    assert own[TRAINED[0]].dtype == torch.float8_e4m3fn and TRAINED[0].replace("weight", "scale_weight") in own
+    assert own[TRAINED[1]].dtype == torch.float32  # a bias is not quantised
+    expect = HarmonyModel(model.cfg).eval()
+    expect.load_state_dict(files["v2a_model"].state_dict())
+    path = files["jobs"].replace("jobs.safetensors", "expect.safetensors")
+    save_model(expect, path)
+    ref = load_model(path, dtype="fp8_e4m3fn")
+    with job_weights(model, "V2A"):
+        torch.testing.assert_close(_forward(model), _forward(ref), rtol=0, atol=0)
+
+
+def test_save_model_keeps_the_job_tensors(files, tmp_path):
+    model = load_model(files["jobs"])
+    save_model(model, tmp_path / "again.safetensors")
+    again = load_model(tmp_path / "again.safetensors")
+    assert sorted(again.job_tensors["V2A"]) == sorted(TRAINED)
+    with job_weights(again, "V2A"):
+        torch.testing.assert_close(_forward(again), _forward(files["v2a_model"]), rtol=0, atol=0)
+
+
+def test_block_swap_says_the_job_weights_are_not_used(files):
+    model, said = load_model(files["jobs"]), []
+    model.layer_hook = lambda i: None
+    with job_weights(model, "V2A", said.append):
+        assert torch.equal(model.get_parameter(TRAINED[0]), load_model(files["shared"]).get_parameter(TRAINED[0]))
+    assert said and "not used under block swap" in said[0]
+
+
+def test_init_job_starts_a_fine_tune_from_the_job_weights(files):
+    cfg = get_config("tiny")
+    model, cond = HarmonyModel(cfg), Conditioner(cfg)
+    init_from_file(files["jobs"], model, cond, cfg, job="V2A")
+    assert torch.equal(model.get_parameter(TRAINED[0]), files["v2a_model"].get_parameter(TRAINED[0]))
+    init_from_file(files["jobs"], model, cond, cfg)  # default: the shared weights
+    assert torch.equal(model.get_parameter(TRAINED[0]), load_model(files["shared"]).get_parameter(TRAINED[0]))
+    with pytest.raises(ValueError, match="no weights of its own for A2V"):
+        init_from_file(files["jobs"], model, cond, cfg, job="A2V")
+
+
+def test_bad_job_files_are_named(files, tmp_path):
+    tensors, meta = read_safetensors(files["jobs"])
+    cases = {
+        "unknown job": ({**tensors, "jobs.X2Y.audio_model.head.head.weight": tensors["audio_model.head.head.weight"].clone()},
+                        ValueError, "jobs.<JOB>"),
+        "no such tensor": ({**tensors, "jobs.A2V.video_model.nothing.weight": torch.zeros(2)},
+                           CheckpointError, "name no tensor"),
+        "wrong shape": ({**tensors, job_key("A2V", OUTSIDE): torch.zeros(3, 3)}, CheckpointError, "shape"),
+    }
+    for name, (bad, err, match) in cases.items():
+        path = tmp_path / f"{name.replace(' ', '_')}.safetensors"
+        save_safetensors(bad, path, meta)
+        with pytest.raises(err, match=match):
+            load_model(path)
+    with pytest.raises(ValueError, match="already holds job weights"):
+        write_job_file(files["jobs"], str(tmp_path / "x.safetensors"), {"V2A": files["shared"]}, ONLY)
+    with pytest.raises(ValueError, match="no tensor matching"):
+        write_job_file(files["shared"], str(tmp_path / "x.safetensors"), {"V2A": files["shared"]}, ONLY)
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_a_fine_tune_that_changed_the_text_encoder_is_refused(files, tmp_path):
+    text, meta = read_safetensors(files["tuned"].replace(".safetensors", ".text.safetensors"))
+    key = next(iter(text))
+    text[key] = text[key] + 1
+    tuned, tmeta = read_safetensors(files["tuned"])
+    save_safetensors(tuned, tmp_path / "t.safetensors", tmeta)
+    save_safetensors(text, tmp_path / "t.text.safetensors", meta)
+    with pytest.raises(ValueError, match="changed the text encoder"):
+        write_job_file(files["shared"], str(tmp_path / "x.safetensors"), {"V2A": str(tmp_path / "t.safetensors")}, ONLY)
+
+
+def test_cli_names_a_bad_job_argument(files, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        harmony_main(["job-weights", files["shared"], str(tmp_path / "x.safetensors"), "--job", "V2X=" + files["tuned"],
+                      "--only", ONLY])
+    assert e.value.code == 2 and "JOB=FILE" in capsys.readouterr().err
+    harmony_main(["job-weights", files["shared"], str(tmp_path / "x.safetensors"), "--job", "V2A=" + files["tuned"],
+                  "--only", ONLY])
+    assert "V2A 2 tensors" in capsys.readouterr().out
+    assert (tmp_path / "x.text.safetensors").is_file()
