@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
+from .job_weights import split_keys
 from .weightfile import CheckpointError, Header
 
 FAMILY_NAMES = {
@@ -270,7 +271,8 @@ def detect(path) -> Found:
 
     header = checked_header(path, check_size=False)  # a Header already read: not parsed again
     path = header.path
-    tensors = {k: (e.dtype, e.shape) for k, e in header.tensors.items()}
+    shared, jobs = split_keys(header.tensors)  # a job's own copies (harmony.job_weights) are not the model's
+    tensors = {k: (header.tensors[k].dtype, header.tensors[k].shape) for k in shared}
     meta = header.metadata
     keys = [k for k in tensors if k != SCALED_FP8_KEY]
     weight_keys = [k for k in keys if not k.endswith((".scale_weight", ".scale_input"))]
@@ -279,6 +281,9 @@ def detect(path) -> Found:
                   params=_params(tensors), tensors=len(weight_keys))
     if family != "ovi":  # Ovi's fp8 file is the known example of this storage; others are not Ovi's
         found.storage = found.storage.replace(" (as Ovi's model_fp8_e4m3fn.safetensors)", "")
+    if jobs:
+        found.notes.append("own weights for " + ", ".join(f"{j} ({len(n)} tensors)" for j, n in jobs.items())
+                           + ", used only while that job samples")
     if header.truncated:
         found.notes.append(f"{header.truncation()}: the file is incomplete, download it again")
     if family == "unknown":

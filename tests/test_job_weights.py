@@ -5,6 +5,7 @@ import torch
 from harmony.__main__ import main as harmony_main
 from harmony.checkpoint import CheckpointError, load_model, save_model, write_job_file
 from harmony.config import get_config
+from harmony.families import detect
 from harmony.conditioner import Conditioner
 from harmony.job_weights import job_key, job_weights, split_keys
 from harmony.jobs import Job
@@ -78,6 +79,9 @@ def test_file_holds_only_the_trained_tensors_under_the_job_prefix(files):
     assert meta["job_weights"] == f"V2A:{len(TRAINED)}"
     base, _ = read_safetensors(files["shared"])
     assert all(torch.equal(tensors[k], base[k]) for k in shared)  # the shared tensors are the shared file's
+    found, plain = detect(files["jobs"]), detect(files["shared"])  # what the loader node says of the file
+    assert found.params == plain.params and found.tensors == plain.tensors
+    assert f"own weights for V2A ({len(TRAINED)} tensors)" in found.line()
 
 
 def test_the_job_computes_with_its_own_tensors_and_the_others_with_the_shared(files):
