@@ -343,8 +343,10 @@ def _job_weights(argv):
     ap.add_argument("output", help="file to write (.safetensors); the shared .text.safetensors is written beside it")
     ap.add_argument("--job", action="append", default=[], metavar="JOB=FILE", required=True,
                     help=f"a job ({', '.join(JOBS)}) and its fine-tuned export; repeat for several jobs")
-    ap.add_argument("--only", required=True,
-                    help="regular expression of the tensors the fine-tunes trained (their train --trainable)")
+    ap.add_argument("--only", default="",
+                    help="regular expression of the tensors the fine-tunes trained (their train --trainable); "
+                         "default: every tensor that differs from the shared file (frozen tensors come out of "
+                         "train's export bit for bit)")
     a = ap.parse_args(argv)
     jobs = {}
     for item in a.job:

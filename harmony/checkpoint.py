@@ -215,12 +215,12 @@ def convert(in_path, out_path, fp8: str | None = None, dtype=None, config=None):
 # --------------------------------------------------------------------------- load
 
 
-def write_job_file(shared_path: str, out_path: str, jobs: dict, only: str) -> dict:
+def write_job_file(shared_path: str, out_path: str, jobs: dict, only: str = "") -> dict:
     """Write ``out_path``: the shared file's tensors and metadata, plus each job's own copy of
-    the tensors whose names match ``only`` (a regular expression, the ``train --trainable`` of
-    the job's fine-tune) and differ. ``jobs``: ``{job: tuned export file}``, each fine-tuned from
-    the shared file with that expression (its text encoder must be the shared one). The shared
-    ``.text.safetensors`` is copied beside ``out_path``. Returns ``{job: tensors stored}``."""
+    the tensors that differ (and whose names match ``only``, a regular expression such as the
+    fine-tune's ``train --trainable``, when given). ``jobs``: ``{job: tuned export file}``, each
+    fine-tuned from the shared file with its text encoder frozen. The shared ``.text.safetensors``
+    is copied beside ``out_path`` (harmony.job_weights). Returns ``{job: tensors stored}``."""
     from .weightfile import read_safetensors
 
     shared, meta = read_safetensors(shared_path, "shared weights")
@@ -239,7 +239,7 @@ def write_job_file(shared_path: str, out_path: str, jobs: dict, only: str) -> di
                                  "shares; fine-tune with --trainable so that it stays frozen")
         own = tuned_tensors(shared, tuned, only)
         if not own:
-            raise ValueError(f"{path}: no tensor matching {only!r} differs from {shared_path}; "
+            raise ValueError(f"{path}: no tensor{' matching ' + repr(only) if only else ''} differs from {shared_path}; "
                              "is it the fine-tuned file?")
         out.update({job_key(job, k): t for k, t in own.items()})
         counts[job] = len(own)
@@ -250,7 +250,6 @@ def write_job_file(shared_path: str, out_path: str, jobs: dict, only: str) -> di
         text_tensors, text_meta = read_safetensors(text, "shared text encoder")
         save_safetensors(text_tensors, out_path.replace(".safetensors", ".text.safetensors"), text_meta)
     return counts
-
 
 
 def read_config(path, config=None, what: str = "checkpoint"):
