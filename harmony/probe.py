@@ -14,6 +14,9 @@ correspondence. Three settings:
 * ``I2AV``: latent frame 0 clean (``t_v = 0`` there), the rest noisy: the gain of frames
   1..N when frame 0 comes from another clip.
 
+Each setting runs with the model's own weights for its job when it has them
+(``harmony.job_weights``), as sampling does.
+
 This is a direct, low-variance measure of what the ablation's architecture and
 loss changes are meant to improve; the decoded-media sync metrics
 (``harmony.evaluate``) stay the primary result.
@@ -25,6 +28,7 @@ import json
 import torch
 
 from .conditioner import Conditioner
+from .job_weights import job_weights
 from .model import Conditioning, HarmonyModel
 
 SIGMAS = (0.3, 0.6, 0.9)
@@ -61,8 +65,9 @@ def partner_gains(model, v0: torch.Tensor, a0: torch.Tensor, cond: Conditioning,
         tv, ta = torch.full((b, f), sigma * 1000.0), torch.full((b,), sigma * 1000.0)
         tv0, ta0 = torch.zeros(b, f), torch.zeros(b)
 
-        def run(zv_, za_, tv_, ta_):
-            ov, oa = model(zv_, za_, tv_, ta_, cond)
+        def run(zv_, za_, tv_, ta_, job="T2AV"):  # a model's own weights for the job, if it has them
+            with job_weights(model, job):
+                ov, oa = model(zv_, za_, tv_, ta_, cond)
             return (x0_estimate(ov.float(), zv_, tv_[:, None, :, None, None] / 1000, pred),
                     x0_estimate(oa.float(), za_, ta_[:, None, None] / 1000, pred))
 
@@ -71,19 +76,19 @@ def partner_gains(model, v0: torch.Tensor, a0: torch.Tensor, cond: Conditioning,
         _, da_o = run(zv_o, za, tv, ta)  # audio with another clip's (noisy) video
         out["joint"][sigma] = 0.5 * (_mse(dv_o, v0) / _mse(dv, v0) + _mse(da_o, a0) / _mse(da, a0))
         mse["joint"][sigma] = 0.5 * (_mse(dv, v0) + _mse(da, a0))
-        _, da = run(v0, za, tv0, ta)
-        _, da_o = run(v0[other], za, tv0, ta)
+        _, da = run(v0, za, tv0, ta, "V2A")
+        _, da_o = run(v0[other], za, tv0, ta, "V2A")
         out["V2A"][sigma], mse["V2A"][sigma] = _mse(da_o, a0) / _mse(da, a0), _mse(da, a0)
-        dv, _ = run(zv, a0, tv, ta0)
-        dv_o, _ = run(zv, a0[other], tv, ta0)
+        dv, _ = run(zv, a0, tv, ta0, "A2V")
+        dv_o, _ = run(zv, a0[other], tv, ta0, "A2V")
         out["A2V"][sigma], mse["A2V"][sigma] = _mse(dv_o, v0) / _mse(dv, v0), _mse(dv, v0)
         if f > 1:  # I2AV: latent frame 0 clean (t = 0 there), scored on frames 1..N
             tv_i = tv.clone()
             tv_i[:, 0] = 0
             zv_i, zv_io = zv.clone(), zv.clone()
             zv_i[:, :, 0], zv_io[:, :, 0] = v0[:, :, 0], v0[other][:, :, 0]
-            dv, _ = run(zv_i, za, tv_i, ta)
-            dv_o, _ = run(zv_io, za, tv_i, ta)
+            dv, _ = run(zv_i, za, tv_i, ta, "I2AV")
+            dv_o, _ = run(zv_io, za, tv_i, ta, "I2AV")
             out["I2AV"][sigma] = _mse(dv_o[:, :, 1:], v0[:, :, 1:]) / _mse(dv[:, :, 1:], v0[:, :, 1:])
             mse["I2AV"][sigma] = _mse(dv[:, :, 1:], v0[:, :, 1:])
     if own_mse is not None:

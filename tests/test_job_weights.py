@@ -205,3 +205,19 @@ def test_cli_names_a_bad_job_argument(files, tmp_path, capsys):
                   "--only", ONLY])
     assert "V2A 2 tensors" in capsys.readouterr().out
     assert (tmp_path / "x.text.safetensors").is_file()
+
+
+def test_the_partner_probe_reads_each_setting_with_its_job_weights(files):
+    from harmony.probe import partner_gains
+
+    model, shared = load_model(files["jobs"]), load_model(files["shared"])
+    g = torch.Generator().manual_seed(9)
+    cfg = model.cfg
+    v0, a0 = torch.randn(2, cfg.video.in_dim, 2, 4, 4, generator=g), torch.randn(2, 6, cfg.audio.in_dim, generator=g)
+    cond = Conditioning(torch.randn(2, 8, cfg.video.text_dim, generator=g), torch.randn(2, 9, cfg.audio.text_dim, generator=g))
+    other = torch.tensor([1, 0])
+    got = partner_gains(model, v0, a0, cond, other, sigmas=(0.6,))
+    as_v2a = partner_gains(files["v2a_model"], v0, a0, cond, other, sigmas=(0.6,))
+    as_shared = partner_gains(shared, v0, a0, cond, other, sigmas=(0.6,))
+    assert got["V2A"] == as_v2a["V2A"] and got["V2A"] != as_shared["V2A"]
+    assert got["joint"] == as_shared["joint"] and got["A2V"] == as_shared["A2V"]
