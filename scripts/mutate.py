@@ -29,6 +29,7 @@ REFERENCE_TESTS = ["tests/test_interaction_values.py"]
 TRAIN_STATS_TESTS = ["tests/test_train_stats.py"]
 MEDIA_TESTS = ["tests/test_media_rates.py"]
 DEFAULTS_TESTS = ["tests/test_defaults.py"]
+JOB_TESTS = ["tests/test_job_weights.py"]
 
 # (name, file, exact old line (without indentation), new line, tests to run)
 MUTATIONS = [
@@ -147,6 +148,14 @@ MUTATIONS = [
      "DEFAULT_SHIFT = 5.0", "DEFAULT_SHIFT = 3.0", DEFAULTS_TESTS),
     ("default steps changed", "harmony/sampling.py",
      "DEFAULT_STEPS = 20", "DEFAULT_STEPS = 10", DEFAULTS_TESTS),
+    # job weights: a job's own tensors, for that job only, and the shared ones back afterwards
+    ("sampling ignores the job weights", "harmony/sampling.py",
+     "with torch.no_grad(), job_weights(model, job.name, log):", "with torch.no_grad():", JOB_TESTS),
+    ("every job samples with V2A's weights", "harmony/sampling.py",
+     "with torch.no_grad(), job_weights(model, job.name, log):",
+     'with torch.no_grad(), job_weights(model, "V2A", log):', JOB_TESTS),
+    ("job weights are not put back", "harmony/job_weights.py",
+     'module._parameters[leaf].data = old', "pass", JOB_TESTS),
 ]
 
 
