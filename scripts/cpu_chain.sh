@@ -14,9 +14,14 @@
 #      model before R1), as a frozen teacher, tethers the joint rows (683 steps): T2AV gets its voice
 #      pitch back, V2A keeps following the video (shipped in the third session).
 #      R1 ran before the teacher skipped quiet clips; a rerun of this stage skips them (its 10 % quiet rows).
-#   (The fourth session's runs S2-S9 continue from R1; none replaced it. Their commands are in the notebook.)
+#   4. job weights (fifth session): R1 stays the shared weights of every job; V2A and I2AV get their own
+#      copies of the blocks they retrained (harmony/job_weights.py), used only while that job samples.
+#      V2A: the fourth session's S4 -> S6 -> S7 line (audio partner path, then V2A spread over sigma, then
+#      the whole audio tower), S7's audio blocks put on R1 as V2A's own, then J1 (V2A rows only, stopped at
+#      step 300), J4 (at a third of the rate) and J7 (half the rows quiet). I2AV: J3 -> J6 -> J9, the video blocks on I2AV rows only.
+#      The bundled file is R1 plus both jobs' tensors (python -m harmony job-weights).
 #
-# Usage: bash scripts/cpu_chain.sh [OUT]      (about 2.5 hours of this 2-core CPU from stage 1)
+# Usage: bash scripts/cpu_chain.sh [OUT]      (about 5 hours of this 2-core CPU from stage 1)
 #   env: PYTHON, THREADS
 set -euo pipefail
 OUT=${1:-runs/chain}
@@ -48,4 +53,36 @@ if [ ! -f "$OUT/r1/harmony_tiny.safetensors" ]; then
     --seed 23 --out "$OUT/r1"
 fi
 
-echo "chain done: $OUT/r1/harmony_tiny.safetensors (+ .text.safetensors)"
+# --- 4. job weights --------------------------------------------------------------------------------
+POOL="--seconds 2 --batch 16 --pool 1024 --refresh 256 --refresh-every 400 --export-dtype fp16"
+V2A_ROWS="--lambda-joint 0 --lambda-v 0 --lambda-i 0 --lambda-a 1 --shift-v2a 20 --p-first-frame 0 --p-drop-text 0.5"
+I2AV_ROWS="--lambda-joint 0 --lambda-v 0 --lambda-i 1 --lambda-a 0 --p-foreign-still 0.3 --p-first-frame 0 --p-quiet 0.3 --p-drop-text 0.1"
+S_TEACH="--lambda-joint 1 --distill-from $TEACHER --lambda-distill 2 --lambda-v 0 --lambda-i 0 --lambda-a 1 --p-first-frame 0 --p-quiet 0.3 --p-drop-text 0.5"
+stage() {  # stage NAME INIT ARGS...: train OUT/NAME from INIT unless its export exists
+  local name=$1 init=$2; shift 2
+  [ -f "$OUT/$name/harmony_tiny.safetensors" ] || $PY -m harmony train --init-from "$init" "$@" --out "$OUT/$name"
+}
+stage s4 "$OUT/r1/harmony_tiny.safetensors" --trainable 'audio_model\..*(fusion|style)' --steps 815 --lr 1e-3 \
+  --warmup 20 --ema 0.99 $S_TEACH --shift-v2a 1000 $POOL --seed 31
+stage s6 "$OUT/s4/harmony_tiny.safetensors" --trainable 'audio_model\..*(fusion|style)' --steps 801 --lr 1e-3 \
+  --warmup 20 --ema 0.99 $S_TEACH --shift-v2a 20 $POOL --seed 43
+stage s7 "$OUT/s6/harmony_tiny.safetensors" --trainable 'audio_model\.' --steps 570 --lr 3e-4 \
+  --warmup 20 --ema 0.99 $S_TEACH --shift-v2a 20 $POOL --seed 47
+[ -f "$OUT/j0/harmony_tiny.safetensors" ] || $PY -m harmony job-weights "$OUT/r1/harmony_tiny.safetensors" \
+  "$OUT/j0/harmony_tiny.safetensors" --job V2A="$OUT/s7/harmony_tiny.safetensors" --only 'audio_model\.blocks\.'
+stage j1 "$OUT/j0/harmony_tiny.safetensors" --init-job V2A --trainable 'audio_model\.blocks\.' --steps 661 \
+  --stop-at 300 --lr 3e-4 --warmup 20 --ema 0.99 $V2A_ROWS --p-quiet 0.3 $POOL --seed 61
+stage j4 "$OUT/j1/harmony_tiny.safetensors" --trainable 'audio_model\.blocks\.' --steps 770 \
+  --lr 1e-4 --warmup 20 --ema 0.995 $V2A_ROWS --p-quiet 0.4 $POOL --seed 64
+stage j7 "$OUT/j4/harmony_tiny.safetensors" --trainable 'audio_model\.blocks\.' --steps 888 \
+  --lr 1e-4 --warmup 20 --ema 0.995 $V2A_ROWS --p-quiet 0.5 $POOL --seed 67
+stage j3 "$OUT/r1/harmony_tiny.safetensors" --trainable 'video_model\.blocks\.' --steps 742 --lr 3e-4 \
+  --warmup 20 --ema 0.99 $I2AV_ROWS $POOL --seed 63
+stage j6 "$OUT/j3/harmony_tiny.safetensors" --trainable 'video_model\.blocks\.' --steps 811 --lr 3e-4 \
+  --warmup 20 --ema 0.99 $I2AV_ROWS $POOL --seed 66
+stage j9 "$OUT/j6/harmony_tiny.safetensors" --trainable 'video_model\.blocks\.' --steps J9_STEPS --lr 3e-4 \
+  --warmup 20 --ema 0.99 $I2AV_ROWS $POOL --seed 69
+$PY -m harmony job-weights "$OUT/r1/harmony_tiny.safetensors" "$OUT/harmony_tiny.safetensors" \
+  --job V2A="$OUT/j7/harmony_tiny.safetensors" --job I2AV="$OUT/j9/harmony_tiny.safetensors"
+
+echo "chain done: $OUT/harmony_tiny.safetensors (+ .text.safetensors): R1 with V2A's and I2AV's own weights"
