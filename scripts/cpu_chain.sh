@@ -18,10 +18,11 @@
 #      copies of the blocks they retrained (harmony/job_weights.py), used only while that job samples.
 #      V2A: the fourth session's S4 -> S6 -> S7 line (audio partner path, then V2A spread over sigma, then
 #      the whole audio tower), S7's audio blocks put on R1 as V2A's own, then J1 (V2A rows only, stopped at
-#      step 300), J4 (at a third of the rate) and J7 (half the rows quiet). I2AV: J3 -> J6 -> J9, the video blocks on I2AV rows only.
+#      step 300), J4 (at a third of the rate) and J7 (half the rows quiet). I2AV: J3 -> J6 -> J9, the
+#      video blocks on I2AV rows only.
 #      The bundled file is R1 plus both jobs' tensors (python -m harmony job-weights).
 #
-# Usage: bash scripts/cpu_chain.sh [OUT]      (about 5 hours of this 2-core CPU from stage 1)
+# Usage: bash scripts/cpu_chain.sh [OUT]      (about 4 hours of this 2-core CPU from stage 1)
 #   env: PYTHON, THREADS
 set -euo pipefail
 OUT=${1:-runs/chain}
