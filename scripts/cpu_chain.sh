@@ -18,8 +18,8 @@
 #      copies of the blocks they retrained (harmony/job_weights.py), used only while that job samples.
 #      V2A: the fourth session's S4 -> S6 -> S7 line (audio partner path, then V2A spread over sigma, then
 #      the whole audio tower), S7's audio blocks put on R1 as V2A's own, then J1 (V2A rows only, stopped at
-#      step 300), J4 (at a third of the rate) and J7 (half the rows quiet). I2AV: J3 -> J6 -> J9, the
-#      video blocks on I2AV rows only.
+#      step 300), J4 (at a third of the rate) and J7 (half the rows quiet). I2AV: J3 -> J6, the video
+#      blocks on I2AV rows only (J9, a third run, went back down).
 #      The bundled file is R1 plus both jobs' tensors (python -m harmony job-weights).
 #
 # Usage: bash scripts/cpu_chain.sh [OUT]      (about 4 hours of this 2-core CPU from stage 1)
@@ -81,9 +81,7 @@ stage j3 "$OUT/r1/harmony_tiny.safetensors" --trainable 'video_model\.blocks\.' 
   --warmup 20 --ema 0.99 $I2AV_ROWS $POOL --seed 63
 stage j6 "$OUT/j3/harmony_tiny.safetensors" --trainable 'video_model\.blocks\.' --steps 811 --lr 3e-4 \
   --warmup 20 --ema 0.99 $I2AV_ROWS $POOL --seed 66
-stage j9 "$OUT/j6/harmony_tiny.safetensors" --trainable 'video_model\.blocks\.' --steps J9_STEPS --lr 3e-4 \
-  --warmup 20 --ema 0.99 $I2AV_ROWS $POOL --seed 69
 $PY -m harmony job-weights "$OUT/r1/harmony_tiny.safetensors" "$OUT/harmony_tiny.safetensors" \
-  --job V2A="$OUT/j7/harmony_tiny.safetensors" --job I2AV="$OUT/j9/harmony_tiny.safetensors"
+  --job V2A="$OUT/j7/harmony_tiny.safetensors" --job I2AV="$OUT/j6/harmony_tiny.safetensors"
 
 echo "chain done: $OUT/harmony_tiny.safetensors (+ .text.safetensors): R1 with V2A's and I2AV's own weights"
