@@ -221,3 +221,21 @@ def test_the_partner_probe_reads_each_setting_with_its_job_weights(files):
     as_shared = partner_gains(shared, v0, a0, cond, other, sigmas=(0.6,))
     assert got["V2A"] == as_v2a["V2A"] and got["V2A"] != as_shared["V2A"]
     assert got["joint"] == as_shared["joint"] and got["A2V"] == as_shared["A2V"]
+
+
+def test_full_cpu_offload_samples_with_the_job_weights(files):
+    """The pipeline keeps an offloaded model loaded for a whole run (``offload.loaded()``): the swap
+    happens on the loaded layers, so the job's tensors are used, and the CPU masters stay shared."""
+    from harmony.offload import cpu_offload
+
+    model = load_model(files["jobs"])
+    zv, za, cond = _inputs(model.cfg, seed=3)
+    v2a = Job(clean_video=torch.randn(zv.shape, generator=torch.Generator().manual_seed(4)))
+    run = dict(steps=2, guidance=Guidance("none"), job=v2a)
+    want = sample(files["v2a_model"], cond, zv, za, **run)
+    with cpu_offload(model, "cpu") as offload:
+        with offload.loaded():
+            got = sample(model, cond, zv, za, **run)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    shared = load_model(files["shared"])
+    assert torch.equal(model.get_parameter(TRAINED[0]), shared.get_parameter(TRAINED[0]))
