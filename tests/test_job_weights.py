@@ -13,6 +13,7 @@ from harmony.model import Conditioning, HarmonyModel
 from harmony.sampling import Guidance, sample
 from harmony.train_state import export_default, init_from_file
 from harmony.weightfile import read_safetensors, save_safetensors
+from test_sampling import _tiny_inputs
 
 # the fine-tune "trained" two tensors of audio block 0; a third change (video block 0) is outside
 # the --only expression, as a frozen tensor whose EMA drifted by rounding would be
@@ -57,11 +58,7 @@ def files(tmp_path_factory):
 
 
 def _inputs(cfg, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    zv = torch.randn(1, cfg.video.in_dim, 2, 4, 4, generator=g)
-    za = torch.randn(1, 6, cfg.audio.in_dim, generator=g)
-    cond = Conditioning(torch.randn(1, 8, cfg.video.text_dim, generator=g),
-                        torch.randn(1, 9, cfg.audio.text_dim, generator=g))
+    zv, za, cond, _ = _tiny_inputs(cfg, seed)  # the sampling tests' latents and text contexts
     return zv, za, cond
 
 
