@@ -77,12 +77,14 @@ def job_weights(model, job: str, log: Optional[Callable[[str], None]] = None):
         for name, t in tensors.items():
             module_name, _, leaf = name.rpartition(".")
             module = model.get_submodule(module_name)
-            if leaf in module._parameters:
-                param = module._parameters[leaf]
-                saved[name] = ("p", module, leaf, param.data)
-                param.data = t
+            is_param = leaf in module._parameters
+            old = module._parameters[leaf].data if is_param else module._buffers[leaf]
+            if t.device != old.device or t.dtype != old.dtype:  # the model was moved or cast after loading
+                t = t.to(device=old.device, dtype=old.dtype)
+            saved[name] = ("p" if is_param else "b", module, leaf, old)
+            if is_param:
+                module._parameters[leaf].data = t
             else:
-                saved[name] = ("b", module, leaf, module._buffers[leaf])
                 module._buffers[leaf] = t
         yield
     finally:

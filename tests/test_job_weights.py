@@ -236,3 +236,12 @@ def test_full_cpu_offload_samples_with_the_job_weights(files):
     torch.testing.assert_close(got, want, rtol=0, atol=0)
     shared = load_model(files["shared"])
     assert torch.equal(model.get_parameter(TRAINED[0]), shared.get_parameter(TRAINED[0]))
+
+
+def test_a_model_cast_after_loading_gets_its_job_tensors_in_the_same_dtype(files):
+    model = load_model(files["jobs"]).to(torch.float64)
+    with job_weights(model, "V2A"):
+        p = model.get_parameter(TRAINED[0])
+        assert p.dtype == torch.float64
+        assert torch.equal(p, files["v2a_model"].get_parameter(TRAINED[0]).double())
+    assert model.job_tensors["V2A"][TRAINED[0]].dtype == torch.float32  # the stored copy is untouched
