@@ -32,7 +32,7 @@ import torch.nn as nn
 
 from .families import CONFIG_KEY, FORMAT_VERSION, SCALED_FP8_KEY, VERSION_KEY, config_name, detect, detect_layout, \
     resolve_config
-from .job_weights import JOBS, job_key, split_keys, tuned_tensors
+from .job_weights import job_key, split_keys, tuned_tensors
 from .keymatch import GLDI_FROM_OVI, check_shapes, listing, match_names
 from .weightfile import CheckpointError, TensorReader, read_header, save_safetensors
 
@@ -226,15 +226,15 @@ def write_job_file(shared_path: str, out_path: str, jobs: dict, only: str = "") 
     shared, meta = read_safetensors(shared_path, "shared weights")
     if split_keys(shared)[1]:
         raise ValueError(f"{shared_path}: already holds job weights; give the file with the shared weights only")
-    text = shared_path.replace(".safetensors", ".text.safetensors")
+    text_path = shared_path.replace(".safetensors", ".text.safetensors")
+    text, text_meta = read_safetensors(text_path, "shared text encoder") if os.path.isfile(text_path) else (None, None)
     out, counts = dict(shared), {}
     for job, path in jobs.items():
         tuned, _ = read_safetensors(path, f"{job} weights")
         tuned_text = path.replace(".safetensors", ".text.safetensors")
-        if os.path.isfile(tuned_text) and os.path.isfile(text):
-            a, _ = read_safetensors(text, "shared text encoder")
-            b, _ = read_safetensors(tuned_text, f"{job} text encoder")
-            if a.keys() != b.keys() or any(not torch.equal(a[k], b[k].to(a[k].dtype)) for k in a):
+        if text is not None and os.path.isfile(tuned_text):
+            theirs, _ = read_safetensors(tuned_text, f"{job} text encoder")
+            if text.keys() != theirs.keys() or any(not torch.equal(v, theirs[k].to(v.dtype)) for k, v in text.items()):
                 raise ValueError(f"{tuned_text}: the {job} fine-tune changed the text encoder, which every job "
                                  "shares; fine-tune with --trainable so that it stays frozen")
         own = tuned_tensors(shared, tuned, only)
@@ -246,9 +246,8 @@ def write_job_file(shared_path: str, out_path: str, jobs: dict, only: str = "") 
     meta = dict(meta)
     meta["job_weights"] = ",".join(f"{j}:{n}" for j, n in counts.items())
     save_safetensors(out, out_path, meta)
-    if os.path.isfile(text):
-        text_tensors, text_meta = read_safetensors(text, "shared text encoder")
-        save_safetensors(text_tensors, out_path.replace(".safetensors", ".text.safetensors"), text_meta)
+    if text is not None:
+        save_safetensors(text, out_path.replace(".safetensors", ".text.safetensors"), text_meta)
     return counts
 
 
@@ -324,12 +323,11 @@ def load_model(path, dtype="auto", device="cpu", config=None, ops=None, what: st
         by_model = dict(names.items())
         jobs = {}
         for job, entries in job_keys.items():
-            unknown = [n for n in entries if n not in by_model and not n.endswith((".scale_weight", ".scale_input"))]
+            entries = {n: k for n, k in entries.items() if not n.endswith((".scale_weight", ".scale_input"))}
+            unknown = [n for n in entries if n not in by_model]  # (an fp8 scale is read with its weight)
             if unknown:
                 raise CheckpointError(f"{path}: job tensors for {job} name no tensor of the model: {listing(unknown)}")
             for name, file_key in entries.items():
-                if name.endswith((".scale_weight", ".scale_input")):
-                    continue  # read with its weight
                 if header.shape(file_key) != header.shape(by_model[name]):
                     raise CheckpointError(f"{path}: {file_key} has shape {header.shape(file_key)}, the shared "
                                           f"tensor {header.shape(by_model[name])}")

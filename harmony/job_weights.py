@@ -21,6 +21,7 @@ are re-pointed at their CPU masters at every step and the job weights are not us
 """
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 from typing import Callable, Optional
 
@@ -86,6 +87,8 @@ def job_weights(model, job: str, log: Optional[Callable[[str], None]] = None):
                 module._parameters[leaf].data = t
             else:
                 module._buffers[leaf] = t
+        if log is not None:
+            log(f"{job}: with this model's own {job} weights ({len(tensors)} tensors, harmony.job_weights)")
         yield
     finally:
         for kind, module, leaf, old in saved.values():
@@ -98,8 +101,6 @@ def job_weights(model, job: str, log: Optional[Callable[[str], None]] = None):
 def tuned_tensors(shared: dict, tuned: dict, pattern=None) -> dict:
     """``{name: tensor}`` of ``tuned`` that differ from ``shared`` (names matching the regular
     expression ``pattern`` when given): what a job file entry stores."""
-    import re
-
     rx = re.compile(pattern) if pattern else None
     if set(shared) != set(tuned):
         extra = sorted(set(shared) ^ set(tuned))[:4]

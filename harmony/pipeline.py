@@ -25,7 +25,6 @@ from . import validate
 from . import builder
 from .builder import Codecs, Parts
 from .guidance import DEFAULT_SA, DEFAULT_SV
-from .job_weights import job_tensors
 from .jobs import DEFAULT_MAX_SECONDS, DEFAULT_SECONDS, MIN_SECONDS, clip_geometry, max_seconds  # noqa: F401 (re-exported)
 from .model import Conditioning
 from .sampling import (DEFAULT_SHIFT, DEFAULT_SOLVER, DEFAULT_STEPS, GUIDANCE_MODES, SOLVERS, Guidance, Job,
@@ -460,9 +459,6 @@ class HarmonyPipeline:
             uncond.ref_audio = cond.ref_audio
         self.log(f"{job.name}: {seconds:g} s, {steps} steps, {guidance} (sv={sv:g}, sa={sa:g}, "
                  f"text_cfg={text_cfg:g}), solver {solver}, seed {seed}")
-        own = job_tensors(self.model, job.name)
-        if own:
-            self.log(f"{job.name}: with this model's own {job.name} weights ({len(own)} tensors, harmony.job_weights)")
         with self._resident():
             zv, za = sample(self.model, cond, noise_v, noise_a, steps=steps, shift=shift,
                             guidance=Guidance(guidance, sv, sa, text_cfg, batched), job=job,

@@ -176,7 +176,7 @@ def sample(model, cond: Conditioning, noise_video: torch.Tensor, noise_audio: to
     interrupt exception, which is never swallowed). ``dtype``: the network's compute
     dtype (default: the noise's dtype); the ODE state stays fp32 whatever it is.
     A model with its own weights for the job (:mod:`harmony.job_weights`) samples with them;
-    ``log`` hears when they cannot be used.
+    ``log`` hears whether they are used.
     """
     if solver not in SOLVER_FUNCS:
         raise ValueError(f"solver {solver!r} is unknown; use one of {SOLVERS}")

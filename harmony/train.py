@@ -542,8 +542,8 @@ def main(argv=None):
     ap = Parser(prog=f"{program()} train", description="Cross-Task Synergy training (paper section 3.3) of a Harmony model on the\n"
                 "synthetic audio-visual world; the EMA weights go to <out>/harmony_tiny.safetensors.",
                 epilog=f"example:\n  {program()} train --steps 3000 --out runs/tiny")
-    choices = {"tasks": ("synergy", "joint"), "export_dtype": tuple(EXPORT_DTYPES), "fsdp": ("off", "block"), "init_job": ("",) + JOBS,
-               "mixed_precision": ("fp32", "bf16"), "checkpoint_activations": (0, 1)}
+    choices = {"tasks": ("synergy", "joint"), "export_dtype": tuple(EXPORT_DTYPES), "fsdp": ("off", "block"),
+               "init_job": ("",) + JOBS, "mixed_precision": ("fp32", "bf16"), "checkpoint_activations": (0, 1)}
     for name, default in TrainConfig().__dict__.items():
         if isinstance(default, dict):
             continue
