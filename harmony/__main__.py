@@ -70,9 +70,9 @@ def generate_parser():
                           help="synccfg: against silent-audio / static-video anchors (the paper); cfg: plain "
                                "text CFG; none: no guidance")
     sampling.add_argument("--sv", type=float, default=None,
-                          help="SyncCFG video scale; default: the model's tuned value (paper: 3)")
+                          help="SyncCFG video scale; default: the model's tuned value for the job (paper: 3)")
     sampling.add_argument("--sa", type=float, default=None,
-                          help="SyncCFG audio scale; default: the model's tuned value (paper: 2)")
+                          help="SyncCFG audio scale; default: the model's tuned value for the job (paper: 2)")
     sampling.add_argument("--text-cfg", type=float, default=1.0, help="text CFG on top of SyncCFG (1 = off)")
     sampling.add_argument("--video-negative", metavar="TEXT", default=None,
                           help="what text CFG (--text-cfg != 1, or --guidance cfg) steers the video away from "
@@ -173,11 +173,7 @@ def _generate(argv):
     if sp is not None:
         parallel.apply(pipe.model, sp)  # checks the head count before any compute
         _say(f"sequence parallel over {sp.world} processes ({pipe.device})")
-    from .guidance import default_scales
-
-    default_sv, default_sa = default_scales(pipe.model.cfg)  # the model file's tuned scales, else 3 / 2
-    sv = a.sv if a.sv is not None else default_sv
-    sa = a.sa if a.sa is not None else default_sa
+    sv, sa = a.sv, a.sa  # None: the model file's tuned scales for the job (pipe.sample reads them)
     kw = {}
     if a.image:
         kw["first_frame"] = media.read_image(a.image)  # fitted to the frame by pipe.sample(fit=...)
@@ -341,8 +337,11 @@ def _job_weights(argv):
                        "--job V2A=runs/v2a/harmony_tiny.safetensors --only 'audio_model\\.blocks\\.'")
     ap.add_argument("shared", help="model file with the shared weights (.safetensors, .text.safetensors beside it)")
     ap.add_argument("output", help="file to write (.safetensors); the shared .text.safetensors is written beside it")
-    ap.add_argument("--job", action="append", default=[], metavar="JOB=FILE", required=True,
+    ap.add_argument("--job", action="append", default=[], metavar="JOB=FILE",
                     help=f"a job ({', '.join(JOBS)}) and its fine-tuned export; repeat for several jobs")
+    ap.add_argument("--scales", action="append", default=[], metavar="JOB:sv=X[,sa=Y]",
+                    help="guidance scales tuned for a job, recorded in the file: sampling without --sv / --sa "
+                         "uses them for that job (e.g. I2AV:sv=2); repeat for several jobs")
     ap.add_argument("--only", default="",
                     help="regular expression of the tensors the fine-tunes trained (their train --trainable); "
                          "default: every tensor that differs from the shared file (frozen tensors come out of "
@@ -354,10 +353,26 @@ def _job_weights(argv):
         if not sep or job not in JOBS or not path:
             ap.error(f"--job {item!r}: give JOB=FILE with JOB one of {', '.join(JOBS)}")
         jobs[job] = path
+    scales = {}
+    for item in a.scales:
+        job, sep, rest = item.partition(":")
+        pairs = [p.partition("=") for p in rest.split(",")] if sep else []
+        try:
+            values = {k.strip(): float(v) for k, eq, v in pairs if eq}
+        except ValueError:
+            values = {}
+        if (job not in JOBS or not values or len(values) != len(pairs) or set(values) - {"sv", "sa"}
+                or any(not 0 <= v < float("inf") for v in values.values())):
+            ap.error(f"--scales {item!r}: give JOB:sv=X[,sa=Y] with JOB one of {', '.join(JOBS)} and scales >= 0, "
+                     "e.g. I2AV:sv=2")
+        scales[job] = values
+    if not jobs and not scales:
+        ap.error("give at least one --job JOB=FILE or --scales JOB:sv=X")
     _check_output(a.output, "output")
     from .checkpoint import write_job_file
-    counts = write_job_file(a.shared, a.output, jobs, a.only)
-    print(f"wrote {a.output}: " + ", ".join(f"{j} {n} tensors" for j, n in counts.items()))
+    counts = write_job_file(a.shared, a.output, jobs, a.only, scales)
+    print(f"wrote {a.output}: " + ", ".join([f"{j} {n} tensors" for j, n in counts.items()]
+                                            + [f"{j} scales {v}" for j, v in scales.items()]))
 
 
 COMMANDS = {"generate": _generate, "bench": _bench, "train": _train, "evaluate": _evaluate,

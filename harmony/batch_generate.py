@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from .guidance import DEFAULT_SA, DEFAULT_SV
+from .guidance import default_scales
 from .jobs import JOBS, clip_geometry
 from .sampling import DEFAULT_SHIFT
 
 
 def generate_batch(pipe, job: str, texts: Sequence[tuple[str, str, str]], seeds: Sequence[int],
                    seconds: float = 3.0, first_frames=None, driving_audio=None, driving_video=None,
-                   ref_voices=None, guidance: str = "synccfg", steps: int = 20, sv: float = DEFAULT_SV,
-                   sa: float = DEFAULT_SA, text_cfg: float = 1.0, solver: str = "dpmpp_2m", shift: float = DEFAULT_SHIFT,
+                   ref_voices=None, guidance: str = "synccfg", steps: int = 20, sv: float | None = None,
+                   sa: float | None = None, text_cfg: float = 1.0, solver: str = "dpmpp_2m",
+                   shift: float = DEFAULT_SHIFT,
                    callback: Callable | None = None):
     """B clips of one job in ONE batched sampling run; each item is what
     ``pipe.sample(..., seed=seeds[i])`` + ``pipe.decode`` gives for it alone (same noise).
@@ -27,8 +28,9 @@ def generate_batch(pipe, job: str, texts: Sequence[tuple[str, str, str]], seeds:
     ``texts``: ``(prompt, audio_caption, transcript)`` per item; ``first_frames``: ``[H,W,3]`` per
     item (I2AV); ``driving_audio``: ``(wave [C,T] or [T], sr)`` per item (A2V);
     ``driving_video``: ``(frames [F,H,W,3], fps)`` per item (V2A); ``ref_voices``: ``(wave, sr)``
-    or None per item. Returns ``[(frames [F,H,W,3] float 0..1, wave [T] float), ...]``: both
-    modalities decoded from the latent (the given one has been through its codec).
+    or None per item; ``sv`` / ``sa``: None = the model file's scales for ``job``. Returns
+    ``[(frames [F,H,W,3] float 0..1, wave [T] float), ...]``: both modalities decoded from the
+    latent (the given one has been through its codec).
     """
     import torch
 
@@ -46,6 +48,8 @@ def generate_batch(pipe, job: str, texts: Sequence[tuple[str, str, str]], seeds:
             "V2A": ("driving_video", driving_video)}.get(job)
     if need is not None and (need[1] is None or len(need[1]) != b):
         raise ValueError(f"generate_batch: job {job} needs `{need[0]}`, one per seed ({b})")
+    job_sv, job_sa = default_scales(pipe.model.cfg, job)
+    sv, sa = job_sv if sv is None else sv, job_sa if sa is None else sa
     geom = clip_geometry(seconds, pipe.fps, pipe.frame_size, pipe.codecs.video, pipe.codecs.audio)
     seconds, n_frames = geom.seconds, geom.n_frames  # the Wan VAE's 4k+1 frames, as pipe.sample
     with torch.no_grad():
@@ -89,13 +93,13 @@ def generate_batch(pipe, job: str, texts: Sequence[tuple[str, str, str]], seeds:
     return out
 
 
-def model_generate_fn(pipe, guidance: str = "synccfg", steps: int = 20, sv: float = DEFAULT_SV, sa: float = DEFAULT_SA,
-                      text_cfg: float = 1.0, solver: str = "dpmpp_2m", max_batch: int = 8,
+def model_generate_fn(pipe, guidance: str = "synccfg", steps: int = 20, sv: float | None = None,
+                      sa: float | None = None, text_cfg: float = 1.0, solver: str = "dpmpp_2m", max_batch: int = 8,
                       callback: Callable | None = None):
     """A batched generator for :func:`harmony.evaluate.evaluate`: the clips of one split, one job, in one
     sampling run (or ``ceil(n / max_batch)`` runs). The conditioning is in each clip (prompt,
     audio_caption, transcript, ref_voice; ``clip.frames[0]`` for I2AV, ``clip.wave`` for A2V,
-    ``clip.frames`` for V2A)."""
+    ``clip.frames`` for V2A); ``sv`` / ``sa``: None = the model file's scales for each job."""
     def generate(job, clips, seeds):
         out = []
         for k in range(0, len(clips), max_batch):

@@ -141,9 +141,10 @@ def _recall(wave, times, sr: int, fps: float) -> float:
 
 
 def run_controls(pipe, seeds: Sequence[int] = (0, 1), steps: int = 20, guidance: str = "synccfg",
-                 sv: float = 3.0, sa: float = 2.0, jobs=("V2A", "I2AV", "A2V")) -> list[dict]:
+                 sv: float | None = None, sa: float | None = None, jobs=("V2A", "I2AV", "A2V")) -> list[dict]:
     """All controls for ``jobs``, each averaged over the sampling ``seeds``; one batched
-    sampling run per job. Returns a list of result dicts (``name``, ``job``, ``value``,
+    sampling run per job, at ``sv`` / ``sa`` (None: the model file's scales for each job, as a
+    user who sets none gets them). Returns a list of result dicts (``name``, ``job``, ``value``,
     ``per_seed``, ``ceiling``, ``threshold``, ``op``, ``passed``, ...)."""
     seeds = [int(s) for s in seeds]
     k = len(seeds)

@@ -283,8 +283,8 @@ def main(argv=None):
     ap.add_argument("--guidance", default="synccfg,cfg",
                     help="comma-separated guidance modes to compare (synccfg, cfg, none)")
     ap.add_argument("--steps", type=int, default=20, help="sampling steps per clip")
-    ap.add_argument("--sv", type=float, default=None, help="video guidance scale (default: the model's)")
-    ap.add_argument("--sa", type=float, default=None, help="audio guidance scale (default: the model's)")
+    ap.add_argument("--sv", type=float, default=None, help="video guidance scale (default: the model's, per job)")
+    ap.add_argument("--sa", type=float, default=None, help="audio guidance scale (default: the model's, per job)")
     ap.add_argument("--text-cfg", type=float, default=1.0, help="text CFG on top of SyncCFG (1 = off)")
     ap.add_argument("--seconds", type=float, default=3.0, help="length of each held-out clip")
     ap.add_argument("--batch", type=int, default=8, help="clips per batched sampling run")
@@ -309,9 +309,9 @@ def main(argv=None):
     pipe = HarmonyPipeline.from_pretrained(a.model, log=lambda m: None)
     from .guidance import default_scales
 
-    default_sv, default_sa = default_scales(pipe.model.cfg)  # the model file's tuned scales, else 3 / 2
-    sv = a.sv if a.sv is not None else default_sv
-    sa = a.sa if a.sa is not None else default_sa
+    sv, sa = a.sv, a.sa  # None: each job at the model file's tuned scales (guidance.default_scales)
+    scales = "; ".join(f"{j} sv={default_scales(pipe.model.cfg, j)[0] if sv is None else sv:g} "
+                       f"sa={default_scales(pipe.model.cfg, j)[1] if sa is None else sa:g}" for j in jobs)
     t0 = time.time()
     out = {}
     if not a.controls_only:
@@ -333,7 +333,7 @@ def main(argv=None):
         order = {s: i for i, s in enumerate(SPLITS)}
         rows.sort(key=lambda r: (order.get(r["split"], 9), {"ceiling": 0, "floor": 1, "model": 2}[r["kind"]]))
         print(f"held-out seeds, {a.n_per_split} per split, {a.seconds:g} s clips, {a.steps} steps, "
-              f"sv={sv:g} sa={sa:g} text_cfg={a.text_cfg:g}, batch {a.batch}; {time.time() - t0:.0f} s")
+              f"{scales}; text_cfg={a.text_cfg:g}, batch {a.batch}; {time.time() - t0:.0f} s")
         print(format_table(rows))
         if not a.no_ceiling:
             print()

@@ -54,12 +54,15 @@ DEFAULT_SA = 2.0
 """Default audio guidance scale (paper: 2)."""
 
 
-def default_scales(cfg=None) -> tuple[float, float]:
-    """``(sv, sa)`` for a model: its file's ``meta["guidance"]`` when it records tuned
-    scales, else the paper's defaults."""
+def default_scales(cfg=None, job: Optional[str] = None) -> tuple[float, float]:
+    """``(sv, sa)`` for a model and a job: its file's ``meta["guidance"]`` when it records tuned
+    scales, ``{"sv": .., "sa": .., "jobs": {"I2AV": {"sv": ..}}}`` (a job's own entry first:
+    each job's balance of following its input against moving on its own differs), else the
+    paper's defaults."""
     meta = (getattr(cfg, "meta", None) or {}) if cfg is not None else {}
     g = meta.get("guidance", {}) or {}
-    return float(g.get("sv", DEFAULT_SV)), float(g.get("sa", DEFAULT_SA))
+    own = (g.get("jobs", {}) or {}).get(job, {}) if job else {}
+    return (float(own.get("sv", g.get("sv", DEFAULT_SV))), float(own.get("sa", g.get("sa", DEFAULT_SA))))
 
 
 @dataclass

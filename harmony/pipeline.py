@@ -24,8 +24,9 @@ import torch
 from . import validate
 from . import builder
 from .builder import Codecs, Parts
-from .guidance import DEFAULT_SA, DEFAULT_SV
-from .jobs import DEFAULT_MAX_SECONDS, DEFAULT_SECONDS, MIN_SECONDS, clip_geometry, max_seconds  # noqa: F401 (re-exported)
+from .guidance import default_scales
+from .jobs import (DEFAULT_MAX_SECONDS, DEFAULT_SECONDS, MIN_SECONDS, clip_geometry, job_name,  # noqa: F401 (re-exported)
+                   max_seconds)
 from .model import Conditioning
 from .sampling import (DEFAULT_SHIFT, DEFAULT_SOLVER, DEFAULT_STEPS, GUIDANCE_MODES, SOLVERS, Guidance, Job,
                        sample)
@@ -370,8 +371,8 @@ class HarmonyPipeline:
 
     @torch.no_grad()
     def sample(self, cond: Conditioning, seconds: Optional[float] = None, seed: int = 0,
-               steps: int = DEFAULT_STEPS, shift: float = DEFAULT_SHIFT, sv: float = DEFAULT_SV,
-               sa: float = DEFAULT_SA, text_cfg: float = 1.0, guidance: str = "synccfg",
+               steps: int = DEFAULT_STEPS, shift: float = DEFAULT_SHIFT, sv: Optional[float] = None,
+               sa: Optional[float] = None, text_cfg: float = 1.0, guidance: str = "synccfg",
                solver: str = DEFAULT_SOLVER, first_frame=None,
                driving_audio=None, driving_video=None, ref_voice=None,
                callback: Optional[Callable] = None, cancel: Optional[Callable] = None,
@@ -380,6 +381,7 @@ class HarmonyPipeline:
         """Sample a joint latent. ``driving_audio``/``ref_voice``: ``(wave [C,T], sr)``;
         ``driving_video``: ``(frames [F,H,W,3], fps)``; ``first_frame``: ``[H,W,3]``;
         ``fit``: how frames of another aspect ratio meet the model's frame (crop, letterbox, stretch);
+        ``sv`` / ``sa``: None = the model file's tuned scales for the job (guidance.default_scales);
         ``preview(step, total, x0_video, x0_audio)``: the step's clean estimate (latents);
         ``video_negative`` / ``audio_negative``: the texts text CFG (``text_cfg`` != 1, or
         ``guidance="cfg"``) contrasts each tower with, instead of :attr:`negative_prompts`."""
@@ -387,6 +389,10 @@ class HarmonyPipeline:
 
         if fit not in FIT_MODES:
             raise validate.InputError(f"fit: {fit!r} is unknown; use one of {', '.join(FIT_MODES)}")
+        # no scale given: the model file's tuned one for this job (harmony.guidance.default_scales)
+        job_sv, job_sa = default_scales(self.model.cfg, job_name(driving_audio is not None, driving_video is not None,
+                                                                 first_frame is not None))
+        sv, sa = job_sv if sv is None else sv, job_sa if sa is None else sa
         # every input is checked before any compute (harmony.validate)
         args = validate.sampling_args(
             seconds_value=seconds, seed=seed, steps=steps, shift=shift, sv=sv, sa=sa, text_cfg=text_cfg,

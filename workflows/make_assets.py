@@ -190,6 +190,10 @@ def _texts():
 
 def build_workflows() -> dict:
     """name -> UI-format workflow for every template."""
+    from harmony.checkpoint import read_config
+    from harmony.guidance import default_scales
+    from harmony.pipeline import DEFAULT_MODEL
+
     texts = _texts()
     out = {}
 
@@ -202,8 +206,9 @@ def build_workflows() -> dict:
         cond = (txt, 0)
         if conditioning_hook:
             cond = conditioning_hook(b, cond)
-        sampler = b.add("HarmonySyncCFGSampler", (760, 0), {"steps": STEPS, "seconds": SECONDS,
-                                                            "seed": 7}, size=(320, 380))
+        sv, sa = default_scales(read_config(DEFAULT_MODEL), job)  # the bundled model's scales for the job
+        sampler = b.add("HarmonySyncCFGSampler", (760, 0), {"steps": STEPS, "seconds": SECONDS, "seed": 7,
+                                                            "sv": sv, "sa": sa}, size=(320, 380))
         b.link(loader, 0, sampler, "model")
         b.link(cond[0], cond[1], sampler, "conditioning")
         dec = b.add("HarmonyDecode", (1120, 0), size=(240, 100))
