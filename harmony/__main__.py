@@ -30,7 +30,7 @@ def generate_parser():
     from .cli import Parser, program
     from .media import FIT_MODES
     from .pipeline import MIN_SECONDS, model_limits
-    from .sampling import DEFAULT_SHIFT, DEFAULT_SOLVER, DEFAULT_STEPS, GUIDANCE_MODES, SOLVERS
+    from .sampling import DEFAULT_SOLVER, DEFAULT_STEPS, GUIDANCE_MODES, SOLVERS
 
     prog = program()
     try:
@@ -65,7 +65,8 @@ def generate_parser():
                                f"({bundled}); default: 3, or the driving clip's length")
     sampling.add_argument("--seed", type=int, default=0, help="noise seed (same seed and settings: same clip)")
     sampling.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="sampling steps (the paper uses 40)")
-    sampling.add_argument("--shift", type=float, default=DEFAULT_SHIFT, help="flow-matching schedule shift (paper: 5)")
+    sampling.add_argument("--shift", type=float, default=None,
+                          help="flow-matching schedule shift; default: the model's tuned value for the job (paper: 5)")
     sampling.add_argument("--guidance", choices=GUIDANCE_MODES, default="synccfg",
                           help="synccfg: against silent-audio / static-video anchors (the paper); cfg: plain "
                                "text CFG; none: no guidance")
@@ -327,21 +328,22 @@ def _convert(argv):
 
 def _job_weights(argv):
     from .cli import Parser, program
-    from .jobs import JOBS
+    from .jobs import JOBS, TUNED_KEYS
 
     ap = Parser(prog=f"{program()} job-weights",
                 description="Add jobs' own weights (fine-tuned copies of a few tensors, used only while that job "
-                            "samples; harmony.job_weights) to a model file. The other jobs keep the shared weights "
-                            "bit for bit.",
+                            "samples; harmony.job_weights) and their tuned sampling settings to a model file. The "
+                            "other jobs keep the shared weights bit for bit.",
                 epilog=f"example:\n  {program()} job-weights shared.safetensors out.safetensors "
                        "--job V2A=runs/v2a/harmony_tiny.safetensors --only 'audio_model\\.blocks\\.'")
     ap.add_argument("shared", help="model file with the shared weights (.safetensors, .text.safetensors beside it)")
     ap.add_argument("output", help="file to write (.safetensors); the shared .text.safetensors is written beside it")
     ap.add_argument("--job", action="append", default=[], metavar="JOB=FILE",
                     help=f"a job ({', '.join(JOBS)}) and its fine-tuned export; repeat for several jobs")
-    ap.add_argument("--scales", action="append", default=[], metavar="JOB:sv=X[,sa=Y]",
-                    help="guidance scales tuned for a job, recorded in the file: sampling without --sv / --sa "
-                         "uses them for that job (e.g. I2AV:sv=2); repeat for several jobs")
+    ap.add_argument("--tuned", action="append", default=[], metavar="JOB:KEY=X[,KEY=Y]",
+                    help=f"sampling settings tuned for a job ({', '.join(TUNED_KEYS)}), recorded in the file: "
+                         "sampling that does not set one uses the job's (e.g. I2AV:sv=2, A2V:shift=1); "
+                         "repeat for several jobs")
     ap.add_argument("--only", default="",
                     help="regular expression of the tensors the fine-tunes trained (their train --trainable); "
                          "default: every tensor that differs from the shared file (frozen tensors come out of "
@@ -353,26 +355,26 @@ def _job_weights(argv):
         if not sep or job not in JOBS or not path:
             ap.error(f"--job {item!r}: give JOB=FILE with JOB one of {', '.join(JOBS)}")
         jobs[job] = path
-    scales = {}
-    for item in a.scales:
+    tuned = {}
+    for item in a.tuned:
         job, sep, rest = item.partition(":")
         pairs = [p.partition("=") for p in rest.split(",")] if sep else []
         try:
             values = {k.strip(): float(v) for k, eq, v in pairs if eq}
         except ValueError:
             values = {}
-        if (job not in JOBS or not values or len(values) != len(pairs) or set(values) - {"sv", "sa"}
-                or any(not 0 <= v < float("inf") for v in values.values())):
-            ap.error(f"--scales {item!r}: give JOB:sv=X[,sa=Y] with JOB one of {', '.join(JOBS)} and scales >= 0, "
-                     "e.g. I2AV:sv=2")
-        scales[job] = values
-    if not jobs and not scales:
-        ap.error("give at least one --job JOB=FILE or --scales JOB:sv=X")
+        if (job not in JOBS or not values or len(values) != len(pairs) or set(values) - set(TUNED_KEYS)
+                or any(not 0 <= v < float("inf") for v in values.values()) or values.get("shift", 1) <= 0):
+            ap.error(f"--tuned {item!r}: give JOB:KEY=X[,KEY=Y] with JOB one of {', '.join(JOBS)}, KEY one of "
+                     f"{', '.join(TUNED_KEYS)}, scales >= 0 and a shift > 0, e.g. A2V:shift=1")
+        tuned[job] = values
+    if not jobs and not tuned:
+        ap.error("give at least one --job JOB=FILE or --tuned JOB:KEY=X")
     _check_output(a.output, "output")
     from .checkpoint import write_job_file
-    counts = write_job_file(a.shared, a.output, jobs, a.only, scales)
+    counts = write_job_file(a.shared, a.output, jobs, a.only, tuned)
     print(f"wrote {a.output}: " + ", ".join([f"{j} {n} tensors" for j, n in counts.items()]
-                                            + [f"{j} scales {v}" for j, v in scales.items()]))
+                                            + [f"{j} tuned {v}" for j, v in tuned.items()]))
 
 
 COMMANDS = {"generate": _generate, "bench": _bench, "train": _train, "evaluate": _evaluate,

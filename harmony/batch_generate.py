@@ -13,14 +13,14 @@ from typing import Callable, Sequence
 
 from .guidance import default_scales
 from .jobs import JOBS, clip_geometry
-from .sampling import DEFAULT_SHIFT
+from .sampling import default_shift
 
 
 def generate_batch(pipe, job: str, texts: Sequence[tuple[str, str, str]], seeds: Sequence[int],
                    seconds: float = 3.0, first_frames=None, driving_audio=None, driving_video=None,
                    ref_voices=None, guidance: str = "synccfg", steps: int = 20, sv: float | None = None,
                    sa: float | None = None, text_cfg: float = 1.0, solver: str = "dpmpp_2m",
-                   shift: float = DEFAULT_SHIFT,
+                   shift: float | None = None,
                    callback: Callable | None = None):
     """B clips of one job in ONE batched sampling run; each item is what
     ``pipe.sample(..., seed=seeds[i])`` + ``pipe.decode`` gives for it alone (same noise).
@@ -28,7 +28,7 @@ def generate_batch(pipe, job: str, texts: Sequence[tuple[str, str, str]], seeds:
     ``texts``: ``(prompt, audio_caption, transcript)`` per item; ``first_frames``: ``[H,W,3]`` per
     item (I2AV); ``driving_audio``: ``(wave [C,T] or [T], sr)`` per item (A2V);
     ``driving_video``: ``(frames [F,H,W,3], fps)`` per item (V2A); ``ref_voices``: ``(wave, sr)``
-    or None per item; ``sv`` / ``sa``: None = the model file's scales for ``job``. Returns
+    or None per item; ``sv`` / ``sa`` / ``shift``: None = the model file's for ``job``. Returns
     ``[(frames [F,H,W,3] float 0..1, wave [T] float), ...]``: both modalities decoded from the
     latent (the given one has been through its codec).
     """
@@ -50,6 +50,7 @@ def generate_batch(pipe, job: str, texts: Sequence[tuple[str, str, str]], seeds:
         raise ValueError(f"generate_batch: job {job} needs `{need[0]}`, one per seed ({b})")
     job_sv, job_sa = default_scales(pipe.model.cfg, job)
     sv, sa = job_sv if sv is None else sv, job_sa if sa is None else sa
+    shift = default_shift(pipe.model.cfg, job) if shift is None else shift
     geom = clip_geometry(seconds, pipe.fps, pipe.frame_size, pipe.codecs.video, pipe.codecs.audio)
     seconds, n_frames = geom.seconds, geom.n_frames  # the Wan VAE's 4k+1 frames, as pipe.sample
     with torch.no_grad():
@@ -95,11 +96,11 @@ def generate_batch(pipe, job: str, texts: Sequence[tuple[str, str, str]], seeds:
 
 def model_generate_fn(pipe, guidance: str = "synccfg", steps: int = 20, sv: float | None = None,
                       sa: float | None = None, text_cfg: float = 1.0, solver: str = "dpmpp_2m", max_batch: int = 8,
-                      callback: Callable | None = None):
+                      callback: Callable | None = None, shift: float | None = None):
     """A batched generator for :func:`harmony.evaluate.evaluate`: the clips of one split, one job, in one
     sampling run (or ``ceil(n / max_batch)`` runs). The conditioning is in each clip (prompt,
     audio_caption, transcript, ref_voice; ``clip.frames[0]`` for I2AV, ``clip.wave`` for A2V,
-    ``clip.frames`` for V2A); ``sv`` / ``sa``: None = the model file's scales for each job."""
+    ``clip.frames`` for V2A); ``sv`` / ``sa`` / ``shift``: None = the model file's for each job."""
     def generate(job, clips, seeds):
         out = []
         for k in range(0, len(clips), max_batch):
@@ -110,7 +111,8 @@ def model_generate_fn(pipe, guidance: str = "synccfg", steps: int = 20, sv: floa
                 driving_audio=[(c.wave[None], c.sample_rate) for c in cs] if job == "A2V" else None,
                 driving_video=[(c.frames, c.fps) for c in cs] if job == "V2A" else None,
                 ref_voices=[(c.ref_voice[None], c.sample_rate) if c.ref_voice is not None else None for c in cs],
-                guidance=guidance, steps=steps, sv=sv, sa=sa, text_cfg=text_cfg, solver=solver, callback=callback)
+                guidance=guidance, steps=steps, sv=sv, sa=sa, text_cfg=text_cfg, solver=solver, callback=callback,
+                shift=shift)
         return out
     return generate
 

@@ -215,13 +215,13 @@ def convert(in_path, out_path, fp8: str | None = None, dtype=None, config=None):
 # --------------------------------------------------------------------------- load
 
 
-def write_job_file(shared_path: str, out_path: str, jobs: dict, only: str = "", scales: dict | None = None) -> dict:
+def write_job_file(shared_path: str, out_path: str, jobs: dict, only: str = "", settings: dict | None = None) -> dict:
     """Write ``out_path``: the shared file's tensors and metadata, plus each job's own copy of
     the tensors that differ (and whose names match ``only``, a regular expression such as the
     fine-tune's ``train --trainable``, when given). ``jobs``: ``{job: tuned export file}``, each
-    fine-tuned from the shared file with its text encoder frozen. ``scales``: ``{job: {"sv": ..,
-    "sa": ..}}``, the guidance scales tuned for a job, recorded in the config's
-    ``meta["guidance"]["jobs"]`` (guidance.default_scales). The shared ``.text.safetensors``
+    fine-tuned from the shared file with its text encoder frozen. ``settings``: ``{job: {"sv": ..,
+    "shift": ..}}``, sampling settings tuned for a job, recorded in the config's
+    ``meta["sampling"]["jobs"]`` (jobs.tuned_settings). The shared ``.text.safetensors``
     is copied beside ``out_path`` (harmony.job_weights). Returns ``{job: tensors stored}``."""
     from .weightfile import read_safetensors
 
@@ -248,13 +248,13 @@ def write_job_file(shared_path: str, out_path: str, jobs: dict, only: str = "", 
     meta = dict(meta)
     if counts:
         meta["job_weights"] = ",".join(f"{j}:{n}" for j, n in counts.items())
-    if scales:
+    if settings:
         if CONFIG_KEY not in meta:
-            raise ValueError(f"{shared_path}: records no Harmony config, so it has no place for tuned guidance "
-                             "scales; give a file written by `train` or `convert`")
+            raise ValueError(f"{shared_path}: records no Harmony config, so it has no place for tuned sampling "
+                             "settings; give a file written by `train` or `convert`")
         cfg = json.loads(meta[CONFIG_KEY])
-        guidance = cfg.setdefault("meta", {}).setdefault("guidance", {})
-        guidance.setdefault("jobs", {}).update({j: {k: float(v) for k, v in s.items()} for j, s in scales.items()})
+        sampling = cfg.setdefault("meta", {}).setdefault("sampling", {})
+        sampling.setdefault("jobs", {}).update({j: {k: float(v) for k, v in s.items()} for j, s in settings.items()})
         meta[CONFIG_KEY] = json.dumps(cfg)
     save_safetensors(out, out_path, meta)
     if text is not None:

@@ -285,6 +285,7 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=20, help="sampling steps per clip")
     ap.add_argument("--sv", type=float, default=None, help="video guidance scale (default: the model's, per job)")
     ap.add_argument("--sa", type=float, default=None, help="audio guidance scale (default: the model's, per job)")
+    ap.add_argument("--shift", type=float, default=None, help="schedule shift (default: the model's, per job)")
     ap.add_argument("--text-cfg", type=float, default=1.0, help="text CFG on top of SyncCFG (1 = off)")
     ap.add_argument("--seconds", type=float, default=3.0, help="length of each held-out clip")
     ap.add_argument("--batch", type=int, default=8, help="clips per batched sampling run")
@@ -308,10 +309,12 @@ def main(argv=None):
 
     pipe = HarmonyPipeline.from_pretrained(a.model, log=lambda m: None)
     from .guidance import default_scales
+    from .sampling import default_shift
 
-    sv, sa = a.sv, a.sa  # None: each job at the model file's tuned scales (guidance.default_scales)
+    sv, sa, shift = a.sv, a.sa, a.shift  # None: each job at the model file's tuned value (jobs.tuned_settings)
     scales = "; ".join(f"{j} sv={default_scales(pipe.model.cfg, j)[0] if sv is None else sv:g} "
-                       f"sa={default_scales(pipe.model.cfg, j)[1] if sa is None else sa:g}" for j in jobs)
+                       f"sa={default_scales(pipe.model.cfg, j)[1] if sa is None else sa:g} "
+                       f"shift={default_shift(pipe.model.cfg, j) if shift is None else shift:g}" for j in jobs)
     t0 = time.time()
     out = {}
     if not a.controls_only:
@@ -324,7 +327,8 @@ def main(argv=None):
             bar.set_postfix_str(label)
             bar.update(1)
 
-        gens = {m: model_generate_fn(pipe, m, a.steps, sv, sa, a.text_cfg, max_batch=a.batch) for m in modes}
+        gens = {m: model_generate_fn(pipe, m, a.steps, sv, sa, a.text_cfg, max_batch=a.batch, shift=shift)
+                for m in modes}
         rows = evaluate(gens, a.n_per_split, jobs, None if a.no_ceiling else codec_roundtrip_fn(pipe), a.seconds,
                         progress=progress)
         bar.close()
@@ -342,7 +346,7 @@ def main(argv=None):
     if a.controls or a.controls_only:
         from .controls import format_controls, run_controls
         t1 = time.time()
-        results = run_controls(pipe, steps=a.steps, sv=sv, sa=sa, guidance=modes[0])
+        results = run_controls(pipe, steps=a.steps, sv=sv, sa=sa, guidance=modes[0], shift=shift)
         print()
         print(f"controls ({modes[0]}, {a.steps} steps; decoded media; {time.time() - t1:.0f} s)")
         print(format_controls(results))

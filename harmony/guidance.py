@@ -43,7 +43,7 @@ from typing import Optional
 
 import torch
 
-from .jobs import Job
+from .jobs import Job, tuned_settings
 from .model import Conditioning
 
 GUIDANCE_MODES = ("synccfg", "cfg", "none")
@@ -55,14 +55,10 @@ DEFAULT_SA = 2.0
 
 
 def default_scales(cfg=None, job: Optional[str] = None) -> tuple[float, float]:
-    """``(sv, sa)`` for a model and a job: its file's ``meta["guidance"]`` when it records tuned
-    scales, ``{"sv": .., "sa": .., "jobs": {"I2AV": {"sv": ..}}}`` (a job's own entry first:
-    each job's balance of following its input against moving on its own differs), else the
-    paper's defaults."""
-    meta = (getattr(cfg, "meta", None) or {}) if cfg is not None else {}
-    g = meta.get("guidance", {}) or {}
-    own = (g.get("jobs", {}) or {}).get(job, {}) if job else {}
-    return (float(own.get("sv", g.get("sv", DEFAULT_SV))), float(own.get("sa", g.get("sa", DEFAULT_SA))))
+    """``(sv, sa)`` for a model and a job: the scales its file records as tuned for that job
+    (jobs.tuned_settings), else the paper's."""
+    tuned = tuned_settings(cfg, job) if cfg is not None else {}
+    return tuned.get("sv", DEFAULT_SV), tuned.get("sa", DEFAULT_SA)
 
 
 @dataclass

@@ -28,8 +28,8 @@ from .guidance import default_scales
 from .jobs import (DEFAULT_MAX_SECONDS, DEFAULT_SECONDS, MIN_SECONDS, clip_geometry, job_name,  # noqa: F401 (re-exported)
                    max_seconds)
 from .model import Conditioning
-from .sampling import (DEFAULT_SHIFT, DEFAULT_SOLVER, DEFAULT_STEPS, GUIDANCE_MODES, SOLVERS, Guidance, Job,
-                       sample)
+from .sampling import (DEFAULT_SOLVER, DEFAULT_STEPS, GUIDANCE_MODES, SOLVERS, Guidance, Job,
+                       default_shift, sample)
 
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 DEFAULT_MODEL = os.path.join(ASSETS, "harmony_tiny.safetensors")
@@ -371,7 +371,7 @@ class HarmonyPipeline:
 
     @torch.no_grad()
     def sample(self, cond: Conditioning, seconds: Optional[float] = None, seed: int = 0,
-               steps: int = DEFAULT_STEPS, shift: float = DEFAULT_SHIFT, sv: Optional[float] = None,
+               steps: int = DEFAULT_STEPS, shift: Optional[float] = None, sv: Optional[float] = None,
                sa: Optional[float] = None, text_cfg: float = 1.0, guidance: str = "synccfg",
                solver: str = DEFAULT_SOLVER, first_frame=None,
                driving_audio=None, driving_video=None, ref_voice=None,
@@ -381,7 +381,7 @@ class HarmonyPipeline:
         """Sample a joint latent. ``driving_audio``/``ref_voice``: ``(wave [C,T], sr)``;
         ``driving_video``: ``(frames [F,H,W,3], fps)``; ``first_frame``: ``[H,W,3]``;
         ``fit``: how frames of another aspect ratio meet the model's frame (crop, letterbox, stretch);
-        ``sv`` / ``sa``: None = the model file's tuned scales for the job (guidance.default_scales);
+        ``shift`` / ``sv`` / ``sa``: None = the model file's tuned value for the job (jobs.tuned_settings);
         ``preview(step, total, x0_video, x0_audio)``: the step's clean estimate (latents);
         ``video_negative`` / ``audio_negative``: the texts text CFG (``text_cfg`` != 1, or
         ``guidance="cfg"``) contrasts each tower with, instead of :attr:`negative_prompts`."""
@@ -389,10 +389,11 @@ class HarmonyPipeline:
 
         if fit not in FIT_MODES:
             raise validate.InputError(f"fit: {fit!r} is unknown; use one of {', '.join(FIT_MODES)}")
-        # no scale given: the model file's tuned one for this job (harmony.guidance.default_scales)
-        job_sv, job_sa = default_scales(self.model.cfg, job_name(driving_audio is not None, driving_video is not None,
-                                                                 first_frame is not None))
+        # a setting not given: the model file's tuned one for this job (jobs.tuned_settings)
+        name = job_name(driving_audio is not None, driving_video is not None, first_frame is not None)
+        job_sv, job_sa = default_scales(self.model.cfg, name)
         sv, sa = job_sv if sv is None else sv, job_sa if sa is None else sa
+        shift = default_shift(self.model.cfg, name) if shift is None else shift
         # every input is checked before any compute (harmony.validate)
         args = validate.sampling_args(
             seconds_value=seconds, seed=seed, steps=steps, shift=shift, sv=sv, sa=sa, text_cfg=text_cfg,
@@ -464,7 +465,7 @@ class HarmonyPipeline:
             uncond = self.encode_negative(video_negative, audio_negative)
             uncond.ref_audio = cond.ref_audio
         self.log(f"{job.name}: {seconds:g} s, {steps} steps, {guidance} (sv={sv:g}, sa={sa:g}, "
-                 f"text_cfg={text_cfg:g}), solver {solver}, seed {seed}")
+                 f"text_cfg={text_cfg:g}), shift {shift:g}, solver {solver}, seed {seed}")
         with self._resident():
             zv, za = sample(self.model, cond, noise_v, noise_a, steps=steps, shift=shift,
                             guidance=Guidance(guidance, sv, sa, text_cfg, batched), job=job,
@@ -472,7 +473,7 @@ class HarmonyPipeline:
                             solver=solver, callback=callback, cancel=cancel, preview=preview,
                             dtype=self.compute_dtype, log=self.log)
         return AVLatent(zv.float(), za.float(), self.fps, self.sample_rate, seconds, job.name,
-                        {"seed": seed, "steps": steps, "guidance": guidance, "sv": sv, "sa": sa})
+                        {"seed": seed, "steps": steps, "guidance": guidance, "sv": sv, "sa": sa, "shift": shift})
 
     # ---------------------------------------------------------------- decode
     @torch.no_grad()

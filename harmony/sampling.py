@@ -31,7 +31,7 @@ import torch
 from .guidance import (DEFAULT_SA, DEFAULT_SV, GUIDANCE_MODES,  # noqa: F401 (re-exports)
                        Guidance, SyncCFG)
 from .job_weights import job_weights
-from .jobs import Job
+from .jobs import Job, tuned_settings
 from .model import Conditioning
 
 SOLVERS = ("euler", "dpmpp_2m")
@@ -42,6 +42,13 @@ DEFAULT_STEPS = 20
 """Default sampling steps of the pipeline, the CLI and the node (the paper uses 40)."""
 DEFAULT_SOLVER = "dpmpp_2m"
 """Default ODE solver of the pipeline, the CLI and the node."""
+
+
+def default_shift(cfg=None, job: Optional[str] = None) -> float:
+    """The schedule shift for a model and a job: the one its file records as tuned for that job
+    (jobs.tuned_settings; a low shift spends more steps at low sigma, where a mouth's shape over
+    time forms), else the paper's."""
+    return (tuned_settings(cfg, job) if cfg is not None else {}).get("shift", DEFAULT_SHIFT)
 
 
 class SamplingCancelled(RuntimeError):

@@ -60,8 +60,6 @@ class TrainConfig:
     lambda_v: float = 0.1  # weight of the audio-driven video (A2V) loss
     lambda_a: float = 0.3  # weight of the video-driven audio (V2A) loss
     lambda_i: float = 0.0  # weight of the I2AV task (clean first latent frame); 0 = no such task
-    # the latent MSE barely sees HOW a mouth moves (a sudden opening vs a sway: two events); differences do
-    lambda_motion: float = 0.0  # A2V rows: weight of the MSE of the video's frame-to-frame differences
     p_first_frame: float = 0.2  # joint task with a clean first latent frame (I2AV)
     p_drop_text: float = 0.1
     p_drop_ref: float = 0.3
@@ -131,14 +129,6 @@ def _audio_mse(pred, target, rows):
     """Mean squared error over the audio of the given rows (a bool mask over the batch); 0 when none."""
     keep = rows.float()[:, None, None].expand_as(target)
     return ((pred - target) ** 2 * keep).sum() / keep.sum().clamp(min=1)
-
-
-def _video_motion_mse(pred, target, t_video):
-    """Mean squared error of the frame-to-frame differences, over pairs of noisy latent frames."""
-    pairs = ((t_video[:, 1:] > 0) & (t_video[:, :-1] > 0)).float()[:, None, :, None, None]
-    err = (pred[:, :, 1:] - pred[:, :, :-1]) - (target[:, :, 1:] - target[:, :, :-1])
-    pairs = pairs.expand_as(err)
-    return (err ** 2 * pairs).sum() / pairs.sum().clamp(min=1)
 
 
 def synergy_loss(model, conditioner, batch, tc: TrainConfig, gen: torch.Generator,
@@ -216,8 +206,7 @@ def synergy_loss(model, conditioner, batch, tc: TrainConfig, gen: torch.Generato
         if task in ("joint", "i2av"):
             losses[task] = lv + la
         elif task == "a2v":
-            losses["a2v"] = lv + (tc.lambda_motion * _video_motion_mse(ov[i], tgt_v, tv_list[i])
-                                  if tc.lambda_motion > 0 else 0)
+            losses["a2v"] = lv
         else:
             losses["v2a"] = la
     if teacher is not None and "joint" in tasks:  # the same noisy joint rows, the teacher's own text encoders
@@ -495,7 +484,6 @@ TRAIN_HELP = {
     "lambda_v": "weight of the audio-driven video (A2V) loss (paper: 0.1)",
     "lambda_a": "weight of the video-driven audio (V2A) loss (paper: 0.3)",
     "lambda_i": "weight of the I2AV task (clean first latent frame); 0 = no such task",
-    "lambda_motion": "A2V rows: weight of the MSE of the video latent's frame-to-frame differences (0 = off)",
     "init_from": "exported model file to start from (fine-tuning); empty = random weights",
     "init_job": "start from the --init-from file's own weights for this job (T2AV, I2AV, A2V, V2A); empty = shared",
     "p_first_frame": "share of joint samples given a clean first latent frame (I2AV)",
@@ -573,8 +561,8 @@ def main(argv=None):
         for name in ("lr", "seconds", "shift"):
             validate.number(getattr(args, name), name, f"{getattr(TrainConfig(), name):g}", via="cli", low=0,
                             low_open=True)
-        for name in ("weight_decay", "lambda_v", "lambda_a", "lambda_i", "lambda_motion", "lambda_joint",
-                     "lambda_distill", "driven_shift", "fusion_lr", "shift_a2v", "shift_v2a", "shift_i2av",
+        for name in ("weight_decay", "lambda_v", "lambda_a", "lambda_i", "lambda_joint", "lambda_distill",
+                     "driven_shift", "fusion_lr", "shift_a2v", "shift_v2a", "shift_i2av",
                      "max_minutes", "probe_every"):
             validate.number(getattr(args, name), name, f"{getattr(TrainConfig(), name):g}", via="cli", low=0)
         for name in ("p_first_frame", "p_drop_text", "p_drop_ref", "p_foreign_still", "p_quiet", "ema"):

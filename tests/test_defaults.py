@@ -36,8 +36,10 @@ def _defaults(fn):
 
 def test_pipeline_and_sampler_function_defaults():
     d = _defaults(HarmonyPipeline.sample)
-    assert (d["steps"], d["shift"], d["sv"], d["sa"], d["solver"], d["guidance"], d["text_cfg"]) == (
-        STEPS, SHIFT, SV, SA, SOLVER, "synccfg", 1.0)
+    assert (d["steps"], d["solver"], d["guidance"], d["text_cfg"]) == (STEPS, SOLVER, "synccfg", 1.0)
+    # None: the model file's tuned value for the job (jobs.tuned_settings), else the paper's
+    assert (d["shift"], d["sv"], d["sa"]) == (None, None, None)
+    assert sampling.default_shift(None) == SHIFT and guidance.default_scales(None) == (SV, SA)
     d = _defaults(sampling.sample)
     assert (d["shift"], d["solver"]) == (SHIFT, SOLVER)
 
@@ -46,8 +48,8 @@ def test_cli_generate_defaults():
     from harmony.__main__ import generate_parser
 
     a = generate_parser().parse_args([])
-    assert (a.steps, a.shift, a.solver, a.guidance, a.text_cfg) == (STEPS, SHIFT, SOLVER, "synccfg", 1.0)
-    assert (a.sv, a.sa) == (None, None)  # None: the model file's tuned scales, else the paper's
+    assert (a.steps, a.solver, a.guidance, a.text_cfg) == (STEPS, SOLVER, "synccfg", 1.0)
+    assert (a.shift, a.sv, a.sa) == (None, None, None)  # None: the model file's tuned values, else the paper's
     assert guidance.default_scales(None) == (SV, SA)
 
 

@@ -241,8 +241,9 @@ def test_defaults_and_errors():
     assert (DEFAULT_SV, DEFAULT_SA) == (3.0, 2.0)  # the paper's scales
     assert Guidance().sv == 3.0 and Guidance().sa == 2.0
     assert default_scales(get_config("tiny")) == (3.0, 2.0)
-    tuned = get_config("tiny").replace(meta={"guidance": {"sv": 2.5, "sa": 1.5}})
-    assert default_scales(tuned) == (2.5, 1.5)
+    tuned = get_config("tiny").replace(meta={"sampling": {"sv": 2.5, "sa": 1.5, "jobs": {"I2AV": {"sv": 2}}}})
+    assert default_scales(tuned) == default_scales(tuned, "T2AV") == (2.5, 1.5)
+    assert default_scales(tuned, "I2AV") == (2.0, 1.5)  # the job's own entry over the file-wide one
     with pytest.raises(ValueError, match="guidance mode"):
         Guidance("bogus")
     cond, _ = _conds()

@@ -247,22 +247,25 @@ def test_a_model_cast_after_loading_gets_its_job_tensors_in_the_same_dtype(files
     assert model.job_tensors["V2A"][TRAINED[0]].dtype == torch.float32  # the stored copy is untouched
 
 
-def test_tuned_scales_are_recorded_per_job_and_bad_ones_named(files, tmp_path, capsys):
+def test_tuned_settings_are_recorded_per_job_and_bad_ones_named(files, tmp_path, capsys):
     from harmony.checkpoint import read_config
     from harmony.guidance import default_scales
+    from harmony.sampling import default_shift
 
     out = str(tmp_path / "scales.safetensors")
-    harmony_main(["job-weights", files["shared"], out, "--scales", "I2AV:sv=2", "--scales", "V2A:sa=4.5,sv=1"])
-    assert "I2AV scales {'sv': 2.0}" in capsys.readouterr().out
+    harmony_main(["job-weights", files["shared"], out, "--tuned", "I2AV:sv=2", "--tuned", "V2A:sa=4.5,sv=1,shift=2"])
+    assert "I2AV tuned {'sv': 2.0}" in capsys.readouterr().out
     cfg = read_config(out)
     assert default_scales(cfg, "I2AV") == (2.0, 2.0) and default_scales(cfg, "V2A") == (1.0, 4.5)
+    assert default_shift(cfg, "V2A") == 2.0 and default_shift(cfg, "I2AV") == default_shift(cfg) == 5.0
     assert default_scales(cfg, "T2AV") == default_scales(cfg) == (3.0, 2.0)
     tensors, _ = read_safetensors(out, "scales")
     assert not split_keys(tensors)[1]  # scales alone add no job tensors
-    for bad in ("I2AV", "I2AV:sv=x", "I2AV:sv=-1", "I2AV:cfg=2", "I2X:sv=2", "I2AV:sv=2,", "I2AV:sv=inf"):
+    for bad in ("I2AV", "I2AV:sv=x", "I2AV:sv=-1", "I2AV:cfg=2", "I2X:sv=2", "I2AV:sv=2,", "I2AV:sv=inf",
+                "A2V:shift=0"):
         with pytest.raises(SystemExit) as e:
-            harmony_main(["job-weights", files["shared"], str(tmp_path / "bad.safetensors"), "--scales", bad])
-        assert e.value.code == 2 and "JOB:sv=X" in capsys.readouterr().err, bad
+            harmony_main(["job-weights", files["shared"], str(tmp_path / "bad.safetensors"), "--tuned", bad])
+        assert e.value.code == 2 and "JOB:KEY=X" in capsys.readouterr().err, bad
     with pytest.raises(SystemExit):
         harmony_main(["job-weights", files["shared"], str(tmp_path / "none.safetensors")])
     assert "at least one" in capsys.readouterr().err

@@ -84,33 +84,36 @@ def test_av_latent_carries_its_timing(pipe, cond):
     assert lat.video.shape[2] == 20 and lat.audio.shape[1] == 40  # ceil(1.25 * 31.25)
 
 
-def test_a_job_without_scales_samples_at_the_model_files_scales_for_that_job(pipe, cond):
-    """The bundled file records tuned scales per job (guidance.default_scales): a run that gives
-    none gets its job's, bit for bit the same as giving them; a run that gives some gets those."""
+def test_a_job_without_settings_samples_at_the_model_files_settings_for_that_job(pipe, cond):
+    """A model file may record tuned sampling settings per job (jobs.tuned_settings): a run that
+    gives none gets its job's, bit for bit the same as giving them; a run that gives some gets those."""
     from harmony.batch_generate import generate_batch
     from harmony.guidance import default_scales
 
     meta = pipe.model.cfg.meta
-    saved = meta.get("guidance")
-    meta["guidance"] = {"sv": 2.5, "jobs": {"I2AV": {"sv": 1.5, "sa": 4.0}}}
+    saved = meta.get("sampling")
+    meta["sampling"] = {"sv": 2.5, "jobs": {"I2AV": {"sv": 1.5, "sa": 4.0, "shift": 2.0}}}
     try:
         image = np.linspace(0, 1, 64 * 64 * 3, dtype=np.float32).reshape(64, 64, 3)
         run = dict(seconds=1.0, seed=2, steps=2)
         own = pipe.sample(cond, first_frame=image, **run)
-        assert (own.info["sv"], own.info["sa"]) == (1.5, 4.0)
-        given = pipe.sample(cond, first_frame=image, sv=1.5, sa=4.0, **run)
+        assert (own.info["sv"], own.info["sa"], own.info["shift"]) == (1.5, 4.0, 2.0)
+        given = pipe.sample(cond, first_frame=image, sv=1.5, sa=4.0, shift=2.0, **run)
         assert torch.equal(own.video, given.video) and torch.equal(own.audio, given.audio)
         other = pipe.sample(cond, first_frame=image, sv=3.0, **run)
         assert other.info["sv"] == 3.0 and not torch.equal(own.video, other.video)
+        other = pipe.sample(cond, first_frame=image, shift=5.0, **run)
+        assert not torch.equal(own.video, other.video)
         t2av = pipe.sample(cond, **run)  # no entry of its own: the file's sv, the paper's sa
         assert (t2av.info["sv"], t2av.info["sa"]) == (2.5, 2.0) == default_scales(pipe.model.cfg, "T2AV")
         # the batched generator (evaluation, controls) reads the same scales
         texts = [("a face talks.", "a voice.", "")]
         a = generate_batch(pipe, "I2AV", texts, [2], first_frames=[image], steps=2, seconds=1.0)
-        b = generate_batch(pipe, "I2AV", texts, [2], first_frames=[image], steps=2, seconds=1.0, sv=1.5, sa=4.0)
+        b = generate_batch(pipe, "I2AV", texts, [2], first_frames=[image], steps=2, seconds=1.0, sv=1.5, sa=4.0,
+                           shift=2.0)
         c = generate_batch(pipe, "I2AV", texts, [2], first_frames=[image], steps=2, seconds=1.0, sv=3.0, sa=2.0)
         assert np.array_equal(a[0][0], b[0][0]) and not np.array_equal(a[0][0], c[0][0])
     finally:
-        meta.pop("guidance", None)
+        meta.pop("sampling", None)
         if saved is not None:
-            meta["guidance"] = saved
+            meta["sampling"] = saved

@@ -193,6 +193,7 @@ def build_workflows() -> dict:
     from harmony.checkpoint import read_config
     from harmony.guidance import default_scales
     from harmony.pipeline import DEFAULT_MODEL
+    from harmony.sampling import default_shift
 
     texts = _texts()
     out = {}
@@ -206,9 +207,11 @@ def build_workflows() -> dict:
         cond = (txt, 0)
         if conditioning_hook:
             cond = conditioning_hook(b, cond)
-        sv, sa = default_scales(read_config(DEFAULT_MODEL), job)  # the bundled model's scales for the job
-        sampler = b.add("HarmonySyncCFGSampler", (760, 0), {"steps": STEPS, "seconds": SECONDS, "seed": 7,
-                                                            "sv": sv, "sa": sa}, size=(320, 380))
+        bundled = read_config(DEFAULT_MODEL)  # the bundled model's tuned settings for the job
+        sv, sa = default_scales(bundled, job)
+        sampler = b.add("HarmonySyncCFGSampler", (760, 0), {"steps": STEPS, "seconds": SECONDS, "seed": 7, "sv": sv,
+                                                            "sa": sa, "shift": default_shift(bundled, job)},
+                        size=(320, 380))
         b.link(loader, 0, sampler, "model")
         b.link(cond[0], cond[1], sampler, "conditioning")
         dec = b.add("HarmonyDecode", (1120, 0), size=(240, 100))
