@@ -21,6 +21,9 @@
 #      step 300), J4 (at a third of the rate) and J7 (half the rows quiet). I2AV: J3 -> J6, the video
 #      blocks on I2AV rows only (J9, a third run, went back down).
 #      The bundled file is R1 plus both jobs' tensors (python -m harmony job-weights).
+#   5. tuned sampling settings per job (sixth session): I2AV samples at SyncCFG sv 2, A2V at schedule
+#      shift 1 (scripts/tune_guidance.py and the controls on tuning / selection seeds), recorded in the
+#      file (job-weights --tuned); sampling that sets none reads them.
 #
 # Usage: bash scripts/cpu_chain.sh [OUT]      (about 4 hours of this 2-core CPU from stage 1)
 #   env: PYTHON, THREADS
@@ -82,6 +85,8 @@ stage j3 "$OUT/r1/harmony_tiny.safetensors" --trainable 'video_model\.blocks\.' 
 stage j6 "$OUT/j3/harmony_tiny.safetensors" --trainable 'video_model\.blocks\.' --steps 811 --lr 3e-4 \
   --warmup 20 --ema 0.99 $I2AV_ROWS $POOL --seed 66
 $PY -m harmony job-weights "$OUT/r1/harmony_tiny.safetensors" "$OUT/harmony_tiny.safetensors" \
-  --job V2A="$OUT/j7/harmony_tiny.safetensors" --job I2AV="$OUT/j6/harmony_tiny.safetensors"
+  --job V2A="$OUT/j7/harmony_tiny.safetensors" --job I2AV="$OUT/j6/harmony_tiny.safetensors" \
+  --tuned I2AV:sv=2 --tuned A2V:shift=1   # scripts/tune_guidance.py on tuning seeds (notebook, sixth session)
 
 echo "chain done: $OUT/harmony_tiny.safetensors (+ .text.safetensors): R1 with V2A's and I2AV's own weights"
+echo "and the tuned sampling settings of I2AV (sv 2) and A2V (shift 1)"
