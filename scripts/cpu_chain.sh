@@ -21,7 +21,8 @@
 #      step 300), J4 (at a third of the rate) and J7 (half the rows quiet). I2AV: J3 -> J6, the video
 #      blocks on I2AV rows only (J9, a third run, went back down).
 #      The bundled file is R1 plus both jobs' tensors (python -m harmony job-weights).
-#   5. tuned sampling settings per job (sixth session): I2AV samples at SyncCFG sv 2, A2V at schedule
+#   5. sixth session: V2A's blocks once more on V2A rows at sigma ~1 (K5, from J7), and tuned sampling
+#      settings per job: I2AV samples at SyncCFG sv 2, A2V at schedule
 #      shift 1 (scripts/tune_guidance.py and the controls on tuning / selection seeds), recorded in the
 #      file (job-weights --tuned); sampling that sets none reads them.
 #
@@ -80,12 +81,15 @@ stage j4 "$OUT/j1/harmony_tiny.safetensors" --trainable 'audio_model\.blocks\.' 
   --lr 1e-4 --warmup 20 --ema 0.995 $V2A_ROWS --p-quiet 0.4 $POOL --seed 64
 stage j7 "$OUT/j4/harmony_tiny.safetensors" --trainable 'audio_model\.blocks\.' --steps 888 \
   --lr 1e-4 --warmup 20 --ema 0.995 $V2A_ROWS --p-quiet 0.5 $POOL --seed 67
+# K5 (sixth session): J7 on V2A rows at sigma ~1, half of them quiet; its step-600 export is V2A's
+stage k5 "$OUT/j7/harmony_tiny.safetensors" --trainable 'audio_model\.blocks\.' --steps 694 \
+  --lr 1e-4 --warmup 20 --ema 0.995 $V2A_ROWS --shift-v2a 1000 --p-quiet 0.5 --export-every 150 $POOL --seed 75
 stage j3 "$OUT/r1/harmony_tiny.safetensors" --trainable 'video_model\.blocks\.' --steps 742 --lr 3e-4 \
   --warmup 20 --ema 0.99 $I2AV_ROWS $POOL --seed 63
 stage j6 "$OUT/j3/harmony_tiny.safetensors" --trainable 'video_model\.blocks\.' --steps 811 --lr 3e-4 \
   --warmup 20 --ema 0.99 $I2AV_ROWS $POOL --seed 66
 $PY -m harmony job-weights "$OUT/r1/harmony_tiny.safetensors" "$OUT/harmony_tiny.safetensors" \
-  --job V2A="$OUT/j7/harmony_tiny.safetensors" --job I2AV="$OUT/j6/harmony_tiny.safetensors" \
+  --job V2A="$OUT/k5/ema_step600.safetensors" --job I2AV="$OUT/j6/harmony_tiny.safetensors" \
   --tuned I2AV:sv=2 --tuned A2V:shift=1   # scripts/tune_guidance.py on tuning seeds (notebook, sixth session)
 
 echo "chain done: $OUT/harmony_tiny.safetensors (+ .text.safetensors): R1 with V2A's and I2AV's own weights"

@@ -30,6 +30,7 @@ TRAIN_STATS_TESTS = ["tests/test_train_stats.py"]
 MEDIA_TESTS = ["tests/test_media_rates.py"]
 DEFAULTS_TESTS = ["tests/test_defaults.py"]
 JOB_TESTS = ["tests/test_job_weights.py"]
+TUNED_TESTS = ["tests/test_pipeline.py::test_a_job_without_settings_samples_at_the_model_files_settings_for_that_job"]
 
 # (name, file, exact old line (without indentation), new line, tests to run)
 MUTATIONS = [
@@ -156,6 +157,14 @@ MUTATIONS = [
      'with torch.no_grad(), job_weights(model, "V2A", log):', JOB_TESTS),
     ("job weights are not put back", "harmony/job_weights.py",
      'module._parameters[leaf].data = old', "pass", JOB_TESTS),
+    # tuned sampling settings: a job's own entry over the file-wide one, used when a run sets none
+    ("a job's tuned settings are ignored", "harmony/jobs.py",
+     "out.update({k: float(v) for k, v in own.items() if k in TUNED_KEYS})", "pass", GUIDANCE_TESTS),
+    ("the pipeline ignores the tuned shift", "harmony/pipeline.py",
+     "shift = default_shift(self.model.cfg, name) if shift is None else shift",
+     "shift = 5.0 if shift is None else shift", TUNED_TESTS),
+    ("batched generation ignores the tuned scales", "harmony/batch_generate.py",
+     "job_sv, job_sa = default_scales(pipe.model.cfg, job)", "job_sv, job_sa = 3.0, 2.0", TUNED_TESTS),
 ]
 
 

@@ -86,16 +86,14 @@ def test_batched_generation_equals_one_clip_at_a_time(pipe):
 # --------------------------------------------------------------------------- V2A
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 19: the bundled model's own V2A weights still add about one audio "
-                                        "onset per clip to a still video (a dark lamp, empty texts; 0.5 allowed)")
 def test_v2a_static_video_gives_almost_no_audio_events(results):
     _check(results, "v2a_static")
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 19: at this test's one seed and 8 steps the audio follows the flashes "
-                                        "only in part (flash recall minus the other timing's below 0.6; the "
-                                        "evaluation's two seeds at 20 steps pass)")
+@pytest.mark.xfail(strict=True, reason="issue 19: the audio follows the flashes only in part (flash recall minus "
+                                        "the other timing's below 0.6: V2A's own weights quiet a still video but "
+                                        "also sound at some of the other timing's frames)")
 def test_v2a_flashes_give_audio_onsets_at_the_flash_times(results):
     _check(results, "v2a_flash")
 
