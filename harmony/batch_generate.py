@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from .guidance import default_scales
 from .jobs import JOBS, clip_geometry
-from .sampling import default_shift
+from .sampling import job_settings
 
 
 def generate_batch(pipe, job: str, texts: Sequence[tuple[str, str, str]], seeds: Sequence[int],
@@ -48,9 +47,7 @@ def generate_batch(pipe, job: str, texts: Sequence[tuple[str, str, str]], seeds:
             "V2A": ("driving_video", driving_video)}.get(job)
     if need is not None and (need[1] is None or len(need[1]) != b):
         raise ValueError(f"generate_batch: job {job} needs `{need[0]}`, one per seed ({b})")
-    job_sv, job_sa = default_scales(pipe.model.cfg, job)
-    sv, sa = job_sv if sv is None else sv, job_sa if sa is None else sa
-    shift = default_shift(pipe.model.cfg, job) if shift is None else shift
+    sv, sa, shift = job_settings(pipe.model.cfg, job, sv, sa, shift)
     geom = clip_geometry(seconds, pipe.fps, pipe.frame_size, pipe.codecs.video, pipe.codecs.audio)
     seconds, n_frames = geom.seconds, geom.n_frames  # the Wan VAE's 4k+1 frames, as pipe.sample
     with torch.no_grad():

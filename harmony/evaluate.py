@@ -308,13 +308,11 @@ def main(argv=None):
     from .pipeline import HarmonyPipeline
 
     pipe = HarmonyPipeline.from_pretrained(a.model, log=lambda m: None)
-    from .guidance import default_scales
-    from .sampling import default_shift
+    from .sampling import job_settings
 
     sv, sa, shift = a.sv, a.sa, a.shift  # None: each job at the model file's tuned value (jobs.tuned_settings)
-    scales = "; ".join(f"{j} sv={default_scales(pipe.model.cfg, j)[0] if sv is None else sv:g} "
-                       f"sa={default_scales(pipe.model.cfg, j)[1] if sa is None else sa:g} "
-                       f"shift={default_shift(pipe.model.cfg, j) if shift is None else shift:g}" for j in jobs)
+    settings = {j: job_settings(pipe.model.cfg, j, sv, sa, shift) for j in jobs}
+    scales = "; ".join(f"{j} sv={v[0]:g} sa={v[1]:g} shift={v[2]:g}" for j, v in settings.items())
     t0 = time.time()
     out = {}
     if not a.controls_only:

@@ -24,12 +24,11 @@ import torch
 from . import validate
 from . import builder
 from .builder import Codecs, Parts
-from .guidance import default_scales
 from .jobs import (DEFAULT_MAX_SECONDS, DEFAULT_SECONDS, MIN_SECONDS, clip_geometry, job_name,  # noqa: F401 (re-exported)
                    max_seconds)
 from .model import Conditioning
 from .sampling import (DEFAULT_SOLVER, DEFAULT_STEPS, GUIDANCE_MODES, SOLVERS, Guidance, Job,
-                       default_shift, sample)
+                       job_settings, sample)
 
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 DEFAULT_MODEL = os.path.join(ASSETS, "harmony_tiny.safetensors")
@@ -391,9 +390,7 @@ class HarmonyPipeline:
             raise validate.InputError(f"fit: {fit!r} is unknown; use one of {', '.join(FIT_MODES)}")
         # a setting not given: the model file's tuned one for this job (jobs.tuned_settings)
         name = job_name(driving_audio is not None, driving_video is not None, first_frame is not None)
-        job_sv, job_sa = default_scales(self.model.cfg, name)
-        sv, sa = job_sv if sv is None else sv, job_sa if sa is None else sa
-        shift = default_shift(self.model.cfg, name) if shift is None else shift
+        sv, sa, shift = job_settings(self.model.cfg, name, sv, sa, shift)
         # every input is checked before any compute (harmony.validate)
         args = validate.sampling_args(
             seconds_value=seconds, seed=seed, steps=steps, shift=shift, sv=sv, sa=sa, text_cfg=text_cfg,

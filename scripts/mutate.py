@@ -160,11 +160,10 @@ MUTATIONS = [
     # tuned sampling settings: a job's own entry over the file-wide one, used when a run sets none
     ("a job's tuned settings are ignored", "harmony/jobs.py",
      "out.update({k: float(v) for k, v in own.items() if k in TUNED_KEYS})", "pass", GUIDANCE_TESTS),
-    ("the pipeline ignores the tuned shift", "harmony/pipeline.py",
-     "shift = default_shift(self.model.cfg, name) if shift is None else shift",
-     "shift = 5.0 if shift is None else shift", TUNED_TESTS),
-    ("batched generation ignores the tuned scales", "harmony/batch_generate.py",
-     "job_sv, job_sa = default_scales(pipe.model.cfg, job)", "job_sv, job_sa = 3.0, 2.0", TUNED_TESTS),
+    ("a run ignores the tuned shift", "harmony/sampling.py",
+     "default_shift(cfg, job) if shift is None else shift)", "5.0 if shift is None else shift)", TUNED_TESTS),
+    ("a run ignores the tuned scales", "harmony/sampling.py",
+     "tuned_sv, tuned_sa = default_scales(cfg, job)", "tuned_sv, tuned_sa = 3.0, 2.0", TUNED_TESTS),
 ]
 
 

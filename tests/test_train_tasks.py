@@ -172,4 +172,3 @@ def test_foreign_stills_are_deterministic_images_of_three_families():
     assert set(fam) == set(FAMILIES) and 0 <= a.min() and a.max() <= 1
     assert not np.array_equal(a, foreign_stills(30, 2)[0])
     assert all(a[i].std() > 0.02 for i in range(30))  # none is blank
-
