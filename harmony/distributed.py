@@ -43,20 +43,14 @@ def world() -> tuple[int, int]:
 
 def init_process_group() -> torch.device:
     """Join the process group a launcher (torchrun, accelerate launch) described in the environment
-    (RANK, WORLD_SIZE, MASTER_ADDR, ...): NCCL on GPUs, gloo on CPU. Returns this process's device."""
+    (`harmony.parallel.join_process_group`). Returns this process's device."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         raise RuntimeError("--fsdp block needs a distributed launch: torchrun --nproc_per_node N -m harmony "
                            "train --fsdp block ... (or accelerate launch with configs/accelerate/fsdp.yaml); "
                            "RANK / WORLD_SIZE are not set")
-    gpu = torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_CPU", "").lower() not in ("1", "true")
-    if gpu:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if gpu else "gloo")
-    return device
+    from .parallel import join_process_group
+
+    return join_process_group()
 
 
 def shard(model: nn.Module, conditioner: nn.Module, device: torch.device, mixed_precision: str = "fp32",

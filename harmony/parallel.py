@@ -36,6 +36,7 @@ have no backward here).
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import math
 import os
@@ -197,17 +198,28 @@ def apply(model, sp: Optional[SequenceParallel]) -> None:
     model.sequence_parallel = sp
 
 
+def join_process_group() -> torch.device:
+    """Join the process group a launcher (torchrun, accelerate launch) described in the environment
+    (RANK, WORLD_SIZE, MASTER_ADDR, ...): nccl on GPUs, one per local rank; gloo on CPU (also under
+    ``ACCELERATE_USE_CPU``). Returns this process's device. The group is closed at exit."""
+    gpu = torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_CPU", "").lower() not in ("1", "true")
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if gpu else torch.device("cpu")
+    if gpu:
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if gpu else "gloo")
+        # closed before the interpreter's teardown: gloo's threads still running then can abort a
+        # finished process ("terminate called without an active exception")
+        atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
+    return device
+
+
 def init_from_environment() -> Optional[SequenceParallel]:
-    """Under torchrun (``WORLD_SIZE`` > 1): the process group (nccl on CUDA, one GPU per local rank;
-    gloo on CPU) and its `SequenceParallel`; a single process: None."""
+    """Under torchrun (``WORLD_SIZE`` > 1): the process group (`join_process_group`) and its
+    `SequenceParallel`; a single process: None."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
-    if not dist.is_initialized():
-        if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-            dist.init_process_group("nccl")
-        else:
-            dist.init_process_group("gloo")
+    join_process_group()
     return SequenceParallel()
 
 
