@@ -74,6 +74,10 @@ def generate_parser():
                           help="SyncCFG video scale; default: the model's tuned value for the job (paper: 3)")
     sampling.add_argument("--sa", type=float, default=None,
                           help="SyncCFG audio scale; default: the model's tuned value for the job (paper: 2)")
+    sampling.add_argument("--st", type=float, default=None,
+                          help="timing anchor on top of SyncCFG (A2V / V2A; ours, not the paper's): the generated "
+                               "modality is pushed away from what a partner 3 frames early gives; default: the "
+                               "model's tuned value for the job (0 = off)")
     sampling.add_argument("--text-cfg", type=float, default=1.0, help="text CFG on top of SyncCFG (1 = off)")
     sampling.add_argument("--video-negative", metavar="TEXT", default=None,
                           help="what text CFG (--text-cfg != 1, or --guidance cfg) steers the video away from "
@@ -198,7 +202,7 @@ def _generate(argv):
 
     try:  # closed on an error too: its line ends before the error line, and it is never redrawn after it
         lat = pipe.sample(cond, seconds=a.seconds, seed=a.seed, steps=a.steps, shift=a.shift, sv=sv, sa=sa,
-                          text_cfg=a.text_cfg, guidance=a.guidance, solver=a.solver, callback=progress,
+                          st=a.st, text_cfg=a.text_cfg, guidance=a.guidance, solver=a.solver, callback=progress,
                           fit=a.fit, video_negative=a.video_negative, audio_negative=a.audio_negative, **kw)
     finally:
         bar.close()
@@ -245,7 +249,7 @@ def _check_generate_args(a) -> float:
     min_s, max_s = model_limits(a.model, "--model" if a.model else "the bundled model")
     validate.sampling_args(seconds_value=a.seconds, seed=a.seed, steps=a.steps, shift=a.shift,
                            sv=0.0 if a.sv is None else a.sv, sa=0.0 if a.sa is None else a.sa,
-                           text_cfg=a.text_cfg, guidance=a.guidance, solver=a.solver, min_seconds=min_s,
+                           st=a.st, text_cfg=a.text_cfg, guidance=a.guidance, solver=a.solver, min_seconds=min_s,
                            max_seconds=max_s, guidance_modes=GUIDANCE_MODES, solvers=SOLVERS, via="cli")
     if a.resident_blocks is not None:
         validate.integer(a.resident_blocks, "resident_blocks", 4, via="cli", low=0)

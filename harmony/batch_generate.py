@@ -19,7 +19,7 @@ def generate_batch(pipe, job: str, texts: Sequence[tuple[str, str, str]], seeds:
                    seconds: float = 3.0, first_frames=None, driving_audio=None, driving_video=None,
                    ref_voices=None, guidance: str = "synccfg", steps: int = 20, sv: float | None = None,
                    sa: float | None = None, text_cfg: float = 1.0, solver: str = "dpmpp_2m",
-                   shift: float | None = None,
+                   shift: float | None = None, st: float | None = None,
                    callback: Callable | None = None):
     """B clips of one job in ONE batched sampling run; each item is what
     ``pipe.sample(..., seed=seeds[i])`` + ``pipe.decode`` gives for it alone (same noise).
@@ -27,7 +27,7 @@ def generate_batch(pipe, job: str, texts: Sequence[tuple[str, str, str]], seeds:
     ``texts``: ``(prompt, audio_caption, transcript)`` per item; ``first_frames``: ``[H,W,3]`` per
     item (I2AV); ``driving_audio``: ``(wave [C,T] or [T], sr)`` per item (A2V);
     ``driving_video``: ``(frames [F,H,W,3], fps)`` per item (V2A); ``ref_voices``: ``(wave, sr)``
-    or None per item; ``sv`` / ``sa`` / ``shift``: None = the model file's for ``job``. Returns
+    or None per item; ``sv`` / ``sa`` / ``shift`` / ``st``: None = the model file's for ``job``. Returns
     ``[(frames [F,H,W,3] float 0..1, wave [T] float), ...]``: both modalities decoded from the
     latent (the given one has been through its codec).
     """
@@ -47,7 +47,7 @@ def generate_batch(pipe, job: str, texts: Sequence[tuple[str, str, str]], seeds:
             "V2A": ("driving_video", driving_video)}.get(job)
     if need is not None and (need[1] is None or len(need[1]) != b):
         raise ValueError(f"generate_batch: job {job} needs `{need[0]}`, one per seed ({b})")
-    sv, sa, shift = job_settings(pipe.model.cfg, job, sv, sa, shift)
+    sv, sa, shift, st = job_settings(pipe.model.cfg, job, sv, sa, shift, st)
     geom = clip_geometry(seconds, pipe.fps, pipe.frame_size, pipe.codecs.video, pipe.codecs.audio)
     seconds, n_frames = geom.seconds, geom.n_frames  # the Wan VAE's 4k+1 frames, as pipe.sample
     with torch.no_grad():
@@ -80,7 +80,7 @@ def generate_batch(pipe, job: str, texts: Sequence[tuple[str, str, str]], seeds:
             uncond.ref_audio = cond.ref_audio
         with pipe._resident():
             zv, za = sample(pipe.model, cond, noise_v, noise_a, steps=steps, shift=shift,
-                            guidance=Guidance(guidance, sv, sa, text_cfg, True), job=j, uncond=uncond,
+                            guidance=Guidance(guidance, sv, sa, text_cfg, True, st), job=j, uncond=uncond,
                             silent_audio_token=silent, blank_video_frame=blank, solver=solver,
                             callback=callback, log=pipe.log)
         out = []
@@ -93,11 +93,11 @@ def generate_batch(pipe, job: str, texts: Sequence[tuple[str, str, str]], seeds:
 
 def model_generate_fn(pipe, guidance: str = "synccfg", steps: int = 20, sv: float | None = None,
                       sa: float | None = None, text_cfg: float = 1.0, solver: str = "dpmpp_2m", max_batch: int = 8,
-                      callback: Callable | None = None, shift: float | None = None):
+                      callback: Callable | None = None, shift: float | None = None, st: float | None = None):
     """A batched generator for :func:`harmony.evaluate.evaluate`: the clips of one split, one job, in one
     sampling run (or ``ceil(n / max_batch)`` runs). The conditioning is in each clip (prompt,
     audio_caption, transcript, ref_voice; ``clip.frames[0]`` for I2AV, ``clip.wave`` for A2V,
-    ``clip.frames`` for V2A); ``sv`` / ``sa`` / ``shift``: None = the model file's for each job."""
+    ``clip.frames`` for V2A); ``sv`` / ``sa`` / ``shift`` / ``st``: None = the model file's for each job."""
     def generate(job, clips, seeds):
         out = []
         for k in range(0, len(clips), max_batch):
@@ -109,7 +109,7 @@ def model_generate_fn(pipe, guidance: str = "synccfg", steps: int = 20, sv: floa
                 driving_video=[(c.frames, c.fps) for c in cs] if job == "V2A" else None,
                 ref_voices=[(c.ref_voice[None], c.sample_rate) if c.ref_voice is not None else None for c in cs],
                 guidance=guidance, steps=steps, sv=sv, sa=sa, text_cfg=text_cfg, solver=solver, callback=callback,
-                shift=shift)
+                shift=shift, st=st)
         return out
     return generate
 

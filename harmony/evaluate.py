@@ -286,6 +286,8 @@ def main(argv=None):
     ap.add_argument("--sv", type=float, default=None, help="video guidance scale (default: the model's, per job)")
     ap.add_argument("--sa", type=float, default=None, help="audio guidance scale (default: the model's, per job)")
     ap.add_argument("--shift", type=float, default=None, help="schedule shift (default: the model's, per job)")
+    ap.add_argument("--st", type=float, default=None,
+                    help="timing anchor's scale on top of SyncCFG, A2V / V2A (default: the model's, per job; 0 = off)")
     ap.add_argument("--text-cfg", type=float, default=1.0, help="text CFG on top of SyncCFG (1 = off)")
     ap.add_argument("--seconds", type=float, default=3.0, help="length of each held-out clip")
     ap.add_argument("--batch", type=int, default=8, help="clips per batched sampling run")
@@ -310,9 +312,10 @@ def main(argv=None):
     pipe = HarmonyPipeline.from_pretrained(a.model, log=lambda m: None)
     from .sampling import job_settings
 
-    sv, sa, shift = a.sv, a.sa, a.shift  # None: each job at the model file's tuned value (jobs.tuned_settings)
-    settings = {j: job_settings(pipe.model.cfg, j, sv, sa, shift) for j in jobs}
-    scales = "; ".join(f"{j} sv={v[0]:g} sa={v[1]:g} shift={v[2]:g}" for j, v in settings.items())
+    sv, sa, shift, st = a.sv, a.sa, a.shift, a.st  # None: each job at the model file's tuned value
+    settings = {j: job_settings(pipe.model.cfg, j, sv, sa, shift, st) for j in jobs}
+    scales = "; ".join(f"{j} sv={v[0]:g} sa={v[1]:g} shift={v[2]:g}" + (f" st={v[3]:g}" if v[3] else "")
+                       for j, v in settings.items())
     t0 = time.time()
     out = {}
     if not a.controls_only:
@@ -325,8 +328,8 @@ def main(argv=None):
             bar.set_postfix_str(label)
             bar.update(1)
 
-        gens = {m: model_generate_fn(pipe, m, a.steps, sv, sa, a.text_cfg, max_batch=a.batch, shift=shift)
-                for m in modes}
+        gens = {m: model_generate_fn(pipe, m, a.steps, sv, sa, a.text_cfg, max_batch=a.batch, shift=shift,
+                                   st=st) for m in modes}
         rows = evaluate(gens, a.n_per_split, jobs, None if a.no_ceiling else codec_roundtrip_fn(pipe), a.seconds,
                         progress=progress)
         bar.close()
@@ -344,7 +347,7 @@ def main(argv=None):
     if a.controls or a.controls_only:
         from .controls import format_controls, run_controls
         t1 = time.time()
-        results = run_controls(pipe, steps=a.steps, sv=sv, sa=sa, guidance=modes[0], shift=shift)
+        results = run_controls(pipe, steps=a.steps, sv=sv, sa=sa, guidance=modes[0], shift=shift, st=st)
         print()
         print(f"controls ({modes[0]}, {a.steps} steps; decoded media; {time.time() - t1:.0f} s)")
         print(format_controls(results))

@@ -16,6 +16,14 @@ clean-sample estimate (a velocity output ``u = noise - x0`` is converted with
       Dv = Dv(zv | silent audio) + sv * (Dv(joint) - Dv(zv | silent audio))
       Da = Da(za | static video) + sa * (Da(joint) - Da(za | static video))
 
+* the *timing anchor* on top of ``synccfg`` (ours, not the paper's; ``st`` > 0, A2V and V2A only):
+  the generated modality is also pushed away from its prediction given the driving partner
+  ``EARLY_FRAMES`` video latent frames early (clean, ``t = 0``)::
+
+      D += st * (D(joint) - D(| partner early))
+
+  what an early partner would give too (a mouth that opens before the syllable, a chime before
+  the flash) is weakened; what only the partner's own timing gives is strengthened.
 * text CFG on top of ``synccfg`` / ``none``: ``+ (text_cfg - 1) * (D(joint) - D(no text))``.
 
 Scale 1 means no guidance in every mode. All passes of one step go through
@@ -30,6 +38,9 @@ Null anchors (the paper leaves them open; our rules):
   (I2AV) or driving video (V2A) when there is one, else the previous step's
   clean-video estimate; before the first estimate exists it is the codec's
   blank frame (``blank_video_frame``).
+* *early partner* (timing anchor): the driving audio advanced by ``EARLY_FRAMES`` video
+  frames' worth of audio tokens, its end filled with the silent token (A2V); the driving
+  video advanced by ``EARLY_FRAMES`` latent frames, its last frame held (V2A).
 
 Numerics: the caller's latents and sigmas stay as they are (the sampler keeps
 them fp32); the network sees the latents in its compute dtype and the
@@ -52,6 +63,12 @@ DEFAULT_SV = 3.0
 """Default video guidance scale (paper: 3)."""
 DEFAULT_SA = 2.0
 """Default audio guidance scale (paper: 2)."""
+DEFAULT_ST = 0.0
+"""Default timing-anchor scale: 0, the paper's SyncCFG (a model file may record its own per job)."""
+EARLY_FRAMES = 3
+"""How early the timing anchor's partner is, in video latent frames: 3 (0.19 s at the bundled model's
+16 fps) is the lead of the early mouth sway of its A2V (notebook, L1). A negative value is a late partner
+(the lab's `scripts/control_sweep.py --early-frames` sets it)."""
 
 
 def default_scales(cfg=None, job: Optional[str] = None) -> tuple[float, float]:
@@ -61,16 +78,23 @@ def default_scales(cfg=None, job: Optional[str] = None) -> tuple[float, float]:
     return tuned.get("sv", DEFAULT_SV), tuned.get("sa", DEFAULT_SA)
 
 
+def default_timing(cfg=None, job: Optional[str] = None) -> float:
+    """The timing-anchor scale ``st`` for a model and a job: its file's tuned one, else 0 (off)."""
+    return (tuned_settings(cfg, job) if cfg is not None else {}).get("st", DEFAULT_ST)
+
+
 @dataclass
 class Guidance:
     """Guidance settings. ``sv``/``sa``: video/audio scales (1 = no guidance);
-    ``text_cfg``: text CFG on top (1 = off); ``batched``: one forward for all passes."""
+    ``text_cfg``: text CFG on top (1 = off); ``batched``: one forward for all passes;
+    ``st``: the timing anchor's scale on top of SyncCFG (0 = off; A2V and V2A)."""
 
     mode: str = "synccfg"
     sv: float = DEFAULT_SV
     sa: float = DEFAULT_SA
     text_cfg: float = 1.0
     batched: bool = True
+    st: float = DEFAULT_ST
 
     def __post_init__(self):
         if self.mode not in GUIDANCE_MODES:
@@ -88,7 +112,7 @@ def velocity_to_x0(out: torch.Tensor, z: torch.Tensor, sigma: torch.Tensor) -> t
 
 def combine(g: Guidance, x0v: dict, x0a: dict):
     """The guidance arithmetic on the passes' clean estimates (dicts keyed by pass name:
-    ``joint``, ``silent``, ``static``, ``uncond``) -> ``(Dv, Da)``."""
+    ``joint``, ``silent``, ``static``, ``early``, ``uncond``) -> ``(Dv, Da)``."""
     if g.mode == "cfg":
         dv = x0v["uncond"] + g.sv * (x0v["joint"] - x0v["uncond"])
         da = x0a["uncond"] + g.sa * (x0a["joint"] - x0a["uncond"])
@@ -99,6 +123,9 @@ def combine(g: Guidance, x0v: dict, x0a: dict):
             dv = x0v["silent"] + g.sv * (x0v["joint"] - x0v["silent"])
         if "static" in x0a:
             da = x0a["static"] + g.sa * (x0a["joint"] - x0a["static"])
+        if "early" in x0v:  # the timing anchor (the driven modality's term; the given one is held anyway)
+            dv = dv + g.st * (x0v["joint"] - x0v["early"])
+            da = da + g.st * (x0a["joint"] - x0a["early"])
     if g.text_cfg != 1.0:
         dv = dv + (g.text_cfg - 1) * (x0v["joint"] - x0v["uncond"])
         da = da + (g.text_cfg - 1) * (x0a["joint"] - x0a["uncond"])
@@ -154,6 +181,24 @@ class SyncCFG:
         """The silent-audio anchor: the silence token repeated over the clip."""
         return self.silent.to(za).reshape(1, 1, -1).expand_as(za)
 
+    def early_audio(self, za: torch.Tensor, n_frames: int) -> torch.Tensor:
+        """The driving audio ``EARLY_FRAMES`` video frames early: ``za`` ``[B, T, C]`` advanced by
+        that many frames' worth of tokens, its end silent (late: delayed, its start silent)."""
+        n = za.shape[1]
+        k = max(-n, min(n, round(EARLY_FRAMES * n / n_frames)))
+        pad = self.silent_audio(za[:, :abs(k)])
+        return torch.cat([za[:, k:], pad], dim=1) if k >= 0 else torch.cat([pad, za[:, :k]], dim=1)
+
+    @staticmethod
+    def early_video(zv: torch.Tensor) -> torch.Tensor:
+        """The driving video ``EARLY_FRAMES`` latent frames early: ``zv`` ``[B, C, F, H, W]``
+        advanced, its last frame held (late: delayed, its first frame held)."""
+        f = zv.shape[2]
+        k = max(1 - f, min(f - 1, EARLY_FRAMES))
+        if k >= 0:
+            return torch.cat([zv[:, :, k:], zv[:, :, -1:].expand(-1, -1, k, -1, -1)], dim=2)
+        return torch.cat([zv[:, :, :1].expand(-1, -1, -k, -1, -1), zv[:, :, :k]], dim=2)
+
     # -- passes ------------------------------------------------------------
     def passes(self, zv, za, sigma_v, sigma_a):
         """List of ``(name, zv, za, sigma_v, sigma_a, cond)`` for this step: what each
@@ -165,6 +210,11 @@ class SyncCFG:
                 out.append(("silent", zv, self.silent_audio(za), sigma_v, zero_a, self.cond))
             if self.job.clean_audio is None:  # audio is generated: contrast with stillness
                 out.append(("static", self.static_video(zv), za, zero_v, sigma_a, self.cond))
+            if g.st != 0 and (self.job.clean_audio is None) != (self.job.clean_video is None):
+                # A2V / V2A: contrast with the driving partner early (za / zv hold the clean input)
+                early = ((zv, self.early_audio(za, zv.shape[2]), sigma_v, zero_a) if self.job.clean_audio is not None
+                         else (self.early_video(zv), za, zero_v, sigma_a))
+                out.append(("early", *early, self.cond))
         if g.needs_uncond:
             out.append(("uncond", zv, za, sigma_v, sigma_a, self.uncond))
         return out

@@ -35,15 +35,17 @@ def job_name(driving_audio: bool, driving_video: bool, first_frame: bool) -> str
     return "I2AV" if first_frame else "T2AV"
 
 
-TUNED_KEYS = ("sv", "sa", "shift")
-"""The sampling settings a model file may record as tuned for it (guidance scales, schedule shift)."""
+TUNED_KEYS = ("sv", "sa", "shift", "st")
+"""The sampling settings a model file may record as tuned for it (guidance scales, schedule shift,
+the timing anchor's scale)."""
 
 
 def tuned_settings(cfg_or_meta, job: Optional[str] = None) -> dict:
     """What a model file records as tuned for sampling it: its config's ``meta["sampling"]``,
     ``{"sv": .., "shift": .., "jobs": {"A2V": {"shift": ..}}}`` (a config or its ``meta`` dict may
     be given), ``job``'s own entries over the file-wide ones. Only the recorded keys: each
-    setting's reader (guidance.default_scales, sampling.default_shift) fills in the paper's value.
+    setting's reader (guidance.default_scales / default_timing, sampling.default_shift) fills in the
+    paper's value.
     Each job balances following its input against moving on its own differently, so the tiny
     model's settings are tuned per job (scripts/tune_guidance.py, on tuning seeds)."""
     meta = cfg_or_meta if isinstance(cfg_or_meta, dict) else (getattr(cfg_or_meta, "meta", None) or {})

@@ -29,7 +29,7 @@ from typing import Callable, Optional
 import torch
 
 from .guidance import (DEFAULT_SA, DEFAULT_SV, GUIDANCE_MODES,  # noqa: F401 (re-exports)
-                       Guidance, SyncCFG, default_scales)
+                       Guidance, SyncCFG, default_scales, default_timing)
 from .job_weights import job_weights
 from .jobs import Job, tuned_settings
 from .model import Conditioning
@@ -52,12 +52,13 @@ def default_shift(cfg=None, job: Optional[str] = None) -> float:
 
 
 def job_settings(cfg, job: str, sv: Optional[float] = None, sa: Optional[float] = None,
-                 shift: Optional[float] = None) -> tuple[float, float, float]:
-    """``(sv, sa, shift)`` of a run of ``job``: each one given, else the model file's tuned value
-    for the job, else the paper's (the one place a run without settings gets them)."""
+                 shift: Optional[float] = None, st: Optional[float] = None) -> tuple[float, float, float, float]:
+    """``(sv, sa, shift, st)`` of a run of ``job``: each one given, else the model file's tuned value
+    for the job, else the paper's (st: 0, no timing anchor); the one place a run without settings
+    gets them."""
     tuned_sv, tuned_sa = default_scales(cfg, job)
     return (tuned_sv if sv is None else sv, tuned_sa if sa is None else sa,
-            default_shift(cfg, job) if shift is None else shift)
+            default_shift(cfg, job) if shift is None else shift, default_timing(cfg, job) if st is None else st)
 
 
 class SamplingCancelled(RuntimeError):

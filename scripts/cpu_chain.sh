@@ -25,6 +25,8 @@
 #      settings per job: I2AV samples at SyncCFG sv 2, A2V at schedule
 #      shift 1 (scripts/tune_guidance.py and the controls on tuning / selection seeds), recorded in the
 #      file (job-weights --tuned); sampling that sets none reads them.
+#   6. seventh session: no training; A2V and V2A sample with the timing anchor (st 1: pushed away from
+#      what the driving partner 3 frames early gives; notebook L1), recorded with --tuned.
 #
 # Usage: bash scripts/cpu_chain.sh [OUT]      (about 4 hours of this 2-core CPU from stage 1)
 #   env: PYTHON, THREADS
@@ -90,7 +92,7 @@ stage j6 "$OUT/j3/harmony_tiny.safetensors" --trainable 'video_model\.blocks\.' 
   --warmup 20 --ema 0.99 $I2AV_ROWS $POOL --seed 66
 $PY -m harmony job-weights "$OUT/r1/harmony_tiny.safetensors" "$OUT/harmony_tiny.safetensors" \
   --job V2A="$OUT/k5/ema_step600.safetensors" --job I2AV="$OUT/j6/harmony_tiny.safetensors" \
-  --tuned I2AV:sv=2 --tuned A2V:shift=1   # scripts/tune_guidance.py on tuning seeds (notebook, sixth session)
+  --tuned I2AV:sv=2 --tuned A2V:shift=1,st=1 --tuned V2A:st=1   # tuning / selection seeds (notebook K0, K3, L1)
 
 echo "chain done: $OUT/harmony_tiny.safetensors (+ .text.safetensors): R1 with V2A's and I2AV's own weights"
-echo "and the tuned sampling settings of I2AV (sv 2) and A2V (shift 1)"
+echo "and the tuned sampling settings of I2AV (sv 2), A2V (shift 1, st 1) and V2A (st 1)"

@@ -20,7 +20,8 @@ def test_named_defaults_by_value():
     assert sampling.DEFAULT_STEPS == STEPS
     assert sampling.DEFAULT_SOLVER == SOLVER and SOLVER in sampling.SOLVERS
     g = guidance.Guidance()
-    assert (g.mode, g.sv, g.sa, g.text_cfg) == ("synccfg", SV, SA, 1.0)
+    assert (g.mode, g.sv, g.sa, g.text_cfg, g.st) == ("synccfg", SV, SA, 1.0, 0.0)  # st 0: no timing anchor
+    assert guidance.DEFAULT_ST == 0.0 and guidance.EARLY_FRAMES == 3
 
 
 def test_default_schedule_is_shifted_by_5_by_hand():
@@ -38,8 +39,9 @@ def test_pipeline_and_sampler_function_defaults():
     d = _defaults(HarmonyPipeline.sample)
     assert (d["steps"], d["solver"], d["guidance"], d["text_cfg"]) == (STEPS, SOLVER, "synccfg", 1.0)
     # None: the model file's tuned value for the job (jobs.tuned_settings), else the paper's
-    assert (d["shift"], d["sv"], d["sa"]) == (None, None, None)
+    assert (d["shift"], d["sv"], d["sa"], d["st"]) == (None, None, None, None)
     assert sampling.default_shift(None) == SHIFT and guidance.default_scales(None) == (SV, SA)
+    assert guidance.default_timing(None) == 0.0
     d = _defaults(sampling.sample)
     assert (d["shift"], d["solver"]) == (SHIFT, SOLVER)
 
@@ -49,7 +51,7 @@ def test_cli_generate_defaults():
 
     a = generate_parser().parse_args([])
     assert (a.steps, a.solver, a.guidance, a.text_cfg) == (STEPS, SOLVER, "synccfg", 1.0)
-    assert (a.shift, a.sv, a.sa) == (None, None, None)  # None: the model file's tuned values, else the paper's
+    assert (a.shift, a.sv, a.sa, a.st) == (None, None, None, None)  # None: the model file's, else the paper's
     assert guidance.default_scales(None) == (SV, SA)
 
 
@@ -57,9 +59,9 @@ def test_sampler_node_defaults():
     from nodes.sampler import HarmonySyncCFGSampler
 
     req = HarmonySyncCFGSampler.INPUT_TYPES()["required"]
-    got = {k: req[k][1]["default"] for k in ("steps", "shift", "sv", "sa", "solver", "guidance", "text_cfg")}
+    got = {k: req[k][1]["default"] for k in ("steps", "shift", "sv", "sa", "solver", "guidance", "text_cfg", "st")}
     assert got == {"steps": STEPS, "shift": SHIFT, "sv": SV, "sa": SA, "solver": SOLVER,
-                   "guidance": "synccfg", "text_cfg": 1.0}
+                   "guidance": "synccfg", "text_cfg": 1.0, "st": 0.0}
 
 
 @pytest.mark.parametrize("field, value", [("shift", SHIFT), ("lambda_v", 0.1), ("lambda_a", 0.3),

@@ -267,3 +267,132 @@ def test_sampler_node_widgets_follow_the_one_source():
     assert jobs.job_name(True, False, False) == "A2V" and jobs.job_name(False, True, True) == "V2A"
     assert jobs.job_name(False, False, True) == "I2AV" and jobs.job_name(False, False, False) == "T2AV"
     assert jobs.job_name(True, True, False) == "A2V+V2A"
+
+
+# --- the timing anchor (st): the driven modality against its prediction given an early partner ---
+FT, LT = 8, 16  # video latent frames, audio tokens: EARLY_FRAMES (3) frames early = round(3 * 16 / 8) = 6 tokens
+EARLY = (1.5, 3.0)  # hand-made clean estimates of the early-partner pass (video, audio)
+
+
+class EarlyPassModel(PassModel):
+    """PassModel that also recognises the early-partner pass: its audio (A2V) or video (V2A) is the
+    numbered driving latent advanced by hand (``self.early_a`` / ``self.early_v``)."""
+
+    early_a = early_v = None
+
+    def kind(self, zv, za, ctx):
+        if self.early_a is not None and torch.equal(za, self.early_a):
+            return "early"
+        if self.early_v is not None and torch.equal(zv, self.early_v):
+            return "early"
+        return super().kind(zv, za, ctx)
+
+    def forward(self, zv, za, tv, ta, cond):
+        self.calls += 1
+        v, a = torch.empty_like(zv), torch.empty_like(za)
+        frame = 0.25 * torch.arange(zv.shape[2], dtype=zv.dtype).reshape(1, -1, 1, 1)
+        for i in range(zv.shape[0]):
+            k = self.kind(zv[i], za[i], cond.video_context[i])
+            self.rows.append(dict(kind=k, zv=zv[i].clone(), za=za[i].clone(), tv=tv[i].clone(), ta=ta[i].clone()))
+            v[i], a[i] = {**PRED, "early": EARLY}[k][0] + frame, {**PRED, "early": EARLY}[k][1]
+        return v, a
+
+
+def _numbered():
+    """Video latent frame f holds the value f; audio token t holds t (so a shift in time is read off)."""
+    zv = torch.arange(FT, dtype=torch.float32).reshape(1, 1, FT, 1, 1).expand(B, CV, FT, H, W).clone()
+    za = torch.arange(LT, dtype=torch.float32).reshape(1, LT, 1).expand(B, LT, CA).clone()
+    return zv, za
+
+
+def _timing_run(job_kind, st):
+    zv, za = _numbered()
+    m = EarlyPassModel()
+    if job_kind == "A2V":  # the clean audio advanced 6 tokens, its last 6 the silent token
+        m.early_a = torch.cat([za[0, 6:], SILENT.expand(6, CA)])
+        job = Job(clean_audio=za)
+    else:  # V2A: the clean video advanced 3 frames, its last frame held
+        m.early_v = torch.cat([zv[0, :, 3:], zv[0, :, -1:].expand(CV, 3, H, W)], dim=1)
+        job = Job(clean_video=zv)
+    cond, _ = _conds()
+    sv_, sa_ = torch.full((B, FT), 0.6, dtype=torch.float64), torch.full((B,), 0.6, dtype=torch.float64)
+    if job_kind == "A2V":
+        sa_ = torch.zeros_like(sa_)
+    else:
+        sv_ = torch.zeros_like(sv_)
+    den = SyncCFG(m, cond, Guidance("synccfg", 3.0, 2.0, st=st), job, silent_audio_token=SILENT)
+    dv, da = den(zv, za, sv_, sa_)
+    return m, dv, da
+
+
+def test_timing_anchor_a2v_contrasts_the_video_with_the_audio_three_frames_early():
+    """A2V, st = 2: Dv = silent + 3 (joint - silent) + 2 (joint - early) = 0.5 + 4.5 + 2 (2 - 1.5) = 6;
+    the early pass gets the noisy video at its sigma and the advanced audio clean."""
+    m, dv, _ = _timing_run("A2V", 2.0)
+    rows = _rows(m)
+    assert set(rows) == {"joint", "silent", "early"}
+    e = rows["early"]
+    assert torch.all(e["za"][:10, 0] == torch.arange(6, 16, dtype=torch.float32))  # token t holds t + 6
+    assert torch.equal(e["za"][10:], SILENT.expand(6, CA))
+    assert torch.equal(e["zv"], rows["joint"]["zv"]) and torch.allclose(e["tv"], torch.full((FT,), 600.0))
+    assert float(e["ta"]) == 0.0
+    frame = 0.25 * torch.arange(FT, dtype=torch.float32).reshape(1, FT, 1, 1)
+    assert torch.allclose(dv, 6.0 + frame.expand_as(dv))
+
+
+def test_timing_anchor_v2a_contrasts_the_audio_with_the_video_three_frames_early():
+    """V2A, st = 2: Da = static + 2 (joint - static) + 2 (joint - early) = -2.25 + 2 (-1 - 3) = -10.25;
+    the early pass gets the advanced video clean (last frame held) and the noisy audio."""
+    m, _, da = _timing_run("V2A", 2.0)
+    rows = _rows(m)
+    assert set(rows) == {"joint", "static", "early"}
+    e = rows["early"]
+    assert [float(x) for x in e["zv"][0, :, 0, 0]] == [3, 4, 5, 6, 7, 7, 7, 7]
+    assert torch.all(e["tv"] == 0) and abs(float(e["ta"]) - 600.0) < 1e-3
+    assert torch.equal(e["za"], rows["joint"]["za"])
+    assert torch.allclose(da, torch.full_like(da, -10.25))
+
+
+def test_timing_anchor_off_is_the_papers_synccfg_and_only_driven_jobs_get_it():
+    for job_kind in ("A2V", "V2A"):
+        m, _, _ = _timing_run(job_kind, 0.0)
+        assert "early" not in _rows(m)
+    # T2AV and I2AV generate both modalities: no early partner exists, the arithmetic is unchanged
+    for job in (Job(), Job(first_frame=torch.randn(B, CV, 1, H, W))):
+        m = PassModel()
+        cond, _ = _conds()
+        den = SyncCFG(m, cond, Guidance("synccfg", st=5.0), job, silent_audio_token=SILENT)
+        dv, da = den(*_state(), *_sigmas())
+        assert len(m.rows) == 3 and torch.all(da == -2.25)
+    # plain CFG never adds it
+    m = EarlyPassModel()
+    cond, uncond = _conds()
+    SyncCFG(m, cond, Guidance("cfg", st=1.0), Job(clean_audio=_numbered()[1]), uncond)(*_numbered(),
+                                                                                        *_sigmas_ft())
+    assert {r["kind"] for r in m.rows} == {"joint", "uncond"}
+
+
+def _sigmas_ft(sigma=0.6):
+    return torch.full((B, FT), sigma, dtype=torch.float64), torch.zeros((B,), dtype=torch.float64)
+
+
+def test_timing_scale_reader():
+    from harmony.guidance import DEFAULT_ST, default_timing
+
+    assert DEFAULT_ST == 0.0 and Guidance().st == 0.0 and default_timing(get_config("tiny"), "A2V") == 0.0
+    tuned = get_config("tiny").replace(meta={"sampling": {"jobs": {"A2V": {"st": 1.5}}}})
+    assert default_timing(tuned, "A2V") == 1.5 and default_timing(tuned, "V2A") == 0.0
+
+
+def test_a_late_partner_is_the_other_direction(monkeypatch):
+    """EARLY_FRAMES < 0 (the lab's --early-frames): the partner delayed, its start padded (audio: the
+    silent token; video: the first frame held)."""
+    from harmony import guidance
+
+    monkeypatch.setattr(guidance, "EARLY_FRAMES", -2)  # 2 frames late = round(2 * 16 / 8) = 4 tokens
+    zv, za = _numbered()
+    den = SyncCFG(PassModel(), _conds()[0], Guidance("synccfg", st=1.0), Job(clean_audio=za), silent_audio_token=SILENT)
+    late = den.early_audio(za, FT)
+    assert torch.equal(late[0, :4], SILENT.expand(4, CA))
+    assert torch.all(late[0, 4:, 0] == torch.arange(0, 12, dtype=torch.float32))  # token t holds t - 4
+    assert [float(x) for x in den.early_video(zv)[0, 0, :, 0, 0]] == [0, 0, 0, 1, 2, 3, 4, 5]

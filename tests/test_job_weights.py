@@ -249,20 +249,22 @@ def test_a_model_cast_after_loading_gets_its_job_tensors_in_the_same_dtype(files
 
 def test_tuned_settings_are_recorded_per_job_and_bad_ones_named(files, tmp_path, capsys):
     from harmony.checkpoint import read_config
-    from harmony.guidance import default_scales
+    from harmony.guidance import default_scales, default_timing
     from harmony.sampling import default_shift
 
     out = str(tmp_path / "scales.safetensors")
-    harmony_main(["job-weights", files["shared"], out, "--tuned", "I2AV:sv=2", "--tuned", "V2A:sa=4.5,sv=1,shift=2"])
+    harmony_main(["job-weights", files["shared"], out, "--tuned", "I2AV:sv=2", "--tuned", "V2A:sa=4.5,sv=1,shift=2",
+                  "--tuned", "A2V:st=1.5"])
     assert "I2AV tuned {'sv': 2.0}" in capsys.readouterr().out
     cfg = read_config(out)
     assert default_scales(cfg, "I2AV") == (2.0, 2.0) and default_scales(cfg, "V2A") == (1.0, 4.5)
     assert default_shift(cfg, "V2A") == 2.0 and default_shift(cfg, "I2AV") == default_shift(cfg) == 5.0
     assert default_scales(cfg, "T2AV") == default_scales(cfg) == (3.0, 2.0)
+    assert default_timing(cfg, "A2V") == 1.5 and default_timing(cfg, "V2A") == default_timing(cfg) == 0.0
     tensors, _ = read_safetensors(out, "scales")
     assert not split_keys(tensors)[1]  # scales alone add no job tensors
     for bad in ("I2AV", "I2AV:sv=x", "I2AV:sv=-1", "I2AV:cfg=2", "I2X:sv=2", "I2AV:sv=2,", "I2AV:sv=inf",
-                "A2V:shift=0"):
+                "A2V:shift=0", "A2V:st=-1"):
         with pytest.raises(SystemExit) as e:
             harmony_main(["job-weights", files["shared"], str(tmp_path / "bad.safetensors"), "--tuned", bad])
         assert e.value.code == 2 and "JOB:KEY=X" in capsys.readouterr().err, bad

@@ -117,3 +117,18 @@ def test_a_job_without_settings_samples_at_the_model_files_settings_for_that_job
         meta.pop("sampling", None)
         if saved is not None:
             meta["sampling"] = saved
+
+
+def test_the_bundled_files_driven_jobs_sample_with_their_timing_anchor(pipe, cond):
+    """The bundled file records st for A2V and V2A (the timing anchor, guidance.Guidance.st): an A2V run
+    without settings is the run with the file's st, bit for bit; st = 0 (the paper's SyncCFG) differs."""
+    from harmony.guidance import default_timing
+
+    st = default_timing(pipe.model.cfg, "A2V")
+    assert st > 0 and default_timing(pipe.model.cfg, "V2A") > 0 and default_timing(pipe.model.cfg, "T2AV") == 0
+    drive = (torch.randn(1, 16000, generator=torch.Generator().manual_seed(3)) * 0.1, 16000)
+    own = pipe.sample(cond, seed=4, steps=2, driving_audio=drive)
+    assert own.info["st"] == st
+    given = pipe.sample(cond, seed=4, steps=2, driving_audio=drive, st=st)
+    off = pipe.sample(cond, seed=4, steps=2, driving_audio=drive, st=0.0)
+    assert torch.equal(own.video, given.video) and not torch.equal(own.video, off.video)

@@ -191,7 +191,7 @@ def _texts():
 def build_workflows() -> dict:
     """name -> UI-format workflow for every template."""
     from harmony.checkpoint import read_config
-    from harmony.guidance import default_scales
+    from harmony.guidance import default_scales, default_timing
     from harmony.pipeline import DEFAULT_MODEL
     from harmony.sampling import default_shift
 
@@ -210,7 +210,8 @@ def build_workflows() -> dict:
         bundled = read_config(DEFAULT_MODEL)  # the bundled model's tuned settings for the job
         sv, sa = default_scales(bundled, job)
         sampler = b.add("HarmonySyncCFGSampler", (760, 0), {"steps": STEPS, "seconds": SECONDS, "seed": 7, "sv": sv,
-                                                            "sa": sa, "shift": default_shift(bundled, job)},
+                                                            "sa": sa, "shift": default_shift(bundled, job),
+                                                            "st": default_timing(bundled, job)},
                         size=(320, 380))
         b.link(loader, 0, sampler, "model")
         b.link(cond[0], cond[1], sampler, "conditioning")
