@@ -164,6 +164,17 @@ MUTATIONS = [
      "default_shift(cfg, job) if shift is None else shift)", "5.0 if shift is None else shift)", TUNED_TESTS),
     ("a run ignores the tuned scales", "harmony/sampling.py",
      "tuned_sv, tuned_sa = default_scales(cfg, job)", "tuned_sv, tuned_sa = 3.0, 2.0", TUNED_TESTS),
+    # the timing anchor: the driven modality away from its prediction given the partner early
+    ("timing anchor pulls towards the early partner", "harmony/guidance.py",
+     'dv = dv + g.st * (x0v["joint"] - x0v["early"])', 'dv = dv + g.st * (x0v["early"] - x0v["joint"])',
+     GUIDANCE_TESTS),
+    ("timing anchor's audio partner late, not early", "harmony/guidance.py",
+     "return torch.cat([za[:, k:], pad], dim=1) if k >= 0 else torch.cat([pad, za[:, :k]], dim=1)",
+     "return torch.cat([pad, za[:, :-k or None]], dim=1) if k >= 0 else torch.cat([za[:, -k:], pad], dim=1)",
+     GUIDANCE_TESTS),
+    ("a run ignores the tuned timing scale", "harmony/sampling.py",
+     "default_timing(cfg, job) if st is None else st)", "0.0 if st is None else st)",
+     ["tests/test_pipeline.py::test_the_bundled_files_driven_jobs_sample_with_their_timing_anchor"]),
 ]
 
 
