@@ -58,7 +58,8 @@ def job_settings(cfg, job: str, sv: Optional[float] = None, sa: Optional[float] 
     gets them."""
     tuned_sv, tuned_sa = default_scales(cfg, job)
     return (tuned_sv if sv is None else sv, tuned_sa if sa is None else sa,
-            default_shift(cfg, job) if shift is None else shift, default_timing(cfg, job) if st is None else st)
+            default_shift(cfg, job) if shift is None else shift,
+            default_timing(cfg, job) if st is None else st)
 
 
 class SamplingCancelled(RuntimeError):

@@ -161,7 +161,7 @@ MUTATIONS = [
     ("a job's tuned settings are ignored", "harmony/jobs.py",
      "out.update({k: float(v) for k, v in own.items() if k in TUNED_KEYS})", "pass", GUIDANCE_TESTS),
     ("a run ignores the tuned shift", "harmony/sampling.py",
-     "default_shift(cfg, job) if shift is None else shift)", "5.0 if shift is None else shift)", TUNED_TESTS),
+     "default_shift(cfg, job) if shift is None else shift,", "5.0 if shift is None else shift,", TUNED_TESTS),
     ("a run ignores the tuned scales", "harmony/sampling.py",
      "tuned_sv, tuned_sa = default_scales(cfg, job)", "tuned_sv, tuned_sa = 3.0, 2.0", TUNED_TESTS),
     # the timing anchor: the driven modality away from its prediction given the partner early
