@@ -99,12 +99,13 @@ class HarmonySyncCFGSampler:
                                    "tooltip": "Text CFG on top of synccfg or none; 1 = off (one batched pass "
                                               "fewer). Unused with guidance=cfg, where sv / sa are the text scales."}),
             "solver": (solvers(), {"default": sampling.DEFAULT_SOLVER, "tooltip": "ODE solver."}),
+        }, "optional": {
+            # optional: a graph saved before this widget existed (API format too) still validates, at 0
             "st": ("FLOAT", {"default": guidance.DEFAULT_ST, "min": 0.0, "max": 10.0, "step": 0.1,
                              "tooltip": "Timing anchor on top of synccfg, A2V and V2A only (ours, not the paper's): "
                                         "the generated picture or sound is pushed away from what the driving "
                                         "audio / video 3 frames early would give. 0 = off (the paper's "
                                         "SyncCFG); the bundled model's templates set its tuned value."}),
-        }, "optional": {
             "video_vae": ("VAE", {"tooltip": "Core VAELoader with wan2.2_vae.safetensors: the video codec of "
                                              "umT5 models (Ovi), for the first frame, driving video and SyncCFG's "
                                              "blank-frame anchor. Leave empty for models with their own codecs."}),

@@ -58,7 +58,8 @@ def test_cli_generate_defaults():
 def test_sampler_node_defaults():
     from nodes.sampler import HarmonySyncCFGSampler
 
-    req = HarmonySyncCFGSampler.INPUT_TYPES()["required"]
+    spec = HarmonySyncCFGSampler.INPUT_TYPES()
+    req = {**spec["required"], "st": spec["optional"]["st"]}  # st optional: older graphs validate without it
     got = {k: req[k][1]["default"] for k in ("steps", "shift", "sv", "sa", "solver", "guidance", "text_cfg", "st")}
     assert got == {"steps": STEPS, "shift": SHIFT, "sv": SV, "sa": SA, "solver": SOLVER,
                    "guidance": "synccfg", "text_cfg": 1.0, "st": 0.0}
