@@ -32,13 +32,11 @@ def main(argv=None):
     args = ap.parse_args(argv)
     changes = {}
     for item in args.set:
-        name, eq, value = item.partition("=")
+        name, _, value = item.partition("=")
         try:
-            changes[name] = float(value)
+            changes[name] = float(value)  # "st" alone (no "=") gives "" here: refused too
         except ValueError:
             ap.error(f"--set {item!r}: give NAME=VALUE with a number, e.g. st=0")
-        if not eq:
-            ap.error(f"--set {item!r}: give NAME=VALUE, e.g. st=0")
     seeds = [int(x) for x in args.seeds.split(",") if x.strip()] or [None]
     import torch
 
@@ -70,7 +68,8 @@ def main(argv=None):
         return wf
 
     print(f"model: {args.model or 'bundled'}")
-    paths = [p for p in sorted(glob.glob(os.path.join(ROOT, "workflows", "*.json"))) if args.only in os.path.basename(p)]
+    paths = [p for p in sorted(glob.glob(os.path.join(ROOT, "workflows", "*.json")))
+             if args.only in os.path.basename(p)]
     for path, seed in ((p, s) for p in paths for s in seeds):
         with open(path, encoding="utf-8") as f:
             wf = adjusted(json.load(f), seed)
