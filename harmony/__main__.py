@@ -348,6 +348,10 @@ def _job_weights(argv):
                     help=f"sampling settings tuned for a job ({', '.join(TUNED_KEYS)}), recorded in the file: "
                          "sampling that does not set one uses the job's (e.g. I2AV:sv=2, A2V:shift=1); "
                          "repeat for several jobs")
+    ap.add_argument("--codecs", default=None, metavar="FILE",
+                    help="pin this codec file instead of the one the model was trained with (which must be installed "
+                         "where the pipeline reads it): allowed only for a stand-in, whose video encoder gives the "
+                         "world's held-out frames the same latents (harmony.codecs.tiny.latent_shift)")
     ap.add_argument("--only", default="",
                     help="regular expression of the tensors the fine-tunes trained (their train --trainable); "
                          "default: every tensor that differs from the shared file (frozen tensors come out of "
@@ -372,13 +376,37 @@ def _job_weights(argv):
             ap.error(f"--tuned {item!r}: give JOB:KEY=X[,KEY=Y] with JOB one of {', '.join(JOBS)}, KEY one of "
                      f"{', '.join(TUNED_KEYS)}, scales >= 0 and a shift > 0, e.g. A2V:shift=1")
         tuned[job] = values
-    if not jobs and not tuned:
-        ap.error("give at least one --job JOB=FILE or --tuned JOB:KEY=X")
+    if not jobs and not tuned and not a.codecs:
+        ap.error("give at least one --job JOB=FILE, --tuned JOB:KEY=X or --codecs FILE")
     _check_output(a.output, "output")
     from .checkpoint import write_job_file
-    counts = write_job_file(a.shared, a.output, jobs, a.only, tuned)
+    codecs = _stand_in_codecs(a.shared, a.codecs) if a.codecs else None
+    counts = write_job_file(a.shared, a.output, jobs, a.only, tuned, codecs)
     print(f"wrote {a.output}: " + ", ".join([f"{j} {n} tensors" for j, n in counts.items()]
-                                            + [f"{j} tuned {v}" for j, v in tuned.items()]))
+                                            + [f"{j} tuned {v}" for j, v in tuned.items()]
+                                            + ([f"codecs {codecs['sha256'][:12]}… (latent shift "
+                                                f"{codecs['latent_shift']:.3f} std)"] if codecs else [])))
+
+
+def _stand_in_codecs(shared: str, candidate: str) -> dict:
+    """The codec pin for ``job-weights --codecs``: refused unless ``candidate`` is a stand-in for
+    the codec file ``shared`` was trained with (installed where the pipeline reads it)."""
+    from .checkpoint import read_config
+    from .codecs.tiny import COMPATIBLE_LATENT_SHIFT, DEFAULT_CODECS_PATH, latent_shift
+    from .files import sha256_file
+
+    if not os.path.isfile(candidate):
+        raise SystemExit(f"--codecs {candidate!r}: no such file")
+    want = (read_config(shared).meta or {}).get("codecs_sha256")
+    if not want or not os.path.isfile(DEFAULT_CODECS_PATH) or sha256_file(DEFAULT_CODECS_PATH) != want:
+        raise SystemExit(f"--codecs: {shared!r} pins no codec file, or {DEFAULT_CODECS_PATH!r} is not the one it "
+                         "pins; install the model's own codec file there first, to compare the stand-in with it")
+    shift = latent_shift(DEFAULT_CODECS_PATH, candidate)
+    if not shift <= COMPATIBLE_LATENT_SHIFT:
+        raise SystemExit(f"--codecs {candidate!r}: its video latents of held-out world frames are {shift:.3f} "
+                         f"latent std from the model's codec (at most {COMPATIBLE_LATENT_SHIFT} for a stand-in); "
+                         "the model would need retraining with it")
+    return {"sha256": sha256_file(candidate), "from": want, "latent_shift": round(shift, 4)}
 
 
 COMMANDS = {"generate": _generate, "bench": _bench, "train": _train, "evaluate": _evaluate,

@@ -215,18 +215,21 @@ def convert(in_path, out_path, fp8: str | None = None, dtype=None, config=None):
 # --------------------------------------------------------------------------- load
 
 
-def write_job_file(shared_path: str, out_path: str, jobs: dict, only: str = "", settings: dict | None = None) -> dict:
+def write_job_file(shared_path: str, out_path: str, jobs: dict, only: str = "", settings: dict | None = None,
+                   codecs: dict | None = None) -> dict:
     """Write ``out_path``: the shared file's tensors and metadata, plus each job's own copy of
     the tensors that differ (and whose names match ``only``, a regular expression such as the
     fine-tune's ``train --trainable``, when given). ``jobs``: ``{job: tuned export file}``, each
     fine-tuned from the shared file with its text encoder frozen. ``settings``: ``{job: {"sv": ..,
     "shift": ..}}``, sampling settings tuned for a job, recorded in the config's
     ``meta["sampling"]["jobs"]`` (jobs.tuned_settings). The shared ``.text.safetensors``
-    is copied beside ``out_path`` (harmony.job_weights). Returns ``{job: tensors stored}``."""
+    is copied beside ``out_path`` (harmony.job_weights). ``codecs``: ``{"sha256": .., "from": ..,
+    "latent_shift": ..}``, a stand-in codec file to pin instead of the trained-with one (checked by
+    the caller with ``harmony.codecs.tiny.latent_shift``). Returns ``{job: tensors stored}``."""
     from .weightfile import read_safetensors
 
     shared, meta = read_safetensors(shared_path, "shared weights")
-    if split_keys(shared)[1]:
+    if jobs and split_keys(shared)[1]:  # settings and a codec pin alone keep the file's job tensors as they are
         raise ValueError(f"{shared_path}: already holds job weights; give the file with the shared weights only")
     text_path = shared_path.replace(".safetensors", ".text.safetensors")
     text, text_meta = read_safetensors(text_path, "shared text encoder") if os.path.isfile(text_path) else (None, None)
@@ -248,13 +251,16 @@ def write_job_file(shared_path: str, out_path: str, jobs: dict, only: str = "", 
     meta = dict(meta)
     if counts:
         meta["job_weights"] = ",".join(f"{j}:{n}" for j, n in counts.items())
-    if settings:
+    if settings or codecs:
         if CONFIG_KEY not in meta:
             raise ValueError(f"{shared_path}: records no Harmony config, so it has no place for tuned sampling "
-                             "settings; give a file written by `train` or `convert`")
+                             "settings or a codec pin; give a file written by `train` or `convert`")
         cfg = json.loads(meta[CONFIG_KEY])
-        sampling = cfg.setdefault("meta", {}).setdefault("sampling", {})
-        sampling.setdefault("jobs", {}).update({j: {k: float(v) for k, v in s.items()} for j, s in settings.items()})
+        if settings:
+            sampling = cfg.setdefault("meta", {}).setdefault("sampling", {})
+            sampling.setdefault("jobs", {}).update({j: {k: float(v) for k, v in s.items()} for j, s in settings.items()})
+        if codecs:
+            cfg.setdefault("meta", {}).update(codecs_sha256=codecs["sha256"], codecs_stand_in=codecs)
         meta[CONFIG_KEY] = json.dumps(cfg)
     save_safetensors(out, out_path, meta)
     if text is not None:

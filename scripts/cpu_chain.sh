@@ -27,6 +27,9 @@
 #      file (job-weights --tuned); sampling that sets none reads them.
 #   6. seventh session: no training; A2V and V2A sample with the timing anchor (st 1: pushed away from
 #      what the driving partner 3 frames early gives; notebook L1), recorded with --tuned.
+#   7. eighth session: no training; the audio decoder holds a chime's pitch (harmony.codecs.toy_audio,
+#      steady_pitch: no false onset after each strike), and V2A's anchor re-tuned under it to st 2
+#      (notebook P1, P2).
 #
 # Usage: bash scripts/cpu_chain.sh [OUT]      (about 4 hours of this 2-core CPU from stage 1)
 #   env: PYTHON, THREADS
@@ -92,7 +95,7 @@ stage j6 "$OUT/j3/harmony_tiny.safetensors" --trainable 'video_model\.blocks\.' 
   --warmup 20 --ema 0.99 $I2AV_ROWS $POOL --seed 66
 $PY -m harmony job-weights "$OUT/r1/harmony_tiny.safetensors" "$OUT/harmony_tiny.safetensors" \
   --job V2A="$OUT/k5/ema_step600.safetensors" --job I2AV="$OUT/j6/harmony_tiny.safetensors" \
-  --tuned I2AV:sv=2 --tuned A2V:shift=1,st=1 --tuned V2A:st=1   # tuning / selection seeds (notebook K0, K3, L1)
+  --tuned I2AV:sv=2 --tuned A2V:shift=1,st=1 --tuned V2A:st=2   # tuning / selection seeds (notebook K0, K3, L1, P2)
 
 echo "chain done: $OUT/harmony_tiny.safetensors (+ .text.safetensors): R1 with V2A's and I2AV's own weights"
-echo "and the tuned sampling settings of I2AV (sv 2), A2V (shift 1, st 1) and V2A (st 1)"
+echo "and the tuned sampling settings of I2AV (sv 2), A2V (shift 1, st 1) and V2A (st 2)"

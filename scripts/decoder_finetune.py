@@ -1,4 +1,4 @@
-"""Fine-tune the tiny video codec's DECODER on world frames and out-of-world stills (issue 19, item 3).
+"""Fine-tune the tiny video codec on world frames and out-of-world stills (issue 19, item 3).
 
 A new video codec would mean retraining the DiT, which this CPU cannot do in a session. The
 encoder, and so the latent space the DiT was trained in, stays frozen here: only the decoder
@@ -8,7 +8,16 @@ experiment also measures how much of the out-of-world loss is the decoder's. (Th
 was tuned the same way on world frames alone: ``scripts/finetune_video_decoder.py``; this adds
 out-of-world stills and the out-of-world measurements: lab notebook E8.)
 
+``--encoder-anchor W`` (W > 0) trains the encoder too, with the DiT's latent space held in place
+instead of frozen: on world frames its normalised latents are pulled to the shipped encoder's
+(weight W on their mean squared difference), and the decoder keeps decoding the shipped encoder's
+world latents (what the DiT was trained to produce). An out-of-world image is free to land
+anywhere else in the latent space, so the codec can learn to keep it without a retrained DiT
+(lab notebook N1). ``--latent-bound B`` penalises normalised latents beyond +-B, so that those
+new latents stay in the range the DiT has seen.
+
     python scripts/decoder_finetune.py --minutes 8 --out runs/decoder/tiny_codecs.safetensors
+    python scripts/decoder_finetune.py --encoder-anchor 10 --minutes 12 --out runs/codec/n1/tiny_codecs.safetensors
 
 Prints (and writes next to --out as JSON) the round-trip PSNR before / after on held-out
 world frames, held-out synthetic stills (harmony.world.stills) and the ``i2av_foreign``
@@ -17,7 +26,9 @@ control's images (matplotlib's sample data, never trained on).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import math
 import os
 import sys
 import time
@@ -53,6 +64,16 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--still-share", type=float, default=0.5, help="share of each batch that is out-of-world stills")
+    ap.add_argument("--encoder-anchor", type=float, default=0.0,
+                    help="0: the encoder is frozen (E8); >0: train it too, world latents held to the shipped "
+                         "encoder's with this weight")
+    ap.add_argument("--latent-bound", type=float, default=4.0,
+                    help="with --encoder-anchor: normalised latents beyond +-this are penalised")
+    ap.add_argument("--world-teacher", action="store_true",
+                    help="with --encoder-anchor: world frames' targets are the shipped decoder's pictures of the "
+                         "shipped latents (not the frames): world clips decode as before, only new images change")
+    ap.add_argument("--cosine", action="store_true", help="decay the learning rate to 0 over --minutes (cosine)")
+    ap.add_argument("--n-stills", type=int, default=2048, help="out-of-world training stills")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="runs/decoder/tiny_codecs.safetensors")
     args = ap.parse_args(argv)
@@ -69,7 +90,7 @@ def main(argv=None):
     train_seeds = [s for s in range(200) if not is_heldout(s)][:120]
     world_train = frames_of(train_seeds, 2.0)
     world_test = frames_of([s for split in ("speech", "ambient", "complex") for s in heldout_seeds(split, 4)], 2.0, 4)
-    stills_train = torch.from_numpy(foreign_stills(2048, seed=1)[0])
+    stills_train = torch.from_numpy(foreign_stills(args.n_stills, seed=1)[0])
     stills_test = torch.from_numpy(foreign_stills(64, seed=999)[0])
     fimg = foreign_images()
     control = torch.from_numpy(np.stack(list(fimg.values()))) if fimg else None
@@ -85,29 +106,55 @@ def main(argv=None):
         return row
 
     before = report("before:")
-    # the encoder is frozen: its latents are computed once
+    shipped = copy.deepcopy(video).eval()  # the encoder the DiT was trained with
+    # the shipped encoder's latents: the DiT's latent space (fixed inputs when the encoder is frozen,
+    # targets when it trains)
     with torch.no_grad():
         z_world = torch.cat([video.encode_raw(x.permute(0, 3, 1, 2)) for x in world_train.split(256)])
         z_still = torch.cat([video.encode_raw(x.permute(0, 3, 1, 2)) for x in stills_train.split(256)])
-    opt = torch.optim.Adam(video.decoder.parameters(), lr=args.lr)
-    video.decoder.train()
+        world_target = (torch.cat([video.decode_raw(z) for z in z_world.split(256)]) if args.world_teacher
+                        else world_train.permute(0, 3, 1, 2))
+    train_encoder = args.encoder_anchor > 0
+    params = list(video.decoder.parameters()) + (list(video.encoder.parameters()) if train_encoder else [])
+    opt = torch.optim.Adam(params, lr=args.lr)
+    video.train()
+    std = video.latent_std.view(1, -1, 1, 1)
+    mean = video.latent_mean.view(1, -1, 1, 1)
     n_still = int(round(args.batch * args.still_share))
+    n_world = args.batch - n_still
     step, t_train = 0, time.time()
-    while time.time() - t_train < args.minutes * 60:
-        iw = torch.randint(0, len(z_world), (args.batch - n_still,))
+    while (elapsed := time.time() - t_train) < args.minutes * 60:
+        if args.cosine:
+            for group in opt.param_groups:
+                group["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * elapsed / (args.minutes * 60)))
+        iw = torch.randint(0, len(z_world), (n_world,))
         i_s = torch.randint(0, len(z_still), (n_still,))
-        z = torch.cat([z_world[iw], z_still[i_s]])
         target = torch.cat([world_train[iw], stills_train[i_s]]).permute(0, 3, 1, 2)
-        rec = video.decode_raw(z)
-        loss = F.mse_loss(rec, target) + 0.1 * F.l1_loss(rec, target)
+        if train_encoder:
+            z = video.encode_raw(target)
+            anchor = (((z[:n_world] - z_world[iw]) / std) ** 2).mean()
+            bound = F.relu(((z - mean) / std).abs() - args.latent_bound).pow(2).mean()
+            rec = video.decode_raw(torch.cat([z, z_world[iw]]))  # its own latents, and the DiT's
+            target2 = torch.cat([world_target[iw], target[n_world:], world_target[iw]])
+            loss = F.mse_loss(rec, target2) + 0.1 * F.l1_loss(rec, target2) + args.encoder_anchor * anchor + bound
+        else:
+            rec = video.decode_raw(torch.cat([z_world[iw], z_still[i_s]]))
+            loss = F.mse_loss(rec, target) + 0.1 * F.l1_loss(rec, target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         step += 1
         if step % 200 == 0:
-            print(f"step {step} loss {loss.item():.5f} ({time.time() - t_train:.0f} s)", flush=True)
-    video.decoder.eval()
+            extra = f" anchor {anchor.item():.4f} bound {bound.item():.4f}" if train_encoder else ""
+            print(f"step {step} loss {loss.item():.5f}{extra} ({time.time() - t_train:.0f} s)", flush=True)
+    video.eval()
     after = report("after: ")
+    if train_encoder:  # how far the world latents moved, in latent standard deviations
+        with torch.no_grad():
+            z_new = torch.cat([video.encode_raw(x.permute(0, 3, 1, 2)) for x in world_test.split(256)])
+            z_ref = torch.cat([shipped.encode_raw(x.permute(0, 3, 1, 2)) for x in world_test.split(256)])
+        after["world_latent_rms_shift"] = (((z_new - z_ref) / std) ** 2).mean().sqrt().item()
+        print(f"world latents moved by {after['world_latent_rms_shift']:.4f} std (held-out frames)")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     save_codecs(video, audio, args.out, {"decoder_finetune": json.dumps(vars(args))})
     summary = {"command": "python scripts/decoder_finetune.py " + " ".join(argv or sys.argv[1:]),

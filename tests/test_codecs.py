@@ -154,6 +154,52 @@ def test_audio_codec_world_voice_pitch():
     assert len(errs) > 20 and np.mean(errs < 1 / 12) > 0.85
 
 
+def _pitch_case(hz, voicing=None, env=None):
+    log_f0 = torch.tensor([hz], dtype=torch.float64).log()
+    voicing = torch.ones_like(log_f0) if voicing is None else torch.tensor([voicing], dtype=torch.float64)
+    env = torch.full((1, log_f0.shape[1], 4), -3.0, dtype=torch.float64) if env is None else env
+    return log_f0, voicing, env
+
+
+def test_decoder_holds_a_pitch_that_falls_to_a_subharmonic_inside_a_sound():
+    """The comb reads a decaying chime at f0/2, f0/3, f0/4 in some latents: the decoder keeps f0."""
+    codec = AudioCodec()
+    hz = [867.0, 433.0, 867.0, 216.0, 289.0, 866.0]
+    out = codec.steady_pitch(*_pitch_case(hz)).exp()[0]
+    assert torch.allclose(out, torch.tensor([867.0, 867.0, 867.0, 867.0, 867.0, 866.0], dtype=out.dtype))
+    # a glide (a third of an octave per latent) and any rise pass unchanged
+    for passes in ([200.0, 160.0, 128.0, 102.0], [216.0, 433.0, 867.0]):
+        assert torch.allclose(codec.steady_pitch(*_pitch_case(passes)).exp()[0], torch.tensor(passes, dtype=out.dtype))
+
+
+def test_decoder_lets_a_new_sound_or_a_voiced_start_change_the_pitch():
+    codec = AudioCodec()
+    hz = [867.0, 433.0, 433.0]
+    env = torch.full((1, 3, 4), -3.0, dtype=torch.float64)
+    env[0, 1, 2:] = -1.0                                    # latent 1: a sub-frame rises by 2 nats, an onset
+    assert torch.allclose(codec.steady_pitch(*_pitch_case(hz, env=env)).exp()[0], torch.tensor(hz, dtype=env.dtype))
+    # after an unvoiced latent the pitch starts afresh (its 200 Hz placeholder means nothing)
+    out = codec.steady_pitch(*_pitch_case([867.0, 200.0, 120.0], voicing=[1.0, 0.1, 1.0])).exp()[0]
+    assert torch.allclose(out, torch.tensor([867.0, 200.0, 120.0], dtype=out.dtype))
+
+
+def test_a_decaying_chime_keeps_one_onset_per_strike():
+    """Without the hold, each chime of the flash control decoded with a second onset 3-4 frames
+    later (at two of the three strikes or all), two frames from the other video's flashes: a knife edge
+    for the v2a_flash control."""
+    from harmony import controls, metrics
+
+    codec = AudioCodec()
+    for flashes in (controls.FLASH_A, controls.FLASH_B):
+        wave = torch.from_numpy(world.render(controls.lamp_scene(flashes)).wave)[None]
+        rec = codec.decode(codec.encode(wave), length=wave.shape[-1])[0].numpy()
+        assert np.allclose(metrics.loud_onsets(rec, SR, 16.0) * 16, flashes)
+        codec.pitch_hold = float("inf")                      # the old decoder: extra onsets
+        rec = codec.decode(codec.encode(wave), length=wave.shape[-1])[0].numpy()
+        assert len(metrics.loud_onsets(rec, SR, 16.0)) > len(flashes)
+        codec.pitch_hold = AudioCodec.pitch_hold
+
+
 def test_audio_codec_rejects_bad_input():
     codec = AudioCodec()
     with pytest.raises(ValueError, match=r"wave must be a tensor \[B, T\]"):

@@ -91,9 +91,6 @@ def test_v2a_static_video_gives_almost_no_audio_events(results):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 19: the audio follows the flashes only in part at this one seed and "
-                                        "8 steps (0.50: it also sounds at half of the other timing's frames); "
-                                        "held out at the evaluation's two seeds and 20 steps it passes (0.67)")
 def test_v2a_flashes_give_audio_onsets_at_the_flash_times(results):
     _check(results, "v2a_flash")
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
+import torch
+
 from ..weightfile import read_safetensors, save_safetensors
 from .toy_audio import AudioCodec
 from .toy_video import VideoCodec
@@ -43,3 +46,33 @@ def load_codecs(path: str | None = None, device="cpu") -> tuple[VideoCodec, Audi
                 "the file was not written by harmony.codecs.save_codecs."
             )
     return video.to(device).eval(), audio.to(device).eval()
+
+
+COMPATIBLE_LATENT_SHIFT = 0.1
+"""A video codec may stand in for the one a latent model was trained with only if it encodes the
+world's held-out frames to the same normalised latents within this RMS distance (in latent standard
+deviations; the DiT's own sampling error is larger), with the same audio codec. Such a codec can
+still code images from outside the world differently: ``scripts/decoder_finetune.py
+--encoder-anchor`` trains one (lab notebook N1)."""
+
+
+def latent_shift(reference: str, candidate: str, scenes: int = 4) -> float:
+    """RMS distance, in latent standard deviations, between the video latents of two codec files
+    for held-out world frames (``scenes`` scenes per split, 2 s each). Raises ``ValueError`` if
+    the audio codecs or the latent normalisation differ: those are not a stand-in."""
+    from ..world import render, sample_scene
+    from ..world.scene import SPLITS, heldout_seeds
+
+    (v0, a0), (v1, a1) = load_codecs(reference), load_codecs(candidate)
+    for what, m0, m1 in (("audio codec", a0, a1), ("video latent statistics", v0, v1)):
+        s0, s1 = m0.state_dict(), m1.state_dict()
+        if what != "audio codec":
+            s0, s1 = ({k: v for k, v in s.items() if k.startswith("latent_")} for s in (s0, s1))
+        if s0.keys() != s1.keys() or any(not torch.equal(v, s1[k]) for k, v in s0.items()):
+            raise ValueError(f"codec file {candidate!r}: its {what} differs from {reference!r}'s, so a model "
+                             "trained with one cannot use the other; only the video encoder and decoder may change")
+    frames = [render(sample_scene(s, split, 2.0)).frames for split in SPLITS for s in heldout_seeds(split, scenes)]
+    x = torch.from_numpy(np.stack(frames)).float()
+    with torch.no_grad():
+        z0, z1 = v0.encode(x), v1.encode(x)
+    return float(((z1 - z0) ** 2).mean().sqrt())

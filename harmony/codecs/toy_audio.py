@@ -73,6 +73,7 @@ class AudioCodec(nn.Module):
     comb_harmonics = 12
     gain_crossfade = 16  # samples
     onset_jump = 0.7     # nats of sub-frame loudness change kept as a step
+    pitch_hold = 0.5     # octaves: a larger pitch jump inside a sounding event is held back (steady_pitch)
     n_pitch_candidates = 256
     log_rms_floor = math.log(1e-5)
 
@@ -171,6 +172,32 @@ class AudioCodec(nn.Module):
         return torch.exp(log_c[best] + shift * step)
 
     # -- synthesis ----------------------------------------------------------
+    def steady_pitch(self, log_f0: torch.Tensor, voicing: torch.Tensor, env: torch.Tensor) -> torch.Tensor:
+        """``log_f0 [B, L]`` with pitch jumps inside a sounding event held back.
+
+        As a bell-like chime decays, its partials fade at different rates and the comb's best
+        candidate flips between f0 and f0/2, f0/3, f0/4 from one latent to the next (a lamp's
+        867 Hz chime reads 867, 433, 867, 216, 289 ... Hz). Resynthesised, each flip moves the whole
+        harmonic comb: new partials appear, a burst of spectral flux, and the decoded chime gets
+        false onsets a few frames after the real one. A real pitch change that large comes with a
+        new sound: so a jump of more than ``pitch_hold`` octaves keeps the previous pitch unless the
+        latent starts with a loudness onset (a sub-frame rise over ``onset_jump``) or follows an
+        unvoiced one. Speech's glides (a fraction of an octave per 32 ms latent) pass unchanged.
+        Decoding only: the latents, and so a model trained on them, are untouched."""
+        B, L = log_f0.shape
+        if L < 2:
+            return log_f0
+        prev_env = torch.cat([env[:, :1, :1], env[:, :-1, -1:]], dim=1)             # [B, L, 1]
+        onset = (torch.cat([prev_env, env], dim=-1).diff(dim=-1) > self.onset_jump).any(-1)
+        free = onset | (voicing < self.voiced_threshold)
+        limit = self.pitch_hold * math.log(2)
+        out = log_f0.clone()
+        for i in range(1, L):
+            hold = ~(free[:, i] | (voicing[:, i - 1] < self.voiced_threshold)) \
+                & (out[:, i - 1] - log_f0[:, i] > limit)
+            out[:, i] = torch.where(hold, out[:, i - 1], log_f0[:, i])
+        return out
+
     @staticmethod
     def harmonic_phase(k: int) -> float:
         """Fixed pseudo-random start phase of harmonic ``k``: a flat, non-peaky excitation
@@ -184,8 +211,8 @@ class AudioCodec(nn.Module):
         T = L * hop
         dev, dt = feats.device, feats.dtype
         env = feats[..., : self.n_sub].clamp(self.log_rms_floor, 0.0)
-        f0 = feats[..., self.n_sub].exp().clamp(self.f0_min, self.f0_max)
         voicing = feats[..., self.n_sub + 1].clamp(0, 1)
+        f0 = self.steady_pitch(feats[..., self.n_sub], voicing, env).exp().clamp(self.f0_min, self.f0_max)
         shape = feats[..., self.n_sub + 2 :].clamp(-30, 0)
 
         # excitation: band-limited harmonics at f0 (flat spectrum) mixed with noise
