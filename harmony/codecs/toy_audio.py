@@ -73,7 +73,7 @@ class AudioCodec(nn.Module):
     comb_harmonics = 12
     gain_crossfade = 16  # samples
     onset_jump = 0.7     # nats of sub-frame loudness change kept as a step
-    pitch_hold = 0.5     # octaves: a larger pitch jump inside a sounding event is held back (steady_pitch)
+    pitch_hold = 0.5     # octaves: a larger pitch fall inside a sounding event is held back (steady_pitch)
     n_pitch_candidates = 256
     log_rms_floor = math.log(1e-5)
 
@@ -180,10 +180,11 @@ class AudioCodec(nn.Module):
         867 Hz chime reads 867, 433, 867, 216, 289 ... Hz). Resynthesised, each flip moves the whole
         harmonic comb: new partials appear, a burst of spectral flux, and the decoded chime gets
         false onsets a few frames after the real one. A real pitch change that large comes with a
-        new sound: so a jump of more than ``pitch_hold`` octaves keeps the previous pitch unless the
+        new sound: so a fall of more than ``pitch_hold`` octaves keeps the previous pitch unless the
         latent starts with a loudness onset (a sub-frame rise over ``onset_jump``) or follows an
-        unvoiced one. Speech's glides (a fraction of an octave per 32 ms latent) pass unchanged.
-        Decoding only: the latents, and so a model trained on them, are untouched."""
+        unvoiced one. Rises pass (the comb's errors here are sub-harmonics; holding rises would keep
+        an octave error once made), and so do speech's glides (a fraction of an octave per 32 ms
+        latent). Decoding only: the latents, and so a model trained on them, are untouched."""
         B, L = log_f0.shape
         if L < 2:
             return log_f0
