@@ -49,6 +49,7 @@ def main(argv=None):
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--rate", type=int, default=150, help="espeak-ng words per minute")
+    ap.add_argument("--st", type=float, default=None, help="timing anchor scale (default: the model file's)")
     ap.add_argument("-o", "--output", default=None)
     args = ap.parse_args(argv)
     if shutil.which("espeak-ng") is None:
@@ -65,7 +66,7 @@ def main(argv=None):
     face = C.speech_scene(1)  # a held-out speech scene's texts: a face on a wall, talking
     order = [(i, s) for i in range(len(SENTENCES)) for s in seeds]
     out = generate_batch(pipe, "A2V", [(face.prompt, face.audio_caption, SENTENCES[i]) for i, _ in order],
-                         [s for _, s in order], seconds=SECONDS, steps=args.steps,
+                         [s for _, s in order], seconds=SECONDS, steps=args.steps, st=args.st,
                          driving_audio=[(speech[i][0][None], speech[i][1]) for i, _ in order])
     n_frames = int(SECONDS * fps)
     truth = [detect_audio_events(w, sr, fps, n_frames) for w, sr in speech]
