@@ -173,7 +173,7 @@ class AudioCodec(nn.Module):
 
     # -- synthesis ----------------------------------------------------------
     def steady_pitch(self, log_f0: torch.Tensor, voicing: torch.Tensor, env: torch.Tensor) -> torch.Tensor:
-        """``log_f0 [B, L]`` with pitch jumps inside a sounding event held back.
+        """``log_f0 [B, L]`` with pitch falls inside a sounding event held back.
 
         As a bell-like chime decays, its partials fade at different rates and the comb's best
         candidate flips between f0 and f0/2, f0/3, f0/4 from one latent to the next (a lamp's
