@@ -58,6 +58,30 @@ def roundtrip(codec, images):
         return codec.decode(codec.encode(images[:, None]))[:, 0]
 
 
+def widened(video, channels: int):
+    """A copy of ``video`` with ``channels`` latent channels: the shipped weights in place, the new
+    encoder outputs randomly initialised, the decoder's weights for them zero (it decodes the shipped
+    latents exactly as before until it learns to read the new channels)."""
+    from harmony.codecs.toy_video import VideoCodec
+
+    if channels <= video.latent_channels:
+        raise SystemExit(f"--widen {channels}: give more than the shipped {video.latent_channels} channels")
+    wide = VideoCodec(latent_channels=channels, width=video.width)
+    state = wide.state_dict()
+    for name, old in video.state_dict().items():
+        new = state[name].clone()
+        if name == "decoder.0.weight":
+            new.zero_()
+        elif name == "latent_mean":
+            new.zero_()
+        elif name == "latent_std":
+            new.fill_(1.0)
+        new[tuple(slice(0, n) for n in old.shape)] = old
+        state[name] = new
+    wide.load_state_dict(state)
+    return wide
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--minutes", type=float, default=8.0)
@@ -72,11 +96,17 @@ def main(argv=None):
     ap.add_argument("--world-teacher", action="store_true",
                     help="with --encoder-anchor: world frames' targets are the shipped decoder's pictures of the "
                          "shipped latents (not the frames): world clips decode as before, only new images change")
+    ap.add_argument("--widen", type=int, default=0, metavar="C",
+                    help="with --encoder-anchor: a codec with C latent channels (more than the shipped 16), whose "
+                         "first 16 are held to the shipped latents and the rest start unread by the decoder: "
+                         "what a higher-rate latent buys (a DiT would have to learn the new channels)")
     ap.add_argument("--cosine", action="store_true", help="decay the learning rate to 0 over --minutes (cosine)")
     ap.add_argument("--n-stills", type=int, default=2048, help="out-of-world training stills")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="runs/decoder/tiny_codecs.safetensors")
     args = ap.parse_args(argv)
+    if args.widen and not args.encoder_anchor > 0:
+        ap.error("--widen needs --encoder-anchor (the encoder must train)")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     from harmony.codecs.tiny import load_codecs, save_codecs
@@ -107,6 +137,9 @@ def main(argv=None):
 
     before = report("before:")
     shipped = copy.deepcopy(video).eval()  # the encoder the DiT was trained with
+    c0 = shipped.latent_channels
+    if args.widen:
+        video = widened(video, args.widen)
     # the shipped encoder's latents: the DiT's latent space (fixed inputs when the encoder is frozen,
     # targets when it trains)
     with torch.no_grad():
@@ -120,6 +153,8 @@ def main(argv=None):
     video.train()
     std = video.latent_std.view(1, -1, 1, 1)
     mean = video.latent_mean.view(1, -1, 1, 1)
+    std0 = shipped.latent_std.view(1, -1, 1, 1)
+    extra = video.latent_channels - c0  # widened channels: zero in the shipped latents the DiT produces
     n_still = int(round(args.batch * args.still_share))
     n_world = args.batch - n_still
     step, t_train = 0, time.time()
@@ -132,9 +167,10 @@ def main(argv=None):
         target = torch.cat([world_train[iw], stills_train[i_s]]).permute(0, 3, 1, 2)
         if train_encoder:
             z = video.encode_raw(target)
-            anchor = (((z[:n_world] - z_world[iw]) / std) ** 2).mean()
+            anchor = (((z[:n_world, :c0] - z_world[iw]) / std0) ** 2).mean()
             bound = F.relu(((z - mean) / std).abs() - args.latent_bound).pow(2).mean()
-            rec = video.decode_raw(torch.cat([z, z_world[iw]]))  # its own latents, and the DiT's
+            dit = F.pad(z_world[iw], (0, 0, 0, 0, 0, extra))
+            rec = video.decode_raw(torch.cat([z, dit]))  # its own latents, and the DiT's
             target2 = torch.cat([world_target[iw], target[n_world:], world_target[iw]])
             loss = F.mse_loss(rec, target2) + 0.1 * F.l1_loss(rec, target2) + args.encoder_anchor * anchor + bound
         else:
@@ -153,7 +189,7 @@ def main(argv=None):
         with torch.no_grad():
             z_new = torch.cat([video.encode_raw(x.permute(0, 3, 1, 2)) for x in world_test.split(256)])
             z_ref = torch.cat([shipped.encode_raw(x.permute(0, 3, 1, 2)) for x in world_test.split(256)])
-        after["world_latent_rms_shift"] = (((z_new - z_ref) / std) ** 2).mean().sqrt().item()
+        after["world_latent_rms_shift"] = (((z_new[:, :c0] - z_ref) / std0) ** 2).mean().sqrt().item()
         print(f"world latents moved by {after['world_latent_rms_shift']:.4f} std (held-out frames)")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     save_codecs(video, audio, args.out, {"decoder_finetune": json.dumps(vars(args))})
