@@ -14,7 +14,9 @@ instead of frozen: on world frames its normalised latents are pulled to the ship
 world latents (what the DiT was trained to produce). An out-of-world image is free to land
 anywhere else in the latent space, so the codec can learn to keep it without a retrained DiT
 (lab notebook N1). ``--latent-bound B`` penalises normalised latents beyond +-B, so that those
-new latents stay in the range the DiT has seen.
+new latents stay in the range the DiT has seen. ``--widen C`` asks what a higher-rate latent
+buys: a codec with C channels, the first 16 held to the shipped latents, the others free (a DiT
+would have to learn them; lab notebook N4).
 
     python scripts/decoder_finetune.py --minutes 8 --out runs/decoder/tiny_codecs.safetensors
     python scripts/decoder_finetune.py --encoder-anchor 10 --minutes 12 --out runs/codec/n1/tiny_codecs.safetensors
@@ -143,9 +145,9 @@ def main(argv=None):
     # the shipped encoder's latents: the DiT's latent space (fixed inputs when the encoder is frozen,
     # targets when it trains)
     with torch.no_grad():
-        z_world = torch.cat([video.encode_raw(x.permute(0, 3, 1, 2)) for x in world_train.split(256)])
-        z_still = torch.cat([video.encode_raw(x.permute(0, 3, 1, 2)) for x in stills_train.split(256)])
-        world_target = (torch.cat([video.decode_raw(z) for z in z_world.split(256)]) if args.world_teacher
+        z_world = torch.cat([shipped.encode_raw(x.permute(0, 3, 1, 2)) for x in world_train.split(256)])
+        z_still = torch.cat([shipped.encode_raw(x.permute(0, 3, 1, 2)) for x in stills_train.split(256)])
+        world_target = (torch.cat([shipped.decode_raw(z) for z in z_world.split(256)]) if args.world_teacher
                         else world_train.permute(0, 3, 1, 2))
     train_encoder = args.encoder_anchor > 0
     params = list(video.decoder.parameters()) + (list(video.encoder.parameters()) if train_encoder else [])
@@ -154,7 +156,7 @@ def main(argv=None):
     std = video.latent_std.view(1, -1, 1, 1)
     mean = video.latent_mean.view(1, -1, 1, 1)
     std0 = shipped.latent_std.view(1, -1, 1, 1)
-    extra = video.latent_channels - c0  # widened channels: zero in the shipped latents the DiT produces
+    n_extra = video.latent_channels - c0  # widened channels: zero in the shipped latents the DiT produces
     n_still = int(round(args.batch * args.still_share))
     n_world = args.batch - n_still
     step, t_train = 0, time.time()
@@ -169,7 +171,7 @@ def main(argv=None):
             z = video.encode_raw(target)
             anchor = (((z[:n_world, :c0] - z_world[iw]) / std0) ** 2).mean()
             bound = F.relu(((z - mean) / std).abs() - args.latent_bound).pow(2).mean()
-            dit = F.pad(z_world[iw], (0, 0, 0, 0, 0, extra))
+            dit = F.pad(z_world[iw], (0, 0, 0, 0, 0, n_extra))
             rec = video.decode_raw(torch.cat([z, dit]))  # its own latents, and the DiT's
             target2 = torch.cat([world_target[iw], target[n_world:], world_target[iw]])
             loss = F.mse_loss(rec, target2) + 0.1 * F.l1_loss(rec, target2) + args.encoder_anchor * anchor + bound
