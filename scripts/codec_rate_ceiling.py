@@ -4,7 +4,8 @@ The tiny codec keeps 16 numbers per 16x16 RGB patch (a 64x64 frame -> 16 x 4 x 4
 numbers). This measures the round-trip PSNR of the best *linear* code of a given size per patch:
 principal components of 16x16 patches, fitted on the codec's own training images (world frames
 and out-of-world synthetic stills, ``harmony.world.stills``), applied to the ``i2av_foreign``
-control's images (matplotlib's sample data, never fitted on) and to held-out stills. A learned
+control's images (matplotlib's sample data, never fitted on), to held-out stills and to held-out world
+frames. A learned
 nonlinear codec can beat a linear one, but not by the 5-8 dB between this and the 20 dB target.
 
     python scripts/codec_rate_ceiling.py -o docs/training/lab/n_rate_ceiling.json
@@ -50,7 +51,9 @@ def main(argv=None):
     world_frames = np.concatenate([world.render(world.sample_scene(s, seconds=2.0)).frames[::4] for s in train_seeds])
     fit = np.concatenate([world_frames, foreign_stills(2048, seed=1)[0]])
     held = foreign_stills(64, seed=999)[0]
-    tests = {**foreign_images(), "stills_heldout": held}
+    world_held = np.concatenate([world.render(world.sample_scene(s, split, 2.0)).frames[::4]
+                                 for split in world.SPLITS for s in world.heldout_seeds(split, 4)])
+    tests = {**foreign_images(), "stills_heldout": held, "world_heldout": world_held}
     p = patches(fit)
     mean = p.mean(0)
     basis_all = np.linalg.svd(p - mean, full_matrices=False)[2]
