@@ -258,7 +258,8 @@ def write_job_file(shared_path: str, out_path: str, jobs: dict, only: str = "", 
         cfg = json.loads(meta[CONFIG_KEY])
         if settings:
             sampling = cfg.setdefault("meta", {}).setdefault("sampling", {})
-            sampling.setdefault("jobs", {}).update({j: {k: float(v) for k, v in s.items()} for j, s in settings.items()})
+            sampling.setdefault("jobs", {}).update(
+                {j: {k: float(v) for k, v in s.items()} for j, s in settings.items()})
         if codecs:
             cfg.setdefault("meta", {}).update(codecs_sha256=codecs["sha256"], codecs_stand_in=codecs)
         meta[CONFIG_KEY] = json.dumps(cfg)
