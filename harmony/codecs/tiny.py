@@ -64,10 +64,10 @@ def latent_shift(reference: str, candidate: str, scenes: int = 4) -> float:
     from ..world.scene import SPLITS, heldout_seeds
 
     (v0, a0), (v1, a1) = load_codecs(reference), load_codecs(candidate)
-    for what, m0, m1 in (("audio codec", a0, a1), ("video latent statistics", v0, v1)):
-        s0, s1 = m0.state_dict(), m1.state_dict()
-        if what != "audio codec":
-            s0, s1 = ({k: v for k, v in s.items() if k.startswith("latent_")} for s in (s0, s1))
+    fixed = {"audio codec": (a0.state_dict(), a1.state_dict()),
+             "video latent statistics": ({"mean": v0.latent_mean, "std": v0.latent_std},
+                                         {"mean": v1.latent_mean, "std": v1.latent_std})}
+    for what, (s0, s1) in fixed.items():
         if s0.keys() != s1.keys() or any(not torch.equal(v, s1[k]) for k, v in s0.items()):
             raise ValueError(f"codec file {candidate!r}: its {what} differs from {reference!r}'s, so a model "
                              "trained with one cannot use the other; only the video encoder and decoder may change")

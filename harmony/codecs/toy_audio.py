@@ -190,12 +190,13 @@ class AudioCodec(nn.Module):
             return log_f0
         prev_env = torch.cat([env[:, :1, :1], env[:, :-1, -1:]], dim=1)             # [B, L, 1]
         onset = (torch.cat([prev_env, env], dim=-1).diff(dim=-1) > self.onset_jump).any(-1)
-        free = onset | (voicing < self.voiced_threshold)
+        unvoiced = voicing < self.voiced_threshold
+        free = onset | unvoiced                          # a new sound, or no pitch to keep
+        free[:, 1:] |= unvoiced[:, :-1]                  # the first voiced latent after an unvoiced one
         limit = self.pitch_hold * math.log(2)
         out = log_f0.clone()
         for i in range(1, L):
-            hold = ~(free[:, i] | (voicing[:, i - 1] < self.voiced_threshold)) \
-                & (out[:, i - 1] - log_f0[:, i] > limit)
+            hold = ~free[:, i] & (out[:, i - 1] - log_f0[:, i] > limit)
             out[:, i] = torch.where(hold, out[:, i - 1], log_f0[:, i])
         return out
 
