@@ -56,6 +56,9 @@ def generate_parser():
                         help="the driving video's real frame rate, for a file whose container gives none or an "
                              "implausible one (outside 1-240 fps); its timestamps are then ignored")
     inputs.add_argument("--ref-voice", metavar="FILE", help="reference voice (timbre of the generated voice), 1-3 s")
+    inputs.add_argument("--no-first-frame-detail", action="store_true",
+                        help="with --image: decode the plain latent, without putting back the image's detail that "
+                             "the video codec loses (harmony.codecs.keyframe)")
     inputs.add_argument("--fit", choices=FIT_MODES, default="crop",
                         help="how an image or video of another shape meets the model's frame: crop (centre), "
                              "letterbox (whole picture, black bars) or stretch (whole picture, distorted)")
@@ -152,6 +155,8 @@ def _generate(argv):
                        ("--ref-voice", a.ref_voice), ("--model", a.model)):
         if path is not None and not os.path.isfile(path):
             ap.error(f"{flag}: file not found: {path}")
+    if a.no_first_frame_detail and not a.image:
+        ap.error("--no-first-frame-detail: only with --image (it turns off putting the image's detail back)")
     limit = _check_generate_args(a)  # before the model is loaded or anything is sampled
     from . import parallel
 
@@ -213,7 +218,7 @@ def _generate(argv):
 
         _check_output(a.save_latents, "--save-latents")
         save_file({"video": lat.video.contiguous().cpu(), "audio": lat.audio.contiguous().cpu()}, a.save_latents)
-    frames, wave, sr, fps = pipe.decode(lat)
+    frames, wave, sr, fps = pipe.decode(lat, first_frame_detail=not a.no_first_frame_detail)
     if a.audio:  # A2V: the soundtrack is the driving audio itself (cropped before resampling)
         wave_in, sr_in = kw["driving_audio"]
         wave_in = wave_in[..., : int(lat.seconds * sr_in) + sr_in // 20]

@@ -20,14 +20,15 @@ def generate_batch(pipe, job: str, texts: Sequence[tuple[str, str, str]], seeds:
                    ref_voices=None, guidance: str = "synccfg", steps: int = 20, sv: float | None = None,
                    sa: float | None = None, text_cfg: float = 1.0, solver: str = "dpmpp_2m",
                    shift: float | None = None, st: float | None = None,
-                   callback: Callable | None = None):
+                   callback: Callable | None = None, first_frame_detail: bool = True):
     """B clips of one job in ONE batched sampling run; each item is what
     ``pipe.sample(..., seed=seeds[i])`` + ``pipe.decode`` gives for it alone (same noise).
 
     ``texts``: ``(prompt, audio_caption, transcript)`` per item; ``first_frames``: ``[H,W,3]`` per
     item (I2AV); ``driving_audio``: ``(wave [C,T] or [T], sr)`` per item (A2V);
     ``driving_video``: ``(frames [F,H,W,3], fps)`` per item (V2A); ``ref_voices``: ``(wave, sr)``
-    or None per item; ``sv`` / ``sa`` / ``shift`` / ``st``: None = the model file's for ``job``. Returns
+    or None per item; ``sv`` / ``sa`` / ``shift`` / ``st``: None = the model file's for ``job``;
+    ``first_frame_detail``: as ``pipe.decode`` (I2AV: the image's detail put back). Returns
     ``[(frames [F,H,W,3] float 0..1, wave [T] float), ...]``: both modalities decoded from the
     latent (the given one has been through its codec).
     """
@@ -67,9 +68,11 @@ def generate_batch(pipe, job: str, texts: Sequence[tuple[str, str, str]], seeds:
                                        for w, sr in driving_audio])
         elif job == "V2A":
             j.clean_video = torch.cat([pipe.encode_video(f, fps, n_frames, "driving video") for f, fps in driving_video])
-        elif job == "I2AV":
-            j.first_frame = torch.cat([pipe.encode_video(torch.as_tensor(ff, dtype=torch.float32)[None], None, 1,
-                                                         "first frame")[:, :, :1] for ff in first_frames])
+        images = [None] * b
+        if job == "I2AV":  # as pipe.sample: the image fitted to the frame, its latent frame 0, and kept for decoding
+            images = [pipe.conform_frames(torch.as_tensor(ff, dtype=torch.float32)[None], None, "first frame",
+                                          max_frames=1) for ff in first_frames]
+            j.first_frame = torch.cat([pipe.codecs.video.encode(im[None].to(pipe.device))[:, :, :1] for im in images])
         draws = [geom.noise(seed) for seed in seeds]  # the same draws as pipe.sample
         noise_v = torch.cat([d[0] for d in draws]).to(pipe.device)  # fp32 ODE state
         noise_a = torch.cat([d[1] for d in draws]).to(pipe.device)
@@ -85,8 +88,10 @@ def generate_batch(pipe, job: str, texts: Sequence[tuple[str, str, str]], seeds:
                             callback=callback, log=pipe.log)
         out = []
         for i in range(b):  # decode one by one: exactly the single-clip decode (the audio codec seeds its noise per call)
+            image = None if images[i] is None else images[i][0].cpu()
             frames, wave, _, _ = pipe.decode(AVLatent(zv[i:i + 1].float(), za[i:i + 1].float(), pipe.fps,
-                                                      pipe.sample_rate, seconds, job))
+                                                      pipe.sample_rate, seconds, job, first_frame=image),
+                                             first_frame_detail=first_frame_detail)
             out.append((frames.numpy(), wave[0].numpy()))
     return out
 

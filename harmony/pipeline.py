@@ -50,6 +50,7 @@ class AVLatent:
     seconds: float
     job: str = "T2AV"
     info: dict = field(default_factory=dict)
+    first_frame: Optional[torch.Tensor] = None  # [H, W, 3] 0..1, the given first frame at the frame size
 
 
 def _check_codecs_match(cfg, codecs_path: Optional[str]):
@@ -452,8 +453,10 @@ class HarmonyPipeline:
             job.clean_audio = self.encode_audio(*driving_audio, seconds=seconds, name="driving audio")
         if driving_video is not None:
             job.clean_video = self.encode_video(driving_video[0], driving_video[1], n_frames, "driving video", fit)
+        image = None
         if first_frame is not None and driving_video is None:
-            job.first_frame = self.encode_video(ff, None, 1, "first frame", fit)[:, :, :1]
+            image = self.conform_frames(ff, None, "first frame", fit, max_frames=1)  # [1, H, W, 3]
+            job.first_frame = self.codecs.video.encode(image[None].to(self.device))[:, :, :1]
         noise_v, noise_a = (n.to(self.device) for n in geom.noise(seed))  # fp32 ODE state
         silent = blank = None  # the anchors only where guidance uses them: no codec loaded for nothing
         if guidance == "synccfg":  # the blank frame only while no first-frame estimate exists (T2AV)
@@ -473,17 +476,37 @@ class HarmonyPipeline:
                             dtype=self.compute_dtype, log=self.log)
         return AVLatent(zv.float(), za.float(), self.fps, self.sample_rate, seconds, job.name,
                         {"seed": seed, "steps": steps, "guidance": guidance, "sv": sv, "sa": sa, "shift": shift,
-                         "st": st})
+                         "st": st}, None if image is None else image[0].cpu())
 
     # ---------------------------------------------------------------- decode
     @torch.no_grad()
-    def decode(self, latent: AVLatent):
-        """-> (frames [F, H, W, 3] float 0..1, wave [1, T] float, sample_rate, fps)."""
+    def decode(self, latent: AVLatent, first_frame_detail: bool = True):
+        """-> (frames [F, H, W, 3] float 0..1, wave [1, T] float, sample_rate, fps).
+
+        ``first_frame_detail``: where the latent carries the first frame it was sampled from (I2AV,
+        A2V from an image), add back what the video codec lost of it wherever the frames still show
+        it (:mod:`harmony.codecs.keyframe`)."""
         if not isinstance(latent, AVLatent):
             raise TypeError(f"decode expects an AVLatent, got {type(latent).__name__}")
         validate.latent(latent, "latent")
         frames = self.codecs.video.decode(latent.video.to(self.device))[0].clamp(0, 1).cpu()
+        if first_frame_detail and latent.first_frame is not None:
+            frames = self.first_frame_detail(frames, latent.first_frame)
         wave = self.codecs.audio.decode(latent.audio.to(self.device))[0].clamp(-1, 1).cpu()
         n = int(round(latent.seconds * self.sample_rate))
         wave = wave.reshape(1, -1)[:, :n]
         return frames, wave, self.sample_rate, latent.fps
+
+    @torch.no_grad()
+    def first_frame_detail(self, frames: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """Decoded ``frames [F, H, W, 3]`` with the given first frame's lost detail put back where
+        they still show it (:func:`harmony.codecs.keyframe.first_frame_detail`)."""
+        from .codecs.keyframe import first_frame_detail
+
+        image = image.float().clamp(0, 1)
+        if tuple(image.shape) != tuple(frames.shape[1:]):
+            raise ValueError(f"decode: the latent's first frame is {tuple(image.shape)} but it decodes to "
+                             f"frames of {tuple(frames.shape[1:])}; sample the latent again")
+        video = self.codecs.video
+        rt = video.decode(video.encode(image[None, None].to(self.device)))[0, 0].clamp(0, 1).cpu()
+        return first_frame_detail(frames, image, rt)

@@ -37,6 +37,9 @@ class HarmonyDecode:
                                              "runs out. Leave empty for models with their own codecs."}),
             "audio_vae": ("VAE", {"tooltip": "Core VAELoader with the MMAudio 16 kHz VAE (umT5 models: Ovi). "
                                              "Leave empty for models with their own codecs."}),
+            "first_frame_detail": ("BOOLEAN", {"default": True, "tooltip": (
+                "I2AV / A2V from an image: put back what the video codec lost of the image wherever the "
+                "frames still show it (a photo stays sharp instead of the codec's blur). Off: the plain decode.")}),
         }}
 
     RETURN_TYPES = ("IMAGE", "AUDIO", "FLOAT")
@@ -50,7 +53,7 @@ class HarmonyDecode:
     CATEGORY = "Harmony/sampling"
     DESCRIPTION = "Decodes video frames and audio; chain into CreateVideo -> SaveVideo, PreviewAudio or Harmony Save AV."
 
-    def decode(self, model, av_latent, video_vae=None, audio_vae=None):
+    def decode(self, model, av_latent, video_vae=None, audio_vae=None, first_frame_detail=True):
         node = "Harmony Decode"
         check_type(model, HARMONY_MODEL, "model", node)
         check_type(av_latent, HARMONY_AV_LATENT, "av_latent", node)
@@ -64,6 +67,6 @@ class HarmonyDecode:
         host.check_interrupt()
         with actionable_errors(node, "Lower the sampler's seconds or width/height, or run "
                                      "ComfyUI with --lowvram."):
-            frames, wave, sample_rate, fps = model.decode(av_latent)
+            frames, wave, sample_rate, fps = model.decode(av_latent, first_frame_detail=bool(first_frame_detail))
         progress.set(2)
         return (frames.float().cpu().contiguous(), wave_to_audio(wave, sample_rate), float(fps))

@@ -121,11 +121,20 @@ def test_i2av_keeps_images_from_outside_the_world(results):
 
 
 @pytest.mark.slow
+@needs_matplotlib
+def test_i2av_gives_back_out_of_world_images_as_decoded(results):
+    """The same out-of-world clips as the user gets them (the decoder puts the image's lost detail back
+    where the frames still show it, harmony.codecs.keyframe): frames 1..N at >= 20 dB of the image."""
+    _check(results, "i2av_sharp")
+
+
+@pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="issue 19 item 3: the tiny video codec knows only the world's pictures "
                                        "(out-of-world round trip 6-13 dB): a new codec, then a retrained DiT")
 @needs_matplotlib
 def test_video_codec_keeps_images_from_outside_the_world(results):
-    """Without this, i2av_foreign compares against a codec output that has already lost the image."""
+    """Without this, i2av_foreign compares against a codec output that has already lost the image, and
+    every job without a given image (T2AV, A2V, V2A's round trip) shows the codec's blur."""
     r = results["i2av_foreign"]
     worst = min(v for k, v in r.items() if k.endswith("_roundtrip_db"))
     assert worst >= 20.0, f"codec round trip of out-of-world images: worst {worst:.1f} dB"
