@@ -56,9 +56,10 @@ def generate_parser():
                         help="the driving video's real frame rate, for a file whose container gives none or an "
                              "implausible one (outside 1-240 fps); its timestamps are then ignored")
     inputs.add_argument("--ref-voice", metavar="FILE", help="reference voice (timbre of the generated voice), 1-3 s")
-    inputs.add_argument("--no-first-frame-detail", action="store_true",
-                        help="with --image: decode the plain latent, without putting back the image's detail that "
-                             "the video codec loses (harmony.codecs.keyframe)")
+    inputs.add_argument("--plain-decode", action="store_true",
+                        help="write both modalities as decoded from the latent; by default what you gave comes "
+                             "back as given (--video's picture, --audio's sound, and --image's detail where the "
+                             "frames still show it: harmony.codecs.keyframe)")
     inputs.add_argument("--fit", choices=FIT_MODES, default="crop",
                         help="how an image or video of another shape meets the model's frame: crop (centre), "
                              "letterbox (whole picture, black bars) or stretch (whole picture, distorted)")
@@ -155,8 +156,6 @@ def _generate(argv):
                        ("--ref-voice", a.ref_voice), ("--model", a.model)):
         if path is not None and not os.path.isfile(path):
             ap.error(f"{flag}: file not found: {path}")
-    if a.no_first_frame_detail and not a.image:
-        ap.error("--no-first-frame-detail: only with --image (it turns off putting the image's detail back)")
     limit = _check_generate_args(a)  # before the model is loaded or anything is sampled
     from . import parallel
 
@@ -218,16 +217,12 @@ def _generate(argv):
 
         _check_output(a.save_latents, "--save-latents")
         save_file({"video": lat.video.contiguous().cpu(), "audio": lat.audio.contiguous().cpu()}, a.save_latents)
-    frames, wave, sr, fps = pipe.decode(lat, first_frame_detail=not a.no_first_frame_detail)
-    if a.audio:  # A2V: the soundtrack is the driving audio itself (cropped before resampling)
-        wave_in, sr_in = kw["driving_audio"]
-        wave_in = wave_in[..., : int(lat.seconds * sr_in) + sr_in // 20]
-        if wave_in.shape[0] > 1:
-            _say(f"--audio: {wave_in.shape[0]} channels mixed to mono for the soundtrack (the model's sound is mono)")
-            wave_in = media.to_mono(wave_in)
-        wave = media.resample_audio(wave_in, sr_in, sr)[..., : wave.shape[-1]]
-    if a.video:  # V2A: the picture is the driving video itself (at the model's fps and size)
-        frames = kw["driving_video"][0][: frames.shape[0]]
+    # A2V's soundtrack is the driving audio, V2A's picture the driving video (at the model's rate and
+    # size), unless --plain-decode
+    frames, wave, sr, fps = pipe.decode(lat, keep_given=not a.plain_decode)
+    if a.audio and not a.plain_decode and kw["driving_audio"][0].shape[0] > 1:
+        _say(f"--audio: {kw['driving_audio'][0].shape[0]} channels mixed to mono for the soundtrack "
+             "(the model's sound is mono)")
     _check_output(a.output, "-o")  # again: the path may have changed while sampling
     media.write_mp4(a.output, frames, fps, wave, sr)
     print(f"wrote {a.output}: {lat.job}, {frames.shape[0]} frames at {fps:g} fps, "

@@ -20,7 +20,7 @@ def generate_batch(pipe, job: str, texts: Sequence[tuple[str, str, str]], seeds:
                    ref_voices=None, guidance: str = "synccfg", steps: int = 20, sv: float | None = None,
                    sa: float | None = None, text_cfg: float = 1.0, solver: str = "dpmpp_2m",
                    shift: float | None = None, st: float | None = None,
-                   callback: Callable | None = None, first_frame_detail: bool = True):
+                   callback: Callable | None = None, keep_given: bool = True):
     """B clips of one job in ONE batched sampling run; each item is what
     ``pipe.sample(..., seed=seeds[i])`` + ``pipe.decode`` gives for it alone (same noise).
 
@@ -28,7 +28,8 @@ def generate_batch(pipe, job: str, texts: Sequence[tuple[str, str, str]], seeds:
     item (I2AV); ``driving_audio``: ``(wave [C,T] or [T], sr)`` per item (A2V);
     ``driving_video``: ``(frames [F,H,W,3], fps)`` per item (V2A); ``ref_voices``: ``(wave, sr)``
     or None per item; ``sv`` / ``sa`` / ``shift`` / ``st``: None = the model file's for ``job``;
-    ``first_frame_detail``: as ``pipe.decode`` (I2AV: the image's detail put back). Returns
+    ``keep_given``: as ``pipe.decode`` (the given media as given: V2A's video, A2V's audio,
+    I2AV's image with its detail put back). Returns
     ``[(frames [F,H,W,3] float 0..1, wave [T] float), ...]``: both modalities decoded from the
     latent (the given one has been through its codec).
     """
@@ -88,10 +89,11 @@ def generate_batch(pipe, job: str, texts: Sequence[tuple[str, str, str]], seeds:
                             callback=callback, log=pipe.log)
         out = []
         for i in range(b):  # decode one by one: exactly the single-clip decode (the audio codec seeds its noise per call)
-            image = None if images[i] is None else images[i][0].cpu()
-            frames, wave, _, _ = pipe.decode(AVLatent(zv[i:i + 1].float(), za[i:i + 1].float(), pipe.fps,
-                                                      pipe.sample_rate, seconds, job, first_frame=image),
-                                             first_frame_detail=first_frame_detail)
+            given = AVLatent(zv[i:i + 1].float(), za[i:i + 1].float(), pipe.fps, pipe.sample_rate, seconds, job,
+                             first_frame=None if images[i] is None else images[i][0].cpu(),
+                             driving_video=(*driving_video[i], "crop") if job == "V2A" else None,
+                             driving_audio=driving_audio[i] if job == "A2V" else None)
+            frames, wave, _, _ = pipe.decode(given, keep_given=keep_given)
             out.append((frames.numpy(), wave[0].numpy()))
     return out
 

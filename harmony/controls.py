@@ -203,7 +203,7 @@ def run_controls(pipe, seeds: Sequence[int] = (0, 1), steps: int = 20, guidance:
         out = generate_batch(pipe, "I2AV", [(c.prompt, c.audio_caption, c.transcript) for c in order],
                              seeds * len(clips), first_frames=[c.frames[0] for c in order],
                              ref_voices=[(c.ref_voice[None], c.sample_rate) for c in order],
-                             first_frame_detail=False, **kw)
+                             keep_given=False, **kw)
         img_rt = [np.asarray(rt(c.frames[:1], c.wave)[0])[0] for c in clips]   # the codec's own round trip
         real_frames = [np.asarray(rt(c.frames, c.wave)[0]) for c in clips]
         persist = [first_frame_similarity(f, img_rt[i])["persist_psnr_db"] for (f, _), i in zip(out, idx)]
@@ -218,7 +218,7 @@ def run_controls(pipe, seeds: Sequence[int] = (0, 1), steps: int = 20, guidance:
         if images:  # the image is the only information: empty texts, no voice
             kinds = [k for k in images for _ in seeds]
             out = generate_batch(pipe, "I2AV", [("", "", "")] * len(kinds), seeds * len(images),
-                                 first_frames=[images[k] for k in kinds], first_frame_detail=False, **kw)
+                                 first_frames=[images[k] for k in kinds], keep_given=False, **kw)
             silence = np.zeros(int(SECONDS * sr), np.float32)
             rt_db = {k: psnr(np.asarray(rt(img[None], silence)[0])[0], img) for k, img in images.items()}
             per = [first_frame_similarity(f, images[k])["persist_psnr_db"] - rt_db[k] for (f, _), k in zip(out, kinds)]

@@ -50,7 +50,11 @@ class AVLatent:
     seconds: float
     job: str = "T2AV"
     info: dict = field(default_factory=dict)
-    first_frame: Optional[torch.Tensor] = None  # [H, W, 3] 0..1, the given first frame at the frame size
+    # what the user gave, kept for decoding (``HarmonyPipeline.decode``, keep_given): the first frame
+    # fitted to the frame size (small); the driving media as given (references, conformed at decode)
+    first_frame: Optional[torch.Tensor] = None  # [H, W, 3] 0..1
+    driving_video: Optional[tuple] = None       # (frames [F, H, W, 3], fps, fit)
+    driving_audio: Optional[tuple] = None       # (wave [C, T], sample_rate)
 
 
 def _check_codecs_match(cfg, codecs_path: Optional[str]):
@@ -232,10 +236,10 @@ class HarmonyPipeline:
                          f"tokens, so the text after ...{last[-40:]!r} is ignored. Shorten the {name} "
                          f"to keep what matters within {tok.max_len} tokens.")
 
-    @torch.no_grad()
-    def encode_audio(self, wave: torch.Tensor, sample_rate: int, seconds: Optional[float] = None,
-                     name: str = "audio") -> torch.Tensor:
-        """Waveform ``[C, T]`` or ``[T]`` at any rate -> audio latent ``[1, La, Ca]``."""
+    def conform_audio(self, wave: torch.Tensor, sample_rate: int, seconds: Optional[float] = None,
+                      name: str = "audio") -> torch.Tensor:
+        """Waveform ``[C, T]`` or ``[T]`` at any rate -> mono ``[T']`` at the model's rate (``seconds``
+        long, cut or padded with silence, when given): what :meth:`encode_audio` encodes."""
         from .media import resample_audio
 
         wave, sample_rate = validate.wave(wave, sample_rate, name, scan=False)
@@ -251,6 +255,13 @@ class HarmonyPipeline:
         if seconds is not None:
             n = int(round(seconds * self.sample_rate))
             mono = torch.nn.functional.pad(mono[:n], (0, max(0, n - mono.shape[-1])))
+        return mono
+
+    @torch.no_grad()
+    def encode_audio(self, wave: torch.Tensor, sample_rate: int, seconds: Optional[float] = None,
+                     name: str = "audio") -> torch.Tensor:
+        """Waveform ``[C, T]`` or ``[T]`` at any rate -> audio latent ``[1, La, Ca]``."""
+        mono = self.conform_audio(wave, sample_rate, seconds, name)
         return self.codecs.audio.encode(mono[None].to(self.device))
 
     def conform_frames(self, frames, fps: Optional[float] = None, name: str = "video",
@@ -280,6 +291,13 @@ class HarmonyPipeline:
     def encode_video(self, frames: torch.Tensor, fps: Optional[float] = None,
                      n_frames: Optional[int] = None, name: str = "video", fit: str = "crop") -> torch.Tensor:
         """Frames ``[F, H, W, 3]`` in 0..1 at any size / fps -> video latent ``[1, C, F', h, w]``."""
+        frames = self.conform_clip(frames, fps, n_frames, name, fit)
+        return self.codecs.video.encode(frames[None].to(self.device))
+
+    def conform_clip(self, frames: torch.Tensor, fps: Optional[float] = None, n_frames: Optional[int] = None,
+                     name: str = "video", fit: str = "crop") -> torch.Tensor:
+        """Frames at any size / fps -> ``[n_frames, H, W, 3]`` at the model's (the last frame held when
+        the clip is shorter): what :meth:`encode_video` encodes."""
         if n_frames is not None:
             n_frames = validate.integer(n_frames, "n_frames", 16, low=1)
             frames, fps = validate.frames(frames, fps, name, scan=False)
@@ -291,7 +309,7 @@ class HarmonyPipeline:
             if frames.shape[0] < n_frames:  # hold the last frame
                 frames = torch.cat([frames, frames[-1:].expand(n_frames - frames.shape[0], -1, -1, -1)])
             frames = frames[:n_frames]
-        return self.codecs.video.encode(frames[None].to(self.device))
+        return frames
 
     @property
     def frame_size(self):
@@ -476,25 +494,39 @@ class HarmonyPipeline:
                             dtype=self.compute_dtype, log=self.log)
         return AVLatent(zv.float(), za.float(), self.fps, self.sample_rate, seconds, job.name,
                         {"seed": seed, "steps": steps, "guidance": guidance, "sv": sv, "sa": sa, "shift": shift,
-                         "st": st}, None if image is None else image[0].cpu())
+                         "st": st}, None if image is None else image[0].cpu(),
+                        None if driving_video is None else (*driving_video, fit), driving_audio)
 
     # ---------------------------------------------------------------- decode
     @torch.no_grad()
-    def decode(self, latent: AVLatent, first_frame_detail: bool = True):
+    def decode(self, latent: AVLatent, keep_given: bool = True):
         """-> (frames [F, H, W, 3] float 0..1, wave [1, T] float, sample_rate, fps).
 
-        ``first_frame_detail``: where the latent carries the first frame it was sampled from (I2AV,
-        A2V from an image), add back what the video codec lost of it wherever the frames still show
-        it (:mod:`harmony.codecs.keyframe`)."""
+        ``keep_given``: what the user gave comes back as given, not through the codecs: V2A's frames
+        are the driving video and A2V's sound the driving audio (at the model's rate and size, as
+        they were encoded), and a given first frame (I2AV, A2V from an image) gets back what the
+        video codec lost of it wherever the frames still show it (:mod:`harmony.codecs.keyframe`).
+        ``False``: both modalities decoded from the latent."""
         if not isinstance(latent, AVLatent):
             raise TypeError(f"decode expects an AVLatent, got {type(latent).__name__}")
         validate.latent(latent, "latent")
         frames = self.codecs.video.decode(latent.video.to(self.device))[0].clamp(0, 1).cpu()
-        if first_frame_detail and latent.first_frame is not None:
-            frames = self.first_frame_detail(frames, latent.first_frame)
         wave = self.codecs.audio.decode(latent.audio.to(self.device))[0].clamp(-1, 1).cpu()
         n = int(round(latent.seconds * self.sample_rate))
         wave = wave.reshape(1, -1)[:, :n]
+        if keep_given:
+            quiet, self.log = self.log, (lambda m: None)  # conformed as at sampling, which said how
+            try:
+                if latent.driving_video is not None:
+                    given, fps, fit = latent.driving_video
+                    frames = self.conform_clip(given, fps, frames.shape[0], "driving video", fit).float().cpu()
+                elif latent.first_frame is not None:
+                    frames = self.first_frame_detail(frames, latent.first_frame)
+                if latent.driving_audio is not None:
+                    mono = self.conform_audio(*latent.driving_audio, seconds=latent.seconds, name="driving audio")
+                    wave = mono.reshape(1, -1)[:, : wave.shape[-1]].float().cpu()
+            finally:
+                self.log = quiet
         return frames, wave, self.sample_rate, latent.fps
 
     @torch.no_grad()

@@ -37,15 +37,17 @@ class HarmonyDecode:
                                              "runs out. Leave empty for models with their own codecs."}),
             "audio_vae": ("VAE", {"tooltip": "Core VAELoader with the MMAudio 16 kHz VAE (umT5 models: Ovi). "
                                              "Leave empty for models with their own codecs."}),
-            "first_frame_detail": ("BOOLEAN", {"default": True, "tooltip": (
-                "I2AV / A2V from an image: put back what the video codec lost of the image wherever the "
-                "frames still show it (a photo stays sharp instead of the codec's blur). Off: the plain decode.")}),
+            "keep_given": ("BOOLEAN", {"default": True, "tooltip": (
+                "What you gave comes back as you gave it, not through the codecs: V2A's images are your driving "
+                "video and A2V's audio your driving audio (at the model's size and rate), and a first frame "
+                "(I2AV) gets back what the video codec lost of it wherever the frames still show it. Off: "
+                "everything decoded from the latent.")}),
         }}
 
     RETURN_TYPES = ("IMAGE", "AUDIO", "FLOAT")
     RETURN_NAMES = ("images", "audio", "fps")
     OUTPUT_TOOLTIPS = (
-        "Video frames [F, H, W, 3] in 0..1.",
+        "The generated (or, for V2A, the driving) video frames [F, H, W, 3] in 0..1.",
         "The generated (or, for A2V, the driving) sound as AUDIO.",
         "Frame rate of the frames, for CreateVideo's fps.",
     )
@@ -53,7 +55,7 @@ class HarmonyDecode:
     CATEGORY = "Harmony/sampling"
     DESCRIPTION = "Decodes video frames and audio; chain into CreateVideo -> SaveVideo, PreviewAudio or Harmony Save AV."
 
-    def decode(self, model, av_latent, video_vae=None, audio_vae=None, first_frame_detail=True):
+    def decode(self, model, av_latent, video_vae=None, audio_vae=None, keep_given=True):
         node = "Harmony Decode"
         check_type(model, HARMONY_MODEL, "model", node)
         check_type(av_latent, HARMONY_AV_LATENT, "av_latent", node)
@@ -67,6 +69,6 @@ class HarmonyDecode:
         host.check_interrupt()
         with actionable_errors(node, "Lower the sampler's seconds or width/height, or run "
                                      "ComfyUI with --lowvram."):
-            frames, wave, sample_rate, fps = model.decode(av_latent, first_frame_detail=bool(first_frame_detail))
+            frames, wave, sample_rate, fps = model.decode(av_latent, keep_given=bool(keep_given))
         progress.set(2)
         return (frames.float().cpu().contiguous(), wave_to_audio(wave, sample_rate), float(fps))

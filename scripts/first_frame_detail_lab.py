@@ -69,7 +69,7 @@ def main():
         voices = [(c.ref_voice[None], c.sample_rate) if c.ref_voice is not None else None for c in clips]
         out = generate_batch(pipe, "I2AV", [(c.prompt, c.audio_caption, c.transcript) for c in clips], seeds,
                              first_frames=[c.frames[0] for c in clips], steps=a.steps, ref_voices=voices,
-                             first_frame_detail=False)
+                             keep_given=False)
         for c, (f, w) in zip(clips, out):
             truth = c.frames[: len(f)]
             moving = dilate(np.abs(truth - truth[:1]).mean(-1) > 0.05)[1:]
@@ -90,7 +90,7 @@ def main():
     if images:
         kinds = [k for k in images for _ in (0, 1)]
         out = generate_batch(pipe, "I2AV", [("", "", "")] * len(kinds), [0, 1] * len(images),
-                             first_frames=[images[k] for k in kinds], steps=a.steps, first_frame_detail=False)
+                             first_frames=[images[k] for k in kinds], steps=a.steps, keep_given=False)
         print("\nout-of-world images (seeds 0, 1): PSNR (dB) of frames 1..N vs the image")
         print("gate          | " + " | ".join(images))
         for g in GATES:

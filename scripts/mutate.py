@@ -33,6 +33,7 @@ JOB_TESTS = ["tests/test_job_weights.py"]
 CODEC_TESTS = ["tests/test_codecs.py::test_decoder_holds_a_pitch_that_falls_to_a_subharmonic_inside_a_sound",
                "tests/test_codecs.py::test_decoder_lets_a_new_sound_or_a_voiced_start_change_the_pitch",
                "tests/test_codecs.py::test_a_decaying_chime_keeps_one_onset_per_strike"]
+KEYFRAME_TESTS = ["tests/test_keyframe.py"]
 TUNED_TESTS = ["tests/test_pipeline.py::test_a_job_without_settings_samples_at_the_model_files_settings_for_that_job"]
 
 # (name, file, exact old line (without indentation), new line, tests to run)
@@ -193,6 +194,18 @@ MUTATIONS = [
     ("a stand-in codec's latent shift not gated", "harmony/__main__.py",
      "if not shift <= COMPATIBLE_LATENT_SHIFT:", "if False:",
      ["tests/test_codec_stand_in.py"]),
+    # the given media as given: the first-frame detail's gate, and the driving media passed through
+    ("first-frame detail without its gate", "harmony/codecs/keyframe.py",
+     "return (frames + gate * (image - image_roundtrip)).clamp(0, 1)",
+     "return (frames + (image - image_roundtrip)).clamp(0, 1)", KEYFRAME_TESTS),
+    ("first-frame detail's gate without its window", "harmony/codecs/keyframe.py",
+     "d = F.avg_pool2d(d, k, stride=1, padding=radius, count_include_pad=False)", "d = d", KEYFRAME_TESTS),
+    ("first-frame detail's gate ramps the wrong way", "harmony/codecs/keyframe.py",
+     "return ((drop - d) / (drop - keep)).clamp(0, 1).permute(0, 2, 3, 1)",
+     "return ((d - keep) / (drop - keep)).clamp(0, 1).permute(0, 2, 3, 1)", KEYFRAME_TESTS),
+    ("V2A decodes the codec's round trip of the driving video", "harmony/pipeline.py",
+     'frames = self.conform_clip(given, fps, frames.shape[0], "driving video", fit).float().cpu()', "pass",
+     KEYFRAME_TESTS),
 ]
 
 

@@ -117,7 +117,7 @@ def test_every_option_has_help_with_its_default(command, monkeypatch):
 @pytest.mark.slow
 def test_out_of_range_and_malformed_options_give_one_error_line(tmp_path):
     for args, needle in ((["--seconds", "0.5"], "seconds"), (["--seconds", "abc"], "--seconds"),
-                         (["--fit", "zoom"], "--fit"), (["--no-first-frame-detail"], "only with --image")):
+                         (["--fit", "zoom"], "--fit")):
         r = run_cli("generate", *args, "-o", str(tmp_path / "x.mp4"))
         lines = [line for line in r.stderr.splitlines() if line.strip()]
         assert r.returncode == 2 and len(lines) == 1 and needle in lines[0], r.stderr
@@ -144,7 +144,7 @@ def test_i2av_crops_a_wide_image_and_names_unknown_words_once(tmp_path):
     # frame 0 is the cropped image itself (its detail put back), unless the plain decode is asked for
     plain = tmp_path / "plain.mp4"
     r = run_cli("generate", "--image", str(tmp_path / "wide.png"), "--steps", "1", "--seconds", "1",
-                "--no-first-frame-detail", "-o", str(plain))
+                "--plain-decode", "-o", str(plain))
     assert r.returncode == 0, r.stderr[-2000:]
     want = media.fit_frames(wide[None].astype(np.float32) / 255, 64, 64, "crop", "image")[0]
     errs = [np.abs(media.read_video(str(p))[0][0] - want).mean() for p in (out, plain)]

@@ -43,8 +43,9 @@ def test_where_an_object_moved_away_no_ghost_is_painted():
     img, moved = picture(2), picture(20)
     rt, frame = blur(img), blur(moved)[None]
     out = first_frame_detail(frame, img, rt)[0]
-    # where the square was (inside, away from its blurred rim) the frame shows white: left as decoded
-    assert torch.allclose(out[6:10, 4:8], frame[0, 6:10, 4:8], atol=1e-6)
+    # where the square was, its rim included, the frame shows white: left as decoded (no sharp red rim)
+    assert torch.allclose(out[2:14, 0:12], frame[0, 2:14, 0:12], atol=1e-6)
+    assert ((frame[0] + img - rt).clamp(0, 1) - frame[0])[2:14, 0:12].abs().max() > 0.5  # what no gate paints
     # where the square now is: the new content, not the picture's white
     assert torch.allclose(out[6:10, 22:26], frame[0, 6:10, 22:26], atol=1e-6)
     # the line that did not move gets its sharp edge back, far from the squares
@@ -92,7 +93,7 @@ def test_an_i2av_latent_carries_its_fitted_image_and_decodes_to_it_on_frame_0(pi
     assert lat.first_frame.shape == (64, 64, 3)
     assert torch.allclose(lat.first_frame, pipe.conform_frames(image[None], None, max_frames=1)[0])
     frames, *_ = pipe.decode(lat)
-    plain, *_ = pipe.decode(lat, first_frame_detail=False)
+    plain, *_ = pipe.decode(lat, keep_given=False)
     # a random image is far from anything the codec keeps: frame 0 is the image only with the detail
     assert (frames[0] - lat.first_frame).abs().max() < 1e-5
     assert (plain[0] - lat.first_frame).abs().mean() > 0.1
@@ -111,6 +112,30 @@ def test_the_decoder_node_switch(pipe, i2av):
 
     _, lat = i2av
     on = HarmonyDecode().decode(pipe, lat)[0]
-    off = HarmonyDecode().decode(pipe, lat, first_frame_detail=False)[0]
+    off = HarmonyDecode().decode(pipe, lat, keep_given=False)[0]
     assert (on[0] - lat.first_frame).abs().max() < 1e-5 and not torch.allclose(on, off)
-    assert HarmonyDecode.INPUT_TYPES()["optional"]["first_frame_detail"][1]["default"] is True
+    assert HarmonyDecode.INPUT_TYPES()["optional"]["keep_given"][1]["default"] is True
+
+
+def test_driving_media_come_back_as_given(pipe):
+    """V2A's frames are the driving video and A2V's sound the driving audio, at the model's size and rate
+    (exactly what was encoded); the plain decode is the codecs' round trip of them."""
+    cond = pipe.encode_text("", "", "")
+    g = torch.Generator().manual_seed(1)
+    video = torch.rand(30, 48, 80, 3, generator=g)  # 2.5 s at 12 fps, another shape
+    lat = pipe.sample(cond, seed=0, steps=2, driving_video=(video, 12.0), fit="letterbox")
+    assert lat.driving_video[1:] == (12.0, "letterbox")
+    frames, *_ = pipe.decode(lat)
+    want = pipe.conform_clip(video, 12.0, frames.shape[0], fit="letterbox")
+    assert torch.equal(frames, want)
+    assert torch.equal(pipe.encode_video(video, 12.0, frames.shape[0], fit="letterbox"), lat.video)
+    plain, *_ = pipe.decode(lat, keep_given=False)
+    assert (plain - want).abs().mean() > 0.05  # random pixels do not survive the tiny codec
+
+    wave = torch.randn(2, 33075, generator=g) * 0.1  # 1.5 s stereo at 22.05 kHz
+    lat = pipe.sample(cond, seed=0, steps=2, driving_audio=(wave, 22050))
+    _, got, sr, _ = pipe.decode(lat)
+    want = pipe.conform_audio(wave, 22050, seconds=lat.seconds)[None]
+    assert sr == pipe.sample_rate and got.shape == want.shape == (1, 24000) and torch.equal(got, want)
+    _, plain, _, _ = pipe.decode(lat, keep_given=False)
+    assert not torch.allclose(plain, want, atol=1e-2)
