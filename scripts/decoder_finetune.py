@@ -60,6 +60,36 @@ def roundtrip(codec, images):
         return codec.decode(codec.encode(images[:, None]))[:, 0]
 
 
+def colour_masks(frames: np.ndarray) -> np.ndarray:
+    """``[N, H, W, 3]`` -> ``[N, H, W]``: the world colour index of each pixel, -1 for none (harmony.metrics)."""
+    from harmony.metrics import _colour_masks
+
+    return np.concatenate([_colour_masks(frames[i:i + 256])[1] for i in range(0, len(frames), 256)])
+
+
+def tuning_clips(n: int = 8, seconds: float = 3.0):
+    """``n`` tuning clips per split (never the held-out seeds the evaluation reports)."""
+    from harmony import world
+
+    return [world.render(world.sample_scene(s, split, seconds)) for split in world.SPLITS
+            for s in world.tuning_seeds(split, n)]
+
+
+def clip_scores(codec, clips) -> dict:
+    """Through the codec, per clip, averaged: colour F1 against the scene's colours and visual-event F1
+    against its event times (+-1 frame), as the evaluation reads them (harmony.metrics)."""
+    from harmony.metrics import _set_f1, detect_colours, detect_visual_events, event_f1
+
+    colour, events = [], []
+    for c in clips:
+        rt = roundtrip(codec, torch.from_numpy(c.frames)).numpy()
+        want = {o.colour for o in c.scene.objects} | ({c.scene.face.hair} if c.scene.face else set())
+        colour.append(_set_f1(detect_colours(rt), want))
+        gt = [t for t, _, _ in c.scene.events()]
+        events.append(event_f1(detect_visual_events(rt, c.fps), gt, 1.0 / c.fps + 1e-6))
+    return {"tuning_colour_f1": float(np.mean(colour)), "tuning_visual_event_f1": float(np.mean(events))}
+
+
 def widened(video, channels: int):
     """A copy of ``video`` with ``channels`` latent channels: the shipped weights in place, the new
     encoder outputs randomly initialised, the decoder's weights for them zero (it decodes the shipped
@@ -102,6 +132,9 @@ def main(argv=None):
                     help="with --encoder-anchor: a codec with C latent channels (more than the shipped 16), whose "
                          "first 16 are held to the shipped latents and the rest start unread by the decoder: "
                          "what a higher-rate latent buys (a DiT would have to learn the new channels)")
+    ap.add_argument("--colour-weight", type=float, default=0.0, metavar="W",
+                    help="world pixels of a world colour (harmony.metrics' colour masks) weigh 1 + W in the "
+                         "decoder's loss: the objects' colours over the background (notebook Q4)")
     ap.add_argument("--cosine", action="store_true", help="decay the learning rate to 0 over --minutes (cosine)")
     ap.add_argument("--n-stills", type=int, default=2048, help="out-of-world training stills")
     ap.add_argument("--threads", type=int, default=1)
@@ -128,9 +161,12 @@ def main(argv=None):
     control = torch.from_numpy(np.stack(list(fimg.values()))) if fimg else None
     print(f"data: {len(world_train)} world frames, {len(stills_train)} stills ({time.time() - t0:.0f} s)")
 
+    tuning = tuning_clips()
+
     def report(tag):
         row = {"world_heldout_db": psnr(roundtrip(video, world_test), world_test),
-               "stills_heldout_db": psnr(roundtrip(video, stills_test), stills_test)}
+               "stills_heldout_db": psnr(roundtrip(video, stills_test), stills_test),
+               **clip_scores(video, tuning)}
         if control is not None:
             rt = roundtrip(video, control)
             row.update({f"{k}_db": psnr(rt[i:i + 1], control[i:i + 1]) for i, k in enumerate(fimg)})
@@ -149,7 +185,11 @@ def main(argv=None):
         z_still = torch.cat([shipped.encode_raw(x.permute(0, 3, 1, 2)) for x in stills_train.split(256)])
         world_target = (torch.cat([shipped.decode_raw(z) for z in z_world.split(256)]) if args.world_teacher
                         else world_train.permute(0, 3, 1, 2))
+    # [N, 1, H, W]: 1 where a world frame's pixel is one of the world's colours (what colour F1 reads)
+    coloured = torch.from_numpy(colour_masks(world_train.numpy()) >= 0).float()[:, None]
     train_encoder = args.encoder_anchor > 0
+    if train_encoder and args.colour_weight:
+        ap.error("--colour-weight is for the decoder alone (no --encoder-anchor)")
     params = list(video.decoder.parameters()) + (list(video.encoder.parameters()) if train_encoder else [])
     opt = torch.optim.Adam(params, lr=args.lr)
     video.train()
@@ -177,7 +217,8 @@ def main(argv=None):
             loss = F.mse_loss(rec, target2) + 0.1 * F.l1_loss(rec, target2) + args.encoder_anchor * anchor + bound
         else:
             rec = video.decode_raw(torch.cat([z_world[iw], z_still[i_s]]))
-            loss = F.mse_loss(rec, target) + 0.1 * F.l1_loss(rec, target)
+            weight = torch.cat([1 + args.colour_weight * coloured[iw], torch.ones(n_still, 1, 64, 64)])
+            loss = (weight * (rec - target) ** 2).mean() + 0.1 * (weight * (rec - target).abs()).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
