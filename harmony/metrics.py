@@ -345,6 +345,11 @@ def detect_colours(frames, min_pixels: float = 5.0) -> set[str]:
     return {names[k] for k in range(len(names)) if per_frame[k] >= min_pixels}
 
 
+def colour_f1(frames, colours) -> float:
+    """F1 of the world colours seen in ``frames`` (:func:`detect_colours`) against ``colours``."""
+    return _set_f1(detect_colours(frames), set(colours))
+
+
 def detect_object_kinds(frames) -> dict[str, str]:
     """colour -> "ball" | "block" | "lamp" | "static" from how that colour's blob moves / glows."""
     f = _frames(frames)
@@ -432,7 +437,7 @@ def clip_metrics(media, scene, ref_voice=None, tol_frames: float = 1.0) -> dict:
         "n_audio_events": len(a_ev), "n_visual_events": len(v_ev), "n_gt_events": len(gt),
     }
     want_colours = {o.colour for o in scene.objects} | ({scene.face.hair} if scene.face else set())
-    out["colour_f1"] = _set_f1(detect_colours(frames), want_colours)
+    out["colour_f1"] = colour_f1(frames, want_colours)
     if scene.objects:
         kinds = detect_object_kinds(frames)
         out["kind_acc"] = float(np.mean([kinds.get(o.colour) == o.kind for o in scene.objects]))

@@ -78,13 +78,13 @@ def tuning_clips(n: int = 8, seconds: float = 3.0):
 def clip_scores(codec, clips) -> dict:
     """Through the codec, per clip, averaged: colour F1 against the scene's colours and visual-event F1
     against its event times (+-1 frame), as the evaluation reads them (harmony.metrics)."""
-    from harmony.metrics import _set_f1, detect_colours, detect_visual_events, event_f1
+    from harmony.metrics import colour_f1, detect_visual_events, event_f1
 
     colour, events = [], []
     for c in clips:
         rt = roundtrip(codec, torch.from_numpy(c.frames)).numpy()
         want = {o.colour for o in c.scene.objects} | ({c.scene.face.hair} if c.scene.face else set())
-        colour.append(_set_f1(detect_colours(rt), want))
+        colour.append(colour_f1(rt, want))
         gt = [t for t, _, _ in c.scene.events()]
         events.append(event_f1(detect_visual_events(rt, c.fps), gt, 1.0 / c.fps + 1e-6))
     return {"tuning_colour_f1": float(np.mean(colour)), "tuning_visual_event_f1": float(np.mean(events))}

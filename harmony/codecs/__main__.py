@@ -30,6 +30,8 @@ def main(argv=None) -> int:
     tr.add_argument("--init", default=None, help="continue from this codec file instead of random weights")
     tr.add_argument("--lr", type=float, default=2e-3)
     tr.add_argument("--seed-offset", type=int, default=0, help="first training seed")
+    tr.add_argument("--colour-weight", type=float, default=0.0,
+                    help="pixels of a world colour weigh 1 + this in the frame loss (the objects' colours)")
     ev = sub.add_parser("eval", help="reconstruction + sync metrics on held-out world seeds")
     ev.add_argument("--weights", default=DEFAULT_CODECS_PATH)
     ev.add_argument("--n", type=int, default=4, help="held-out clips per split")
@@ -42,7 +44,7 @@ def main(argv=None) -> int:
         video, audio = load_codecs(args.init) if args.init else (VideoCodec(), AudioCodec())
         log = lambda m: print(m, flush=True)  # noqa: E731
         stats = train_video_codec(video, minutes=args.minutes, clips=args.clips, lr=args.lr,
-                                  seed_offset=args.seed_offset, log=log)
+                                  seed_offset=args.seed_offset, colour_weight=args.colour_weight, log=log)
         fit_audio_stats(audio)
         save_codecs(video, audio, args.out, metadata={"train": json.dumps(stats)})
         log(f"saved {args.out} ({os.path.getsize(args.out) / 1e6:.2f} MB): {stats}")

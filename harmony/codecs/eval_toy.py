@@ -101,6 +101,8 @@ def sync_change(clips, v_rec: torch.Tensor, a_rec: torch.Tensor) -> dict:
                 metrics.detect_audio_events(wv, sr, fps, num_frames=len(fr_raw)), gt, 1.0 / fps))
             if clip.ref_voice is not None:
                 add(f"{name}_voice_pitch_err_st", metrics.voice_pitch_error(wv, clip.ref_voice, sr))
+        want = {o.colour for o in clip.scene.objects} | ({clip.scene.face.hair} if clip.scene.face else set())
         for name, fr in (("raw", fr_raw), ("codec", fr_rec)):
             add(f"{name}_visual_event_f1", metrics.event_f1(metrics.detect_visual_events(fr, fps), gt, 1.0 / fps))
+            add(f"{name}_colour_f1", metrics.colour_f1(fr, want))
     return {f"sync_{k}": sum(v) / len(v) for k, v in acc.items()}

@@ -60,11 +60,13 @@ def _train_clips(n: int, seconds: float, offset: int = 0):
 
 def train_video_codec(codec: VideoCodec, minutes: float = 4.0, clips: int = 256, seconds: float = 3.0,
                       batch: int = 24, lr: float = 2e-3, motion_weight: float = 2.0, seed_offset: int = 0,
-                      log=print) -> dict:
+                      colour_weight: float = 0.0, log=print) -> dict:
     """Train ``codec`` on world frames for ``minutes`` of wall time; returns stats.
 
     Loss: MSE on frames + ``motion_weight`` x MSE on frame differences, so the
     small moving parts (mouths, bouncing objects) the sync depends on count.
+    ``colour_weight`` W: pixels of one of the world's colours (the objects, the hair: what the
+    evaluation's colour F1 reads, ``harmony.metrics``) weigh 1 + W in the frame term.
     """
     log(f"rendering {clips} training clips ...")
     data = torch.stack([torch.from_numpy(c.frames).mul(255).round().to(torch.uint8)
@@ -85,6 +87,12 @@ def train_video_codec(codec: VideoCodec, minutes: float = 4.0, clips: int = 256,
         pair = torch.stack([data[i, f], data[i, f + 1]], 1).flatten(0, 1).float() / 255  # [2b,3,H,W]
         rec = codec.decode_raw(codec.encode_raw(pair))
         loss_frame = F.mse_loss(rec, pair)
+        if colour_weight:
+            from ..metrics import _colour_masks
+
+            coloured = torch.from_numpy(_colour_masks(pair.permute(0, 2, 3, 1).numpy())[1] >= 0)
+            weight = 1 + colour_weight * coloured.float()[:, None]
+            loss_frame = (weight * (rec - pair) ** 2).mean() / weight.mean()
         d_rec, d_true = rec[1::2] - rec[0::2], pair[1::2] - pair[0::2]
         loss = loss_frame + motion_weight * F.mse_loss(d_rec, d_true)
         opt.zero_grad(set_to_none=True)
