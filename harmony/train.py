@@ -78,6 +78,7 @@ class TrainConfig:
     export_dtype: str = "fp32"  # dtype of the exported EMA weights: fp32 | fp16 | bf16
     init_from: str = ""  # exported model file to start from (fine-tuning); ignored when resuming
     init_job: str = ""  # start from that job's own weights in --init-from (harmony.job_weights); empty = shared
+    other_codecs: int = 0  # 1: --init-from may come from other codecs (a new codec; its weights only a start)
     overrides: str = ""  # config changes, e.g. "interaction=global,dim=64" (harmony.config.apply_overrides)
     latents: str = ""  # a saved LatentPool file: every run given it trains on the same clips (no refresh)
     clip_cache: str = ""  # a folder of real clips encoded by `python -m harmony encode-clips` (harmony.clips)
@@ -291,7 +292,7 @@ def train(tc: TrainConfig):
     conditioner = clips.text(cfg) if clips else Conditioner(cfg).to(device)
     resuming = hd.has_state(tc.out) if fsdp else os.path.exists(os.path.join(tc.out, "state.safetensors"))
     if tc.init_from and not resuming:
-        cfg = init_from_file(tc.init_from, model, conditioner, cfg, tc.init_job)
+        cfg = init_from_file(tc.init_from, model, conditioner, cfg, tc.init_job, bool(tc.other_codecs))
         print(f"initialised from {tc.init_from} (step {cfg.meta.get('init_step', '?')})")
     teacher = None
     if tc.distill_from:  # frozen, in evaluation mode, never exported
@@ -486,6 +487,8 @@ TRAIN_HELP = {
     "lambda_i": "weight of the I2AV task (clean first latent frame); 0 = no such task",
     "init_from": "exported model file to start from (fine-tuning); empty = random weights",
     "init_job": "start from the --init-from file's own weights for this job (T2AV, I2AV, A2V, V2A); empty = shared",
+    "other_codecs": "1: --init-from may have been trained with other codecs (moving to a new codec: its weights "
+                    "are only where training starts, in the new codec's latent space)",
     "p_first_frame": "share of joint samples given a clean first latent frame (I2AV)",
     "p_drop_text": "share of samples trained without text (for text CFG)",
     "p_drop_ref": "share of samples trained without the reference voice",
@@ -543,7 +546,8 @@ def main(argv=None):
                 "synthetic audio-visual world; the EMA weights go to <out>/harmony_tiny.safetensors.",
                 epilog=f"example:\n  {program()} train --steps 3000 --out runs/tiny")
     choices = {"tasks": ("synergy", "joint"), "export_dtype": tuple(EXPORT_DTYPES), "fsdp": ("off", "block"),
-               "init_job": ("",) + JOBS, "mixed_precision": ("fp32", "bf16"), "checkpoint_activations": (0, 1)}
+               "init_job": ("",) + JOBS, "mixed_precision": ("fp32", "bf16"), "checkpoint_activations": (0, 1),
+               "other_codecs": (0, 1)}
     for name, default in TrainConfig().__dict__.items():
         if isinstance(default, dict):
             continue

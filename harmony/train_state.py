@@ -75,7 +75,8 @@ def export_default(ema, cfg: HarmonyConfig, out_path: str, step: int, dtype: str
     save_safetensors(text, out_path.replace(".safetensors", ".text.safetensors"), meta)
 
 
-def init_from_file(path: str, model, conditioner, cfg: HarmonyConfig, job: str = "") -> HarmonyConfig:
+def init_from_file(path: str, model, conditioner, cfg: HarmonyConfig, job: str = "",
+                   other_codecs: bool = False) -> HarmonyConfig:
     """Initialise ``model`` (and ``conditioner``) from ``--init-from`` for fine-tuning, by what
     the file holds (its safetensors header, :func:`harmony.families.detect`):
 
@@ -85,6 +86,7 @@ def init_from_file(path: str, model, conditioner, cfg: HarmonyConfig, job: str =
       :func:`init_from_ovi` (for ``--config 5b`` the fusion weights feed the towers and
       the local path, the GLDI style-alignment modules start at their identity init).
 
+    ``other_codecs``: an export trained with other codecs is accepted (a move to a new codec).
     Returns ``cfg`` with what the init adds to its meta (``init_step``, ...)."""
     from .families import detect
 
@@ -98,7 +100,7 @@ def init_from_file(path: str, model, conditioner, cfg: HarmonyConfig, job: str =
     if found.family == "wan2.2-ti2v-5b":
         raise ValueError(f"--init-from: {path!r} is a bare Wan2.2-TI2V-5B DiT (video tower only); the trainer "
                          "needs both towers: start from Ovi's fusion file (model.safetensors) instead")
-    return init_from_export(path, model, conditioner, cfg, job)
+    return init_from_export(path, model, conditioner, cfg, job, other_codecs)
 
 
 OVI_CHECKED_FIELDS = ("dim", "ffn_dim", "num_heads", "num_layers", "in_dim", "out_dim", "text_dim", "freq_dim",
@@ -186,10 +188,12 @@ def init_from_ovi(path: str, model, conditioner, cfg: HarmonyConfig, found=None)
                              "init_family": "ovi", "init_fresh_tensors": len(fresh)})
 
 
-def init_from_export(path: str, model, conditioner, cfg: HarmonyConfig, job: str = "") -> HarmonyConfig:
+def init_from_export(path: str, model, conditioner, cfg: HarmonyConfig, job: str = "",
+                     other_codecs: bool = False) -> HarmonyConfig:
     """Load an exported model file (any float dtype) and its ``.text.safetensors`` into
     ``model`` / ``conditioner`` for fine-tuning. The file's architecture must equal ``cfg``'s
-    and it must have been trained with the same codecs (same sha256). Returns ``cfg`` with
+    and it must have been trained with the same codecs (same sha256), unless ``other_codecs`` (a
+    move to a new codec: the weights are only a start in its latent space). Returns ``cfg`` with
     the file's extra meta (e.g. tuned guidance) and ``init_step`` added. ``job``: start from
     that job's own weights (:mod:`harmony.job_weights`) instead of the shared ones; a file's
     job tensors are not trained otherwise (an export holds the shared weights only)."""
@@ -209,7 +213,10 @@ def init_from_export(path: str, model, conditioner, cfg: HarmonyConfig, job: str
         raise ValueError(f"--init-from: {path!r} has another architecture than --config; "
                          "fine-tune with the config it was trained with")
     want, have = file_cfg.meta.get("codecs_sha256"), cfg.meta.get("codecs_sha256")
-    if want and have and want != have:
+    if want and have and want != have and other_codecs:
+        print(f"--init-from: {path!r} was trained with other codec weights (sha256 {want[:12]}…); starting "
+              f"from its weights in the latent space of these ({have[:12]}…)")
+    elif want and have and want != have:
         raise ValueError(f"--init-from: {path!r} was trained with other codec weights (sha256 {want[:12]}…, "
                          f"these are {have[:12]}…); its latents would not match")
     shared, jobs = split_keys(tensors)

@@ -83,6 +83,11 @@ def test_init_from_loads_weights_and_checks_architecture_and_codecs(tmp_path):
     other_codecs = get_config("tiny").replace(meta={"codecs_sha256": "b" * 64})
     with pytest.raises(ValueError, match="codec"):
         init_from_file(path, HarmonyModel(cfg), Conditioner(cfg), other_codecs)
+    # a move to a new codec says so: the weights load, the run keeps its own codecs' sha256
+    moved = HarmonyModel(cfg)
+    out = init_from_file(path, moved, Conditioner(cfg), other_codecs, other_codecs=True)
+    assert out.meta["codecs_sha256"] == "b" * 64
+    assert all(torch.equal(moved.state_dict()[k], model.state_dict()[k]) for k in model.state_dict())
     with pytest.raises(ValueError, match="architecture"):
         init_from_file(path, HarmonyModel(cfg), Conditioner(cfg), get_config("tiny-global"))
     with pytest.raises(FileNotFoundError, match="init-from"):
