@@ -34,7 +34,8 @@ def main(argv=None):
     for item in args.set:
         name, _, value = item.partition("=")
         try:
-            changes[name] = float(value)  # "st" alone (no "=") gives "" here: refused too
+            number = float(value)  # "st" alone (no "=") gives "" here: refused too
+            changes[name] = int(number) if number.is_integer() else number  # INT widgets (steps) take ints
         except ValueError:
             ap.error(f"--set {item!r}: give NAME=VALUE with a number, e.g. st=0")
     seeds = [int(x) for x in args.seeds.split(",") if x.strip()] or [None]
