@@ -345,6 +345,11 @@ def detect_colours(frames, min_pixels: float = 5.0) -> set[str]:
     return {names[k] for k in range(len(names)) if per_frame[k] >= min_pixels}
 
 
+def colour_pixels(frames) -> np.ndarray:
+    """``[F, H, W]`` bool: the pixels that read as one of the world's colours (what :func:`detect_colours` counts)."""
+    return _colour_masks(frames)[1] >= 0
+
+
 def colour_f1(frames, colours) -> float:
     """F1 of the world colours seen in ``frames`` (:func:`detect_colours`) against ``colours``."""
     return _set_f1(detect_colours(frames), set(colours))

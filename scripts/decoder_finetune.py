@@ -61,10 +61,10 @@ def roundtrip(codec, images):
 
 
 def colour_masks(frames: np.ndarray) -> np.ndarray:
-    """``[N, H, W, 3]`` -> ``[N, H, W]``: the world colour index of each pixel, -1 for none (harmony.metrics)."""
-    from harmony.metrics import _colour_masks
+    """``[N, H, W, 3]`` -> ``[N, H, W]`` bool: pixels of one of the world's colours (harmony.metrics)."""
+    from harmony.metrics import colour_pixels
 
-    return np.concatenate([_colour_masks(frames[i:i + 256])[1] for i in range(0, len(frames), 256)])
+    return np.concatenate([colour_pixels(frames[i:i + 256]) for i in range(0, len(frames), 256)])
 
 
 def tuning_clips(n: int = 8, seconds: float = 3.0):
@@ -186,7 +186,7 @@ def main(argv=None):
         world_target = (torch.cat([shipped.decode_raw(z) for z in z_world.split(256)]) if args.world_teacher
                         else world_train.permute(0, 3, 1, 2))
     # [N, 1, H, W]: 1 where a world frame's pixel is one of the world's colours (what colour F1 reads)
-    coloured = torch.from_numpy(colour_masks(world_train.numpy()) >= 0).float()[:, None]
+    coloured = torch.from_numpy(colour_masks(world_train.numpy())).float()[:, None]
     train_encoder = args.encoder_anchor > 0
     if train_encoder and args.colour_weight:
         ap.error("--colour-weight is for the decoder alone (no --encoder-anchor)")

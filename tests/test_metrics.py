@@ -206,3 +206,14 @@ def test_targets_verdicts_on_hand_made_rows():
     assert TARGETS["ratio"] == 0.9
     text = format_targets(rows, fps=16)
     assert "MISS: conf, |offset|, F1<cfg, counts>cfg" in text and "PASS" in text
+
+
+def test_colour_pixels_and_colour_f1_read_a_drawn_square():
+    from harmony.world import COLOURS
+
+    frames = np.full((2, 32, 32, 3), 0.5, np.float32)  # grey: no world colour
+    assert not M.colour_pixels(frames).any() and M.colour_f1(frames, {"red"}) == 0.0
+    frames[:, 8:16, 8:16] = np.asarray(COLOURS["red"], np.float32) / max(COLOURS["red"])
+    mask = M.colour_pixels(frames)
+    assert mask[:, 8:16, 8:16].all() and mask.sum() == 2 * 64
+    assert M.colour_f1(frames, {"red"}) == 1.0 and M.colour_f1(frames, {"red", "blue"}) == pytest.approx(2 / 3)

@@ -88,9 +88,9 @@ def train_video_codec(codec: VideoCodec, minutes: float = 4.0, clips: int = 256,
         rec = codec.decode_raw(codec.encode_raw(pair))
         loss_frame = F.mse_loss(rec, pair)
         if colour_weight:
-            from ..metrics import _colour_masks
+            from ..metrics import colour_pixels
 
-            coloured = torch.from_numpy(_colour_masks(pair.permute(0, 2, 3, 1).numpy())[1] >= 0)
+            coloured = torch.from_numpy(colour_pixels(pair.permute(0, 2, 3, 1).numpy()))
             weight = 1 + colour_weight * coloured.float()[:, None]
             loss_frame = (weight * (rec - pair) ** 2).mean() / weight.mean()
         d_rec, d_true = rec[1::2] - rec[0::2], pair[1::2] - pair[0::2]
