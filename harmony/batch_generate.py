@@ -30,8 +30,8 @@ def generate_batch(pipe, job: str, texts: Sequence[tuple[str, str, str]], seeds:
     or None per item; ``sv`` / ``sa`` / ``shift`` / ``st``: None = the model file's for ``job``;
     ``keep_given``: as ``pipe.decode`` (the given media as given: V2A's video, A2V's audio,
     I2AV's image with its detail put back). Returns
-    ``[(frames [F,H,W,3] float 0..1, wave [T] float), ...]``: both modalities decoded from the
-    latent (the given one has been through its codec).
+    ``[(frames [F,H,W,3] float 0..1, wave [T] float), ...]``: as ``pipe.decode`` gives them (with
+    ``keep_given=False``: both decoded from the latent, the given one through its codec).
     """
     import torch
 
@@ -70,10 +70,10 @@ def generate_batch(pipe, job: str, texts: Sequence[tuple[str, str, str]], seeds:
         elif job == "V2A":
             j.clean_video = torch.cat([pipe.encode_video(f, fps, n_frames, "driving video") for f, fps in driving_video])
         images = [None] * b
-        if job == "I2AV":  # as pipe.sample: the image fitted to the frame, its latent frame 0, and kept for decoding
-            images = [pipe.conform_frames(torch.as_tensor(ff, dtype=torch.float32)[None], None, "first frame",
-                                          max_frames=1) for ff in first_frames]
-            j.first_frame = torch.cat([pipe.codecs.video.encode(im[None].to(pipe.device))[:, :, :1] for im in images])
+        if job == "I2AV":  # as pipe.sample: the image fitted to the frame (kept for decoding), its latent frame 0
+            fitted = [pipe.encode_first_frame(torch.as_tensor(ff, dtype=torch.float32)) for ff in first_frames]
+            images = [im for im, _ in fitted]
+            j.first_frame = torch.cat([z for _, z in fitted])
         draws = [geom.noise(seed) for seed in seeds]  # the same draws as pipe.sample
         noise_v = torch.cat([d[0] for d in draws]).to(pipe.device)  # fp32 ODE state
         noise_a = torch.cat([d[1] for d in draws]).to(pipe.device)
@@ -90,7 +90,7 @@ def generate_batch(pipe, job: str, texts: Sequence[tuple[str, str, str]], seeds:
         out = []
         for i in range(b):  # decode one by one: exactly the single-clip decode (the audio codec seeds its noise per call)
             given = AVLatent(zv[i:i + 1].float(), za[i:i + 1].float(), pipe.fps, pipe.sample_rate, seconds, job,
-                             first_frame=None if images[i] is None else images[i][0].cpu(),
+                             first_frame=None if images[i] is None else images[i].cpu(),
                              driving_video=(*driving_video[i], "crop") if job == "V2A" else None,
                              driving_audio=driving_audio[i] if job == "A2V" else None)
             frames, wave, _, _ = pipe.decode(given, keep_given=keep_given)

@@ -294,6 +294,13 @@ class HarmonyPipeline:
         frames = self.conform_clip(frames, fps, n_frames, name, fit)
         return self.codecs.video.encode(frames[None].to(self.device))
 
+    @torch.no_grad()
+    def encode_first_frame(self, image, fit: str = "crop") -> tuple[torch.Tensor, torch.Tensor]:
+        """A first frame at any size -> (the image fitted to the frame ``[H, W, 3]``, its latent frame
+        ``[1, C, 1, h, w]``): what I2AV holds clean, and what decoding puts the detail back from."""
+        fitted = self.conform_frames(image, None, "first frame", fit, max_frames=1)  # [1, H, W, 3]
+        return fitted[0], self.codecs.video.encode(fitted[None].to(self.device))[:, :, :1]
+
     def conform_clip(self, frames: torch.Tensor, fps: Optional[float] = None, n_frames: Optional[int] = None,
                      name: str = "video", fit: str = "crop") -> torch.Tensor:
         """Frames at any size / fps -> ``[n_frames, H, W, 3]`` at the model's (the last frame held when
@@ -473,8 +480,7 @@ class HarmonyPipeline:
             job.clean_video = self.encode_video(driving_video[0], driving_video[1], n_frames, "driving video", fit)
         image = None
         if first_frame is not None and driving_video is None:
-            image = self.conform_frames(ff, None, "first frame", fit, max_frames=1)  # [1, H, W, 3]
-            job.first_frame = self.codecs.video.encode(image[None].to(self.device))[:, :, :1]
+            image, job.first_frame = self.encode_first_frame(ff, fit)
         noise_v, noise_a = (n.to(self.device) for n in geom.noise(seed))  # fp32 ODE state
         silent = blank = None  # the anchors only where guidance uses them: no codec loaded for nothing
         if guidance == "synccfg":  # the blank frame only while no first-frame estimate exists (T2AV)
@@ -494,7 +500,7 @@ class HarmonyPipeline:
                             dtype=self.compute_dtype, log=self.log)
         return AVLatent(zv.float(), za.float(), self.fps, self.sample_rate, seconds, job.name,
                         {"seed": seed, "steps": steps, "guidance": guidance, "sv": sv, "sa": sa, "shift": shift,
-                         "st": st}, None if image is None else image[0].cpu(),
+                         "st": st}, None if image is None else image.cpu(),
                         None if driving_video is None else (*driving_video, fit), driving_audio)
 
     # ---------------------------------------------------------------- decode

@@ -213,12 +213,12 @@ def init_from_export(path: str, model, conditioner, cfg: HarmonyConfig, job: str
         raise ValueError(f"--init-from: {path!r} has another architecture than --config; "
                          "fine-tune with the config it was trained with")
     want, have = file_cfg.meta.get("codecs_sha256"), cfg.meta.get("codecs_sha256")
-    if want and have and want != have and other_codecs:
+    if want and have and want != have:
+        if not other_codecs:
+            raise ValueError(f"--init-from: {path!r} was trained with other codec weights (sha256 {want[:12]}…, "
+                             f"these are {have[:12]}…); its latents would not match")
         print(f"--init-from: {path!r} was trained with other codec weights (sha256 {want[:12]}…); starting "
               f"from its weights in the latent space of these ({have[:12]}…)")
-    elif want and have and want != have:
-        raise ValueError(f"--init-from: {path!r} was trained with other codec weights (sha256 {want[:12]}…, "
-                         f"these are {have[:12]}…); its latents would not match")
     shared, jobs = split_keys(tensors)
     if job and job not in jobs:
         raise ValueError(f"--init-job {job}: {path!r} holds no weights of its own for {job} "

@@ -68,6 +68,8 @@ def train_video_codec(codec: VideoCodec, minutes: float = 4.0, clips: int = 256,
     ``colour_weight`` W: pixels of one of the world's colours (the objects, the hair: what the
     evaluation's colour F1 reads, ``harmony.metrics``) weigh 1 + W in the frame term.
     """
+    from ..metrics import colour_pixels
+
     log(f"rendering {clips} training clips ...")
     data = torch.stack([torch.from_numpy(c.frames).mul(255).round().to(torch.uint8)
                         for c in _train_clips(clips, seconds, seed_offset)])
@@ -88,8 +90,6 @@ def train_video_codec(codec: VideoCodec, minutes: float = 4.0, clips: int = 256,
         rec = codec.decode_raw(codec.encode_raw(pair))
         loss_frame = F.mse_loss(rec, pair)
         if colour_weight:
-            from ..metrics import colour_pixels
-
             coloured = torch.from_numpy(colour_pixels(pair.permute(0, 2, 3, 1).numpy()))
             weight = 1 + colour_weight * coloured.float()[:, None]
             loss_frame = (weight * (rec - pair) ** 2).mean() / weight.mean()
