@@ -352,6 +352,9 @@ def _job_weights(argv):
                     help="pin this codec file instead of the one the model was trained with (which must be installed "
                          "where the pipeline reads it): allowed only for a stand-in, whose video encoder gives the "
                          "world's held-out frames the same latents (harmony.codecs.tiny.latent_shift)")
+    ap.add_argument("--jobs-from", default=None, metavar="FILE",
+                    help="copy the job tensors of this model file (written by job-weights) as they are, for the jobs "
+                         "no --job names: after a move to a new codec, the jobs' own weights start where they were")
     ap.add_argument("--only", default="",
                     help="regular expression of the tensors the fine-tunes trained (their train --trainable); "
                          "default: every tensor that differs from the shared file (frozen tensors come out of "
@@ -376,12 +379,12 @@ def _job_weights(argv):
             ap.error(f"--tuned {item!r}: give JOB:KEY=X[,KEY=Y] with JOB one of {', '.join(JOBS)}, KEY one of "
                      f"{', '.join(TUNED_KEYS)}, scales >= 0 and a shift > 0, e.g. A2V:shift=1")
         tuned[job] = values
-    if not jobs and not tuned and not a.codecs:
-        ap.error("give at least one --job JOB=FILE, --tuned JOB:KEY=X or --codecs FILE")
+    if not jobs and not tuned and not a.codecs and not a.jobs_from:
+        ap.error("give at least one --job JOB=FILE, --jobs-from FILE, --tuned JOB:KEY=X or --codecs FILE")
     _check_output(a.output, "output")
     from .checkpoint import write_job_file
     codecs = _stand_in_codecs(a.shared, a.codecs) if a.codecs else None
-    counts = write_job_file(a.shared, a.output, jobs, a.only, tuned, codecs)
+    counts = write_job_file(a.shared, a.output, jobs, a.only, tuned, codecs, a.jobs_from)
     print(f"wrote {a.output}: " + ", ".join([f"{j} {n} tensors" for j, n in counts.items()]
                                             + [f"{j} tuned {v}" for j, v in tuned.items()]
                                             + ([f"codecs {codecs['sha256'][:12]}… (latent shift "

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from contextlib import contextmanager
 
 import torch
@@ -216,7 +217,7 @@ def convert(in_path, out_path, fp8: str | None = None, dtype=None, config=None):
 
 
 def write_job_file(shared_path: str, out_path: str, jobs: dict, only: str = "", settings: dict | None = None,
-                   codecs: dict | None = None) -> dict:
+                   codecs: dict | None = None, jobs_from: str | None = None) -> dict:
     """Write ``out_path``: the shared file's tensors and metadata, plus each job's own copy of
     the tensors that differ (and whose names match ``only``, a regular expression such as the
     fine-tune's ``train --trainable``, when given). ``jobs``: ``{job: tuned export file}``, each
@@ -225,11 +226,14 @@ def write_job_file(shared_path: str, out_path: str, jobs: dict, only: str = "", 
     ``meta["sampling"]["jobs"]`` (jobs.tuned_settings). The shared ``.text.safetensors``
     is copied beside ``out_path`` (harmony.job_weights). ``codecs``: ``{"sha256": .., "from": ..,
     "latent_shift": ..}``, a stand-in codec file to pin instead of the trained-with one (checked by
-    the caller with ``harmony.codecs.tiny.latent_shift``). Returns ``{job: tensors stored}``."""
+    the caller with ``harmony.codecs.tiny.latent_shift``). ``jobs_from``: another model file whose
+    job tensors (``jobs.<JOB>.*``, those matching ``only``) are copied as they are, for the jobs not in
+    ``jobs``: a move to a new codec starts the jobs' own weights where they were. Returns ``{job:
+    tensors stored}``."""
     from .weightfile import read_safetensors
 
     shared, meta = read_safetensors(shared_path, "shared weights")
-    if jobs and split_keys(shared)[1]:  # settings and a codec pin alone keep the file's job tensors as they are
+    if (jobs or jobs_from) and split_keys(shared)[1]:  # settings and a codec pin alone keep the file's job tensors as they are
         raise ValueError(f"{shared_path}: already holds job weights; give the file with the shared weights only")
     text_path = shared_path.replace(".safetensors", ".text.safetensors")
     text, text_meta = read_safetensors(text_path, "shared text encoder") if os.path.isfile(text_path) else (None, None)
@@ -248,6 +252,23 @@ def write_job_file(shared_path: str, out_path: str, jobs: dict, only: str = "", 
                              "is it the fine-tuned file?")
         out.update({job_key(job, k): t for k, t in own.items()})
         counts[job] = len(own)
+    if jobs_from:
+        theirs, _ = read_safetensors(jobs_from, "jobs' weights to copy")
+        pattern = re.compile(only) if only else None
+        for job, names in split_keys(theirs)[1].items():
+            if job in jobs:
+                continue
+            names = {n: k for n, k in names.items() if pattern is None or pattern.search(n)}
+            for name, key in names.items():
+                if name not in shared or shared[name].shape != theirs[key].shape:
+                    raise ValueError(f"{jobs_from}: {key} has no tensor of its shape in {shared_path} "
+                                     f"({name}); copy job weights only between files of one config")
+                out[key] = theirs[key]
+            if names:
+                counts[job] = len(names)
+        if not counts.keys() - jobs.keys():
+            raise ValueError(f"{jobs_from}: holds no job tensors{' matching ' + repr(only) if only else ''} "
+                             "for another job than --job's; give a file written by job-weights")
     meta = dict(meta)
     if counts:
         meta["job_weights"] = ",".join(f"{j}:{n}" for j, n in counts.items())

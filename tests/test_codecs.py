@@ -266,3 +266,25 @@ def test_load_errors(tmp_path):
     save_file({"x": torch.zeros(2)}, other)
     with pytest.raises(ValueError, match="keys do not match"):
         load_codecs(other)
+
+
+def test_codec_training_cli_takes_the_clip_length_and_logs_the_tuning_curve(tmp_path, capsys):
+    # python -m harmony.codecs train: --seconds sets the training clips' length (many short scenes
+    # generalise better than few long ones: notebook T1), --watch-every logs the PSNR of tuning-seed
+    # frames, and the run continues from --init and leaves a loadable pair file
+    from harmony.codecs.__main__ import main as codecs_main
+
+    out = str(tmp_path / "c.safetensors")
+    assert codecs_main(["train", "--init", DEFAULT_CODECS_PATH, "--out", out, "--minutes", "0.02", "--clips", "3",
+                        "--seconds", "1", "--watch-every", "1", "--lr", "1e-3"]) == 0
+    log = capsys.readouterr().out
+    watched = [float(line.split("psnr")[1].split("dB")[0]) for line in log.splitlines() if "tuning frames psnr" in line]
+    assert watched and all(15 < p < 40 for p in watched)  # the bundled codec's own range on world frames
+    stats = log.rsplit("saved", 1)[1]
+    assert "'clips': 3" in stats
+    video, _ = load_codecs(out)
+    shipped, _ = load_codecs()
+    assert not torch.equal(video.encoder[1][0].weight, shipped.encoder[1][0].weight)  # it trained from --init
+    with pytest.raises(SystemExit) as e:  # a length the world cannot render: refused before any rendering
+        codecs_main(["train", "--out", out, "--seconds", "0.5"])
+    assert e.value.code == 2 and "--seconds 0.5" in capsys.readouterr().err

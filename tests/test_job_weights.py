@@ -204,6 +204,32 @@ def test_cli_names_a_bad_job_argument(files, tmp_path, capsys):
     assert (tmp_path / "x.text.safetensors").is_file()
 
 
+def test_jobs_from_copies_another_files_job_tensors_onto_new_shared_weights(files, tmp_path, capsys):
+    # a move to a new codec: the new shared weights (here: the tuned file, whose video block 0 differs),
+    # with the jobs' own tensors copied from the file that had them, bit for bit
+    out = str(tmp_path / "moved.safetensors")
+    assert write_job_file(files["tuned"], out, {}, jobs_from=files["jobs"]) == {"V2A": len(TRAINED)}
+    got, _ = read_safetensors(out)
+    had, _ = read_safetensors(files["jobs"])
+    new_shared, _ = read_safetensors(files["tuned"])
+    assert {k for k in got if k.startswith("jobs.")} == {job_key("V2A", n) for n in TRAINED}
+    for name in TRAINED:
+        assert torch.equal(got[job_key("V2A", name)], had[job_key("V2A", name)])
+    assert all(torch.equal(got[k], v) for k, v in new_shared.items())  # the shared weights are the new ones
+    # --only filters what is copied; a file without job tensors, or of another shape, is refused
+    assert write_job_file(files["tuned"], out, {}, only=r"\.q\.weight$", jobs_from=files["jobs"]) == {"V2A": 1}
+    with pytest.raises(ValueError, match="holds no job tensors"):
+        write_job_file(files["tuned"], str(tmp_path / "x.safetensors"), {}, jobs_from=files["shared"])
+    bad, meta = read_safetensors(files["jobs"])
+    bad[job_key("V2A", TRAINED[0])] = torch.zeros(3, 3)
+    save_safetensors(bad, tmp_path / "bad.safetensors", meta)
+    with pytest.raises(ValueError, match="no tensor of its shape"):
+        write_job_file(files["tuned"], str(tmp_path / "x.safetensors"), {}, jobs_from=str(tmp_path / "bad.safetensors"))
+    assert not (tmp_path / "x.safetensors").exists()
+    harmony_main(["job-weights", files["tuned"], str(tmp_path / "cli.safetensors"), "--jobs-from", files["jobs"]])
+    assert "V2A 2 tensors" in capsys.readouterr().out
+
+
 def test_the_partner_probe_reads_each_setting_with_its_job_weights(files):
     from harmony.probe import partner_gains
 

@@ -26,6 +26,9 @@ def main(argv=None) -> int:
     tr.add_argument("--out", default=DEFAULT_CODECS_PATH)
     tr.add_argument("--minutes", type=float, default=4.0)
     tr.add_argument("--clips", type=int, default=256)
+    tr.add_argument("--seconds", type=float, default=3.0, help="length of each training clip")
+    tr.add_argument("--watch-every", type=int, default=0,
+                    help="every N steps, log the PSNR on tuning-seed frames (0: never)")
     tr.add_argument("--threads", type=int, default=1)
     tr.add_argument("--init", default=None, help="continue from this codec file instead of random weights")
     tr.add_argument("--lr", type=float, default=2e-3)
@@ -38,13 +41,18 @@ def main(argv=None) -> int:
     ev.add_argument("--seconds", type=float, default=3.0)
     ev.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
+    if args.cmd == "train":
+        from ..world.scene import MAX_SECONDS, MIN_SECONDS
+        if not MIN_SECONDS <= args.seconds <= MAX_SECONDS:
+            ap.error(f"--seconds {args.seconds:g}: the world renders clips of {MIN_SECONDS:g} to {MAX_SECONDS:g} s; "
+                     "give a length in that range")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     if args.cmd == "train":
         video, audio = load_codecs(args.init) if args.init else (VideoCodec(), AudioCodec())
         log = lambda m: print(m, flush=True)  # noqa: E731
-        stats = train_video_codec(video, minutes=args.minutes, clips=args.clips, lr=args.lr,
-                                  seed_offset=args.seed_offset, colour_weight=args.colour_weight, log=log)
+        stats = train_video_codec(video, minutes=args.minutes, clips=args.clips, lr=args.lr, seconds=args.seconds,
+                                  watch_every=args.watch_every, seed_offset=args.seed_offset, colour_weight=args.colour_weight, log=log)
         fit_audio_stats(audio)
         save_codecs(video, audio, args.out, metadata={"train": json.dumps(stats)})
         log(f"saved {args.out} ({os.path.getsize(args.out) / 1e6:.2f} MB): {stats}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -60,21 +61,30 @@ def _train_clips(n: int, seconds: float, offset: int = 0):
 
 def train_video_codec(codec: VideoCodec, minutes: float = 4.0, clips: int = 256, seconds: float = 3.0,
                       batch: int = 24, lr: float = 2e-3, motion_weight: float = 2.0, seed_offset: int = 0,
-                      colour_weight: float = 0.0, log=print) -> dict:
+                      colour_weight: float = 0.0, watch_every: int = 0, log=print) -> dict:
     """Train ``codec`` on world frames for ``minutes`` of wall time; returns stats.
 
     Loss: MSE on frames + ``motion_weight`` x MSE on frame differences, so the
     small moving parts (mouths, bouncing objects) the sync depends on count.
     ``colour_weight`` W: pixels of one of the world's colours (the objects, the hair: what the
     evaluation's colour F1 reads, ``harmony.metrics``) weigh 1 + W in the frame term.
+    ``watch_every`` N > 0: every N steps, log the round trip's PSNR on frames of tuning seeds (never
+    trained on, never the reported held-out ones), so a curve shows when the codec stops generalising.
     """
     from ..metrics import colour_pixels
+    from ..world.scene import tuning_seeds
 
     log(f"rendering {clips} training clips ...")
     data = torch.stack([torch.from_numpy(c.frames).mul(255).round().to(torch.uint8)
                         for c in _train_clips(clips, seconds, seed_offset)])
     data = data.permute(0, 1, 4, 2, 3).contiguous()                  # uint8 [N,F,3,H,W]
     N, Fr = data.shape[:2]
+    watch = None
+    if watch_every > 0:
+        from .. import world
+        seeds = [s for split in ("speech", "ambient", "complex") for s in tuning_seeds(split, 4)]
+        watch = torch.from_numpy(np.concatenate([world.render(world.sample_scene(s, seconds=2.0)).frames[::4]
+                                                 for s in seeds])).permute(0, 3, 1, 2).contiguous()
     opt = torch.optim.AdamW(codec.parameters(), lr=lr, weight_decay=1e-4)
     g = torch.Generator().manual_seed(0)
     t0, step, deadline = time.time(), 0, time.time() + minutes * 60
@@ -102,6 +112,10 @@ def train_video_codec(codec: VideoCodec, minutes: float = 4.0, clips: int = 256,
         step += 1
         if step % 50 == 0:
             log(f"step {step}  frame mse {ema:.5f}  psnr {-10 * math.log10(ema):.2f} dB  ({time.time() - t0:.0f}s)")
+        if watch is not None and step % watch_every == 0:
+            with torch.no_grad():
+                err = ((codec.decode_raw(codec.encode_raw(watch)).clamp(0, 1) - watch) ** 2).flatten(1).mean(1)
+            log(f"step {step}  tuning frames psnr {(-10 * torch.log10(err.clamp(min=1e-10))).mean():.2f} dB")
     codec.eval()
     # latent statistics -> unit variance
     with torch.no_grad():
