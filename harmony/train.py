@@ -29,7 +29,6 @@ import math
 import os
 import re
 import time
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -40,74 +39,12 @@ from .files import sha256_file
 from .jobs import DEFAULT_MAX_SECONDS, JOBS
 from .model import HarmonyModel
 from .probe import PartnerProbe
-from .sampling import DEFAULT_SHIFT, shift_sigmas
+from .sampling import shift_sigmas
 # the data and the training state live in their own modules; their names stay importable from here
+from .train_config import TRAIN_HELP, TrainConfig  # noqa: F401
 from .train_data import LatentPool, encode_foreign_stills, encode_latent_pool  # noqa: F401
 from .train_state import (EXPORT_DTYPES, export_default, init_from_export, init_from_file,  # noqa: F401
                           init_from_ovi, load_training_state, save_training_state)
-
-
-@dataclass
-class TrainConfig:
-    config: str = "tiny"
-    steps: int = 3000
-    batch: int = 16
-    lr: float = 3e-4
-    warmup: int = 200
-    weight_decay: float = 0.01
-    shift: float = DEFAULT_SHIFT
-    tasks: str = "synergy"  # "synergy" | "joint"
-    lambda_v: float = 0.1  # weight of the audio-driven video (A2V) loss
-    lambda_a: float = 0.3  # weight of the video-driven audio (V2A) loss
-    lambda_i: float = 0.0  # weight of the I2AV task (clean first latent frame); 0 = no such task
-    p_first_frame: float = 0.2  # joint task with a clean first latent frame (I2AV)
-    p_drop_text: float = 0.1
-    p_drop_ref: float = 0.3
-    ema: float = 0.999
-    seconds: float = 3.0
-    pool: int = 4096  # training clips kept encoded in memory
-    refresh: int = 512  # clips replaced in the pool every `refresh_every` steps
-    refresh_every: int = 100
-    seed: int = 0
-    out: str = "runs/tiny"
-    save_every: int = 500
-    log_every: int = 25
-    max_minutes: float = 0.0  # wall-clock budget (0 = none); the LR schedule follows it
-    workers: int = 0  # processes rendering world clips (0/1 = in-process)
-    codecs: str = ""  # codec weights (default: the bundled tiny codecs)
-    export_dtype: str = "fp32"  # dtype of the exported EMA weights: fp32 | fp16 | bf16
-    init_from: str = ""  # exported model file to start from (fine-tuning); ignored when resuming
-    init_job: str = ""  # start from that job's own weights in --init-from (harmony.job_weights); empty = shared
-    other_codecs: int = 0  # 1: --init-from may come from other codecs (a new codec; its weights only a start)
-    overrides: str = ""  # config changes, e.g. "interaction=global,dim=64" (harmony.config.apply_overrides)
-    latents: str = ""  # a saved LatentPool file: every run given it trains on the same clips (no refresh)
-    clip_cache: str = ""  # a folder of real clips encoded by `python -m harmony encode-clips` (harmony.clips)
-    export_every: int = 0  # also export the EMA weights as ema_step<N>.safetensors every N steps (0 = never)
-    # --- levers for the cross-modal paths (docs/training/experiments.md measures each) ---
-    lambda_joint: float = 1.0  # weight of the joint task; 0 = no joint rows at all (saves their compute)
-    driven_shift: float = 0.0  # schedule shift of the generated side's sigma in A2V / V2A / I2AV (0 = --shift)
-    # per-task shifts (0 = driven_shift): V2A / A2V need sigma ~ 1 to read their partner (notebook E5),
-    # while I2AV keeps the mixture that preserves low-sigma quality (E6)
-    shift_a2v: float = 0.0
-    shift_v2a: float = 0.0
-    shift_i2av: float = 0.0
-    fusion_lr: float = 1.0  # learning-rate multiplier of the cross-tower (fusion) parameters
-    trainable: str = ""  # regular expression: only model parameters whose names match it train (empty = all)
-    split: str = ""  # world split of the rendered training clips (speech | ambient | complex; empty = all)
-    probe_every: float = 0.0  # minutes between partner-use probes of the EMA weights (0 = never)
-    probe_clips: int = 8  # held-out clips per split for the probe
-    p_foreign_still: float = 0.0  # I2AV rows shown as a static clip of an out-of-world still (video loss only)
-    p_quiet: float = 0.0  # share of rendered clips in which nothing happens (world.quiet): still video, no events
-    # a frozen teacher's joint predictions tether the joint rows, so that teaching the driven jobs
-    # does not cost T2AV what it had (the fine-tunes here lost the voice's pitch without one)
-    distill_from: str = ""  # exported model file (e.g. the bundled one); empty = no teacher
-    lambda_distill: float = 1.0  # weight of the distillation term when --distill-from is given
-    # --- several processes (docs/training/distributed.md) ---
-    fsdp: str = "off"  # "block": FSDP2, one unit per block (under torchrun / accelerate launch)
-    mixed_precision: str = "fp32"  # with --fsdp block: "bf16" = bf16 parameters in compute, float32 reduction
-    checkpoint_activations: int = 0  # 1 = recompute each block's activations in backward (less memory)
-    accum: int = 1  # micro-batches per step and process (gradients add up; global batch = processes x accum x batch)
-    stop_at: int = 0  # end this run after step N (0 = --steps); the schedule still follows --steps
 
 
 # --------------------------------------------------------------------------
@@ -120,10 +57,13 @@ def noisy(x0, noise, sigma):
     return (1 - s) * x0 + s * noise
 
 
-def _video_mse(pred, target, t_video):
-    """Mean squared error over the noisy latent frames only (a clean, given frame is not scored)."""
+def _video_mse(pred, target, t_video, weight=None):
+    """Mean squared error over the noisy latent frames only (a clean, given frame is not scored);
+    ``weight [b, 1, F, h, w]``: each latent position's weight (``--colour-weight``), a weighted mean."""
     noisy_frames = (t_video > 0).float()[:, None, :, None, None].expand_as(target)
-    return ((pred - target) ** 2 * noisy_frames).sum() / noisy_frames.sum().clamp(min=1)
+    if weight is not None:
+        noisy_frames = noisy_frames * weight
+    return ((pred - target) ** 2 * noisy_frames).sum() / noisy_frames.sum().clamp(min=1e-6)
 
 
 def _audio_mse(pred, target, rows):
@@ -196,12 +136,16 @@ def synergy_loss(model, conditioner, batch, tc: TrainConfig, gen: torch.Generato
     target_a = a0 if x0_target else na - a0
 
     ov, oa = out_v.chunk(n), out_a.chunk(n)
+    weight = None  # the objects' colours weigh more (--colour-weight); a foreign still's patches are not the clip's
+    if tc.colour_weight > 0 and batch.get("colour") is not None:
+        weight = 1 + tc.colour_weight * batch["colour"].to(device)[:, None]
     losses = {}
     for i, task in enumerate(tasks):
-        tgt_v = target_v
+        tgt_v, w = target_v, weight
         if task == "i2av" and bool(foreign.any()):
             tgt_v = v_i2av if x0_target else nv - v_i2av
-        lv = _video_mse(ov[i], tgt_v, tv_list[i])
+            w = None if w is None else torch.where(foreign[:, None, None, None, None], torch.ones_like(w), w)
+        lv = _video_mse(ov[i], tgt_v, tv_list[i], w)
         # a still's audio is not the clip's: not scored
         la = _audio_mse(oa[i], target_a, ~foreign) if task == "i2av" else F.mse_loss(oa[i], target_a)
         if task in ("joint", "i2av"):
@@ -348,7 +292,7 @@ def train(tc: TrainConfig):
             cfg = cfg.replace(meta={**cfg.meta, "trained_seconds": pools[0].seconds})
     else:
         pools = [LatentPool(codecs, tc.seconds, tc.pool, tc.seed + step + 7919 * d, tc.workers, device,
-                            split=tc.split, p_quiet=tc.p_quiet) for d in shards]
+                            split=tc.split, p_quiet=tc.p_quiet, colour=tc.colour_weight > 0) for d in shards]
     pool = pools[0]
     for name, have, want in (("video", pool.data["video"].shape[1], cfg.video.in_dim),
                              ("audio", pool.data["audio"].shape[-1], cfg.audio.in_dim)):
@@ -473,70 +417,6 @@ def _mean_over_processes(loss: float, parts: dict, device):
     return t[0], dict(zip(keys, t[1:]))
 
 
-TRAIN_HELP = {
-    "config": "model config to build (harmony.config names, e.g. tiny)",
-    "steps": "optimizer steps",
-    "batch": "world clips per step",
-    "lr": "peak learning rate (AdamW)",
-    "warmup": "linear learning-rate warm-up, in steps",
-    "weight_decay": "AdamW weight decay",
-    "shift": "flow-matching schedule shift (paper: 5)",
-    "tasks": "synergy: joint + A2V + V2A losses (Cross-Task Synergy); joint: the joint loss only",
-    "lambda_v": "weight of the audio-driven video (A2V) loss (paper: 0.1)",
-    "lambda_a": "weight of the video-driven audio (V2A) loss (paper: 0.3)",
-    "lambda_i": "weight of the I2AV task (clean first latent frame); 0 = no such task",
-    "init_from": "exported model file to start from (fine-tuning); empty = random weights",
-    "init_job": "start from the --init-from file's own weights for this job (T2AV, I2AV, A2V, V2A); empty = shared",
-    "other_codecs": "1: --init-from may have been trained with other codecs (moving to a new codec: its weights "
-                    "are only where training starts, in the new codec's latent space)",
-    "p_first_frame": "share of joint samples given a clean first latent frame (I2AV)",
-    "p_drop_text": "share of samples trained without text (for text CFG)",
-    "p_drop_ref": "share of samples trained without the reference voice",
-    "ema": "decay of the exponential moving average that is exported",
-    "seconds": "length of each training clip",
-    "pool": "training clips kept encoded in memory",
-    "refresh": "clips of the pool replaced by new ones every --refresh-every steps",
-    "refresh_every": "steps between pool refreshes",
-    "seed": "random seed (data, noise and initial weights)",
-    "out": "folder for checkpoints, the exported model and train_summary.json",
-    "save_every": "steps between checkpoints",
-    "log_every": "steps between log lines",
-    "max_minutes": "wall-clock budget in minutes (0 = none); the learning-rate schedule follows it",
-    "workers": "processes rendering world clips (0 or 1 = in-process)",
-    "codecs": "codec weights file (empty = the bundled tiny codecs)",
-    "export_dtype": "dtype of the exported EMA weights",
-    "overrides": "model config changes, comma-separated key=value (interaction, audio_rope, local_window, "
-                 "prediction; dim, ffn_dim, num_heads, num_layers on both towers); empty = none",
-    "latents": "saved latent-pool file to train on (fixed clips, no refresh); empty = render clips",
-    "clip_cache": "folder of real clips encoded by `encode-clips` (latents + umT5 text) to train on; empty = none",
-    "export_every": "also export the EMA weights as ema_step<N>.safetensors every N steps (0 = never)",
-    "lambda_joint": "weight of the joint task (1 in the paper); 0 drops the joint rows",
-    "driven_shift": "schedule shift of the generated side's sigma in A2V / V2A / I2AV (0 = --shift)",
-    "shift_a2v": "schedule shift of the video's sigma in A2V rows (0 = --driven-shift)",
-    "shift_v2a": "schedule shift of the audio's sigma in V2A rows (0 = --driven-shift)",
-    "shift_i2av": "schedule shift of the sigma in I2AV rows (0 = --driven-shift)",
-    "trainable": "regular expression: only the model parameters whose names match it are trained, e.g. "
-                 "'audio_model\\..*fusion' (empty = all)",
-    "fusion_lr": "learning-rate multiplier of the cross-tower (fusion, style) parameters",
-    "split": "world split of the rendered training clips: speech, ambient or complex (empty = all)",
-    "probe_every": "minutes between partner-use probes of the EMA weights on held-out clips (0 = never); "
-                   "lines in <out>/probe.jsonl",
-    "probe_clips": "held-out clips per split for the probe",
-    "p_foreign_still": "share of I2AV rows shown as a static clip of an out-of-world still image "
-                       "(harmony.world.stills: photo-like, shapes, screenshot-like), scored on video only",
-    "p_quiet": "share of rendered training clips in which nothing happens (harmony.world.quiet: still objects, "
-               "a closed mouth, the ambience only), so that a still video gets no sound",
-    "distill_from": "exported model file whose joint predictions tether the joint rows (a frozen teacher, e.g. "
-                    "the bundled model), so that the driven jobs are taught without costing T2AV; empty = none",
-    "lambda_distill": "weight of the teacher term on the joint rows (with --distill-from)",
-    "fsdp": "block: shard parameters, gradients, AdamW state and EMA over the processes with FSDP2, one unit "
-            "per transformer block (launch with torchrun --nproc_per_node N; state in <out>/state_dcp)",
-    "mixed_precision": "with --fsdp block: bf16 computes with bf16 parameters and reduces gradients in float32",
-    "checkpoint_activations": "1: recompute each block's activations in backward instead of keeping them",
-    "accum": "micro-batches per step and process, gradients summed (global batch = processes x accum x batch)",
-    "stop_at": "end this run after step N, resumable (0 = --steps); the learning-rate schedule follows --steps",
-}
-"""Help of each ``python -m harmony train`` option (one per TrainConfig field)."""
 
 
 def main(argv=None):
@@ -565,7 +445,7 @@ def main(argv=None):
         for name in ("lr", "seconds", "shift"):
             validate.number(getattr(args, name), name, f"{getattr(TrainConfig(), name):g}", via="cli", low=0,
                             low_open=True)
-        for name in ("weight_decay", "lambda_v", "lambda_a", "lambda_i", "lambda_joint", "lambda_distill",
+        for name in ("weight_decay", "lambda_v", "lambda_a", "lambda_i", "lambda_joint", "lambda_distill", "colour_weight",
                      "driven_shift", "fusion_lr", "shift_a2v", "shift_v2a", "shift_i2av",
                      "max_minutes", "probe_every"):
             validate.number(getattr(args, name), name, f"{getattr(TrainConfig(), name):g}", via="cli", low=0)
@@ -581,6 +461,9 @@ def main(argv=None):
         ap.error(f"--tasks must be 'synergy' or 'joint', got {tc.tasks!r}")
     if tc.p_quiet > 0 and (tc.clip_cache or tc.latents):
         ap.error("--p-quiet renders quiet world clips; it does not apply to --latents / --clip-cache (drop one)")
+    if tc.colour_weight > 0 and (tc.clip_cache or tc.latents):
+        ap.error("--colour-weight reads the rendered world frames' colours; it does not apply to --latents / "
+                 "--clip-cache (drop one)")
     if tc.distill_from and (tc.fsdp != "off" or tc.clip_cache):
         ap.error("--distill-from runs a whole teacher on one process with the world's text encoders; "
                  "it does not combine with --fsdp or --clip-cache (drop one)")

@@ -7,6 +7,7 @@ import json
 import os
 
 import torch
+import torch.nn.functional as F
 
 def _render(args):
     """Render training clips (runs in worker processes)."""
@@ -18,12 +19,23 @@ def _render(args):
             b.quiet.tolist())
 
 
+def colour_share(frames, stride: int) -> torch.Tensor:
+    """``frames [B, F, H, W, 3]`` (0..1) -> ``[B, F, H/stride, W/stride]``: the share of each latent
+    position's ``stride x stride`` patch whose pixels read as one of the world's colours
+    (:func:`harmony.metrics.colour_pixels`, what colour F1 counts)."""
+    from .metrics import colour_pixels
+
+    B, Fr, H, W, _ = frames.shape
+    mask = torch.from_numpy(colour_pixels(frames.reshape(B * Fr, H, W, 3))).float()
+    return F.avg_pool2d(mask[:, None], stride)[:, 0].reshape(B, Fr, H // stride, W // stride)
+
+
 class LatentPool:
     """Encoded training clips (video/audio latents, texts, reference voice), refreshed
     with new seeds as training goes, so the model never sees a fixed small set."""
 
     def __init__(self, codecs, seconds: float, size: int, seed: int, workers: int = 0, device="cpu",
-                 data: dict | None = None, split: str | None = None, p_quiet: float = 0.0):
+                 data: dict | None = None, split: str | None = None, p_quiet: float = 0.0, colour: bool = False):
         from . import world
 
         self.world, self.seconds, self.device, self.split = world, seconds, device, split or None
@@ -32,6 +44,7 @@ class LatentPool:
         self.rng = torch.Generator().manual_seed(seed)
         self.next_seed = (seed * 7_919_993) % (world.HELDOUT_START // 2)
         self.workers = workers
+        self.colour = colour  # also keep each latent position's share of world-colour pixels (train --colour-weight)
         self.data = self._make(size) if data is None else data
         self.data.setdefault("quiet", [False] * len(self.data["video"]))  # saved pools and real clips: none quiet
         self.size = len(self.data["video"])
@@ -79,11 +92,15 @@ class LatentPool:
         jobs = [(self._take_seeds(min(chunk, n - i)), self.seconds, self.split, self.p_quiet)
                 for i in range(0, n, chunk)]
         out = {k: [] for k in ("video", "audio", "refs", "prompt", "caption", "transcript", "quiet")}
+        if self.colour:
+            out["colour"] = []
 
         def add(part):  # encode each rendered chunk as it arrives
             frames, waves, refs, has_ref, prompts, captions, transcripts, quiet = part
             dev = self.device
             out["video"].append(self.video_codec.encode(torch.from_numpy(frames).to(dev)).cpu())
+            if self.colour:
+                out["colour"].append(colour_share(frames, self.video_codec.spatial_stride))
             out["audio"].append(self.audio_codec.encode(torch.from_numpy(waves).to(dev)).cpu())
             ref = self.audio_codec.encode(torch.from_numpy(refs).to(dev)).cpu()
             out["refs"].extend(r if h else None for r, h in zip(ref, has_ref))
@@ -100,14 +117,16 @@ class LatentPool:
         else:
             for job in jobs:
                 add(_render(job))
-        out["video"], out["audio"] = torch.cat(out["video"]), torch.cat(out["audio"])
+        for k in ("video", "audio", "colour"):
+            if k in out:
+                out[k] = torch.cat(out[k])
         return out
 
     def refresh(self, n: int):
         """Replace the oldest `n` clips with freshly rendered ones."""
         new = self._make(n)
         for k in self.data:
-            if k in ("video", "audio"):
+            if torch.is_tensor(self.data[k]):
                 self.data[k] = torch.cat([self.data[k][n:], new[k]])
             else:
                 self.data[k] = self.data[k][n:] + new[k]
@@ -115,9 +134,12 @@ class LatentPool:
     def batch(self, b: int):
         idx = torch.randint(0, self.size, (b,), generator=self.rng).tolist()
         pick = lambda k: [self.data[k][i] for i in idx]  # noqa: E731
-        return dict(video=self.data["video"][idx], audio=self.data["audio"][idx],
-                    refs=pick("refs"), prompt=pick("prompt"), caption=pick("caption"),
-                    transcript=pick("transcript"), quiet=torch.tensor(pick("quiet"), dtype=torch.bool))
+        out = dict(video=self.data["video"][idx], audio=self.data["audio"][idx],
+                   refs=pick("refs"), prompt=pick("prompt"), caption=pick("caption"),
+                   transcript=pick("transcript"), quiet=torch.tensor(pick("quiet"), dtype=torch.bool))
+        if "colour" in self.data:
+            out["colour"] = self.data["colour"][idx]
+        return out
 
 
 class _WholeCodecSteps:

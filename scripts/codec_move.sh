@@ -54,6 +54,7 @@ stage m1 "$OUT/q6/harmony_tiny.safetensors" --other-codecs 1 --codecs "$CODECS" 
   $ROWS --seed 31
 
 # --- jobs' own weights in the new space ------------------------------------------------------------
+mkdir -p "$OUT/m1_jobs"
 [ -f "$OUT/m1_jobs/harmony_tiny.safetensors" ] || $PY -m harmony job-weights "$OUT/m1/harmony_tiny.safetensors" \
   "$OUT/m1_jobs/harmony_tiny.safetensors" --jobs-from "$BUNDLED"
 POOL="--codecs $CODECS --seconds 2 --batch 16 --pool 1024 --refresh 256 --refresh-every 400 --export-dtype fp16"

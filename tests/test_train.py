@@ -249,6 +249,30 @@ def test_quiet_share_reaches_the_rendered_pool(capsys):
     assert "--p-quiet=1.5: must be a finite number between 0 and 1" in capsys.readouterr().err
 
 
+def test_colour_pool_keeps_each_latent_positions_colour_share(capsys):
+    """--colour-weight: the pool keeps, beside each clip's latents, its patches' share of world-colour
+    pixels (train_data.colour_share of the rendered frames), through batches and refreshes."""
+    from harmony.codecs import load_codecs
+    from harmony.train import main as train_main
+    from harmony.train_data import LatentPool, colour_share
+
+    codecs = load_codecs()
+    pool = LatentPool(codecs, 1.0, 3, seed=5, colour=True)
+    assert "colour" not in LatentPool(codecs, 1.0, 1, seed=5).data
+    v, c = pool.data["video"], pool.data["colour"]
+    assert c.shape == (v.shape[0], v.shape[2], v.shape[3], v.shape[4])
+    from harmony import world
+    clip = world.sample_batch(list(range(pool.next_seed - 3, pool.next_seed - 2)), 1.0, None, 0.0)
+    assert torch.equal(c[:1], colour_share(clip.frames, 16))  # the same seed's frames, read again
+    assert 0 < float(c.mean()) < 0.5  # the world's objects cover some of each frame, not most
+    pool.refresh(2)
+    assert pool.data["colour"].shape[0] == 3 and torch.equal(pool.data["colour"][0], c[2])
+    assert pool.batch(4)["colour"].shape == (4,) + tuple(c.shape[1:])
+    with pytest.raises(SystemExit):
+        train_main(["--colour-weight", "2", "--latents", "pool.safetensors"])
+    assert "--colour-weight reads the rendered world frames' colours" in capsys.readouterr().err
+
+
 def test_distillation_tethers_the_joint_rows_to_the_teacher():
     """--distill-from: the teacher sees exactly the joint rows (same noisy inputs, its own text
     encoders) and the term is the squared distance of the student's joint prediction to its."""

@@ -177,3 +177,53 @@ def test_foreign_stills_are_deterministic_images_of_three_families():
     assert set(fam) == set(FAMILIES) and 0 <= a.min() and a.max() <= 1
     assert not np.array_equal(a, foreign_stills(30, 2)[0])
     assert all(a[i].std() > 0.02 for i in range(30))  # none is blank
+
+
+class OffAtOnePosition(torch.nn.Module):
+    """Predicts the clean target exactly, except latent frame 1, position (0, 0), off by 2 in every channel."""
+
+    def __init__(self, batch):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+        self.v0, self.a0 = batch["video"], batch["audio"]
+
+    def forward(self, zv, za, tv, ta, cond):
+        n = zv.shape[0] // self.v0.shape[0]
+        v = self.v0.repeat(n, 1, 1, 1, 1).clone()
+        v[:, :, 1, 0, 0] += 2.0
+        return v + 0 * self.w, self.a0.repeat(n, 1, 1) + 0 * self.w
+
+
+def test_colour_weight_weighs_the_coloured_patches_in_the_video_loss():
+    # --colour-weight W: a latent position weighs 1 + W x its patch's share of world-colour pixels,
+    # as a weighted mean; by hand: error 4 (per channel) at one of F*h*w positions
+    cfg = get_config("tiny")
+    batch = _batch(cfg)
+    b, _, f, h, w = batch["video"].shape
+    colour = torch.zeros(b, f, h, w)
+    colour[:, 1, 0, 0] = 1.0  # the off position is all object
+    model, cond = OffAtOnePosition(batch), Conditioner(cfg)
+    plain = dict(lambda_v=0, lambda_a=0, lambda_i=0, p_first_frame=0.0, p_drop_text=0.0, p_drop_ref=0.0)
+    for weight, want in ((0.0, 4 / (f * h * w)), (3.0, 4 * 4 / (f * h * w + 3))):
+        tc = TrainConfig(colour_weight=weight, **plain)
+        _, parts = synergy_loss(model, cond, {**batch, "colour": colour}, tc, torch.Generator().manual_seed(1), "x0")
+        assert parts["joint"] == pytest.approx(want, rel=1e-5)
+    # no colour in the batch (a saved pool): plain MSE
+    _, parts = synergy_loss(model, cond, batch, TrainConfig(colour_weight=3.0, **plain), torch.Generator().manual_seed(1), "x0")
+    assert parts["joint"] == pytest.approx(4 / (f * h * w), rel=1e-5)
+
+
+def test_colour_share_is_each_latent_patchs_share_of_world_colour_pixels():
+    import numpy as np
+
+    from harmony.train_data import colour_share
+    from harmony.world.vocab import COLOURS
+
+    frames = np.zeros((1, 2, 64, 64, 3), np.float32)                 # black: no colour
+    frames[0, 0, 16:32, 32:48] = COLOURS["red"]                       # one whole patch
+    frames[0, 1, 0:8, 0:16] = COLOURS["blue"]                         # half a patch
+    frames[0, 1, 48:64, 48:64] = 0.5                                  # grey: not a world colour
+    share = colour_share(frames, 16)
+    want = torch.zeros(1, 2, 4, 4)
+    want[0, 0, 1, 2], want[0, 1, 0, 0] = 1.0, 0.5
+    assert torch.equal(share, want)
