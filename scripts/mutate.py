@@ -34,6 +34,8 @@ CODEC_TESTS = ["tests/test_codecs.py::test_decoder_holds_a_pitch_that_falls_to_a
                "tests/test_codecs.py::test_decoder_lets_a_new_sound_or_a_voiced_start_change_the_pitch",
                "tests/test_codecs.py::test_a_decaying_chime_keeps_one_onset_per_strike"]
 KEYFRAME_TESTS = ["tests/test_keyframe.py"]
+COLOUR_TESTS = ["tests/test_train_tasks.py::test_colour_weight_weighs_the_coloured_patches_in_the_video_loss",
+                "tests/test_train_tasks.py::test_colour_share_is_each_latent_patchs_share_of_world_colour_pixels"]
 TUNED_TESTS = ["tests/test_pipeline.py::test_a_job_without_settings_samples_at_the_model_files_settings_for_that_job"]
 
 # (name, file, exact old line (without indentation), new line, tests to run)
@@ -206,6 +208,17 @@ MUTATIONS = [
     ("V2A decodes the codec's round trip of the driving video", "harmony/pipeline.py",
      'frames = self.conform_clip(given, fps, frames.shape[0], "driving video", fit).float().cpu()', "pass",
      KEYFRAME_TESTS),
+    # the tenth session: the colour weight, its patch share, and the jobs' tensors carried to a moved model
+    ("colour weight ignores the patches' colour share", "harmony/train.py",
+     'weight = 1 + tc.colour_weight * batch["colour"].to(device)[:, None]',
+     'weight = 1 + tc.colour_weight * torch.ones_like(batch["colour"]).to(device)[:, None]', COLOUR_TESTS),
+    ("colour-weighted video loss as a plain sum", "harmony/train.py",
+     "return ((pred - target) ** 2 * noisy_frames).sum() / noisy_frames.sum().clamp(min=1e-6)",
+     "return ((pred - target) ** 2 * noisy_frames).sum() / (noisy_frames > 0).sum().clamp(min=1)", COLOUR_TESTS),
+    ("colour share counted per pixel, not per patch", "harmony/train_data.py",
+     "return F.avg_pool2d(mask[:, None], stride)[:, 0].reshape(B, Fr, H // stride, W // stride)",
+     "return F.max_pool2d(mask[:, None], stride)[:, 0].reshape(B, Fr, H // stride, W // stride)", COLOUR_TESTS),
+    ("jobs-from copies nothing", "harmony/checkpoint.py", "out[key] = theirs[key]", "pass", JOB_TESTS),
 ]
 
 
