@@ -5,6 +5,8 @@ visual-event F1 through it on 24 tuning clips (harmony.metrics, as the evaluatio
 the round trip of the i2av_foreign control's three out-of-world images.
 
     python scripts/codec_scores.py harmony/assets/tiny_codecs.safetensors runs/q5/cw10/tiny_codecs.safetensors
+    python scripts/codec_scores.py --seen 1000-1199:3 FILE ...   # also the PSNR on frames of these training
+        # scenes (every 4th seed, clips of 3 s): beside the held-out value, how much a codec learned its own scenes
 """
 from __future__ import annotations
 
@@ -22,7 +24,17 @@ from decoder_finetune import clip_scores, frames_of, psnr, roundtrip, tuning_cli
 
 
 def main(argv=None):
-    paths = argv if argv is not None else sys.argv[1:]
+    paths = list(argv if argv is not None else sys.argv[1:])
+    seen = []
+    while "--seen" in paths:  # --seen FIRST-LAST:SECONDS, repeatable
+        i = paths.index("--seen")
+        try:
+            span, _, seconds = paths[i + 1].partition(":")
+            first, last = (int(x) for x in span.split("-"))
+            seen.append((f"seen_{first}_{last}_db", list(range(first, last + 1, 4)), float(seconds or 3)))
+        except (IndexError, ValueError):
+            raise SystemExit("--seen FIRST-LAST[:SECONDS], e.g. --seen 1000-1199:3\n" + __doc__)
+        del paths[i:i + 2]
     if not paths or any(p.startswith("-") for p in paths):
         raise SystemExit(__doc__)
     torch.set_num_threads(2)
@@ -32,11 +44,13 @@ def main(argv=None):
 
     clips = tuning_clips()
     world_test = frames_of([s for split in ("speech", "ambient", "complex") for s in heldout_seeds(split, 4)], 2.0, 4)
+    seen_frames = [(name, frames_of(seeds, seconds, 4)) for name, seeds, seconds in seen]
     images = foreign_images()
     control = torch.from_numpy(np.stack(list(images.values()))) if images else None
     for path in paths:
         video = load_codecs(path)[0]
         row = {"world_heldout_db": psnr(roundtrip(video, world_test), world_test), **clip_scores(video, clips)}
+        row.update({name: psnr(roundtrip(video, f), f) for name, f in seen_frames})
         if control is not None:
             rt = roundtrip(video, control)
             row.update({f"{k}_db": psnr(rt[i:i + 1], control[i:i + 1]) for i, k in enumerate(images)})
