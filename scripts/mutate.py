@@ -100,7 +100,7 @@ MUTATIONS = [
      "noisy_frames = (t_video >= 0).float()[:, None, :, None, None].expand_as(target)", TRAIN_TESTS),
     ("A2V audio not clean in training", "harmony/train.py",
      "sigma_a.zero_()", "sigma_a.mul_(0.5)", TRAIN_TESTS),
-    ("A2V/V2A weights swapped", "harmony/train.py",
+    ("A2V/V2A weights swapped", "harmony/train_config.py",
      "lambda_v: float = 0.1  # weight of the audio-driven video (A2V) loss",
      "lambda_v: float = 0.3  # weight of the audio-driven video (A2V) loss", TRAIN_TESTS),
     ("per-task shifts ignored (one driven shift for all)", "harmony/train.py",
