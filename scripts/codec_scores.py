@@ -10,6 +10,7 @@ the round trip of the i2av_foreign control's three out-of-world images.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -23,20 +24,20 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from decoder_finetune import clip_scores, frames_of, psnr, roundtrip, tuning_clips  # noqa: E402
 
 
+def _seen(text: str) -> tuple:
+    """``FIRST-LAST[:SECONDS]`` -> (row name, every 4th seed of the range, clip seconds)."""
+    span, _, seconds = text.partition(":")
+    first, last = (int(x) for x in span.split("-"))
+    return f"seen_{first}_{last}_db", list(range(first, last + 1, 4)), float(seconds or 3)
+
+
 def main(argv=None):
-    paths = list(argv if argv is not None else sys.argv[1:])
-    seen = []
-    while "--seen" in paths:  # --seen FIRST-LAST:SECONDS, repeatable
-        i = paths.index("--seen")
-        try:
-            span, _, seconds = paths[i + 1].partition(":")
-            first, last = (int(x) for x in span.split("-"))
-            seen.append((f"seen_{first}_{last}_db", list(range(first, last + 1, 4)), float(seconds or 3)))
-        except (IndexError, ValueError):
-            raise SystemExit("--seen FIRST-LAST[:SECONDS], e.g. --seen 1000-1199:3\n" + __doc__)
-        del paths[i:i + 2]
-    if not paths or any(p.startswith("-") for p in paths):
-        raise SystemExit(__doc__)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("paths", nargs="+", help="codec pair files")
+    ap.add_argument("--seen", type=_seen, action="append", default=[], metavar="FIRST-LAST[:SECONDS]",
+                    help="also the PSNR on frames of these training scenes (every 4th seed), e.g. 1000-1199:3")
+    a = ap.parse_args(argv)
+    paths, seen = a.paths, a.seen
     torch.set_num_threads(2)
     from harmony.codecs.tiny import load_codecs
     from harmony.controls import foreign_images
