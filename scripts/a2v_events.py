@@ -2,7 +2,10 @@
 
 For the two speech clips of the ``a2v_speech`` control (harmony.controls), prints the events found in the
 real clip through the codecs, then for each sampling seed the events found in the generated video and their
-precision / recall / F1 against the syllable onsets (+-1 frame, as the control scores them).
+precision / recall / F1 against the syllable onsets (+-1 frame, as the control scores them), and how many of
+the unmatched events fall on a syllable's end (+-1 frame): the world's mouth opens at once on the onset,
+relaxes through the syllable and then drops from about 0.4 to 0.12 open in one frame
+(harmony.world.video.mouth_opening), a smaller step than the opening that the detector may also see.
 
     python scripts/a2v_events.py harmony/assets/harmony_tiny.safetensors [--seeds 10 11 12 13] [--steps 20]
 """
@@ -18,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from harmony import controls as C  # noqa: E402
 from harmony.batch_generate import generate_batch  # noqa: E402
-from harmony.metrics import detect_visual_events, event_prf  # noqa: E402
+from harmony.metrics import detect_visual_events, event_prf, visual_event_strength  # noqa: E402
 from harmony.pipeline import HarmonyPipeline  # noqa: E402
 from harmony.world import render  # noqa: E402
 
@@ -41,15 +44,63 @@ def main(argv=None):
                          ref_voices=[(c.ref_voice[None], c.sample_rate) for c in order], seconds=C.SECONDS,
                          steps=a.steps)
     rt = C.codec_roundtrip_fn(pipe)
+    real_frames = [np.asarray(rt(c.frames, c.wave)[0]) for c in clips]
     for i, c in enumerate(clips):
-        real = detect_visual_events(np.asarray(rt(c.frames, c.wave)[0]), fps)
-        print(f"clip {i + 1}: syllables {np.round(c.event_times, 2).tolist()}; real+codec events {np.round(real, 2).tolist()}")
+        real = detect_visual_events(real_frames[i], fps)
+        print(f"clip {i + 1}: syllables {np.round(c.event_times, 2).tolist()}, their ends "
+              f"{np.round(syllable_ends(c, fps), 2).tolist()}; real+codec events {np.round(real, 2).tolist()}")
+    generated = [(f, clips[i]) for (f, _), i in zip(out, idx)]
+    for name, pairs in (("real+codec", list(zip(real_frames, clips))), ("generated", generated)):
+        on, end = np.mean([onset_and_end_strength(f, c, fps) for f, c in pairs], axis=0)
+        print(f"{name}: visual event strength above the clip's median, at the onsets {on:.1f}, "
+              f"at the syllables' ends {end:.1f}")
+    totals = [0, 0]
     for (frames, _), i, seed in zip(out, idx, a.seeds * 2):
         c = clips[i]
         ev = detect_visual_events(frames, fps)
         prf = event_prf(ev, c.event_times, tol)
+        extra = unmatched(ev, c.event_times, tol)
+        at_end = len(extra) - len(unmatched(extra, syllable_ends(c, fps), tol))
         print(f"clip {i + 1} seed {seed}: events {np.round(ev, 2).tolist()}  "
-              f"precision {prf['precision']:.2f} recall {prf['recall']:.2f} F1 {prf['f1']:.2f}")
+              f"precision {prf['precision']:.2f} recall {prf['recall']:.2f} F1 {prf['f1']:.2f}; "
+              f"unmatched {len(extra)}, of them at a syllable end {at_end}")
+        totals[0] += len(extra)
+        totals[1] += at_end
+    print(f"all clips: {totals[0]} unmatched events, {totals[1]} of them at a syllable end (+-1 frame)")
+
+
+def syllable_ends(clip, fps: float) -> np.ndarray:
+    """Times (s) of the frame where each syllable's mouth drops to nearly closed (onset + duration)."""
+    face = clip.scene.face
+    return np.asarray([(f + d) / fps for f, d in zip(face.onsets, face.durations)], np.float64)
+
+
+def onset_and_end_strength(frames, clip, fps: float) -> tuple[float, float]:
+    """Mean visual event strength (harmony.metrics.visual_event_strength, above the clip's median; the
+    largest within +-1 frame) at the syllable onsets and at the syllables' ends."""
+    s = visual_event_strength(frames, fps)
+    s = s - np.median(s)
+    face = clip.scene.face
+
+    def near(k):
+        return float(s[max(0, k - 1):k + 2].max())
+
+    ends = [f + d for f, d in zip(face.onsets, face.durations) if f + d < len(s)]
+    return float(np.mean([near(f) for f in face.onsets])), float(np.mean([near(k) for k in ends]))
+
+
+def unmatched(events, targets, tol: float) -> list:
+    """The events with no target within ``tol``: each event in time order takes the nearest free target
+    (harmony.metrics.event_prf's matching)."""
+    free = sorted(float(t) for t in targets)
+    out = []
+    for e in sorted(float(x) for x in events):
+        near = [t for t in free if abs(t - e) <= tol + 1e-9]
+        if near:
+            free.remove(min(near, key=lambda t: abs(t - e)))
+        else:
+            out.append(e)
+    return out
 
 
 if __name__ == "__main__":
