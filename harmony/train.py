@@ -66,6 +66,19 @@ def _video_mse(pred, target, t_video, weight=None):
     return ((pred - target) ** 2 * noisy_frames).sum() / noisy_frames.sum().clamp(min=1e-6)
 
 
+def _temporal_mse(pred, target, t_video, x0_target: bool):
+    """Mean squared error of the clean-sample estimate's frame-to-frame change against the clip's, over
+    pairs of consecutive noisy latent frames (``--lambda-temporal``). The x0 error is ``pred - target`` for
+    an x0 network, ``sigma * (target - pred)`` for a velocity one (``x0 = z - sigma * u``). A still
+    background scores zero only if every frame's estimate errs alike: frame-to-frame shimmer, which the
+    per-position MSE weighs as little as a steady offset, is what this term sees."""
+    sigma = (t_video / 1000)[:, None, :, None, None]
+    err = pred - target if x0_target else sigma * (target - pred)
+    step = err[:, :, 1:] - err[:, :, :-1]
+    pairs = ((t_video[:, 1:] > 0) & (t_video[:, :-1] > 0)).float()[:, None, :, None, None].expand_as(step)
+    return (step ** 2 * pairs).sum() / pairs.sum().clamp(min=1e-6)
+
+
 def _audio_mse(pred, target, rows):
     """Mean squared error over the audio of the given rows (a bool mask over the batch); 0 when none."""
     keep = rows.float()[:, None, None].expand_as(target)
@@ -146,6 +159,8 @@ def synergy_loss(model, conditioner, batch, tc: TrainConfig, gen: torch.Generato
             tgt_v = v_i2av if x0_target else nv - v_i2av
             w = None if w is None else torch.where(foreign[:, None, None, None, None], torch.ones_like(w), w)
         lv = _video_mse(ov[i], tgt_v, tv_list[i], w)
+        if tc.lambda_temporal > 0 and task != "v2a":  # V2A's video is given, clean
+            lv = lv + tc.lambda_temporal * _temporal_mse(ov[i], tgt_v, tv_list[i], x0_target)
         # a still's audio is not the clip's: not scored
         la = _audio_mse(oa[i], target_a, ~foreign) if task == "i2av" else F.mse_loss(oa[i], target_a)
         if task in ("joint", "i2av"):
@@ -446,7 +461,7 @@ def main(argv=None):
             validate.number(getattr(args, name), name, f"{getattr(TrainConfig(), name):g}", via="cli", low=0,
                             low_open=True)
         for name in ("weight_decay", "lambda_v", "lambda_a", "lambda_i", "lambda_joint", "lambda_distill", "colour_weight",
-                     "driven_shift", "fusion_lr", "shift_a2v", "shift_v2a", "shift_i2av",
+                     "lambda_temporal", "driven_shift", "fusion_lr", "shift_a2v", "shift_v2a", "shift_i2av",
                      "max_minutes", "probe_every"):
             validate.number(getattr(args, name), name, f"{getattr(TrainConfig(), name):g}", via="cli", low=0)
         for name in ("p_first_frame", "p_drop_text", "p_drop_ref", "p_foreign_still", "p_quiet", "ema"):

@@ -63,6 +63,7 @@ class TrainConfig:
     p_foreign_still: float = 0.0  # I2AV rows shown as a static clip of an out-of-world still (video loss only)
     p_quiet: float = 0.0  # share of rendered clips in which nothing happens (world.quiet): still video, no events
     colour_weight: float = 0.0  # a video latent position weighs 1 + W x the share of world-colour pixels in its patch
+    lambda_temporal: float = 0.0  # weight of the MSE of the video estimate's frame-to-frame change (0 = off)
     # a frozen teacher's joint predictions tether the joint rows, so that teaching the driven jobs
     # does not cost T2AV what it had (the fine-tunes here lost the voice's pitch without one)
     distill_from: str = ""  # exported model file (e.g. the bundled one); empty = no teacher
@@ -128,6 +129,9 @@ TRAIN_HELP = {
                        "(harmony.world.stills: photo-like, shapes, screenshot-like), scored on video only",
     "p_quiet": "share of rendered training clips in which nothing happens (harmony.world.quiet: still objects, "
                "a closed mouth, the ambience only), so that a still video gets no sound",
+    "lambda_temporal": "weight of a second video term: the MSE of the clean-sample estimate's change from one latent "
+                       "frame to the next against the clip's, so that frames hold still where the clip does "
+                       "(generated frames shimmer at 15-25x the real change; 0 = off)",
     "colour_weight": "W: in the video loss, each latent position weighs 1 + W x the share of its patch's pixels that "
                      "show one of the world's colours (the objects, the hair: what colour F1 reads), so that a small "
                      "object's colour is not a few numbers among a frame's background (0 = plain MSE)",

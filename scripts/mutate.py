@@ -36,6 +36,8 @@ CODEC_TESTS = ["tests/test_codecs.py::test_decoder_holds_a_pitch_that_falls_to_a
 KEYFRAME_TESTS = ["tests/test_keyframe.py"]
 COLOUR_TESTS = ["tests/test_train_tasks.py::test_colour_weight_weighs_the_coloured_patches_in_the_video_loss",
                 "tests/test_train_tasks.py::test_colour_share_is_each_latent_patchs_share_of_world_colour_pixels"]
+TEMPORAL_TESTS = ["tests/test_train_tasks.py::test_temporal_term_weighs_the_estimates_frame_to_frame_change",
+                  "tests/test_train_tasks.py::test_temporal_term_reads_a_velocity_network_through_its_clean_estimate"]
 TUNED_TESTS = ["tests/test_pipeline.py::test_a_job_without_settings_samples_at_the_model_files_settings_for_that_job"]
 
 # (name, file, exact old line (without indentation), new line, tests to run)
@@ -219,6 +221,14 @@ MUTATIONS = [
      "return F.avg_pool2d(mask[:, None], stride)[:, 0].reshape(B, Fr, H // stride, W // stride)",
      "return F.max_pool2d(mask[:, None], stride)[:, 0].reshape(B, Fr, H // stride, W // stride)", COLOUR_TESTS),
     ("jobs-from copies nothing", "harmony/checkpoint.py", "out[key] = theirs[key]", "pass", JOB_TESTS),
+    # the eleventh session: the temporal term
+    ("temporal term on a velocity network's raw output error", "harmony/train.py",
+     "err = pred - target if x0_target else sigma * (target - pred)",
+     "err = pred - target if x0_target else (target - pred)", TEMPORAL_TESTS),
+    ("temporal term on the error itself, not its change", "harmony/train.py",
+     "step = err[:, :, 1:] - err[:, :, :-1]", "step = err[:, :, 1:]", TEMPORAL_TESTS),
+    ("temporal term never added", "harmony/train.py",
+     "lv = lv + tc.lambda_temporal * _temporal_mse(ov[i], tgt_v, tv_list[i], x0_target)", "pass", TEMPORAL_TESTS),
 ]
 
 

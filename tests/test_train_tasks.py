@@ -227,3 +227,61 @@ def test_colour_share_is_each_latent_patchs_share_of_world_colour_pixels():
     want = torch.zeros(1, 2, 4, 4)
     want[0, 0, 1, 2], want[0, 1, 0, 0] = 1.0, 0.5
     assert torch.equal(share, want)
+
+
+def test_temporal_term_weighs_the_estimates_frame_to_frame_change():
+    # --lambda-temporal L: + L x MSE of the x0 error's change between consecutive noisy latent frames.
+    # By hand (x0 network): error 2 per channel at frame 1, position (0, 0): it changes by +2 into frame 1
+    # and by -2 out of it, at one of h*w positions of the f - 1 frame pairs
+    cfg = get_config("tiny")
+    batch = _batch(cfg)
+    b, _, f, h, w = batch["video"].shape
+    assert f >= 3
+    model, cond = OffAtOnePosition(batch), Conditioner(cfg)
+    plain = dict(lambda_v=0, lambda_a=0, lambda_i=0, p_first_frame=0.0, p_drop_text=0.0, p_drop_ref=0.0)
+    for lam in (0.0, 0.5):
+        tc = TrainConfig(lambda_temporal=lam, **plain)
+        _, parts = synergy_loss(model, cond, batch, tc, torch.Generator().manual_seed(1), "x0")
+        assert parts["joint"] == pytest.approx(4 / (f * h * w) + lam * 8 / ((f - 1) * h * w), rel=1e-5)
+
+    class Steady(torch.nn.Module):  # the same error in every frame: nothing changes between frames
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, zv, za, tv, ta, cond):
+            n = zv.shape[0] // batch["video"].shape[0]
+            return batch["video"].repeat(n, 1, 1, 1, 1) + 3.0 + 0 * self.w, batch["audio"].repeat(n, 1, 1) + 0 * self.w
+
+    _, parts = synergy_loss(Steady(), cond, batch, TrainConfig(lambda_temporal=5.0, **plain),
+                            torch.Generator().manual_seed(1), "x0")
+    assert parts["joint"] == pytest.approx(9.0, rel=1e-5)
+
+
+def test_temporal_term_reads_a_velocity_network_through_its_clean_estimate():
+    # a velocity network that outputs 0 estimates x0 = z - sigma * 0 = z: its x0 error is z - x0, and the
+    # term is the MSE of that error's change between consecutive frames (all noisy on joint rows)
+    cfg = get_config("tiny")
+    batch = _batch(cfg)
+
+    class Zero(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+            self.seen = []
+
+        def forward(self, zv, za, tv, ta, cond):
+            self.seen.append((zv.clone(), tv.clone()))
+            return torch.zeros_like(zv) + 0 * self.w, torch.zeros_like(za) + 0 * self.w
+
+    plain = dict(lambda_v=0, lambda_a=0, lambda_i=0, p_first_frame=0.0, p_drop_text=0.0, p_drop_ref=0.0)
+    base, with_term = Zero(), Zero()
+    _, p0 = synergy_loss(base, Conditioner(cfg), batch, TrainConfig(**plain), torch.Generator().manual_seed(2),
+                         "velocity")
+    _, p1 = synergy_loss(with_term, Conditioner(cfg), batch, TrainConfig(lambda_temporal=2.0, **plain),
+                         torch.Generator().manual_seed(2), "velocity")
+    zv, tv = with_term.seen[0]
+    assert bool((tv > 0).all())
+    err = zv - batch["video"]
+    want = ((err[:, :, 1:] - err[:, :, :-1]) ** 2).mean()
+    assert p1["joint"] - p0["joint"] == pytest.approx(2.0 * float(want), rel=1e-4)
