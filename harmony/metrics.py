@@ -194,12 +194,13 @@ def event_f1(pred_times, gt_times, tol_s: float) -> float:
     return event_prf(pred_times, gt_times, tol_s)["f1"]
 
 
-def event_prf(pred_times, gt_times, tol_s: float) -> dict:
-    """Greedy one-to-one matching within ``tol_s``: {"precision", "recall", "f1"}."""
+def match_events(pred_times, gt_times, tol_s: float) -> list:
+    """Greedy one-to-one matching within ``tol_s``: ``[(pred time, matched gt time or None), ...]``,
+    the predictions in time order, each taking the nearest free ground-truth event."""
     pred = sorted(float(t) for t in pred_times)
     gt = sorted(float(t) for t in gt_times)
     used = [False] * len(gt)
-    tp = 0
+    out = []
     for p in pred:
         best, best_d = -1, tol_s + 1e-9
         for i, g in enumerate(gt):
@@ -207,7 +208,14 @@ def event_prf(pred_times, gt_times, tol_s: float) -> dict:
                 best, best_d = i, abs(p - g)
         if best >= 0:
             used[best] = True
-            tp += 1
+        out.append((p, gt[best] if best >= 0 else None))
+    return out
+
+
+def event_prf(pred_times, gt_times, tol_s: float) -> dict:
+    """Greedy one-to-one matching within ``tol_s`` (:func:`match_events`): {"precision", "recall", "f1"}."""
+    pred, gt = list(pred_times), list(gt_times)
+    tp = sum(g is not None for _, g in match_events(pred, gt, tol_s))
     if not pred and not gt:
         return {"precision": 1.0, "recall": 1.0, "f1": 1.0}
     precision = tp / len(pred) if pred else 0.0

@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from harmony import controls as C  # noqa: E402
 from harmony.batch_generate import generate_batch  # noqa: E402
-from harmony.metrics import detect_visual_events, event_prf, visual_event_strength  # noqa: E402
+from harmony.metrics import detect_visual_events, event_prf, match_events, visual_event_strength  # noqa: E402
 from harmony.pipeline import HarmonyPipeline  # noqa: E402
 from harmony.world import render  # noqa: E402
 
@@ -59,8 +59,8 @@ def main(argv=None):
         c = clips[i]
         ev = detect_visual_events(frames, fps)
         prf = event_prf(ev, c.event_times, tol)
-        extra = unmatched(ev, c.event_times, tol)
-        at_end = len(extra) - len(unmatched(extra, syllable_ends(c, fps), tol))
+        extra = [e for e, g in match_events(ev, c.event_times, tol) if g is None]
+        at_end = sum(g is not None for _, g in match_events(extra, syllable_ends(c, fps), tol))
         print(f"clip {i + 1} seed {seed}: events {np.round(ev, 2).tolist()}  "
               f"precision {prf['precision']:.2f} recall {prf['recall']:.2f} F1 {prf['f1']:.2f}; "
               f"unmatched {len(extra)}, of them at a syllable end {at_end}")
@@ -87,20 +87,6 @@ def onset_and_end_strength(frames, clip, fps: float) -> tuple[float, float]:
 
     ends = [f + d for f, d in zip(face.onsets, face.durations) if f + d < len(s)]
     return float(np.mean([near(f) for f in face.onsets])), float(np.mean([near(k) for k in ends]))
-
-
-def unmatched(events, targets, tol: float) -> list:
-    """The events with no target within ``tol``: each event in time order takes the nearest free target
-    (harmony.metrics.event_prf's matching)."""
-    free = sorted(float(t) for t in targets)
-    out = []
-    for e in sorted(float(x) for x in events):
-        near = [t for t in free if abs(t - e) <= tol + 1e-9]
-        if near:
-            free.remove(min(near, key=lambda t: abs(t - e)))
-        else:
-            out.append(e)
-    return out
 
 
 if __name__ == "__main__":

@@ -65,12 +65,12 @@ def main(argv=None):
         k["preview"] = lambda i, n, xv, xa: trace.append(latent_step(xv))
         return plain(*a, **k)
 
+    given = {"A2V": {"driving_audio": [(c.wave[None], c.sample_rate) for c in order]},
+             "I2AV": {"first_frames": [c.frames[0] for c in order]}, "T2AV": {}}[args.job]
     sampling.sample = traced
     try:
         for sv in scales:
             trace.clear()
-            given = {"A2V": {"driving_audio": [(c.wave[None], c.sample_rate) for c in order]},
-                     "I2AV": {"first_frames": [c.frames[0] for c in order]}, "T2AV": {}}[args.job]
             out = generate_batch(pipe, args.job, [(c.prompt, c.audio_caption, c.transcript) for c in order],
                                  seeds * len(clips), ref_voices=[(c.ref_voice[None], c.sample_rate) for c in order],
                                  steps=args.steps, sv=sv, keep_given=False, **given)
