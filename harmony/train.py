@@ -421,6 +421,12 @@ def train(tc: TrainConfig):
                        "state_bytes_per_process": held if n_proc > 1 else [held], "config": tc.__dict__},
                       fh, indent=1)
         print(f"done: {step} steps, {wall:.0f}s this run; weights in {tc.out}")
+    if n_proc > 1 and torch.distributed.is_initialized():
+        # every process leaves the group together: one that closed its gloo pairs while another still
+        # wrote its summary could abort the finished run at exit ("terminate called without an active
+        # exception"); the atexit close in harmony.parallel stays for runs that end in an error
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 def _mean_over_processes(loss: float, parts: dict, device):
