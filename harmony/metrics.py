@@ -103,7 +103,13 @@ def _neighbourhood(x: np.ndarray) -> np.ndarray:
 
 
 def visual_event_strength(frames, fps: float, reversal_weight: float = 4.0, floor: float = 0.05) -> np.ndarray:
-    """Per-frame visual event strength [F] (``fps`` kept for a uniform signature).
+    """Per-frame visual event strength [F] (``fps`` kept for a uniform signature): the sum over cells of
+    `cell_event_strength`."""
+    return cell_event_strength(frames, reversal_weight, floor).sum(1).astype(np.float32)
+
+
+def cell_event_strength(frames, reversal_weight: float = 4.0, floor: float = 0.05) -> np.ndarray:
+    """Visual event strength per frame and 8x8-pixel cell, ``[F, cells]`` (row-major cells).
 
     With d_k = frame_k - frame_{k-1} (3x3-blurred grey frames), in 8x8-pixel
     cells pooled over their 3x3 neighbourhood:
@@ -111,7 +117,8 @@ def visual_event_strength(frames, fps: float, reversal_weight: float = 4.0, floo
     - reversal: sqrt(max(-d_k * d_{k+1}, 0)) (a bounce, a wall hit, a flash
       that starts to decay, a mouth that starts to relax).
     Each cell's series is divided by its own peak (plus ``floor`` x the global
-    peak), so a small mouth counts about as much as a large ball; cells are summed.
+    peak), so a small mouth counts about as much as a large ball (and a still
+    background that shimmers about as much as a moving one).
     """
     f = _blur(_frames(frames)).mean(-1)                                   # [F, H, W]
     d = np.zeros_like(f)
@@ -125,8 +132,7 @@ def visual_event_strength(frames, fps: float, reversal_weight: float = 4.0, floo
     reversal = _neighbourhood(_cell_sum(np.sqrt(np.maximum(-d * d_next, 0.0))))
     score = np.maximum(energy - previous, 0.0) + reversal_weight * reversal
     score = score.reshape(len(score), -1)
-    score = score / (score.max(0, keepdims=True) + floor * score.max() + 1e-6)
-    return score.sum(1).astype(np.float32)
+    return score / (score.max(0, keepdims=True) + floor * score.max() + 1e-6)
 
 
 # ----------------------------------------------------------------------------- sync

@@ -6,6 +6,8 @@ precision / recall / F1 against the syllable onsets (+-1 frame, as the control s
 the unmatched events fall on a syllable's end (+-1 frame): the world's mouth opens at once on the onset,
 relaxes through the syllable and then drops from about 0.4 to 0.12 open in one frame
 (harmony.world.video.mouth_opening), a smaller step than the opening that the detector may also see.
+Last, where the generated events' strength comes from: the cells that move in the real clip (the face) or
+the cells that stand still there (the background; harmony.metrics.cell_event_strength).
 
     python scripts/a2v_events.py harmony/assets/harmony_tiny.safetensors [--seeds 10 11 12 13] [--steps 20]
 """
@@ -21,7 +23,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from harmony import controls as C  # noqa: E402
 from harmony.batch_generate import generate_batch  # noqa: E402
-from harmony.metrics import detect_visual_events, event_prf, match_events, visual_event_strength  # noqa: E402
+from harmony.metrics import (cell_event_strength, detect_visual_events, event_prf, match_events,  # noqa: E402
+                             visual_event_strength)
 from harmony.pipeline import HarmonyPipeline  # noqa: E402
 from harmony.world import render  # noqa: E402
 
@@ -67,6 +70,26 @@ def main(argv=None):
         totals[0] += len(extra)
         totals[1] += at_end
     print(f"all clips: {totals[0]} unmatched events, {totals[1]} of them at a syllable end (+-1 frame)")
+    moving = [moving_cells(f) for f in real_frames]
+    print(f"cells that move in the real clip (of {moving[0].size}): {[int(m.sum()) for m in moving]}")
+    shares = {True: [0.0, 0.0], False: [0.0, 0.0]}  # matched / unmatched: [moving cells, still cells]
+    for (frames, _), i in zip(out, idx):
+        cells = cell_event_strength(frames)
+        for t, g in match_events(detect_visual_events(frames, fps), clips[i].event_times, tol):
+            k = min(int(round(t * fps)), len(cells) - 1)
+            shares[g is not None][0] += float(cells[k, moving[i]].sum())
+            shares[g is not None][1] += float(cells[k, ~moving[i]].sum())
+    for matched, (on_face, still) in shares.items():
+        print(f"{'matched' if matched else 'unmatched'} events' strength: {on_face:.0f} from moving cells, "
+              f"{still:.0f} from still ones ({still / max(on_face + still, 1e-9):.0%})")
+
+
+def moving_cells(frames, share: float = 0.1) -> np.ndarray:
+    """The cells whose peak event strength in ``frames`` reaches ``share`` of the strongest cell's. With
+    ``floor`` 1, harmony.metrics.cell_event_strength gives a cell of raw peak m the peak m / (m + M), M the
+    strongest cell's, so m / M = p / (1 - p)."""
+    p = cell_event_strength(frames, floor=1.0).max(0)
+    return p / (1.0 - p) >= share
 
 
 def syllable_ends(clip, fps: float) -> np.ndarray:

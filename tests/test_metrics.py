@@ -217,3 +217,18 @@ def test_colour_pixels_and_colour_f1_read_a_drawn_square():
     mask = M.colour_pixels(frames)
     assert mask[:, 8:16, 8:16].all() and mask.sum() == 2 * 64
     assert M.colour_f1(frames, {"red"}) == 1.0 and M.colour_f1(frames, {"red", "blue"}) == pytest.approx(2 / 3)
+
+
+def test_cell_event_strength_locates_a_hand_made_flash():
+    """A 64x64 grey clip whose top-left 8x8 cell flashes on frame 5: only the cells within two cells of it
+    see an event (the blur spreads the edge one pixel into the next cell, the 3x3 pooling one cell more),
+    each strongest on the flash frame; the per-frame sum is visual_event_strength."""
+    frames = np.full((10, 64, 64, 3), 0.5, np.float32)
+    frames[5:, :8, :8] = 1.0  # a step: one onset, no reversal
+    cells = M.cell_event_strength(frames)
+    assert cells.shape == (10, 64)
+    near = np.zeros((8, 8), bool)
+    near[:3, :3] = True
+    assert np.all(cells[:, ~near.reshape(-1)] == 0)
+    assert np.all(cells[:, near.reshape(-1)].argmax(0) == 5)
+    np.testing.assert_allclose(M.visual_event_strength(frames, 16.0), cells.sum(1), rtol=1e-6)
