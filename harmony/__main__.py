@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import math
 import os
+import re
 import sys
 import time
 
@@ -355,11 +356,24 @@ def _job_weights(argv):
     ap.add_argument("--jobs-from", default=None, metavar="FILE",
                     help="copy the job tensors of this model file (written by job-weights) as they are, for the jobs "
                          "no --job names: after a move to a new codec, the jobs' own weights start where they were")
-    ap.add_argument("--only", default="",
+    ap.add_argument("--only", action="append", default=[], metavar="[JOB=]REGEX",
                     help="regular expression of the tensors the fine-tunes trained (their train --trainable); "
-                         "default: every tensor that differs from the shared file (frozen tensors come out of "
-                         "train's export bit for bit)")
+                         "JOB=REGEX for one job (repeat, e.g. V2A='audio_model\\.blocks\\.' "
+                         "I2AV='video_model\\.blocks\\.'); default: every tensor that differs from the shared file "
+                         "(frozen tensors come out of train's export bit for bit)")
     a = ap.parse_args(argv)
+    only = {}
+    for item in a.only:
+        job, sep, regex = item.partition("=")
+        job, regex = (job, regex) if sep and job in JOBS else ("", item)
+        if job in only or not regex:
+            ap.error(f"--only {item!r}: give one REGEX for every job or JOB=REGEX once per job "
+                     f"(JOB one of {', '.join(JOBS)})")
+        try:
+            re.compile(regex)
+        except re.error as e:
+            ap.error(f"--only {item!r}: not a regular expression ({e})")
+        only[job] = regex
     jobs = {}
     for item in a.job:
         job, sep, path = item.partition("=")
@@ -384,7 +398,7 @@ def _job_weights(argv):
     _check_output(a.output, "output")
     from .checkpoint import write_job_file
     codecs = _stand_in_codecs(a.shared, a.codecs) if a.codecs else None
-    counts = write_job_file(a.shared, a.output, jobs, a.only, tuned, codecs, a.jobs_from)
+    counts = write_job_file(a.shared, a.output, jobs, only, tuned, codecs, a.jobs_from)
     print(f"wrote {a.output}: " + ", ".join([f"{j} {n} tensors" for j, n in counts.items()]
                                             + [f"{j} tuned {v}" for j, v in tuned.items()]
                                             + ([f"codecs {codecs['sha256'][:12]}… (latent shift "

@@ -216,11 +216,12 @@ def convert(in_path, out_path, fp8: str | None = None, dtype=None, config=None):
 # --------------------------------------------------------------------------- load
 
 
-def write_job_file(shared_path: str, out_path: str, jobs: dict, only: str = "", settings: dict | None = None,
+def write_job_file(shared_path: str, out_path: str, jobs: dict, only: str | dict = "", settings: dict | None = None,
                    codecs: dict | None = None, jobs_from: str | None = None) -> dict:
     """Write ``out_path``: the shared file's tensors and metadata, plus each job's own copy of
     the tensors that differ (and whose names match ``only``, a regular expression such as the
-    fine-tune's ``train --trainable``, when given). ``jobs``: ``{job: tuned export file}``, each
+    fine-tune's ``train --trainable``, when given; or ``{job: expression}``, each job its own, the
+    key ``""`` for the jobs not named: V2A trained its audio blocks, I2AV its video blocks). ``jobs``: ``{job: tuned export file}``, each
     fine-tuned from the shared file with its text encoder frozen. ``settings``: ``{job: {"sv": ..,
     "shift": ..}}``, sampling settings tuned for a job, recorded in the config's
     ``meta["sampling"]["jobs"]`` (jobs.tuned_settings). The shared ``.text.safetensors``
@@ -238,6 +239,10 @@ def write_job_file(shared_path: str, out_path: str, jobs: dict, only: str = "", 
     text_path = shared_path.replace(".safetensors", ".text.safetensors")
     text, text_meta = read_safetensors(text_path, "shared text encoder") if os.path.isfile(text_path) else (None, None)
     out, counts = dict(shared), {}
+
+    def only_for(job):
+        return only.get(job, only.get("", "")) if isinstance(only, dict) else only
+
     for job, path in jobs.items():
         tuned, _ = read_safetensors(path, f"{job} weights")
         tuned_text = path.replace(".safetensors", ".text.safetensors")
@@ -246,18 +251,18 @@ def write_job_file(shared_path: str, out_path: str, jobs: dict, only: str = "", 
             if text.keys() != theirs.keys() or any(not torch.equal(v, theirs[k].to(v.dtype)) for k, v in text.items()):
                 raise ValueError(f"{tuned_text}: the {job} fine-tune changed the text encoder, which every job "
                                  "shares; fine-tune with --trainable so that it stays frozen")
-        own = tuned_tensors(shared, tuned, only)
+        own = tuned_tensors(shared, tuned, only_for(job))
         if not own:
-            raise ValueError(f"{path}: no tensor{' matching ' + repr(only) if only else ''} differs from {shared_path}; "
-                             "is it the fine-tuned file?")
+            raise ValueError(f"{path}: no tensor{' matching ' + repr(only_for(job)) if only_for(job) else ''} differs "
+                             f"from {shared_path}; is it the fine-tuned file?")
         out.update({job_key(job, k): t for k, t in own.items()})
         counts[job] = len(own)
     if jobs_from:
         theirs, _ = read_safetensors(jobs_from, "jobs' weights to copy")
-        pattern = re.compile(only) if only else None
         for job, names in split_keys(theirs)[1].items():
             if job in jobs:
                 continue
+            pattern = re.compile(only_for(job)) if only_for(job) else None
             names = {n: k for n, k in names.items() if pattern is None or pattern.search(n)}
             for name, key in names.items():
                 if name not in shared or shared[name].shape != theirs[key].shape:
@@ -267,7 +272,7 @@ def write_job_file(shared_path: str, out_path: str, jobs: dict, only: str = "", 
             if names:
                 counts[job] = len(names)
         if not counts.keys() - jobs.keys():
-            raise ValueError(f"{jobs_from}: holds no job tensors{' matching ' + repr(only) if only else ''} "
+            raise ValueError(f"{jobs_from}: holds no job tensors{' matching --only' if only else ''} "
                              "for another job than --job's; give a file written by job-weights")
     meta = dict(meta)
     if counts:

@@ -230,6 +230,29 @@ def test_jobs_from_copies_another_files_job_tensors_onto_new_shared_weights(file
     assert "V2A 2 tensors" in capsys.readouterr().out
 
 
+def test_only_per_job_keeps_what_each_job_trained(files, tmp_path, capsys):
+    # the tuned file differs in audio block 0 (TRAINED) and video block 0 (OUTSIDE): V2A keeps its audio
+    # tensors, I2AV (the same file standing in for a video fine-tune) its video tensor, each job only its own
+    out = str(tmp_path / "two.safetensors")
+    counts = write_job_file(files["shared"], out, {"V2A": files["tuned"], "I2AV": files["tuned"]},
+                            {"V2A": ONLY, "I2AV": r"video_model\.blocks\."})
+    assert counts == {"V2A": len(TRAINED), "I2AV": 1}
+    got, _ = read_safetensors(out)
+    assert {k for k in got if k.startswith("jobs.")} == (
+        {job_key("V2A", n) for n in TRAINED} | {job_key("I2AV", OUTSIDE)})
+    # a job not named takes the "" entry; the CLI spells it JOB=REGEX, a bare REGEX for every job
+    assert write_job_file(files["shared"], out, {"V2A": files["tuned"]}, {"": ONLY, "I2AV": "x"}) == {"V2A": 2}
+    harmony_main(["job-weights", files["shared"], out, "--job", "V2A=" + files["tuned"], "--job",
+                  "I2AV=" + files["tuned"], "--only", "V2A=" + ONLY, "--only", r"I2AV=video_model\.blocks\."])
+    assert "V2A 2 tensors, I2AV 1 tensors" in capsys.readouterr().out
+    for bad in (["--only", ONLY, "--only", ONLY], ["--only", "V2A=("]):
+        with pytest.raises(SystemExit) as e:
+            harmony_main(["job-weights", files["shared"], str(tmp_path / "x.safetensors"), "--job",
+                          "V2A=" + files["tuned"], *bad])
+        assert e.value.code == 2 and "--only" in capsys.readouterr().err
+    assert not (tmp_path / "x.safetensors").exists()
+
+
 def test_the_partner_probe_reads_each_setting_with_its_job_weights(files):
     from harmony.probe import partner_gains
 
