@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The move of the bundled tiny model to a better video codec, on a CPU (issue 19 item 3; lab notebook
-# docs/training/experiments.md, entries Q5, Q6 and T1-T4). Every stage starts from the previous one's
+# docs/training/experiments.md, entries Q5, Q6, T1-T4, U1 and W2-W6). Every stage starts from the previous one's
 # output and is skipped when that output exists, so the chain resumes stage by stage.
 #
 #   codec  (Q5, T1, T2) the video codec's encoder and decoder train on from the shipped pair: 11 minutes
@@ -16,27 +16,36 @@
 #          rows with out-of-world stills (J3's rows)
 #   t4     m1 plus both jobs' tensors and the tuned sampling settings: the bundled file's, but V2A's timing
 #          anchor at st 1 (selection seeds in the new space, T4)
-#   file   t4 with V2A's blocks trained 14 more minutes (U1)
+#   v2a_more  V2A's blocks 14 more minutes on t4 (U1)
+#   w2     m1's shared weights 40 more minutes with the temporal term (--lambda-temporal 60), the text encoders
+#          frozen (W2)
+#   a2v    A2V's own video blocks on speech rows, sigma as A2V samples it, the temporal term (W3)
+#   i2av_w2  I2AV's video blocks re-fit on w2's weights (W5)
+#   file   w2's shared weights with each job's own blocks: V2A U1's audio blocks and m1's video tower, I2AV W5's,
+#          A2V W3's; the tuned settings. This is the bundled model since the twelfth session: all nine input
+#          controls pass held out (notebook W1-W6, MODEL_CARD.md).
 #
-# The result is committed in docs/training/move/ (the model, its text encoders, the T2 codec pair): a later run
-# continues from there rather than rebuilding it. It fails one control held out, A2V on speech (notebook U1-U4).
-#
-# Usage: bash scripts/codec_move.sh [OUT]      (about 3 hours and a quarter of this 2-core CPU)
+# Usage: bash scripts/codec_move.sh [OUT]      (about 4 hours and three quarters of this 2-core CPU)
 #   env: PYTHON, THREADS
 set -euo pipefail
 OUT=${1:-runs/move}
 PY=${PYTHON:-python}
 THREADS=${THREADS:-2}
 export OMP_NUM_THREADS=$THREADS OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
-BUNDLED=harmony/assets/harmony_tiny.safetensors
-mkdir -p "$OUT"
+mkdir -p "$OUT/premove"
+# the chain starts from the model and codecs bundled before the move (their last commit on main: 6e49128)
+PREMOVE=${PREMOVE:-6e49128}
+for f in harmony_tiny.safetensors harmony_tiny.text.safetensors tiny_codecs.safetensors; do
+  [ -f "$OUT/premove/$f" ] || git show "$PREMOVE:harmony/assets/$f" > "$OUT/premove/$f"
+done
+BUNDLED=$OUT/premove/harmony_tiny.safetensors
 
 codec() {  # codec NAME INIT ARGS...: train OUT/NAME/tiny_codecs.safetensors from INIT unless it exists
   local name=$1 init=$2; shift 2
   [ -f "$OUT/$name/tiny_codecs.safetensors" ] || $PY -m harmony.codecs train --init "$init" \
     --out "$OUT/$name/tiny_codecs.safetensors" --threads "$THREADS" --watch-every 250 "$@"
 }
-codec q5 harmony/assets/tiny_codecs.safetensors --minutes 11 --clips 200 --seed-offset 1000 --lr 1e-3 --colour-weight 10
+codec q5 "$OUT/premove/tiny_codecs.safetensors" --minutes 11 --clips 200 --seed-offset 1000 --lr 1e-3 --colour-weight 10
 codec t1 "$OUT/q5/tiny_codecs.safetensors" --minutes 15 --clips 3000 --seconds 1.5 --seed-offset 3000 --lr 1e-3 \
   --colour-weight 10
 codec t2 "$OUT/t1/tiny_codecs.safetensors" --minutes 15 --clips 4000 --seconds 1.5 --seed-offset 6000 --lr 7e-4 \
@@ -85,9 +94,37 @@ mkdir -p "$OUT/t4"
 # shellcheck disable=SC2086
 stage v2a_more "$OUT/t4/harmony_tiny.safetensors" --init-job V2A --trainable 'audio_model\.blocks\.' \
   --max-minutes 14 --steps 5000 --lr 1e-4 --warmup 20 --ema 0.995 $V2A_ROWS $POOL --export-every 150 --seed 91
+# --- the twelfth session (notebook W2-W5) ---------------------------------------------------------------
+# w2: m1's shared weights 40 more minutes with the temporal term; --trainable '.' keeps the text encoders frozen,
+#     so the jobs' own weights still fit
 # shellcheck disable=SC2086
-$PY -m harmony job-weights "$OUT/m1/harmony_tiny.safetensors" "$OUT/harmony_tiny.safetensors" \
-  --job V2A="$OUT/v2a_more/ema_step750.safetensors" --job I2AV="$OUT/i2av/harmony_tiny.safetensors" \
-  --only '(audio|video)_model\.blocks\.' $TUNED
+stage w2 "$OUT/m1/harmony_tiny.safetensors" --codecs "$CODECS" --max-minutes 40 --steps 5000 $ROWS --export-every 150 \
+  --workers 0 --seed 33 --lambda-temporal 60 --trainable '.'
+# a2v (W3): A2V's own video blocks on speech rows, sigma as A2V samples it (shift 1), the temporal term; step 600
+# shellcheck disable=SC2086
+stage a2v "$OUT/w2/harmony_tiny.safetensors" --trainable 'video_model\.blocks\.' --max-minutes 14 --steps 5000 \
+  --lr 3e-4 --warmup 20 --ema 0.99 --lambda-joint 0 --lambda-v 1 --lambda-i 0 --lambda-a 0 --shift-a2v 1 \
+  --p-first-frame 0 --p-quiet 0.3 --p-drop-text 0.1 --split speech --lambda-temporal 60 $POOL --workers 0 \
+  --export-every 150 --seed 95
+# each job keeps only the blocks it trained
+ONLY=(--only 'V2A=audio_model\.blocks\.' --only 'I2AV=video_model\.blocks\.' --only 'A2V=video_model\.blocks\.')
+mkdir -p "$OUT/w3"
+# shellcheck disable=SC2086
+[ -f "$OUT/w3/harmony_tiny.safetensors" ] || $PY -m harmony job-weights "$OUT/w2/harmony_tiny.safetensors" \
+  "$OUT/w3/harmony_tiny.safetensors" --job V2A="$OUT/v2a_more/ema_step750.safetensors" \
+  --job I2AV="$OUT/i2av/harmony_tiny.safetensors" --job A2V="$OUT/a2v/ema_step600.safetensors" "${ONLY[@]}" $TUNED
+# I2AV's video blocks re-fit on W2's weights (W5; it ran at one thread beside W4, a V2A re-fit not kept): step 900
+# shellcheck disable=SC2086
+OMP_NUM_THREADS=1 stage i2av_w2 "$OUT/w3/harmony_tiny.safetensors" --init-job I2AV --trainable 'video_model\.blocks\.' \
+  --max-minutes 14 --steps 5000 --lr 3e-4 --warmup 20 --ema 0.99 $I2AV_ROWS $POOL --workers 0 --export-every 150 \
+  --seed 99
+# the shipped file: W2's shared weights; V2A computes with U1's audio blocks and m1's video blocks (the tower its
+# audio blocks were trained to read; W4 re-fit them on W2's video tower and the still lamp got sounds), I2AV with
+# W5's video blocks, A2V with W3's
+# shellcheck disable=SC2086
+$PY -m harmony job-weights "$OUT/w2/harmony_tiny.safetensors" "$OUT/harmony_tiny.safetensors" \
+  --job V2A="$OUT/v2a_more/ema_step750.safetensors" --job I2AV="$OUT/i2av_w2/ema_step900.safetensors" \
+  --job A2V="$OUT/a2v/ema_step600.safetensors" --only 'V2A=(audio|video)_model\.blocks\.' \
+  --only 'I2AV=video_model\.blocks\.' --only 'A2V=video_model\.blocks\.' $TUNED
 cp "$CODECS" "$OUT/tiny_codecs.safetensors"
 echo "move done: $OUT/harmony_tiny.safetensors (+ .text.safetensors) with $OUT/tiny_codecs.safetensors"
