@@ -221,6 +221,10 @@ MUTATIONS = [
      "return F.avg_pool2d(mask[:, None], stride)[:, 0].reshape(B, Fr, H // stride, W // stride)",
      "return F.max_pool2d(mask[:, None], stride)[:, 0].reshape(B, Fr, H // stride, W // stride)", COLOUR_TESTS),
     ("jobs-from copies nothing", "harmony/checkpoint.py", "out[key] = theirs[key]", "pass", JOB_TESTS),
+    # the twelfth session: each job's own --only expression
+    ("one --only for every job (the per-job entries ignored)", "harmony/checkpoint.py",
+     'return only.get(job, only.get("", "")) if isinstance(only, dict) else only',
+     'return only.get("", "") if isinstance(only, dict) else only', JOB_TESTS),
     # the eleventh session: the temporal term
     ("temporal term on a velocity network's raw output error", "harmony/train.py",
      "err = pred - target if x0_target else sigma * (target - pred)",
