@@ -24,6 +24,16 @@ def load(name):
         return json.load(f)
 
 
+def _make_assets():
+    """workflows/make_assets.py, imported from its folder (not a package)."""
+    sys.path.insert(0, WORKFLOWS)
+    try:
+        import make_assets
+    finally:
+        sys.path.remove(WORKFLOWS)
+    return make_assets
+
+
 def test_every_job_has_a_template():
     assert set(JOBS) == set(NAMES)
 
@@ -42,11 +52,7 @@ def test_template_is_valid_ui_format(name):
 
 
 def test_templates_are_up_to_date_with_the_node_definitions():
-    sys.path.insert(0, WORKFLOWS)
-    try:
-        import make_assets
-    finally:
-        sys.path.remove(WORKFLOWS)
+    make_assets = _make_assets()
     built = make_assets.build_workflows()
     for name, wf in built.items():
         assert load(name) == json.loads(json.dumps(wf)), f"run: python workflows/make_assets.py workflows"
@@ -61,11 +67,7 @@ def test_samples_are_the_current_worlds_renders():
 
     from harmony import media
 
-    sys.path.insert(0, WORKFLOWS)
-    try:
-        import make_assets
-    finally:
-        sys.path.remove(WORKFLOWS)
+    make_assets = _make_assets()
     scenes = make_assets.sample_scenes()
     with open(os.path.join(WORKFLOWS, "samples", "texts.json"), encoding="utf-8") as f:
         texts = json.load(f)
@@ -154,11 +156,7 @@ def test_the_overlap_check_sees_a_node_under_the_note():
     wf = copy.deepcopy(load("harmony_ovi_a2v"))
     vae = next(n for n in wf["nodes"] if n.get("title") == "Load VAE (MMAudio audio)")
     vae["pos"] = [0, 100]  # inside the Note's box, as before issue 23
-    sys.path.insert(0, WORKFLOWS)
-    try:
-        import make_assets
-    finally:
-        sys.path.remove(WORKFLOWS)
+    make_assets = _make_assets()
     assert any("Load VAE (MMAudio audio)" in p and "About this template" in p for p in make_assets.overlaps(wf))
 
 
