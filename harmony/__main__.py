@@ -83,6 +83,10 @@ def generate_parser():
                           help="timing anchor on top of SyncCFG (A2V / V2A; ours, not the paper's): the generated "
                                "modality is pushed away from what a partner 3 frames early gives; default: the "
                                "model's tuned value for the job (0 = off)")
+    sampling.add_argument("--resync", type=float, default=None, metavar="R",
+                          help="resync pass (T2AV / I2AV; ours, not the paper's): the picture re-timed to the "
+                               "generated sound, sampled again as A2V over the last R (0..1) of the schedule; "
+                               "default: the model's tuned value for the job (0 = off)")
     sampling.add_argument("--text-cfg", type=float, default=1.0, help="text CFG on top of SyncCFG (1 = off)")
     sampling.add_argument("--video-negative", metavar="TEXT", default=None,
                           help="what text CFG (--text-cfg != 1, or --guidance cfg) steers the video away from "
@@ -207,8 +211,8 @@ def _generate(argv):
 
     try:  # closed on an error too: its line ends before the error line, and it is never redrawn after it
         lat = pipe.sample(cond, seconds=a.seconds, seed=a.seed, steps=a.steps, shift=a.shift, sv=sv, sa=sa,
-                          st=a.st, text_cfg=a.text_cfg, guidance=a.guidance, solver=a.solver, callback=progress,
-                          fit=a.fit, video_negative=a.video_negative, audio_negative=a.audio_negative, **kw)
+                          st=a.st, resync=a.resync, text_cfg=a.text_cfg, guidance=a.guidance, solver=a.solver,
+                          callback=progress, fit=a.fit, video_negative=a.video_negative, audio_negative=a.audio_negative, **kw)
     finally:
         bar.close()
     if sp is not None and sp.rank:
@@ -250,8 +254,8 @@ def _check_generate_args(a) -> float:
     min_s, max_s = model_limits(a.model, "--model" if a.model else "the bundled model")
     validate.sampling_args(seconds_value=a.seconds, seed=a.seed, steps=a.steps, shift=a.shift,
                            sv=0.0 if a.sv is None else a.sv, sa=0.0 if a.sa is None else a.sa,
-                           st=a.st, text_cfg=a.text_cfg, guidance=a.guidance, solver=a.solver, min_seconds=min_s,
-                           max_seconds=max_s, guidance_modes=GUIDANCE_MODES, solvers=SOLVERS, via="cli")
+                           st=a.st, resync=a.resync, text_cfg=a.text_cfg, guidance=a.guidance, solver=a.solver,
+                           min_seconds=min_s, max_seconds=max_s, guidance_modes=GUIDANCE_MODES, solvers=SOLVERS, via="cli")
     if a.resident_blocks is not None:
         validate.integer(a.resident_blocks, "resident_blocks", 4, via="cli", low=0)
     if a.video:  # the container's frame rate (or --video-fps), before anything is decoded or loaded
@@ -389,9 +393,10 @@ def _job_weights(argv):
         except ValueError:
             values = {}
         if (job not in JOBS or not values or len(values) != len(pairs) or set(values) - set(TUNED_KEYS)
-                or any(not 0 <= v < float("inf") for v in values.values()) or values.get("shift", 1) <= 0):
+                or any(not 0 <= v < float("inf") for v in values.values()) or values.get("shift", 1) <= 0
+                or values.get("resync", 0) > 1):
             ap.error(f"--tuned {item!r}: give JOB:KEY=X[,KEY=Y] with JOB one of {', '.join(JOBS)}, KEY one of "
-                     f"{', '.join(TUNED_KEYS)}, scales >= 0 and a shift > 0, e.g. A2V:shift=1")
+                     f"{', '.join(TUNED_KEYS)}, scales >= 0, a shift > 0 and a resync in [0, 1], e.g. A2V:shift=1")
         tuned[job] = values
     if not jobs and not tuned and not a.codecs and not a.jobs_from:
         ap.error("give at least one --job JOB=FILE, --jobs-from FILE, --tuned JOB:KEY=X or --codecs FILE")

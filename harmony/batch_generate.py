@@ -19,7 +19,7 @@ def generate_batch(pipe, job: str, texts: Sequence[tuple[str, str, str]], seeds:
                    seconds: float = 3.0, first_frames=None, driving_audio=None, driving_video=None,
                    ref_voices=None, guidance: str = "synccfg", steps: int = 20, sv: float | None = None,
                    sa: float | None = None, text_cfg: float = 1.0, solver: str = "dpmpp_2m",
-                   shift: float | None = None, st: float | None = None,
+                   shift: float | None = None, st: float | None = None, resync: float | None = None,
                    callback: Callable | None = None, keep_given: bool = True):
     """B clips of one job in ONE batched sampling run; each item is what
     ``pipe.sample(..., seed=seeds[i])`` + ``pipe.decode`` gives for it alone (same noise).
@@ -27,7 +27,7 @@ def generate_batch(pipe, job: str, texts: Sequence[tuple[str, str, str]], seeds:
     ``texts``: ``(prompt, audio_caption, transcript)`` per item; ``first_frames``: ``[H,W,3]`` per
     item (I2AV); ``driving_audio``: ``(wave [C,T] or [T], sr)`` per item (A2V);
     ``driving_video``: ``(frames [F,H,W,3], fps)`` per item (V2A); ``ref_voices``: ``(wave, sr)``
-    or None per item; ``sv`` / ``sa`` / ``shift`` / ``st``: None = the model file's for ``job``;
+    or None per item; ``sv`` / ``sa`` / ``shift`` / ``st`` / ``resync``: None = the model file's for ``job``;
     ``keep_given``: as ``pipe.decode`` (the given media as given: V2A's video, A2V's audio,
     I2AV's image with its detail put back). Returns
     ``[(frames [F,H,W,3] float 0..1, wave [T] float), ...]``: as ``pipe.decode`` gives them (with
@@ -49,7 +49,7 @@ def generate_batch(pipe, job: str, texts: Sequence[tuple[str, str, str]], seeds:
             "V2A": ("driving_video", driving_video)}.get(job)
     if need is not None and (need[1] is None or len(need[1]) != b):
         raise ValueError(f"generate_batch: job {job} needs `{need[0]}`, one per seed ({b})")
-    sv, sa, shift, st = job_settings(pipe.model.cfg, job, sv, sa, shift, st)
+    sv, sa, shift, st, resync = job_settings(pipe.model.cfg, job, sv, sa, shift, st, resync)
     geom = clip_geometry(seconds, pipe.fps, pipe.frame_size, pipe.codecs.video, pipe.codecs.audio)
     seconds, n_frames = geom.seconds, geom.n_frames  # the Wan VAE's 4k+1 frames, as pipe.sample
     with torch.no_grad():
@@ -86,7 +86,7 @@ def generate_batch(pipe, job: str, texts: Sequence[tuple[str, str, str]], seeds:
             zv, za = sample(pipe.model, cond, noise_v, noise_a, steps=steps, shift=shift,
                             guidance=Guidance(guidance, sv, sa, text_cfg, True, st), job=j, uncond=uncond,
                             silent_audio_token=silent, blank_video_frame=blank, solver=solver,
-                            callback=callback, log=pipe.log)
+                            callback=callback, log=pipe.log, resync=resync)
         out = []
         for i in range(b):  # decode one by one: exactly the single-clip decode (the audio codec seeds its noise per call)
             given = AVLatent(zv[i:i + 1].float(), za[i:i + 1].float(), pipe.fps, pipe.sample_rate, seconds, job,
@@ -100,11 +100,13 @@ def generate_batch(pipe, job: str, texts: Sequence[tuple[str, str, str]], seeds:
 
 def model_generate_fn(pipe, guidance: str = "synccfg", steps: int = 20, sv: float | None = None,
                       sa: float | None = None, text_cfg: float = 1.0, solver: str = "dpmpp_2m", max_batch: int = 8,
-                      callback: Callable | None = None, shift: float | None = None, st: float | None = None):
+                      callback: Callable | None = None, shift: float | None = None, st: float | None = None,
+                      resync: float | None = None):
     """A batched generator for :func:`harmony.evaluate.evaluate`: the clips of one split, one job, in one
     sampling run (or ``ceil(n / max_batch)`` runs). The conditioning is in each clip (prompt,
     audio_caption, transcript, ref_voice; ``clip.frames[0]`` for I2AV, ``clip.wave`` for A2V,
-    ``clip.frames`` for V2A); ``sv`` / ``sa`` / ``shift`` / ``st``: None = the model file's for each job."""
+    ``clip.frames`` for V2A); ``sv`` / ``sa`` / ``shift`` / ``st`` / ``resync``: None = the model file's for
+    each job."""
     def generate(job, clips, seeds):
         out = []
         for k in range(0, len(clips), max_batch):
@@ -116,7 +118,7 @@ def model_generate_fn(pipe, guidance: str = "synccfg", steps: int = 20, sv: floa
                 driving_video=[(c.frames, c.fps) for c in cs] if job == "V2A" else None,
                 ref_voices=[(c.ref_voice[None], c.sample_rate) if c.ref_voice is not None else None for c in cs],
                 guidance=guidance, steps=steps, sv=sv, sa=sa, text_cfg=text_cfg, solver=solver, callback=callback,
-                shift=shift, st=st)
+                shift=shift, st=st, resync=resync)
         return out
     return generate
 

@@ -158,16 +158,16 @@ def _recall(wave, times, sr: int, fps: float) -> float:
 def run_controls(pipe, seeds: Sequence[int] = (0, 1), steps: int = 20, guidance: str = "synccfg",
                  sv: float | None = None, sa: float | None = None, jobs=("V2A", "I2AV", "A2V"),
                  shift: float | None = None, text_cfg: float = 1.0, solver: str = "dpmpp_2m",
-                 st: float | None = None) -> list[dict]:
+                 st: float | None = None, resync: float | None = None) -> list[dict]:
     """All controls for ``jobs``, each averaged over the sampling ``seeds``; one batched
-    sampling run per job, at ``sv`` / ``sa`` / ``shift`` / ``st`` (None: the model file's for each job, as
+    sampling run per job, at ``sv`` / ``sa`` / ``shift`` / ``st`` / ``resync`` (None: the model file's for each job, as
     a user who sets none gets them). Returns a list of result dicts (``name``, ``job``, ``value``,
     ``per_seed``, ``ceiling``, ``threshold``, ``op``, ``passed``, ...)."""
     seeds = [int(s) for s in seeds]
     k = len(seeds)
     rt = codec_roundtrip_fn(pipe)
     kw = dict(seconds=SECONDS, guidance=guidance, steps=steps, sv=sv, sa=sa, shift=shift, text_cfg=text_cfg,
-              solver=solver, st=st)
+              solver=solver, st=st, resync=resync)
     results = []
     sr, fps = int(pipe.sample_rate), float(pipe.fps)
     tol = 1.0 / fps + 1e-6  # one generated frame

@@ -288,6 +288,8 @@ def main(argv=None):
     ap.add_argument("--shift", type=float, default=None, help="schedule shift (default: the model's, per job)")
     ap.add_argument("--st", type=float, default=None,
                     help="timing anchor's scale on top of SyncCFG, A2V / V2A (default: the model's, per job; 0 = off)")
+    ap.add_argument("--resync", type=float, default=None,
+                    help="resync pass's share of the schedule, T2AV / I2AV (default: the model's, per job; 0 = off)")
     ap.add_argument("--text-cfg", type=float, default=1.0, help="text CFG on top of SyncCFG (1 = off)")
     ap.add_argument("--seconds", type=float, default=3.0, help="length of each held-out clip")
     ap.add_argument("--batch", type=int, default=8, help="clips per batched sampling run")
@@ -310,11 +312,14 @@ def main(argv=None):
     from .pipeline import HarmonyPipeline
 
     pipe = HarmonyPipeline.from_pretrained(a.model, log=lambda m: None)
-    from .sampling import job_settings
+    from .sampling import RESYNC_JOBS, job_settings
 
-    sv, sa, shift, st = a.sv, a.sa, a.shift, a.st  # None: each job at the model file's tuned value
-    settings = {j: job_settings(pipe.model.cfg, j, sv, sa, shift, st) for j in jobs}
-    scales = "; ".join(f"{j} sv={v[0]:g} sa={v[1]:g} shift={v[2]:g}" + (f" st={v[3]:g}" if v[3] else "")
+    sv, sa, shift, st, resync = a.sv, a.sa, a.shift, a.st, a.resync  # None: each job at the model file's tuned value
+    if resync is not None and not 0 <= resync <= 1:
+        ap.error(f"--resync must be between 0 and 1 (0 = off), got {resync}")
+    settings = {j: job_settings(pipe.model.cfg, j, sv, sa, shift, st, resync) for j in jobs}
+    scales = "; ".join(f"{j} sv={v.sv:g} sa={v.sa:g} shift={v.shift:g}" + (f" st={v.st:g}" if v.st else "")
+                       + (f" resync={v.resync:g}" if v.resync and j in RESYNC_JOBS else "")
                        for j, v in settings.items())
     t0 = time.time()
     out = {}
@@ -329,7 +334,7 @@ def main(argv=None):
             bar.update(1)
 
         gens = {m: model_generate_fn(pipe, m, a.steps, sv, sa, a.text_cfg, max_batch=a.batch, shift=shift,
-                                   st=st) for m in modes}
+                                   st=st, resync=resync) for m in modes}
         rows = evaluate(gens, a.n_per_split, jobs, None if a.no_ceiling else codec_roundtrip_fn(pipe), a.seconds,
                         progress=progress)
         bar.close()
@@ -347,7 +352,8 @@ def main(argv=None):
     if a.controls or a.controls_only:
         from .controls import format_controls, run_controls
         t1 = time.time()
-        results = run_controls(pipe, steps=a.steps, sv=sv, sa=sa, guidance=modes[0], shift=shift, st=st)
+        results = run_controls(pipe, steps=a.steps, sv=sv, sa=sa, guidance=modes[0], shift=shift, st=st,
+                               resync=resync)
         print()
         print(f"controls ({modes[0]}, {a.steps} steps; decoded media; {time.time() - t1:.0f} s)")
         print(format_controls(results))

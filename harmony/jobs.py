@@ -35,9 +35,9 @@ def job_name(driving_audio: bool, driving_video: bool, first_frame: bool) -> str
     return "I2AV" if first_frame else "T2AV"
 
 
-TUNED_KEYS = ("sv", "sa", "shift", "st")
+TUNED_KEYS = ("sv", "sa", "shift", "st", "resync")
 """The sampling settings a model file may record as tuned for it (guidance scales, schedule shift,
-the timing anchor's scale)."""
+the timing anchor's scale, the resync pass's share of the schedule)."""
 
 
 def tuned_settings(cfg_or_meta, job: Optional[str] = None) -> dict:

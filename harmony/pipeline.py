@@ -28,7 +28,7 @@ from .jobs import (DEFAULT_MAX_SECONDS, DEFAULT_SECONDS, MIN_SECONDS, clip_geome
                    max_seconds)
 from .model import Conditioning
 from .sampling import (DEFAULT_SOLVER, DEFAULT_STEPS, GUIDANCE_MODES, SOLVERS, Guidance, Job,
-                       job_settings, sample)
+                       RESYNC_JOBS, job_settings, sample)
 
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 DEFAULT_MODEL = os.path.join(ASSETS, "harmony_tiny.safetensors")
@@ -403,11 +403,12 @@ class HarmonyPipeline:
                callback: Optional[Callable] = None, cancel: Optional[Callable] = None,
                batched: bool = True, fit: str = "crop", preview: Optional[Callable] = None,
                video_negative: Optional[str] = None, audio_negative: Optional[str] = None,
-               st: Optional[float] = None) -> AVLatent:
+               st: Optional[float] = None, resync: Optional[float] = None) -> AVLatent:
         """Sample a joint latent. ``driving_audio``/``ref_voice``: ``(wave [C,T], sr)``;
         ``driving_video``: ``(frames [F,H,W,3], fps)``; ``first_frame``: ``[H,W,3]``;
         ``fit``: how frames of another aspect ratio meet the model's frame (crop, letterbox, stretch);
-        ``shift`` / ``sv`` / ``sa`` / ``st`` (the timing anchor's scale, guidance.Guidance):
+        ``shift`` / ``sv`` / ``sa`` / ``st`` (the timing anchor's scale, guidance.Guidance) / ``resync``
+        (T2AV / I2AV: the resync pass's share of the schedule, sampling.sample; 0 = off):
         None = the model file's tuned value for the job (jobs.tuned_settings);
         ``preview(step, total, x0_video, x0_audio)``: the step's clean estimate (latents);
         ``video_negative`` / ``audio_negative``: the texts text CFG (``text_cfg`` != 1, or
@@ -418,14 +419,15 @@ class HarmonyPipeline:
             raise validate.InputError(f"fit: {fit!r} is unknown; use one of {', '.join(FIT_MODES)}")
         # a setting not given: the model file's tuned one for this job (jobs.tuned_settings)
         name = job_name(driving_audio is not None, driving_video is not None, first_frame is not None)
-        sv, sa, shift, st = job_settings(self.model.cfg, name, sv, sa, shift, st)
+        sv, sa, shift, st, resync = job_settings(self.model.cfg, name, sv, sa, shift, st, resync)
         # every input is checked before any compute (harmony.validate)
         args = validate.sampling_args(
             seconds_value=seconds, seed=seed, steps=steps, shift=shift, sv=sv, sa=sa, text_cfg=text_cfg,
-            st=st, guidance=guidance, solver=solver, min_seconds=MIN_SECONDS, max_seconds=self.max_seconds,
+            st=st, resync=resync, guidance=guidance, solver=solver, min_seconds=MIN_SECONDS,
+            max_seconds=self.max_seconds,
             guidance_modes=GUIDANCE_MODES, solvers=SOLVERS)
         seconds, seed, steps, shift = args["seconds"], args["seed"], args["steps"], args["shift"]
-        sv, sa, text_cfg, st = args["sv"], args["sa"], args["text_cfg"], args["st"]
+        sv, sa, text_cfg, st, resync = args["sv"], args["sa"], args["text_cfg"], args["st"], args["resync"]
         validate.conditioning(cond, "cond")
         for name, value in (("video_negative", video_negative), ("audio_negative", audio_negative)):
             if value is not None:
@@ -491,16 +493,18 @@ class HarmonyPipeline:
             uncond = self.encode_negative(video_negative, audio_negative)
             uncond.ref_audio = cond.ref_audio
         self.log(f"{job.name}: {seconds:g} s, {steps} steps, {guidance} (sv={sv:g}, sa={sa:g}, "
-                 f"text_cfg={text_cfg:g}{f', st={st:g}' if st else ''}), shift {shift:g}, solver {solver}, seed {seed}")
+                 f"text_cfg={text_cfg:g}{f', st={st:g}' if st else ''}), shift {shift:g}, solver {solver}, seed {seed}"
+                 + (f", resync {resync:g} (A2V's settings)" if resync and job.name in RESYNC_JOBS else ""))
         with self._resident():
             zv, za = sample(self.model, cond, noise_v, noise_a, steps=steps, shift=shift,
                             guidance=Guidance(guidance, sv, sa, text_cfg, batched, st), job=job,
                             uncond=uncond, silent_audio_token=silent, blank_video_frame=blank,
                             solver=solver, callback=callback, cancel=cancel, preview=preview,
-                            dtype=self.compute_dtype, log=self.log)
+                            dtype=self.compute_dtype, log=self.log, resync=resync)
         return AVLatent(zv.float(), za.float(), self.fps, self.sample_rate, seconds, job.name,
                         {"seed": seed, "steps": steps, "guidance": guidance, "sv": sv, "sa": sa, "shift": shift,
-                         "st": st}, None if image is None else image.cpu(),
+                         "st": st, "resync": resync if job.name in RESYNC_JOBS else 0.0},
+                        None if image is None else image.cpu(),
                         None if driving_video is None else (*driving_video, fit), driving_audio)
 
     # ---------------------------------------------------------------- decode

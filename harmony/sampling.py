@@ -24,7 +24,7 @@ The step callback receives a dict ``{"i", "x", "sigma", "sigma_next", "denoised"
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 import torch
 
@@ -51,15 +51,41 @@ def default_shift(cfg=None, job: Optional[str] = None) -> float:
     return (tuned_settings(cfg, job) if cfg is not None else {}).get("shift", DEFAULT_SHIFT)
 
 
+DEFAULT_RESYNC = 0.0
+"""The resync pass is off unless a model file records it (the paper has none)."""
+RESYNC_JOBS = ("T2AV", "I2AV")
+"""The jobs whose sound is generated, and so can drive a resync pass of their picture."""
+
+
+def default_resync(cfg=None, job: Optional[str] = None) -> float:
+    """The resync pass's share of the schedule for a model and a job: its file's tuned one (T2AV / I2AV),
+    else 0 (off)."""
+    if job not in RESYNC_JOBS:
+        return 0.0
+    return (tuned_settings(cfg, job) if cfg is not None else {}).get("resync", DEFAULT_RESYNC)
+
+
+class JobSettings(NamedTuple):
+    """The sampling settings of one run of a job (see :func:`job_settings`)."""
+
+    sv: float
+    sa: float
+    shift: float
+    st: float
+    resync: float
+
+
 def job_settings(cfg, job: str, sv: Optional[float] = None, sa: Optional[float] = None,
-                 shift: Optional[float] = None, st: Optional[float] = None) -> tuple[float, float, float, float]:
-    """``(sv, sa, shift, st)`` of a run of ``job``: each one given, else the model file's tuned value
-    for the job, else the paper's (st: 0, no timing anchor); the one place a run without settings
-    gets them."""
+                 shift: Optional[float] = None, st: Optional[float] = None,
+                 resync: Optional[float] = None) -> JobSettings:
+    """``(sv, sa, shift, st, resync)`` of a run of ``job``: each one given, else the model file's tuned
+    value for the job, else the paper's (st: 0, no timing anchor; resync: 0, no resync pass); the one
+    place a run without settings gets them."""
     tuned_sv, tuned_sa = default_scales(cfg, job)
-    return (tuned_sv if sv is None else sv, tuned_sa if sa is None else sa,
-            default_shift(cfg, job) if shift is None else shift,
-            default_timing(cfg, job) if st is None else st)
+    return JobSettings(tuned_sv if sv is None else sv, tuned_sa if sa is None else sa,
+                       default_shift(cfg, job) if shift is None else shift,
+                       default_timing(cfg, job) if st is None else st,
+                       default_resync(cfg, job) if resync is None else resync)
 
 
 class SamplingCancelled(RuntimeError):
@@ -185,7 +211,7 @@ def sample(model, cond: Conditioning, noise_video: torch.Tensor, noise_audio: to
            silent_audio_token=None, blank_video_frame=None, solver: str = DEFAULT_SOLVER,
            callback: Optional[Callable] = None, cancel: Optional[Callable] = None,
            preview: Optional[Callable] = None, dtype: Optional[torch.dtype] = None,
-           log: Optional[Callable[[str], None]] = None):
+           log: Optional[Callable[[str], None]] = None, resync: float = 0.0):
     """Generate ``(video_latent, audio_latent)`` (fp32) from the given noise.
 
     ``callback(step, total)`` runs after every step; ``preview(step, total, x0_video,
@@ -195,17 +221,49 @@ def sample(model, cond: Conditioning, noise_video: torch.Tensor, noise_audio: to
     dtype (default: the noise's dtype); the ODE state stays fp32 whatever it is.
     A model with its own weights for the job (:mod:`harmony.job_weights`) samples with them;
     ``log`` hears whether they are used.
+
+    ``resync`` (0 = off; T2AV and I2AV, ours, not the paper's): the **resync pass**. Once the joint
+    sample is done, its picture is re-timed to its own sound: the generated audio latent is held
+    clean (with I2AV's first frame), the video is noised back to the sigma ``resync`` of the way
+    down an A2V schedule and sampled as A2V from there, ``round(steps * resync)`` more steps at the
+    model file's A2V settings and with A2V's own weights. Cross-Task Synergy at sampling time: the
+    A2V path follows an audio track better than the joint one makes picture and sound agree.
     """
     if solver not in SOLVER_FUNCS:
         raise ValueError(f"solver {solver!r} is unknown; use one of {SOLVERS}")
+    if not 0 <= resync <= 1:
+        raise ValueError(f"resync must be in [0, 1] (0 = off), got {resync}")
     guidance = guidance or Guidance()
     job = job or Job()
-    guided = SyncCFG(model, cond, guidance, job, uncond, silent_audio_token, blank_video_frame,
-                     dtype or noise_video.dtype)
     state = torch.promote_types(noise_video.dtype, torch.float32)
     zv, za = noise_video.to(state), noise_audio.to(state)
-    den = JobDenoiser(guided, job, zv.shape, za.shape)
     sigmas = sigma_schedule(steps, shift)
+    second = None
+    if resync > 0 and job.name in RESYNC_JOBS:
+        a2v = job_settings(getattr(model, "cfg", None), "A2V")
+        tail = sigma_schedule(steps, a2v.shift)[-(max(1, round(steps * resync)) + 1):]
+        second = (a2v, tail)
+    total = len(sigmas) - 1 + (0 if second is None else len(second[1]) - 1)
+    run = dict(model=model, cond=cond, uncond=uncond, silent_audio_token=silent_audio_token,
+               blank_video_frame=blank_video_frame, solver=solver, callback=callback, cancel=cancel,
+               preview=preview, dtype=dtype or noise_video.dtype, log=log, total=total)
+    zv, za = _solve(zv, za, sigmas, guidance, job, done=0, **run)
+    if second is None:
+        return zv, za
+    a2v, tail = second
+    s0 = float(tail[0])  # flow matching: x_sigma = (1 - sigma) x0 + sigma noise, the sampling noise again
+    zv = (1 - s0) * zv + s0 * noise_video.to(state)
+    resync_job = Job(clean_audio=za, first_frame=job.first_frame)
+    resync_guidance = Guidance(guidance.mode, a2v.sv, a2v.sa, guidance.text_cfg, guidance.batched, a2v.st)
+    return _solve(zv, za, tail, resync_guidance, resync_job, done=len(sigmas) - 1, **run)
+
+
+def _solve(zv, za, sigmas, guidance, job, *, model, cond, uncond, silent_audio_token, blank_video_frame,
+           solver, callback, cancel, preview, dtype, log, total, done):
+    """One solver run of one job over ``sigmas`` from the state ``(zv, za)``; the step callbacks count
+    from ``done`` of ``total`` (a resync pass goes on where the joint one stopped)."""
+    guided = SyncCFG(model, cond, guidance, job, uncond, silent_audio_token, blank_video_frame, dtype)
+    den = JobDenoiser(guided, job, zv.shape, za.shape)
 
     def model_fn(x, sigma):
         if cancel is not None:
@@ -213,11 +271,10 @@ def sample(model, cond: Conditioning, noise_video: torch.Tensor, noise_audio: to
         return den(x, sigma)
 
     def step_done(info):
-        n = len(sigmas) - 1
         if callback is not None:
-            callback(info["i"] + 1, n)
+            callback(done + info["i"] + 1, total)
         if preview is not None:
-            preview(info["i"] + 1, n, *den.unpack(info["denoised"]))
+            preview(done + info["i"] + 1, total, *den.unpack(info["denoised"]))
 
     with torch.no_grad(), job_weights(model, job.name, log):
         x = SOLVER_FUNCS[solver](model_fn, den.pack(zv, za), sigmas, step_done)

@@ -115,6 +115,8 @@ def synergy_loss(model, conditioner, batch, tc: TrainConfig, gen: torch.Generato
     nv = torch.randn(v0.shape, generator=gen).to(device)
     na = torch.randn(a0.shape, generator=gen).to(device)
     first_clean = (torch.rand(b, generator=gen) < tc.p_first_frame).to(device)
+    # drawn only when used, so that a run without it draws what it always drew
+    first_a2v = (torch.rand(b, generator=gen) < tc.p_first_frame_a2v).to(device) if tc.p_first_frame_a2v > 0 else None
     # I2AV rows shown as a static clip of an out-of-world still (harmony.world.stills): video only
     foreign = torch.zeros(b, dtype=torch.bool, device=device)
     v_i2av = v0
@@ -134,6 +136,8 @@ def synergy_loss(model, conditioner, batch, tc: TrainConfig, gen: torch.Generato
             sigma_v[:, 0] = 0
         elif task == "a2v":
             sigma_a.zero_()
+            if first_a2v is not None:
+                sigma_v[first_a2v, 0] = 0
         elif task == "v2a":
             sigma_v.zero_()
         sigma_vb = sigma_v[:, None, :, None, None]
@@ -470,7 +474,7 @@ def main(argv=None):
                      "lambda_temporal", "driven_shift", "fusion_lr", "shift_a2v", "shift_v2a", "shift_i2av",
                      "max_minutes", "probe_every"):
             validate.number(getattr(args, name), name, f"{getattr(TrainConfig(), name):g}", via="cli", low=0)
-        for name in ("p_first_frame", "p_drop_text", "p_drop_ref", "p_foreign_still", "p_quiet", "ema"):
+        for name in ("p_first_frame", "p_first_frame_a2v", "p_drop_text", "p_drop_ref", "p_foreign_still", "p_quiet", "ema"):
             validate.number(getattr(args, name), name, f"{getattr(TrainConfig(), name):g}", via="cli", low=0,
                             high=1)
     except validate.InputError as e:

@@ -25,6 +25,7 @@ class TrainConfig:
     lambda_a: float = 0.3  # weight of the video-driven audio (V2A) loss
     lambda_i: float = 0.0  # weight of the I2AV task (clean first latent frame); 0 = no such task
     p_first_frame: float = 0.2  # joint task with a clean first latent frame (I2AV)
+    p_first_frame_a2v: float = 0.0  # A2V rows with a clean first latent frame (A2V from an image; the resync pass)
     p_drop_text: float = 0.1
     p_drop_ref: float = 0.3
     ema: float = 0.999
@@ -93,6 +94,8 @@ TRAIN_HELP = {
     "other_codecs": "1: --init-from may have been trained with other codecs (moving to a new codec: its weights "
                     "are only where training starts, in the new codec's latent space)",
     "p_first_frame": "share of joint samples given a clean first latent frame (I2AV)",
+    "p_first_frame_a2v": "share of A2V samples given a clean first latent frame too (A2V from an image, as "
+                         "I2AV's resync pass samples it)",
     "p_drop_text": "share of samples trained without text (for text CFG)",
     "p_drop_ref": "share of samples trained without the reference voice",
     "ema": "decay of the exponential moving average that is exported",

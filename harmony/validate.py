@@ -141,19 +141,20 @@ def seconds(value, *, min_seconds: float, max_seconds: float, via: str = "api",
 
 
 def sampling_args(*, seconds_value=None, seed=0, steps=20, shift=None, sv=None, sa=None, text_cfg=1.0,
-                  st=None, guidance="synccfg", solver="dpmpp_2m", min_seconds: float, max_seconds: float,
+                  st=None, resync=None, guidance="synccfg", solver="dpmpp_2m", min_seconds: float, max_seconds: float,
                   guidance_modes=None, solvers=None, via: str = "api", flags: Optional[dict] = None) -> dict:
     """Check every scalar setting of a sampling run; returns them normalised (floats / ints).
 
     ``flags``: CLI spellings for names whose flag is not ``--name`` (e.g. ``{"seconds_value": ...}``).
     """
     from .guidance import DEFAULT_SA, DEFAULT_ST, DEFAULT_SV
-    from .sampling import DEFAULT_SHIFT
+    from .sampling import DEFAULT_RESYNC, DEFAULT_SHIFT
 
     shift = DEFAULT_SHIFT if shift is None else shift
     sv = DEFAULT_SV if sv is None else sv
     sa = DEFAULT_SA if sa is None else sa
     st = DEFAULT_ST if st is None else st
+    resync = DEFAULT_RESYNC if resync is None else resync
     flags = flags or {}
     out = {
         "seconds": seconds(seconds_value, min_seconds=min_seconds, max_seconds=max_seconds, via=via,
@@ -165,6 +166,8 @@ def sampling_args(*, seconds_value=None, seed=0, steps=20, shift=None, sv=None, 
         "sa": number(sa, "sa", f"{DEFAULT_SA:g}", via=via, flag=flags.get("sa")),
         "text_cfg": number(text_cfg, "text_cfg", 1, via=via, flag=flags.get("text_cfg")),
         "st": number(st, "st", f"{DEFAULT_ST:g}", via=via, flag=flags.get("st")),
+        "resync": number(resync, "resync", "0.4", via=via, flag=flags.get("resync"), low=0, high=1,
+                         why="(the resync pass's share of the schedule; 0 = off)"),
     }
     if guidance_modes is not None:
         out["guidance"] = choice(guidance, "guidance", guidance_modes, via=via, what="guidance mode")

@@ -106,6 +106,12 @@ class HarmonySyncCFGSampler:
                                         "the generated picture or sound is pushed away from what the driving "
                                         "audio / video 3 frames early would give. 0 = off (the paper's "
                                         "SyncCFG); the bundled model's templates set its tuned value."}),
+            "resync": ("FLOAT", {"default": sampling.DEFAULT_RESYNC, "min": 0.0, "max": 1.0, "step": 0.05,
+                                 "tooltip": "Resync pass, T2AV and I2AV only (ours, not the paper's): the picture is "
+                                            "sampled again as A2V from its own generated sound, over this share of "
+                                            "the schedule (more steps: steps x resync), so that mouths and "
+                                            "impacts land on the sound. 0 = off; the bundled model's templates "
+                                            "set its tuned value."}),
             "video_vae": ("VAE", {"tooltip": "Core VAELoader with wan2.2_vae.safetensors: the video codec of "
                                              "umT5 models (Ovi), for the first frame, driving video and SyncCFG's "
                                              "blank-frame anchor. Leave empty for models with their own codecs."}),
@@ -121,7 +127,7 @@ class HarmonySyncCFGSampler:
     DESCRIPTION = "SyncCFG sampling of synchronized video and audio (T2AV / I2AV / A2V / V2A)."
 
     def sample(self, model, conditioning, seed, steps, seconds, width, height, shift, guidance,
-               sv, sa, text_cfg, solver, st=0.0, video_vae=None, audio_vae=None):
+               sv, sa, text_cfg, solver, st=0.0, video_vae=None, audio_vae=None, resync=0.0):
         node = "Harmony SyncCFG Sampler"
         check_type(model, HARMONY_MODEL, "model", node)
         check_type(conditioning, HARMONY_CONDITIONING, "conditioning", node)
@@ -150,7 +156,7 @@ class HarmonySyncCFGSampler:
         with node_checks(node) as validate:  # the same checks as the API and the CLI, before any compute
             validate.sampling_args(
                 seconds_value=seconds, seed=seed, steps=steps, shift=shift, sv=sv, sa=sa, text_cfg=text_cfg,
-                st=st, guidance=guidance, solver=solver, min_seconds=pipeline.MIN_SECONDS,
+                st=st, resync=resync, guidance=guidance, solver=solver, min_seconds=pipeline.MIN_SECONDS,
                 max_seconds=getattr(model, "max_seconds", pipeline.DEFAULT_MAX_SECONDS),
                 guidance_modes=guidance_modes(), solvers=solvers(), via="node")
         progress = host.Progress(steps)
@@ -159,7 +165,7 @@ class HarmonySyncCFGSampler:
             managed(pipe).load()  # ComfyUI's model management: loaded once, kept while memory allows
             latent = model.sample(
                 conditioning.text, seconds=seconds, seed=seed, steps=steps, shift=shift,
-                sv=sv, sa=sa, st=st, text_cfg=text_cfg, guidance=guidance, solver=solver,
+                sv=sv, sa=sa, st=st, resync=resync, text_cfg=text_cfg, guidance=guidance, solver=solver,
                 first_frame=conditioning.first_frame, driving_audio=conditioning.driving_audio,
                 driving_video=conditioning.driving_video, ref_voice=conditioning.ref_voice,
                 callback=callback, cancel=host.check_interrupt, fit=conditioning.fit, preview=preview)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The move of the bundled tiny model to a better video codec, on a CPU (issue 19 item 3; lab notebook
-# docs/training/experiments.md, entries Q5, Q6, T1-T4, U1 and W2-W6). Every stage starts from the previous one's
+# docs/training/experiments.md, entries Q5, Q6, T1-T4, U1, W2-W6 and X6-X12). Every stage starts from the previous one's
 # output and is skipped when that output exists, so the chain resumes stage by stage.
 #
 #   codec  (Q5, T1, T2) the video codec's encoder and decoder train on from the shipped pair: 11 minutes
@@ -22,10 +22,12 @@
 #   a2v    A2V's own video blocks on speech rows, sigma as A2V samples it, the temporal term (W3)
 #   i2av_w2  I2AV's video blocks re-fit on w2's weights (W5)
 #   file   w2's shared weights with each job's own blocks: V2A U1's audio blocks and m1's video tower, I2AV W5's,
-#          A2V W3's; the tuned settings. This is the bundled model since the twelfth session: all nine input
-#          controls pass held out (notebook W1-W6, MODEL_CARD.md).
+#          A2V W3's; the tuned settings. The bundled model of the twelfth session: all nine input controls pass
+#          held out (notebook W1-W6).
+#   a2v_all, blend, resync  the thirteenth session's A2V blocks and T2AV's resync pass (below; notebook X1-X12):
+#          the bundled model since then (MODEL_CARD.md).
 #
-# Usage: bash scripts/codec_move.sh [OUT]      (about 4 hours and three quarters of this 2-core CPU)
+# Usage: bash scripts/codec_move.sh [OUT]      (about 5 hours of this 2-core CPU)
 #   env: PYTHON, THREADS
 set -euo pipefail
 OUT=${1:-runs/move}
@@ -128,3 +130,26 @@ $PY -m harmony job-weights "$OUT/w2/harmony_tiny.safetensors" "$OUT/harmony_tiny
   --only 'I2AV=video_model\.blocks\.' --only 'A2V=video_model\.blocks\.' $TUNED
 cp "$CODECS" "$OUT/tiny_codecs.safetensors"
 echo "move done: $OUT/harmony_tiny.safetensors (+ .text.safetensors) with $OUT/tiny_codecs.safetensors"
+
+# --- the thirteenth session: the resync pass (notebook X1-X12) ---------------------------------------
+# a2v_all  A2V's video blocks 14 more minutes from W3's on every split, a third of the rows with the first frame
+#          held too (--p-first-frame-a2v: A2V from an image), the temporal term (X6); step 900
+# blend    0.7 x W3's blocks + 0.3 x X6's (WiSE-FT, scripts/blend_weights.py; X12): W3 alone shifts the
+#          colours of every scene it did not train on when it re-times T2AV's picture, X6 alone loses some
+#          of A2V's lip-sync (speech control 0.82 on selection seeds)
+# resync   the moved file with those A2V blocks, and T2AV's resync pass at 0.2 (sampling.sample): T2AV's
+#          picture sampled again as A2V from its own generated sound over the last fifth of the schedule
+# shellcheck disable=SC2086
+stage a2v_all "$OUT/harmony_tiny.safetensors" --init-job A2V --trainable 'video_model\.blocks\.' --max-minutes 14 \
+  --steps 5000 --lr 3e-4 --warmup 20 --ema 0.99 --lambda-joint 0 --lambda-v 1 --lambda-i 0 --lambda-a 0 \
+  --shift-a2v 1 --p-first-frame 0 --p-first-frame-a2v 0.3 --p-quiet 0.3 --p-drop-text 0.1 --lambda-temporal 60 \
+  $POOL --workers 0 --export-every 150 --seed 96
+mkdir -p "$OUT/blend" "$OUT/resync"
+[ -f "$OUT/blend/harmony_tiny.safetensors" ] || $PY scripts/blend_weights.py "$OUT/harmony_tiny.safetensors" \
+  "$OUT/a2v_all/ema_step900.safetensors" "$OUT/blend/harmony_tiny.safetensors" --a-job A2V --weight 0.7 \
+  --only 'video_model\.blocks\.'
+# shellcheck disable=SC2086
+$PY -m harmony job-weights "$OUT/w2/harmony_tiny.safetensors" "$OUT/resync/harmony_tiny.safetensors" \
+  --jobs-from "$OUT/harmony_tiny.safetensors" --job A2V="$OUT/blend/harmony_tiny.safetensors" \
+  --only 'A2V=video_model\.blocks\.' $TUNED --tuned T2AV:resync=0.2
+echo "resync done: $OUT/resync/harmony_tiny.safetensors (+ .text.safetensors) with $OUT/tiny_codecs.safetensors"

@@ -41,7 +41,7 @@ def main(argv=None):
     ap.add_argument("--model", default=None, help="model file (default: the bundled one)")
     ap.add_argument("--seeds", default="10-17", help="sampling seeds: a range 10-25 or a list 10,11")
     ap.add_argument("--steps", type=int, default=20)
-    for name in ("sv", "sa", "shift", "st", "text-cfg"):
+    for name in ("sv", "sa", "shift", "st", "resync", "text-cfg"):
         ap.add_argument("--" + name, default=None, help="comma-separated values (default: the model file's)")
     ap.add_argument("--early-frames", default=None,
                     help="how early the timing anchor's partner is, in video latent frames (comma-separated; "
@@ -53,17 +53,17 @@ def main(argv=None):
     seeds = _seeds(a.seeds)
     pipe = HarmonyPipeline.from_pretrained(a.model, log=lambda m: None)
     grid = itertools.product(_values(a.sv, float), _values(a.sa, float), _values(a.shift, float),
-                             _values(a.st, float), _values(a.early_frames, int),
+                             _values(a.st, float), _values(a.resync, float), _values(a.early_frames, int),
                              _values(a.text_cfg, float) if a.text_cfg else [1.0], a.solver.split(","),
                              a.guidance.split(","))
     default_early = guidance.EARLY_FRAMES
-    for sv, sa, shift, st, early, text_cfg, solver, mode in grid:
+    for sv, sa, shift, st, resync, early, text_cfg, solver, mode in grid:
         guidance.EARLY_FRAMES = default_early if early is None else early  # read by SyncCFG at each step
         t0 = time.time()
         res = run_controls(pipe, seeds=seeds, steps=a.steps, guidance=mode, sv=sv, sa=sa, jobs=(a.job,),
-                           shift=shift, text_cfg=text_cfg, solver=solver, st=st)
+                           shift=shift, text_cfg=text_cfg, solver=solver, st=st, resync=resync)
         row = {"model": a.model or "bundled", "job": a.job, "seeds": a.seeds, "sv": sv, "sa": sa, "shift": shift,
-               "st": st, "early_frames": guidance.EARLY_FRAMES, "text_cfg": text_cfg, "solver": solver,
+               "st": st, "resync": resync, "early_frames": guidance.EARLY_FRAMES, "text_cfg": text_cfg, "solver": solver,
                "guidance": mode, "seconds": round(time.time() - t0),
                "controls": {r["name"]: round(r["value"], 3) for r in res},
                "per_seed": {r["name"]: [round(float(v), 2) for v in r["per_seed"]] for r in res}}

@@ -1,4 +1,6 @@
 """Job weights: a job's own tensors are used while that job samples, and nowhere else."""
+import os
+
 import pytest
 import torch
 
@@ -321,3 +323,37 @@ def test_tuned_settings_are_recorded_per_job_and_bad_ones_named(files, tmp_path,
         harmony_main(["job-weights", files["shared"], str(tmp_path / "none.safetensors")])
     assert "at least one" in capsys.readouterr().err
     assert not (tmp_path / "bad.safetensors").exists() and not (tmp_path / "none.safetensors").exists()
+
+
+def _blend_script():
+    import importlib.util
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location("blend_weights", os.path.join(root, "scripts", "blend_weights.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_blend_weights_mixes_the_matched_tensors_and_keeps_b_for_the_rest(tmp_path):
+    """scripts/blend_weights.py (WiSE-FT): w * A + (1 - w) * B on the --only tensors, in B's dtype; B's others and
+    its metadata and text file as they are; a mismatched tensor or a weight outside [0, 1] is refused."""
+    from harmony.weightfile import read_header, read_state_dict, save_safetensors
+    mod = _blend_script()
+    a = {"video_model.blocks.0.w": torch.full((2, 3), 4.0, dtype=torch.float16), "head.w": torch.zeros(2)}
+    b = {"video_model.blocks.0.w": torch.full((2, 3), 1.0, dtype=torch.float16), "head.w": torch.ones(2)}
+    pa, pb, out = tmp_path / "a.safetensors", tmp_path / "b.safetensors", tmp_path / "o" / "blend.safetensors"
+    save_safetensors(a, pa)
+    save_safetensors(b, pb, {"harmony_config": "{}"})
+    save_safetensors({"t": torch.arange(3.0)}, tmp_path / "b.text.safetensors")
+    mod.main([str(pa), str(pb), str(out), "--weight", "0.25", "--only", r"video_model\.blocks\."])
+    got = read_state_dict(str(out))
+    assert got["video_model.blocks.0.w"].dtype == torch.float16
+    assert torch.equal(got["video_model.blocks.0.w"], torch.full((2, 3), 0.25 * 4 + 0.75 * 1, dtype=torch.float16))
+    assert torch.equal(got["head.w"], torch.ones(2)) and read_header(str(out)).metadata == {"harmony_config": "{}"}
+    assert torch.equal(read_state_dict(str(tmp_path / "o" / "blend.text.safetensors"))["t"], torch.arange(3.0))
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        mod.blend(a, b, 1.5)
+    with pytest.raises(ValueError, match="shape"):
+        mod.blend({"head.w": torch.zeros(3)}, b, 0.5, r"head\.")
+    with pytest.raises(ValueError, match="matches no tensor"):
+        mod.blend(a, b, 0.5, "nothing")

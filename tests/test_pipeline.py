@@ -132,3 +132,19 @@ def test_the_bundled_files_driven_jobs_sample_with_their_timing_anchor(pipe, con
     given = pipe.sample(cond, seed=4, steps=2, driving_audio=drive, st=st)
     off = pipe.sample(cond, seed=4, steps=2, driving_audio=drive, st=0.0)
     assert torch.equal(own.video, given.video) and not torch.equal(own.video, off.video)
+
+
+def test_the_bundled_files_t2av_samples_with_its_resync_pass(pipe, cond):
+    """The bundled file records T2AV's resync pass (sampling.sample; none for I2AV, whose image would not hold
+    through it): a T2AV run without settings is the run with the file's share, bit for bit, keeps the joint
+    run's sound and re-times only the picture; resync = 0 is the paper's sampling."""
+    from harmony.sampling import default_resync
+
+    r = default_resync(pipe.model.cfg, "T2AV")
+    assert 0 < r <= 1 and default_resync(pipe.model.cfg, "I2AV") == 0
+    own = pipe.sample(cond, seed=4, steps=5)
+    given = pipe.sample(cond, seed=4, steps=5, resync=r)
+    off = pipe.sample(cond, seed=4, steps=5, resync=0.0)
+    assert own.info["resync"] == r and off.info["resync"] == 0.0
+    assert torch.equal(own.video, given.video) and torch.equal(own.audio, off.audio)
+    assert not torch.equal(own.video, off.video)

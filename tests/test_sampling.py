@@ -231,6 +231,65 @@ def test_callback_preview_every_step_and_cancel_stops():
     assert count["n"] == 3
 
 
+def _resync_net():
+    """GaussNet whose file records A2V's shift (1) and sv: the resync pass must read them."""
+    net = GaussNet("x0")
+    net.cfg = dataclasses.replace(net.cfg, meta={"sampling": {"jobs": {"A2V": {"shift": 1.0, "sv": 2.5}}}})
+    return net
+
+
+@pytest.mark.parametrize("with_image", [False, True])
+def test_resync_pass_resamples_the_video_as_a2v_from_its_own_audio(with_image):
+    """T2AV / I2AV with resync r: the joint run, then round(steps * r) A2V steps (the file's A2V shift) from
+    the joint video noised back with the sampling noise to that tail's first sigma, the generated audio held
+    clean (t_a = 0) and I2AV's first frame too; callbacks count on over both runs."""
+    g = torch.Generator().manual_seed(3)
+    nv, na = torch.randn(1, 2, 3, 2, 2, generator=g), torch.randn(1, 4, 3, generator=g)
+    first = torch.randn(1, 2, 1, 2, 2, generator=g) if with_image else None
+    kw = dict(steps=5, shift=5.0, guidance=Guidance("none"), solver="euler", job=Job(first_frame=first))
+    ref_v, ref_a = sample(GaussNet("x0"), _cond(), nv, na, **kw)  # the joint run alone
+    net, steps = _resync_net(), []
+    zv, za = sample(net, _cond(), nv, na, resync=0.4, callback=lambda i, n: steps.append((i, n)), **kw)
+    assert steps == [(i, 7) for i in range(1, 8)]  # 5 joint steps + round(5 * 0.4) = 2 resync steps
+    torch.testing.assert_close(za, ref_a, rtol=0, atol=0)  # the generated sound is kept as it is
+    tail = sigma_schedule(5, 1.0)[-3:]  # A2V's shift, not the joint run's
+    x = (1 - float(tail[0])) * ref_v.double() + float(tail[0]) * nv.double()
+    want = sample_euler(gauss_denoiser(0.7, 0.5), x, tail)
+    if with_image:
+        want[:, :, :1] = first.double()
+    torch.testing.assert_close(zv.double(), want, rtol=0, atol=1e-5)
+    assert not torch.allclose(zv, ref_v, atol=1e-3)
+    resync_calls = net.seen[5:]
+    assert len(resync_calls) == 2
+    for k, (tv, ta) in enumerate(resync_calls):
+        assert float(ta.abs().max()) == 0
+        torch.testing.assert_close(tv[0, 1:], (1000 * tail[k]).float().expand(2))
+        assert float(tv[0, 0]) == (0.0 if with_image else float((1000 * tail[k]).float()))
+
+
+def test_resync_leaves_driven_jobs_alone_and_checks_its_range():
+    """A2V / V2A have no generated partner to follow: resync changes nothing there; out of [0, 1] it is refused."""
+    nv, na = torch.randn(1, 2, 3, 2, 2), torch.randn(1, 4, 3)
+    kw = dict(steps=3, guidance=Guidance("none"), solver="euler")
+    for job in (Job(clean_audio=torch.randn(1, 4, 3)), Job(clean_video=torch.randn(1, 2, 3, 2, 2))):
+        a, b = _resync_net(), _resync_net()
+        out_a = sample(a, _cond(), nv, na, job=job, **kw)
+        out_b = sample(b, _cond(), nv, na, job=job, resync=0.5, **kw)
+        assert len(a.seen) == len(b.seen) == 3 and all(torch.equal(x, y) for x, y in zip(out_a, out_b))
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="resync"):
+            sample(_resync_net(), _cond(), nv, na, resync=bad, **kw)
+
+
+def test_resync_setting_is_read_from_the_model_file_for_t2av_and_i2av_only():
+    from harmony.sampling import default_resync, job_settings
+    cfg = dataclasses.replace(get_config("tiny"), meta={"sampling": {"resync": 0.3, "jobs": {"I2AV": {"resync": 0.5}}}})
+    assert default_resync(cfg, "T2AV") == 0.3 and default_resync(cfg, "I2AV") == 0.5
+    assert default_resync(cfg, "A2V") == default_resync(cfg, "V2A") == 0.0
+    assert default_resync(get_config("tiny"), "T2AV") == default_resync(None, "T2AV") == 0.0
+    assert job_settings(cfg, "I2AV").resync == 0.5 and job_settings(cfg, "I2AV", resync=0.0).resync == 0.0
+
+
 def test_unknown_solver():
     with pytest.raises(ValueError, match="solver"):
         sample(GaussNet(), _cond(), torch.randn(1, 2, 3, 2, 2), torch.randn(1, 4, 3), solver="bogus",

@@ -115,6 +115,26 @@ def test_driven_tasks_alone_and_their_own_sigma_schedule():
     assert torch.all(u_sigma < tv[2:4, 0] / 1000 + 1e-6)  # same u, larger shift: never lower
 
 
+def test_a2v_rows_may_hold_a_first_frame_too():
+    """--p-first-frame-a2v 1: every A2V row also holds latent frame 0 clean (A2V from an image, as I2AV's
+    resync pass samples it), and the A2V loss leaves that frame out (the oracle is off by 10 only there);
+    at 0 (the default) no A2V row does and frame 0 is scored."""
+    cfg = get_config("tiny")
+    batch = _batch(cfg)
+    plain = dict(lambda_joint=0.0, lambda_v=1.0, lambda_a=0.0, p_first_frame=0.0, p_drop_text=0.0, p_drop_ref=0.0)
+    model = Oracle(batch)
+    loss, parts = synergy_loss(model, Conditioner(cfg), batch, TrainConfig(p_first_frame_a2v=1.0, **plain),
+                               torch.Generator().manual_seed(1), "x0")
+    tv, ta = model.seen[0]
+    assert set(parts) == {"a2v"} and torch.all(ta == 0) and torch.all(tv[:, 0] == 0) and torch.all(tv[:, 1:] > 0)
+    assert parts["a2v"] == pytest.approx(0.0, abs=1e-10)
+    model = Oracle(batch)
+    loss, parts = synergy_loss(model, Conditioner(cfg), batch, TrainConfig(**plain),
+                               torch.Generator().manual_seed(1), "x0")
+    tv, _ = model.seen[0]
+    assert torch.all(tv > 0) and parts["a2v"] == pytest.approx(100.0 / batch["video"].shape[2], rel=1e-5)
+
+
 def test_each_driven_task_may_have_its_own_sigma_schedule():
     """--shift-v2a 1000 puts the V2A rows near sigma 1 while A2V keeps --driven-shift (1 here:
     the uniform draw itself, so the same u gives a lower sigma than the shifted one)."""

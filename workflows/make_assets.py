@@ -193,7 +193,7 @@ def build_workflows() -> dict:
     from harmony.checkpoint import read_config
     from harmony.guidance import default_scales, default_timing
     from harmony.pipeline import DEFAULT_MODEL
-    from harmony.sampling import default_shift
+    from harmony.sampling import default_resync, default_shift
 
     texts = _texts()
     out = {}
@@ -211,7 +211,8 @@ def build_workflows() -> dict:
         sv, sa = default_scales(bundled, job)
         sampler = b.add("HarmonySyncCFGSampler", (760, 0), {"steps": STEPS, "seconds": SECONDS, "seed": 7, "sv": sv,
                                                             "sa": sa, "shift": default_shift(bundled, job),
-                                                            "st": default_timing(bundled, job)},
+                                                            "st": default_timing(bundled, job),
+                                                            "resync": default_resync(bundled, job)},
                         size=(320, 380))
         b.link(loader, 0, sampler, "model")
         b.link(cond[0], cond[1], sampler, "conditioning")
