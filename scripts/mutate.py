@@ -34,6 +34,8 @@ CODEC_TESTS = ["tests/test_codecs.py::test_decoder_holds_a_pitch_that_falls_to_a
                "tests/test_codecs.py::test_decoder_lets_a_new_sound_or_a_voiced_start_change_the_pitch",
                "tests/test_codecs.py::test_a_decaying_chime_keeps_one_onset_per_strike"]
 KEYFRAME_TESTS = ["tests/test_keyframe.py"]
+RESYNC_TESTS = ["tests/test_sampling.py::test_resync_pass_resamples_the_video_as_a2v_from_its_own_audio",
+                "tests/test_sampling.py::test_resync_setting_is_read_from_the_model_file_for_t2av_and_i2av_only"]
 COLOUR_TESTS = ["tests/test_train_tasks.py::test_colour_weight_weighs_the_coloured_patches_in_the_video_loss",
                 "tests/test_train_tasks.py::test_colour_share_is_each_latent_patchs_share_of_world_colour_pixels"]
 TEMPORAL_TESTS = ["tests/test_train_tasks.py::test_temporal_term_weighs_the_estimates_frame_to_frame_change",
@@ -183,6 +185,24 @@ MUTATIONS = [
     ("a run ignores the tuned timing scale", "harmony/sampling.py",
      "default_timing(cfg, job) if st is None else st)", "0.0 if st is None else st)",
      ["tests/test_pipeline.py::test_the_bundled_files_driven_jobs_sample_with_their_timing_anchor"]),
+    # the resync pass: T2AV / I2AV's picture sampled again as A2V from its own sound, at A2V's settings
+    ("resync pass at the joint run's shift", "harmony/sampling.py",
+     "tail = sigma_schedule(steps, a2v.shift)[-(max(1, round(steps * resync)) + 1):]",
+     "tail = sigma_schedule(steps, shift)[-(max(1, round(steps * resync)) + 1):]", RESYNC_TESTS),
+    ("resync pass re-noises without the noise", "harmony/sampling.py",
+     "zv = (1 - s0) * zv + s0 * noise_video.to(state)", "zv = (1 - s0) * zv", RESYNC_TESTS),
+    ("resync pass lets the sound move", "harmony/sampling.py",
+     "resync_job = Job(clean_audio=za, first_frame=job.first_frame)", "resync_job = Job(first_frame=job.first_frame)",
+     RESYNC_TESTS),
+    ("resync pass drops I2AV's first frame", "harmony/sampling.py",
+     "resync_job = Job(clean_audio=za, first_frame=job.first_frame)", "resync_job = Job(clean_audio=za)",
+     RESYNC_TESTS),
+    ("a run ignores the tuned resync", "harmony/sampling.py",
+     "default_resync(cfg, job) if resync is None else resync)", "0.0 if resync is None else resync)",
+     RESYNC_TESTS + ["tests/test_pipeline.py::test_the_bundled_files_t2av_samples_with_its_resync_pass"]),
+    ("A2V rows never hold a first frame", "harmony/train.py",
+     "                sigma_v[first_a2v, 0] = 0", "                pass",
+     ["tests/test_train_tasks.py::test_a2v_rows_may_hold_a_first_frame_too"]),
     # the audio decoder's pitch hold: a chime's sub-harmonic flips kept out, onsets and rises let through
     ("pitch hold ignores loudness onsets", "harmony/codecs/toy_audio.py",
      "free = onset | unvoiced                          # a new sound, or no pitch to keep", "free = unvoiced",
