@@ -183,7 +183,7 @@ MUTATIONS = [
      "return torch.cat([pad, za[:, :-k or None]], dim=1) if k >= 0 else torch.cat([za[:, -k:], pad], dim=1)",
      GUIDANCE_TESTS),
     ("a run ignores the tuned timing scale", "harmony/sampling.py",
-     "default_timing(cfg, job) if st is None else st)", "0.0 if st is None else st)",
+     "default_timing(cfg, job) if st is None else st,", "0.0 if st is None else st,",
      ["tests/test_pipeline.py::test_the_bundled_files_driven_jobs_sample_with_their_timing_anchor"]),
     # the resync pass: T2AV / I2AV's picture sampled again as A2V from its own sound, at A2V's settings
     ("resync pass at the joint run's shift", "harmony/sampling.py",
