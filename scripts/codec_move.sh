@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The move of the bundled tiny model to a better video codec, on a CPU (issue 19 item 3; lab notebook
-# docs/training/experiments.md, entries Q5, Q6, T1-T4, U1, W2-W6 and X6-X12). Every stage starts from the previous one's
+# docs/training/experiments.md, entries Q5, Q6, T1-T4, U1, W2-W6, X6-X12 and X14-X15). Every stage starts from the previous one's
 # output and is skipped when that output exists, so the chain resumes stage by stage.
 #
 #   codec  (Q5, T1, T2) the video codec's encoder and decoder train on from the shipped pair: 11 minutes
@@ -24,8 +24,8 @@
 #   file   w2's shared weights with each job's own blocks: V2A U1's audio blocks and m1's video tower, I2AV W5's,
 #          A2V W3's; the tuned settings. The bundled model of the twelfth session: all nine input controls pass
 #          held out (notebook W1-W6).
-#   a2v_all, blend, resync  the thirteenth session's A2V blocks and T2AV's resync pass (below; notebook X1-X12):
-#          the bundled model since then (MODEL_CARD.md).
+#   a2v_all, blend, resync, i2av_t, bundled  the thirteenth session's A2V blocks, T2AV's resync pass and I2AV's
+#          blocks with the temporal term (below; notebook X1-X15): the bundled model since then (MODEL_CARD.md).
 #
 # Usage: bash scripts/codec_move.sh [OUT]      (about 5 hours of this 2-core CPU)
 #   env: PYTHON, THREADS
@@ -152,4 +152,14 @@ mkdir -p "$OUT/blend" "$OUT/resync"
 $PY -m harmony job-weights "$OUT/w2/harmony_tiny.safetensors" "$OUT/resync/harmony_tiny.safetensors" \
   --jobs-from "$OUT/harmony_tiny.safetensors" --job A2V="$OUT/blend/harmony_tiny.safetensors" \
   --only 'A2V=video_model\.blocks\.' $TUNED --tuned T2AV:resync=0.2
-echo "resync done: $OUT/resync/harmony_tiny.safetensors (+ .text.safetensors) with $OUT/tiny_codecs.safetensors"
+# i2av_t  I2AV's video blocks 14 more minutes from the resync file's, with the temporal term (X14); step 1200 (X15)
+# shellcheck disable=SC2086
+stage i2av_t "$OUT/resync/harmony_tiny.safetensors" --init-job I2AV --trainable 'video_model\.blocks\.' \
+  --max-minutes 14 --steps 5000 --lr 3e-4 --warmup 20 --ema 0.99 $I2AV_ROWS --lambda-temporal 60 $POOL --workers 0 \
+  --export-every 150 --seed 97
+mkdir -p "$OUT/bundled"
+# shellcheck disable=SC2086
+$PY -m harmony job-weights "$OUT/w2/harmony_tiny.safetensors" "$OUT/bundled/harmony_tiny.safetensors" \
+  --jobs-from "$OUT/resync/harmony_tiny.safetensors" --job I2AV="$OUT/i2av_t/ema_step1200.safetensors" \
+  --only 'I2AV=video_model\.blocks\.' $TUNED --tuned T2AV:resync=0.2
+echo "done: $OUT/bundled/harmony_tiny.safetensors (+ .text.safetensors) with $OUT/tiny_codecs.safetensors"
