@@ -212,7 +212,8 @@ def _generate(argv):
     try:  # closed on an error too: its line ends before the error line, and it is never redrawn after it
         lat = pipe.sample(cond, seconds=a.seconds, seed=a.seed, steps=a.steps, shift=a.shift, sv=sv, sa=sa,
                           st=a.st, resync=a.resync, text_cfg=a.text_cfg, guidance=a.guidance, solver=a.solver,
-                          callback=progress, fit=a.fit, video_negative=a.video_negative, audio_negative=a.audio_negative, **kw)
+                          callback=progress, fit=a.fit, video_negative=a.video_negative,
+                          audio_negative=a.audio_negative, **kw)
     finally:
         bar.close()
     if sp is not None and sp.rank:
@@ -255,7 +256,8 @@ def _check_generate_args(a) -> float:
     validate.sampling_args(seconds_value=a.seconds, seed=a.seed, steps=a.steps, shift=a.shift,
                            sv=0.0 if a.sv is None else a.sv, sa=0.0 if a.sa is None else a.sa,
                            st=a.st, resync=a.resync, text_cfg=a.text_cfg, guidance=a.guidance, solver=a.solver,
-                           min_seconds=min_s, max_seconds=max_s, guidance_modes=GUIDANCE_MODES, solvers=SOLVERS, via="cli")
+                           min_seconds=min_s, max_seconds=max_s, guidance_modes=GUIDANCE_MODES, solvers=SOLVERS,
+                           via="cli")
     if a.resident_blocks is not None:
         validate.integer(a.resident_blocks, "resident_blocks", 4, via="cli", low=0)
     if a.video:  # the container's frame rate (or --video-fps), before anything is decoded or loaded

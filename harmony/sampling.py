@@ -238,24 +238,20 @@ def sample(model, cond: Conditioning, noise_video: torch.Tensor, noise_audio: to
     state = torch.promote_types(noise_video.dtype, torch.float32)
     zv, za = noise_video.to(state), noise_audio.to(state)
     sigmas = sigma_schedule(steps, shift)
-    second = None
-    if resync > 0 and job.name in RESYNC_JOBS:
-        a2v = job_settings(getattr(model, "cfg", None), "A2V")
-        tail = sigma_schedule(steps, a2v.shift)[-(max(1, round(steps * resync)) + 1):]
-        second = (a2v, tail)
-    total = len(sigmas) - 1 + (0 if second is None else len(second[1]) - 1)
+    n_resync = max(1, round(steps * resync)) if resync > 0 and job.name in RESYNC_JOBS else 0
     run = dict(model=model, cond=cond, uncond=uncond, silent_audio_token=silent_audio_token,
                blank_video_frame=blank_video_frame, solver=solver, callback=callback, cancel=cancel,
-               preview=preview, dtype=dtype or noise_video.dtype, log=log, total=total)
+               preview=preview, dtype=dtype or noise_video.dtype, log=log, total=steps + n_resync)
     zv, za = _solve(zv, za, sigmas, guidance, job, done=0, **run)
-    if second is None:
+    if not n_resync:
         return zv, za
-    a2v, tail = second
+    a2v = job_settings(getattr(model, "cfg", None), "A2V")
+    tail = sigma_schedule(steps, a2v.shift)[-(n_resync + 1):]
     s0 = float(tail[0])  # flow matching: x_sigma = (1 - sigma) x0 + sigma noise, the sampling noise again
     zv = (1 - s0) * zv + s0 * noise_video.to(state)
     resync_job = Job(clean_audio=za, first_frame=job.first_frame)
     resync_guidance = Guidance(guidance.mode, a2v.sv, a2v.sa, guidance.text_cfg, guidance.batched, a2v.st)
-    return _solve(zv, za, tail, resync_guidance, resync_job, done=len(sigmas) - 1, **run)
+    return _solve(zv, za, tail, resync_guidance, resync_job, done=steps, **run)
 
 
 def _solve(zv, za, sigmas, guidance, job, *, model, cond, uncond, silent_audio_token, blank_video_frame,

@@ -474,7 +474,8 @@ def main(argv=None):
                      "lambda_temporal", "driven_shift", "fusion_lr", "shift_a2v", "shift_v2a", "shift_i2av",
                      "max_minutes", "probe_every"):
             validate.number(getattr(args, name), name, f"{getattr(TrainConfig(), name):g}", via="cli", low=0)
-        for name in ("p_first_frame", "p_first_frame_a2v", "p_drop_text", "p_drop_ref", "p_foreign_still", "p_quiet", "ema"):
+        for name in ("p_first_frame", "p_first_frame_a2v", "p_drop_text", "p_drop_ref", "p_foreign_still", "p_quiet",
+                     "ema"):
             validate.number(getattr(args, name), name, f"{getattr(TrainConfig(), name):g}", via="cli", low=0,
                             high=1)
     except validate.InputError as e:

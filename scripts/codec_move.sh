@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The move of the bundled tiny model to a better video codec, on a CPU (issue 19 item 3; lab notebook
-# docs/training/experiments.md, entries Q5, Q6, T1-T4, U1, W2-W6, X6-X12 and X14-X15). Every stage starts from the previous one's
-# output and is skipped when that output exists, so the chain resumes stage by stage.
+# docs/training/experiments.md, entries Q5, Q6, T1-T4, U1, W2-W6, X6-X12 and X14-X15). Every stage starts from the
+# previous one's output and is skipped when that output exists, so the chain resumes stage by stage.
 #
 #   codec  (Q5, T1, T2) the video codec's encoder and decoder train on from the shipped pair: 11 minutes
 #          on 200 clips (Q5), then 15 minutes on 3,000 fresh 1.5 s clips and 15 on 4,000 more (T1, T2). The

@@ -63,8 +63,8 @@ def main(argv=None):
         res = run_controls(pipe, seeds=seeds, steps=a.steps, guidance=mode, sv=sv, sa=sa, jobs=(a.job,),
                            shift=shift, text_cfg=text_cfg, solver=solver, st=st, resync=resync)
         row = {"model": a.model or "bundled", "job": a.job, "seeds": a.seeds, "sv": sv, "sa": sa, "shift": shift,
-               "st": st, "resync": resync, "early_frames": guidance.EARLY_FRAMES, "text_cfg": text_cfg, "solver": solver,
-               "guidance": mode, "seconds": round(time.time() - t0),
+               "st": st, "resync": resync, "early_frames": guidance.EARLY_FRAMES, "text_cfg": text_cfg,
+               "solver": solver, "guidance": mode, "seconds": round(time.time() - t0),
                "controls": {r["name"]: round(r["value"], 3) for r in res},
                "per_seed": {r["name"]: [round(float(v), 2) for v in r["per_seed"]] for r in res}}
         print(json.dumps(row), flush=True)

@@ -187,8 +187,8 @@ MUTATIONS = [
      ["tests/test_pipeline.py::test_the_bundled_files_driven_jobs_sample_with_their_timing_anchor"]),
     # the resync pass: T2AV / I2AV's picture sampled again as A2V from its own sound, at A2V's settings
     ("resync pass at the joint run's shift", "harmony/sampling.py",
-     "tail = sigma_schedule(steps, a2v.shift)[-(max(1, round(steps * resync)) + 1):]",
-     "tail = sigma_schedule(steps, shift)[-(max(1, round(steps * resync)) + 1):]", RESYNC_TESTS),
+     "tail = sigma_schedule(steps, a2v.shift)[-(n_resync + 1):]",
+     "tail = sigma_schedule(steps, shift)[-(n_resync + 1):]", RESYNC_TESTS),
     ("resync pass re-noises without the noise", "harmony/sampling.py",
      "zv = (1 - s0) * zv + s0 * noise_video.to(state)", "zv = (1 - s0) * zv", RESYNC_TESTS),
     ("resync pass lets the sound move", "harmony/sampling.py",

@@ -53,7 +53,8 @@ def main():
                                                       resync=resync), a.n, jobs,
                                     seeds_fn=tuning_seeds) if r["kind"] == "model"]
         means = {k: sum(r[k] for r in rows) / len(rows) for k in KEYS}
-        print(f"{a.guidance:8}  {sv:<4g} {sa:<4g} {shift:<5g} {st:<4g} {resync:<6g} " + "  ".join(f"{means[k]:17.3f}" for k in KEYS)
+        print(f"{a.guidance:8}  {sv:<4g} {sa:<4g} {shift:<5g} {st:<4g} {resync:<6g} "
+              + "  ".join(f"{means[k]:17.3f}" for k in KEYS)
               + f"   ({time.time() - t0:.0f} s)", flush=True)
 
 
