@@ -53,6 +53,9 @@ COLUMNS = (  # (metric key, header, better)
     ("persist_psnr_db", "frames1+ dB", "high"),
 )
 EXTRA_KEYS = ("offset_s", "n_audio_events", "n_visual_events", "n_gt_events")
+PAIRED_KEYS = ("confidence",)
+"""Metrics kept per clip in each row (``row["per_clip"]``): SyncCFG's gap to plain CFG on the same
+clips gets a bootstrap interval (:func:`paired_interval`) in the targets table."""
 
 # Targets (issue 10 item 4), for every job and split under SyncCFG, on held-out seeds:
 TARGETS = {
@@ -95,7 +98,23 @@ def _mean_row(split, kind, name, results) -> dict:
     row = {"split": split, "kind": kind, "name": name, "n": len(results)}
     for key in [c[0] for c in COLUMNS] + list(EXTRA_KEYS):
         row[key] = _nanmean([r.get(key) for r in results])
+    # each clip's value, in the split's clip order: what a paired comparison of two rows needs
+    row["per_clip"] = {key: [float(r.get(key, float("nan"))) for r in results] for key in PAIRED_KEYS}
     return row
+
+
+def paired_interval(a, b, level: float = 0.95, n_boot: int = 4000, seed: int = 0) -> tuple[float, float, float]:
+    """``(mean, lo, hi)`` of the per-clip difference ``a - b`` of two rows scored on the same clips,
+    with a percentile bootstrap interval (clips resampled with replacement; a fixed seed, so a table
+    prints the same interval twice). With 8 clips the interval is rough, but it says whether a gap
+    between two rows is larger than the clip-to-clip spread."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    d = a - b if a.shape == b.shape else a[:0]
+    if d.ndim != 1 or len(d) == 0 or np.isnan(d).any():
+        raise ValueError(f"paired_interval: expected two equal-length lists of numbers, got {len(a)} and {len(b)}")
+    means = d[np.random.default_rng(seed).integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(d.mean()), float(lo), float(hi)
 
 
 def _generators(generators) -> list[tuple[str, Callable]]:
@@ -227,6 +246,9 @@ def target_rows(rows: list[dict], fps: float = FPS) -> list[dict]:
         if cfg is not None:
             t.update(conf_cfg=cfg["confidence"], f1_cfg=cfg["f1_av"], offset_cfg=cfg["abs_offset_s"],
                      count_err_cfg=_generated_count_error(job, cfg))
+            mine, theirs = (x.get("per_clip", {}).get("confidence") for x in (r, cfg))
+            if mine and theirs and len(mine) == len(theirs):
+                t["conf_gap"] = paired_interval(mine, theirs)
             if not t["conf"] >= cfg["confidence"]:
                 misses.append("conf<cfg")
             if not t["f1"] >= cfg["f1_av"]:
@@ -245,14 +267,15 @@ def format_targets(rows: list[dict], fps: float = FPS) -> str:
     """The targets table (see :func:`target_rows`): ratios to the through-codec ceiling,
     |offset| against the ceiling's, event counts, I2AV frame-0 PSNR against the codec's own
     round trip of the image, and PASS / MISS (SyncCFG rows are also compared with plain CFG)."""
-    head = ["split", "job", "guidance", "conf/ceil", "F1/ceil", "|off| s (ceil)", "events a/v (gt)",
-            "count err (cfg)", "frame0 dB (codec)", "verdict"]
+    head = ["split", "job", "guidance", "conf/ceil", "conf - cfg [95%]", "F1/ceil", "|off| s (ceil)",
+            "events a/v (gt)", "count err (cfg)", "frame0 dB (codec)", "verdict"]
     body = []
     for t in target_rows(rows, fps):
         cerr = _fmt(t["count_err"], ".2f") + (f" ({_fmt(t['count_err_cfg'], '.2f')})" if "count_err_cfg" in t else "")
+        gap = "-" if "conf_gap" not in t else "{:+.2f} [{:+.2f}, {:+.2f}]".format(*t["conf_gap"])
         body.append([
             t["split"], t["job"], t["mode"],
-            f"{_fmt(t['conf_ratio'], '.2f')} ({_fmt(t['conf'], '.2f')}/{_fmt(t['conf_ceil'], '.2f')})",
+            f"{_fmt(t['conf_ratio'], '.2f')} ({_fmt(t['conf'], '.2f')}/{_fmt(t['conf_ceil'], '.2f')})", gap,
             f"{_fmt(t['f1_ratio'], '.2f')} ({_fmt(t['f1'], '.2f')}/{_fmt(t['f1_ceil'], '.2f')})",
             f"{_fmt(t['offset'], '.3f')} ({_fmt(t['offset_ceil'], '.3f')})",
             f"{_fmt(t['n_audio'], '.1f')}/{_fmt(t['n_video'], '.1f')} ({_fmt(t['n_gt'], '.1f')})",
@@ -263,7 +286,9 @@ def format_targets(rows: list[dict], fps: float = FPS) -> str:
     legend = (f"targets: conf and F1 a<->v >= {TARGETS['ratio']:g} x the real+codec ceiling; |offset| <= "
               f"ceiling + {TARGETS['offset_frames']:g} frame; I2AV frame-0 PSNR >= {TARGETS['ff_ratio']:g} x the "
               "codec's own round trip of the image; SyncCFG rows also: conf, F1, |offset| and the generated "
-              "modality's event-count error no worse than plain CFG's (values in brackets).")
+              "modality's event-count error no worse than plain CFG's (values in brackets). conf - cfg: SyncCFG's "
+              "sync confidence minus plain CFG's on the same clips, with a 95 % bootstrap interval over the clips "
+              "(an interval across 0: the gap is within the clip-to-clip spread; the verdict does not use it).")
     return _layout(head, body) + "\n" + legend
 
 

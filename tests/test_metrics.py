@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from harmony import metrics as M
-from harmony.evaluate import TARGETS, evaluate, format_table, format_targets, shift_audio, target_rows
+from harmony.evaluate import (TARGETS, evaluate, format_table, format_targets, paired_interval, shift_audio,
+                              target_rows)
 from harmony.world import (EVAL_SEEDS, SPLITS, TRAIN_SEEDS, TUNING_SEEDS, heldout_seeds, render, sample_scene,
                            tuning_seeds)
 
@@ -83,6 +84,10 @@ def test_evaluate_table_ranks_ceiling_over_floor():
     assert set(by) == {"real", "audio shifted 0.5s", "audio shuffled", "T2AV"}
     assert by["real"]["f1_audio"] > by["audio shifted 0.5s"]["f1_audio"]
     assert by["real"]["f1_audio"] > by["T2AV"]["f1_audio"]
+    for r in rows:  # each clip's confidence, in clip order, kept for paired comparisons
+        assert len(r["per_clip"]["confidence"]) == 2 and np.mean(r["per_clip"]["confidence"]) == pytest.approx(
+            r["confidence"])
+    assert by["real"]["per_clip"]["confidence"] != by["audio shuffled"]["per_clip"]["confidence"]
     text = format_table(rows)
     assert "real" in text and "T2AV" in text and "|offset|" in text
     with pytest.raises(ValueError, match="unknown jobs"):
@@ -206,6 +211,32 @@ def test_targets_verdicts_on_hand_made_rows():
     assert TARGETS["ratio"] == 0.9
     text = format_targets(rows, fps=16)
     assert "MISS: conf, |offset|, F1<cfg, counts>cfg" in text and "PASS" in text
+
+
+def test_paired_interval_on_hand_made_differences():
+    """The gap's mean is the mean per-clip difference; a constant gap has a zero-width interval; a gap
+    that one clip alone carries spans 0 (a resample without that clip has none); the interval lies
+    within the smallest and largest per-clip difference."""
+    assert paired_interval([0.7, 0.5, 0.9], [0.5, 0.3, 0.7]) == pytest.approx((0.2, 0.2, 0.2))
+    mean, lo, hi = paired_interval([0.5, 0.5, 0.5, 0.5, 1.3], [0.5, 0.5, 0.5, 0.5, 0.5])
+    assert mean == pytest.approx(0.16) and lo == pytest.approx(0.0) and 0.16 < hi <= 0.8
+    mean, lo, hi = paired_interval([0.1, 0.9, 0.4, 0.6], [0.5, 0.5, 0.5, 0.5])
+    assert -0.4 <= lo < 0 < hi <= 0.4 and mean == pytest.approx(0.0)
+    assert paired_interval([0.1, 0.9, 0.4, 0.6], [0.5] * 4) == (mean, lo, hi)  # seeded: the same table twice
+    with pytest.raises(ValueError, match="equal-length"):
+        paired_interval([0.1, 0.2], [0.1])
+
+
+def test_targets_give_synccfg_a_paired_gap_to_cfg():
+    """SyncCFG's rows carry their per-clip gap to plain CFG on the same clips; the table prints it."""
+    ceil = _row("ambient", "ceiling", "real+codec", confidence=0.6)
+    sync = _row("ambient", "model", "T2AV synccfg", confidence=0.6, per_clip={"confidence": [0.9, 0.3, 0.6, 0.6]})
+    cfg = _row("ambient", "model", "T2AV cfg", confidence=0.5, per_clip={"confidence": [0.5, 0.5, 0.5, 0.5]})
+    t = {(r["job"], r["mode"]): r for r in target_rows([ceil, sync, cfg], fps=16)}
+    mean, lo, hi = t[("T2AV", "synccfg")]["conf_gap"]
+    assert mean == pytest.approx(0.1) and lo < 0 < hi
+    assert "conf_gap" not in t[("T2AV", "cfg")]
+    assert "{:+.2f} [{:+.2f}, {:+.2f}]".format(mean, lo, hi) in format_targets([ceil, sync, cfg], fps=16)
 
 
 def test_colour_pixels_and_colour_f1_read_a_drawn_square():
