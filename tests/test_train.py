@@ -243,10 +243,28 @@ def test_quiet_share_reaches_the_rendered_pool(capsys):
     assert torch.allclose(v[:, :, 1:], v[:, :, 1:2].expand_as(v[:, :, 1:]), atol=1e-5)
     with pytest.raises(SystemExit):
         train_main(["--p-quiet", "0.2", "--latents", "pool.safetensors"])
-    assert "--p-quiet renders quiet world clips" in capsys.readouterr().err
+    assert "--p-quiet changes the rendered world clips" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         train_main(["--p-quiet", "1.5"])
     assert "--p-quiet=1.5: must be a finite number between 0 and 1" in capsys.readouterr().err
+
+
+def test_running_share_reaches_the_rendered_pool(capsys):
+    """--p-running: that share of the pool's clips is world.running speech (more syllables said)."""
+    from harmony.codecs import load_codecs
+    from harmony.train import main as train_main
+    from harmony.train_data import LatentPool
+    from harmony.world.scene import is_running_seed
+
+    codecs = load_codecs()
+    fast = LatentPool(codecs, 2.0, 4, seed=3, split="speech", p_running=1.0)
+    plain = LatentPool(codecs, 2.0, 4, seed=3, split="speech")
+    assert all(len(a.split()) > len(b.split()) for a, b in zip(fast.data["transcript"], plain.data["transcript"]))
+    share = sum(is_running_seed(s, 0.3) for s in range(2000)) / 2000
+    assert 0.27 < share < 0.33 and not any(is_running_seed(s, 0.0) for s in range(100))
+    with pytest.raises(SystemExit):
+        train_main(["--p-running", "0.2", "--latents", "pool.safetensors"])
+    assert "--p-running changes the rendered world clips" in capsys.readouterr().err
 
 
 def test_colour_pool_keeps_each_latent_positions_colour_share(capsys):

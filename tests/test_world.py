@@ -112,6 +112,36 @@ def test_ref_voice_and_batch():
     assert batch.ref_voices.shape == (3, 24000) and batch.has_ref.dtype == bool
 
 
+def test_running_speech_lays_syllables_back_to_back():
+    """world.running: the face says 3.2-5.3 syllables a second (the world's own faces: <= 2.6), its
+    mouth open 2-3 frames and shut 1-2 between them; the voice follows the mouth (each syllable's
+    sound fills its open frames: the frames' loudness follows the open mouth); look, voice and objects
+    unchanged; no face: unchanged."""
+    from harmony.world import running
+
+    for seed in range(6):
+        scene = sample_scene(seed, "speech", 3.0)
+        fast = running(scene)
+        on, dur = np.asarray(fast.face.onsets), np.asarray(fast.face.durations)
+        gaps = on[1:] - (on[:-1] + dur[:-1])
+        assert set(dur) <= {2, 3} and set(gaps) <= {1, 2}
+        rate = len(on) / scene.seconds
+        assert rate >= 2.8 > len(scene.face.onsets) / scene.seconds, (rate, len(scene.face.onsets))
+        assert len(fast.face.syllables) == len(on) == len(fast.face.intonation)
+        assert fast.transcript == " ".join(fast.face.syllables) != scene.transcript
+        assert fast.face.voice == scene.face.voice and fast.objects == scene.objects
+        clip = render(fast)
+        hop = clip.sample_rate // clip.fps
+        loud = [np.sqrt(np.mean(clip.wave[i * hop:(i + 1) * hop] ** 2)) for i in range(len(clip.frames))]
+        mouth = np.zeros(len(clip.frames))
+        for o, d in zip(on, dur):
+            mouth[o:o + d] = 1
+        assert np.corrcoef(loud, mouth)[0, 1] > 0.9
+        assert set(tokenize(clip.prompt + " " + clip.audio_caption)) <= set(vocabulary())
+    ambient = sample_scene(0, "ambient", 3.0)
+    assert ambient.face is None and running(ambient) == ambient
+
+
 def test_quiet_scene_keeps_still_and_silent():
     """world.quiet: the same scene with nothing happening; every object kind and the face covered."""
     kinds = set()

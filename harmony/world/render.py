@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .audio import render_ref_voice, render_wave
-from .scene import DEFAULT_SECONDS, Scene, is_quiet_seed, quiet, sample_scene
+from .scene import DEFAULT_SECONDS, Scene, is_quiet_seed, is_running_seed, quiet, running, sample_scene
 from .video import render_frames
 
 
@@ -64,11 +64,14 @@ class Batch:
     quiet: np.ndarray
 
 
-def sample_batch(seeds, seconds: float = DEFAULT_SECONDS, split: str | None = None, p_quiet: float = 0.0) -> Batch:
+def sample_batch(seeds, seconds: float = DEFAULT_SECONDS, split: str | None = None, p_quiet: float = 0.0,
+                 p_running: float = 0.0) -> Batch:
     """Render the scenes of ``seeds`` (training seeds only) and stack them; a share ``p_quiet``
-    of the seeds (``is_quiet_seed``) renders the scene's ``quiet`` variant instead."""
-    if not 0.0 <= float(p_quiet) <= 1.0:
-        raise ValueError(f"sample_batch: p_quiet={p_quiet} must be a share between 0 and 1")
+    of the seeds (``is_quiet_seed``) renders the scene's ``quiet`` variant instead, a share
+    ``p_running`` of the others (``is_running_seed``) its ``running`` speech."""
+    for name, p in (("p_quiet", p_quiet), ("p_running", p_running)):
+        if not 0.0 <= float(p) <= 1.0:
+            raise ValueError(f"sample_batch: {name}={p} must be a share between 0 and 1")
     from .scene import is_heldout
     bad = [s for s in seeds if is_heldout(s)]
     if bad:
@@ -76,7 +79,8 @@ def sample_batch(seeds, seconds: float = DEFAULT_SECONDS, split: str | None = No
                          "train on seeds below harmony.world.HELDOUT_START")
     scenes = [sample_scene(int(s), split, seconds) for s in seeds]
     is_quiet = np.array([is_quiet_seed(s, p_quiet) for s in seeds], bool)
-    clips = [render(quiet(sc) if q else sc) for q, sc in zip(is_quiet, scenes)]
+    clips = [render(quiet(sc) if q else running(sc) if is_running_seed(s, p_running) else sc)
+             for s, q, sc in zip(seeds, is_quiet, scenes)]
     n_ref = int(round(1.5 * clips[0].sample_rate))
     refs = np.zeros((len(clips), n_ref), np.float32)
     has_ref = np.zeros(len(clips), bool)
