@@ -85,6 +85,28 @@ def _audio_mse(pred, target, rows):
     return ((pred - target) ** 2 * keep).sum() / keep.sum().clamp(min=1)
 
 
+def voice_augment(a0: torch.Tensor, gen: torch.Generator, strength: float) -> torch.Tensor:
+    """Another voice for the same timing (``--voice-aug``; latents of the bundled analytic audio codec,
+    ``harmony.codecs.toy_audio``, normalised by its default statistics). Per clip: the loudness moved by up
+    to ``strength`` nats, the pitch by up to ``strength`` octaves, the 14-band spectral envelope tilted by up
+    to 1.5 x ``strength`` nats from its lowest band to its highest, and each band moved by up to 0.75 x
+    ``strength``. The loudness envelope's shape, which carries the syllables' timing, is the clip's own, so
+    A2V learns to follow when a voice sounds, not which voice it is (notebook Y12: the world's voice only)."""
+    from .codecs.toy_audio import AudioCodec
+
+    _, std = AudioCodec.default_stats()
+    b = a0.shape[0]
+
+    def r(*shape):  # uniform in -1..1, from the trainer's generator
+        return torch.rand(*shape, generator=gen) * 2 - 1
+
+    delta = torch.zeros(b, 1, std.numel())
+    delta[:, 0, 0:4] = strength * r(b, 1)
+    delta[:, 0, 4] = strength * math.log(2.0) * r(b)
+    delta[:, 0, 6:] = strength * (1.5 * r(b, 1) * torch.linspace(-0.5, 0.5, 14) + 0.75 * r(b, 14))
+    return a0 + (delta / std).to(a0)
+
+
 def synergy_loss(model, conditioner, batch, tc: TrainConfig, gen: torch.Generator,
                  prediction: str = "x0", teacher=None):
     """Return (total loss, dict of the task losses). ``prediction``: what the network outputs,
@@ -117,6 +139,7 @@ def synergy_loss(model, conditioner, batch, tc: TrainConfig, gen: torch.Generato
     first_clean = (torch.rand(b, generator=gen) < tc.p_first_frame).to(device)
     # drawn only when used, so that a run without it draws what it always drew
     first_a2v = (torch.rand(b, generator=gen) < tc.p_first_frame_a2v).to(device) if tc.p_first_frame_a2v > 0 else None
+    a_a2v = voice_augment(a0, gen, tc.voice_aug) if tc.voice_aug > 0 and "a2v" in tasks else a0  # A2V's driving voice
     # I2AV rows shown as a static clip of an out-of-world still (harmony.world.stills): video only
     foreign = torch.zeros(b, dtype=torch.bool, device=device)
     v_i2av = v0
@@ -142,7 +165,7 @@ def synergy_loss(model, conditioner, batch, tc: TrainConfig, gen: torch.Generato
             sigma_v.zero_()
         sigma_vb = sigma_v[:, None, :, None, None]
         zv_list.append((1 - sigma_vb) * (v_i2av if task == "i2av" else v0) + sigma_vb * nv)
-        za_list.append(noisy(a0, na, sigma_a))
+        za_list.append(noisy(a_a2v if task == "a2v" else a0, na, sigma_a))
         tv_list.append(sigma_v * 1000)
         ta_list.append(sigma_a * 1000)
     out_v, out_a = model(torch.cat(zv_list), torch.cat(za_list), torch.cat(tv_list),
@@ -240,6 +263,11 @@ def train(tc: TrainConfig):
     from .codecs.contract import geometry_meta
 
     codecs = load_codecs(tc.codecs or None, device=device)
+    if tc.voice_aug > 0:
+        from .codecs.toy_audio import AudioCodec
+        if not isinstance(codecs[1], AudioCodec):
+            raise ValueError(f"--voice-aug moves channels of the bundled analytic audio codec's latents; the audio "
+                             f"codec here is {type(codecs[1]).__name__}. Train without --voice-aug.")
     cfg = apply_overrides(get_config(tc.config), tc.overrides)
     # the toy codecs' geometry and the default clip limit, unless the config records its own (5b: the
     # Wan2.2 VAE / MMAudio geometry and Ovi's 5 s, which a --clip-cache run trains on)
@@ -472,7 +500,7 @@ def main(argv=None):
             validate.number(getattr(args, name), name, f"{getattr(TrainConfig(), name):g}", via="cli", low=0,
                             low_open=True)
         for name in ("weight_decay", "lambda_v", "lambda_a", "lambda_i", "lambda_joint", "lambda_distill", "colour_weight",
-                     "lambda_temporal", "driven_shift", "fusion_lr", "shift_a2v", "shift_v2a", "shift_i2av",
+                     "lambda_temporal", "voice_aug", "driven_shift", "fusion_lr", "shift_a2v", "shift_v2a", "shift_i2av",
                      "max_minutes", "probe_every"):
             validate.number(getattr(args, name), name, f"{getattr(TrainConfig(), name):g}", via="cli", low=0)
         for name in ("p_first_frame", "p_first_frame_a2v", "p_drop_text", "p_drop_ref", "p_foreign_still", "p_quiet",

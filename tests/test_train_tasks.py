@@ -1,4 +1,6 @@
 """Trainer task mix and fine-tuning start (issue 10): the I2AV task and --init-from."""
+import math
+
 import pytest
 import torch
 
@@ -305,3 +307,49 @@ def test_temporal_term_reads_a_velocity_network_through_its_clean_estimate():
     err = zv - batch["video"]
     want = ((err[:, :, 1:] - err[:, :, :-1]) ** 2).mean()
     assert p1["joint"] - p0["joint"] == pytest.approx(2.0 * float(want), rel=1e-4)
+
+
+def test_voice_augment_moves_the_voice_and_keeps_the_timing():
+    # --voice-aug S: per clip one move of loudness (<= S nats), pitch (<= S octaves) and spectral envelope
+    # (tilt <= 1.5 S end to end, each band <= 0.75 S), in the tiny audio codec's normalised units; the
+    # loudness envelope's shape over time (the syllables' timing) and the voicing are the clip's own
+    from harmony.codecs.toy_audio import AudioCodec
+    from harmony.train import voice_augment
+
+    _, std = AudioCodec.default_stats()
+    a0 = torch.randn(4, 12, 20)
+    out = voice_augment(a0, torch.Generator().manual_seed(3), 1.0)
+    d = (out - a0) * std  # back to the codec's own units
+    assert torch.allclose(d, d[:, :1].expand_as(d), atol=1e-5)                   # one move per clip, all times
+    assert torch.allclose(d[..., 0:4], d[..., :1].expand(-1, -1, 4), atol=1e-5)  # one gain for the 4 sub-frames
+    assert torch.equal(out[..., 5], a0[..., 5])                                   # voicing kept
+    assert d[..., 0:4].abs().max() <= 1.0 + 1e-5 and d[..., 4].abs().max() <= math.log(2.0) + 1e-5
+    assert d[..., 6:].abs().max() <= 1.5 + 1e-5 and d[..., 6:].abs().max() > 0.1
+    assert len({round(float(x), 4) for x in d[:, 0, 4]}) == 4                      # each clip its own voice
+    assert torch.equal(voice_augment(a0, torch.Generator().manual_seed(3), 0.0), a0)
+
+
+def test_voice_augment_reaches_only_the_a2v_rows():
+    cfg = get_config("tiny")
+    batch = _batch(cfg)
+    seen = {}
+
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, zv, za, tv, ta, cond):
+            seen["za"] = za.detach().clone()
+            return zv * self.w, za * self.w
+
+    common = dict(lambda_v=1, lambda_a=0, lambda_i=0, p_first_frame=0.0, p_drop_text=0.0, p_drop_ref=0.0)
+    runs = {}
+    for s in (0.0, 1.0):
+        synergy_loss(Recorder(), Conditioner(cfg), batch, TrainConfig(voice_aug=s, **common),
+                     torch.Generator().manual_seed(1), "x0")
+        runs[s] = seen["za"].chunk(2)  # (joint rows, A2V rows)
+    assert torch.equal(runs[0.0][0], runs[1.0][0])            # the joint rows hear the clip's own audio
+    assert torch.equal(runs[0.0][1], batch["audio"])          # A2V's clean driving audio...
+    moved = runs[1.0][1] - batch["audio"]
+    assert moved.abs().max() > 0.05 and torch.allclose(moved, moved[:, :1].expand_as(moved), atol=1e-5)
