@@ -95,15 +95,18 @@ def voice_augment(a0: torch.Tensor, gen: torch.Generator, strength: float) -> to
     from .codecs.toy_audio import AudioCodec
 
     _, std = AudioCodec.default_stats()
+    names = AudioCodec.CHANNELS
+    env = [i for i, c in enumerate(names) if c.startswith("env")]
+    bands = [i for i, c in enumerate(names) if c.startswith("band")]
     b = a0.shape[0]
 
     def r(*shape):  # uniform in -1..1, from the trainer's generator
         return torch.rand(*shape, generator=gen) * 2 - 1
 
-    delta = torch.zeros(b, 1, std.numel())
-    delta[:, 0, 0:4] = strength * r(b, 1)
-    delta[:, 0, 4] = strength * math.log(2.0) * r(b)
-    delta[:, 0, 6:] = strength * (1.5 * r(b, 1) * torch.linspace(-0.5, 0.5, 14) + 0.75 * r(b, 14))
+    delta = torch.zeros(b, 1, len(names))
+    delta[:, 0, env] = strength * r(b, 1)
+    delta[:, 0, names.index("log_f0")] = strength * math.log(2.0) * r(b)
+    delta[:, 0, bands] = strength * (1.5 * r(b, 1) * torch.linspace(-0.5, 0.5, len(bands)) + 0.75 * r(b, len(bands)))
     return a0 + (delta / std).to(a0)
 
 
@@ -500,8 +503,8 @@ def main(argv=None):
             validate.number(getattr(args, name), name, f"{getattr(TrainConfig(), name):g}", via="cli", low=0,
                             low_open=True)
         for name in ("weight_decay", "lambda_v", "lambda_a", "lambda_i", "lambda_joint", "lambda_distill", "colour_weight",
-                     "lambda_temporal", "voice_aug", "driven_shift", "fusion_lr", "shift_a2v", "shift_v2a", "shift_i2av",
-                     "max_minutes", "probe_every"):
+                     "lambda_temporal", "voice_aug", "driven_shift", "fusion_lr", "shift_a2v", "shift_v2a",
+                     "shift_i2av", "max_minutes", "probe_every"):
             validate.number(getattr(args, name), name, f"{getattr(TrainConfig(), name):g}", via="cli", low=0)
         for name in ("p_first_frame", "p_first_frame_a2v", "p_drop_text", "p_drop_ref", "p_foreign_still", "p_quiet",
                      "p_running", "ema"):
@@ -516,7 +519,8 @@ def main(argv=None):
         ap.error(f"--tasks must be 'synergy' or 'joint', got {tc.tasks!r}")
     for flag, p in (("--p-quiet", tc.p_quiet), ("--p-running", tc.p_running)):
         if p > 0 and (tc.clip_cache or tc.latents):
-            ap.error(f"{flag} changes the rendered world clips; it does not apply to --latents / --clip-cache (drop one)")
+            ap.error(f"{flag} changes the rendered world clips; it does not apply to --latents / --clip-cache "
+                     "(drop one)")
     if tc.colour_weight > 0 and (tc.clip_cache or tc.latents):
         ap.error("--colour-weight reads the rendered world frames' colours; it does not apply to --latents / "
                  "--clip-cache (drop one)")

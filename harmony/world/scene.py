@@ -215,23 +215,37 @@ def _sample_voice(rng) -> Voice:
                  breathiness=float(rng.uniform(0.0, 0.12)))
 
 
+SPEECH_OPEN_FRAMES = (3, 5)     # a face's syllable: mouth open this many frames (inclusive range)
+SPEECH_CLOSED_FRAMES = (2, 5)   # and shut this many before the next
+RUNNING_OPEN_FRAMES = (2, 3)    # running speech (`running`): shorter syllables...
+RUNNING_CLOSED_FRAMES = (1, 2)  # ...and shorter closures between them
+
+
+def _lay_syllables(rng, num_frames: int, start: int, open_frames, closed_frames, limit: int | None = None):
+    """``(onsets, durations)`` of syllables laid one after another from frame ``start``: each open for a
+    draw from ``open_frames``, then shut for a draw from ``closed_frames``, until ``limit`` of them or the
+    clip's end (the last ``EDGE_FRAMES`` kept free)."""
+    onsets, durations = [], []
+    f = start
+    while limit is None or len(onsets) < limit:
+        dur = int(rng.integers(open_frames[0], open_frames[1] + 1))
+        if f + dur + 1 > num_frames - 2 or f > num_frames - EDGE_FRAMES:
+            break
+        onsets.append(f)
+        durations.append(dur)
+        f += dur + int(rng.integers(closed_frames[0], closed_frames[1] + 1))
+    return onsets, durations
+
+
 def _sample_face(rng, slot, num_frames, hair, big_allowed=True, syllables_per_s=2.6) -> Face:
     size = "large" if (big_allowed and rng.random() < 0.5) else "small"
     radius = float(rng.uniform(14.0, 18.0) if size == "large" else rng.uniform(10.0, 12.5))
     x = float(np.clip(SLOT_X[slot] + rng.uniform(-4, 4), 0.8 * radius + 1, 63 - 0.8 * radius - 1))
     y = float(rng.uniform(radius + 2, 63 - radius - 2))
-    # syllables laid out one after another: open for `dur` frames, closed >= 2 frames
     max_syll = max(2, int(syllables_per_s * num_frames / FPS))
     target = int(rng.integers(2, max_syll + 1))
-    onsets, durations = [], []
-    f = int(rng.integers(EDGE_FRAMES, EDGE_FRAMES + 8))
-    while len(onsets) < target:
-        dur = int(rng.integers(3, 6))
-        if f + dur + 1 > num_frames - 2 or f > num_frames - EDGE_FRAMES:
-            break
-        onsets.append(f)
-        durations.append(dur)
-        f += dur + int(rng.integers(2, 6))
+    onsets, durations = _lay_syllables(rng, num_frames, int(rng.integers(EDGE_FRAMES, EDGE_FRAMES + 8)),
+                                       SPEECH_OPEN_FRAMES, SPEECH_CLOSED_FRAMES, target)
     syl = [SYLLABLES[i] for i in rng.integers(0, len(SYLLABLES), size=len(onsets))]
     ref = [SYLLABLES[i] for i in rng.integers(0, len(SYLLABLES), size=4)]
     return Face(x=x, y=y, radius=radius, size=size, position=("left", "middle", "right")[slot],
@@ -286,31 +300,19 @@ def quiet(scene: Scene) -> Scene:
     return q
 
 
-RUNNING_OPEN_FRAMES = (2, 3)    # running speech: each syllable's mouth opening, frames (the world's own: 3-5)
-RUNNING_CLOSED_FRAMES = (1, 2)  # and the closure before the next one (the world's own: 2-5)
-
-
 def running(scene: Scene) -> Scene:
     """``scene`` with its face speaking *running* speech: syllables back to back, each open
     ``RUNNING_OPEN_FRAMES`` and closed ``RUNNING_CLOSED_FRAMES`` before the next (3.2-5.3 a second at
     16 fps), so that the sound hardly pauses. ``sample_scene``'s faces say at most 2.6 syllables a
-    second with the mouth shut 2-5 frames between them; a model trained on those alone does not
+    second with the mouth shut ``SPEECH_CLOSED_FRAMES`` between them; a model trained on those alone does not
     follow a real sentence (notebook Y12). Same look, voice and ambience; texts rewritten. A scene
     without a face is returned as it is. ``sample_batch(..., p_running=)`` mixes them in."""
     q = copy.deepcopy(scene)
     if q.face is None:
         return q
     rng = np.random.default_rng([scene.seed, 7777])
-    n = scene.num_frames
-    onsets, durations = [], []
-    f = int(rng.integers(EDGE_FRAMES, EDGE_FRAMES + 4))
-    while True:
-        dur = int(rng.integers(RUNNING_OPEN_FRAMES[0], RUNNING_OPEN_FRAMES[1] + 1))
-        if f + dur + 1 > n - 2 or f > n - EDGE_FRAMES:
-            break
-        onsets.append(f)
-        durations.append(dur)
-        f += dur + int(rng.integers(RUNNING_CLOSED_FRAMES[0], RUNNING_CLOSED_FRAMES[1] + 1))
+    onsets, durations = _lay_syllables(rng, scene.num_frames, int(rng.integers(EDGE_FRAMES, EDGE_FRAMES + 4)),
+                                       RUNNING_OPEN_FRAMES, RUNNING_CLOSED_FRAMES)
     q.face.onsets, q.face.durations = onsets, durations
     q.face.syllables = [SYLLABLES[i] for i in rng.integers(0, len(SYLLABLES), size=len(onsets))]
     q.face.intonation = [float(v) for v in rng.uniform(0.9, 1.1, size=len(onsets))]
@@ -321,13 +323,19 @@ def running(scene: Scene) -> Scene:
 def is_running_seed(seed: int, p_running: float) -> bool:
     """Whether training seed ``seed`` renders its ``running`` variant at share ``p_running`` (a fixed
     draw per seed, independent of the quiet one; a quiet clip stays quiet)."""
-    return p_running > 0 and float(np.random.default_rng([int(seed), 4343]).random()) < p_running
+    return _drawn(seed, p_running, 4343)
+
+
+def _drawn(seed: int, p: float, salt: int) -> bool:
+    """A fixed draw per (seed, salt) at share ``p``: a training variant's choice does not depend on how a
+    pool is split into chunks."""
+    return p > 0 and float(np.random.default_rng([int(seed), salt]).random()) < p
 
 
 def is_quiet_seed(seed: int, p_quiet: float) -> bool:
     """Whether training seed ``seed`` renders its ``quiet`` variant at share ``p_quiet``
     (a fixed draw per seed, so a pool is the same however it is split into chunks)."""
-    return p_quiet > 0 and float(np.random.default_rng([int(seed), 4242]).random()) < p_quiet
+    return _drawn(seed, p_quiet, 4242)
 
 
 def sample_scene(seed: int, split: str | None = None, seconds: float = DEFAULT_SECONDS) -> Scene:
