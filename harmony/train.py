@@ -343,7 +343,7 @@ def train(tc: TrainConfig):
     else:
         pools = [LatentPool(codecs, tc.seconds, tc.pool, tc.seed + step + 7919 * d, tc.workers, device,
                             split=tc.split, p_quiet=tc.p_quiet, colour=tc.colour_weight > 0,
-                            p_running=tc.p_running) for d in shards]
+                            p_running=tc.p_running, p_connected=tc.p_connected) for d in shards]
     pool = pools[0]
     for name, have, want in (("video", pool.data["video"].shape[1], cfg.video.in_dim),
                              ("audio", pool.data["audio"].shape[-1], cfg.audio.in_dim)):
@@ -507,7 +507,7 @@ def main(argv=None):
                      "shift_i2av", "max_minutes", "probe_every"):
             validate.number(getattr(args, name), name, f"{getattr(TrainConfig(), name):g}", via="cli", low=0)
         for name in ("p_first_frame", "p_first_frame_a2v", "p_drop_text", "p_drop_ref", "p_foreign_still", "p_quiet",
-                     "p_running", "ema"):
+                     "p_running", "p_connected", "ema"):
             validate.number(getattr(args, name), name, f"{getattr(TrainConfig(), name):g}", via="cli", low=0,
                             high=1)
     except validate.InputError as e:
@@ -517,7 +517,7 @@ def main(argv=None):
         ap.error(f"--export-dtype must be one of {list(EXPORT_DTYPES)}, got {tc.export_dtype!r}")
     if tc.tasks not in ("synergy", "joint"):
         ap.error(f"--tasks must be 'synergy' or 'joint', got {tc.tasks!r}")
-    for flag, p in (("--p-quiet", tc.p_quiet), ("--p-running", tc.p_running)):
+    for flag, p in (("--p-quiet", tc.p_quiet), ("--p-running", tc.p_running), ("--p-connected", tc.p_connected)):
         if p > 0 and (tc.clip_cache or tc.latents):
             ap.error(f"{flag} changes the rendered world clips; it does not apply to --latents / --clip-cache "
                      "(drop one)")

@@ -64,6 +64,7 @@ class TrainConfig:
     p_foreign_still: float = 0.0  # I2AV rows shown as a static clip of an out-of-world still (video loss only)
     p_quiet: float = 0.0  # share of rendered clips in which nothing happens (world.quiet): still video, no events
     p_running: float = 0.0  # share of rendered clips whose face speaks running speech (world.running)
+    p_connected: float = 0.0  # share of rendered clips spoken by the second synthesiser (world.connected)
     voice_aug: float = 0.0  # A2V rows' driving audio moved to another voice (train.voice_augment); 0 = off
     colour_weight: float = 0.0  # a video latent position weighs 1 + W x the share of world-colour pixels in its patch
     lambda_temporal: float = 0.0  # weight of the MSE of the video estimate's frame-to-frame change (0 = off)
@@ -136,6 +137,9 @@ TRAIN_HELP = {
                "a closed mouth, the ambience only), so that a still video gets no sound",
     "p_running": "share of rendered training clips whose face speaks running speech (harmony.world.running: "
                  "syllables back to back, 3-5 a second), so that A2V follows a sentence, not only separate syllables",
+    "p_connected": "share of rendered training clips whose face speaks connected speech in a voice of the world's "
+                   "second synthesiser (harmony.world.connected: consonants between the vowels, wider voices), so "
+                   "that A2V follows speech it was not made with",
     "voice_aug": "strength S of another voice on A2V rows' driving audio (the bundled audio codec only): per clip "
                  "the loudness moved by up to S nats, the pitch by up to S octaves, the spectral envelope tilted "
                  "and each band moved; the syllables' timing kept (0 = off)",

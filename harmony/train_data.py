@@ -13,8 +13,8 @@ def _render(args):
     """Render training clips (runs in worker processes)."""
     from . import world
 
-    seeds, seconds, split, p_quiet, p_running = args
-    b = world.sample_batch(seeds, seconds, split, p_quiet, p_running)
+    seeds, seconds, split, p_quiet, p_running, p_connected = args
+    b = world.sample_batch(seeds, seconds, split, p_quiet, p_running, p_connected)
     return (b.frames, b.waves, b.ref_voices, b.has_ref, b.prompts, b.audio_captions, b.transcripts,
             b.quiet.tolist())
 
@@ -36,12 +36,13 @@ class LatentPool:
 
     def __init__(self, codecs, seconds: float, size: int, seed: int, workers: int = 0, device="cpu",
                  data: dict | None = None, split: str | None = None, p_quiet: float = 0.0, colour: bool = False,
-                 p_running: float = 0.0):
+                 p_running: float = 0.0, p_connected: float = 0.0):
         from . import world
 
         self.world, self.seconds, self.device, self.split = world, seconds, device, split or None
         self.p_quiet = float(p_quiet)  # share of clips rendered as their quiet variant (world.quiet)
         self.p_running = float(p_running)  # share of clips whose face speaks running speech (world.running)
+        self.p_connected = float(p_connected)  # share spoken by the second synthesiser (world.connected)
         self.video_codec, self.audio_codec = codecs
         self.rng = torch.Generator().manual_seed(seed)
         self.next_seed = (seed * 7_919_993) % (world.HELDOUT_START // 2)
@@ -91,7 +92,8 @@ class LatentPool:
 
     @torch.no_grad()
     def _make(self, n, chunk=32):
-        jobs = [(self._take_seeds(min(chunk, n - i)), self.seconds, self.split, self.p_quiet, self.p_running)
+        jobs = [(self._take_seeds(min(chunk, n - i)), self.seconds, self.split, self.p_quiet, self.p_running,
+                 self.p_connected)
                 for i in range(0, n, chunk)]
         out = {k: [] for k in ("video", "audio", "refs", "prompt", "caption", "transcript", "quiet")}
         if self.colour:

@@ -249,22 +249,30 @@ def test_quiet_share_reaches_the_rendered_pool(capsys):
     assert "--p-quiet=1.5: must be a finite number between 0 and 1" in capsys.readouterr().err
 
 
-def test_running_share_reaches_the_rendered_pool(capsys):
-    """--p-running: that share of the pool's clips is world.running speech (more syllables said)."""
+@pytest.mark.parametrize("flag", ["running", "connected"])
+def test_speech_variant_share_reaches_the_rendered_pool(capsys, flag):
+    """--p-running / --p-connected: that share of the pool's clips is world.running speech (more
+    syllables said) / world.connected speech (other syllables, in the second synthesiser's voice)."""
     from harmony.codecs import load_codecs
     from harmony.train import main as train_main
     from harmony.train_data import LatentPool
-    from harmony.world.scene import is_running_seed
+    from harmony.world import scene as world_scene
 
     codecs = load_codecs()
-    fast = LatentPool(codecs, 2.0, 4, seed=3, split="speech", p_running=1.0)
+    varied = LatentPool(codecs, 2.0, 4, seed=3, split="speech", **{f"p_{flag}": 1.0})
     plain = LatentPool(codecs, 2.0, 4, seed=3, split="speech")
-    assert all(len(a.split()) > len(b.split()) for a, b in zip(fast.data["transcript"], plain.data["transcript"]))
-    share = sum(is_running_seed(s, 0.3) for s in range(2000)) / 2000
-    assert 0.27 < share < 0.33 and not any(is_running_seed(s, 0.0) for s in range(100))
+    said, plain_said = varied.data["transcript"], plain.data["transcript"]
+    if flag == "running":
+        assert all(len(a.split()) > len(b.split()) for a, b in zip(said, plain_said))
+    else:
+        assert all(a != b for a, b in zip(said, plain_said))
+        assert not torch.allclose(varied.data["audio"], plain.data["audio"], atol=1e-2)
+    drawn = getattr(world_scene, f"is_{flag}_seed")
+    share = sum(drawn(s, 0.3) for s in range(2000)) / 2000
+    assert 0.27 < share < 0.33 and not any(drawn(s, 0.0) for s in range(100))
     with pytest.raises(SystemExit):
-        train_main(["--p-running", "0.2", "--latents", "pool.safetensors"])
-    assert "--p-running changes the rendered world clips" in capsys.readouterr().err
+        train_main([f"--p-{flag}", "0.2", "--latents", "pool.safetensors"])
+    assert f"--p-{flag} changes the rendered world clips" in capsys.readouterr().err
 
 
 def test_colour_pool_keeps_each_latent_positions_colour_share(capsys):

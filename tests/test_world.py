@@ -142,6 +142,73 @@ def test_running_speech_lays_syllables_back_to_back():
     assert ambient.face is None and running(ambient) == ambient
 
 
+def test_connected_speech_is_another_voice_with_consonants_between_vowels():
+    """world.connected: the second synthesiser. The face's vowels open 2-8 frames with 1-3 frames between
+    them; a new voice (style "connected") whose loudness follows the open mouth; the reference voice is the
+    same synthesiser; the look and objects are unchanged; the JSON round trip keeps the style; no face:
+    unchanged."""
+    from harmony.world import connected
+
+    voiced_gaps, gaps_seen = 0, 0
+    for seed in range(6):
+        scene = sample_scene(seed, "speech", 3.0)
+        conn = connected(scene)
+        on, dur = np.asarray(conn.face.onsets), np.asarray(conn.face.durations)
+        gaps = on[1:] - (on[:-1] + dur[:-1])
+        assert set(dur) <= set(range(2, 9)) and set(gaps) <= {1, 2, 3} and len(on) >= 4
+        assert conn.face.voice.style == "connected" and scene.face.voice.style == "syllables"
+        assert conn.face.voice != scene.face.voice and conn.objects == scene.objects
+        assert Scene.from_json(conn.to_json()) == conn
+        clip, plain = render(conn), render(scene)
+        sr, fps = clip.sample_rate, clip.fps
+        hop = sr // fps
+        loud = [np.sqrt(np.mean(clip.wave[i * hop:(i + 1) * hop] ** 2)) for i in range(len(clip.frames))]
+        mouth = np.zeros(len(clip.frames))
+        for o, d in zip(on, dur):
+            mouth[o:o + d] = 1
+        assert np.corrcoef(loud, mouth)[0, 1] > 0.6
+        # the face is drawn where it was; only the mouth differs
+        first = min(on[0], scene.face.onsets[0])
+        assert np.abs(clip.frames[:first] - plain.frames[:first]).max() < 1e-6
+        assert clip.ref_voice is not None and np.sqrt(np.mean(clip.ref_voice ** 2)) > 0.02
+    ambient = sample_scene(0, "ambient", 3.0)
+    assert connected(ambient) == ambient
+
+
+def test_connected_speech_fills_each_gap_with_its_consonant():
+    """audio.connected_speech on hand-laid syllables (vowels 3 frames, gaps 2): the gap before a nasal (m)
+    or a lateral (l) is voiced and before s it hisses, at 15-60 % of the vowels' loudness, except for the odd
+    pause; before a stop (t) it is silent (its closure). Nothing sounds before the first syllable, and each
+    vowel starts on its mouth's frame."""
+    from harmony.world import Voice
+    from harmony.world.audio import connected_speech
+
+    sr, fps = 16000, 16
+    syl = ["ba", "ma", "la", "sa", "ta", "ma"]
+    onsets = [4, 9, 14, 19, 24, 29]
+    spf = sr // fps
+    level = {"m": [], "l": [], "s": [], "t": []}
+    for seed in range(12):
+        voice = Voice(f0=90 + 15 * seed, formant_scale=0.8 + 0.03 * seed, brightness=1.0, breathiness=0.05,
+                      style="connected")
+        w = connected_speech(voice, syl, onsets, [3] * 6, [1.0] * 6, 36 * spf, sr, fps,
+                             np.random.default_rng(seed))
+        vowel = np.sqrt(np.mean(w[4 * spf:7 * spf] ** 2))
+        assert np.abs(w[:4 * spf]).max() == 0  # nothing before the first syllable
+        ms = sr // 1000
+        for o in onsets:  # each vowel starts on its frame: louder 12-24 ms after it than 12 ms before
+            before, after = (np.sqrt(np.mean(w[o * spf + a * ms:o * spf + b * ms] ** 2))
+                             for a, b in ((-12, 0), (12, 24)))
+            assert after > 1.6 * before, (seed, o, before, after)
+        for s_, o in zip(syl[1:], onsets[1:]):
+            gap = w[(o - 2) * spf + 40 * sr // 1000:o * spf]  # past the vowel's release
+            level[s_[0]].append(np.sqrt(np.mean(gap ** 2)) / vowel)
+    for c in "mls":
+        share = np.mean([0.15 < x < 0.6 for x in level[c]])
+        assert share >= 0.75, (c, level[c])
+    assert max(level["t"]) < 0.02, level["t"]
+
+
 def test_quiet_scene_keeps_still_and_silent():
     """world.quiet: the same scene with nothing happening; every object kind and the face covered."""
     kinds = set()

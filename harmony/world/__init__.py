@@ -27,13 +27,13 @@ give the word-level vocabulary every text is written in.
 from .render import Batch, Clip, render, sample_batch
 from .scene import (DEFAULT_SECONDS, EVAL_SEEDS, FPS, HELDOUT_START, MAX_SECONDS, MIN_SECONDS, SAMPLE_RATE,
                     SIZE, SPLITS, TRAIN_SEEDS, TUNING_SEEDS, Face, Scene, SceneObject, Voice, heldout_seeds,
-                    is_heldout, quiet, running, sample_scene, tuning_seeds)
+                    connected, is_heldout, quiet, running, sample_scene, tuning_seeds)
 from .vocab import COLOURS, OBJECT_KINDS, SYLLABLES, tokenize, vocabulary
 
 __all__ = [
     "Batch", "Clip", "render", "sample_batch", "DEFAULT_SECONDS", "FPS", "HELDOUT_START",
     "MAX_SECONDS", "MIN_SECONDS", "SAMPLE_RATE", "SIZE", "SPLITS", "TRAIN_SEEDS", "Face", "Scene",
-    "SceneObject", "Voice", "heldout_seeds", "is_heldout", "quiet", "running", "sample_scene", "COLOURS",
+    "SceneObject", "Voice", "connected", "heldout_seeds", "is_heldout", "quiet", "running", "sample_scene", "COLOURS",
     "EVAL_SEEDS", "TUNING_SEEDS", "tuning_seeds",
     "OBJECT_KINDS", "SYLLABLES", "tokenize", "vocabulary",
 ]

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .audio import render_ref_voice, render_wave
-from .scene import DEFAULT_SECONDS, Scene, is_quiet_seed, is_running_seed, quiet, running, sample_scene
+from .scene import (DEFAULT_SECONDS, Scene, connected, is_connected_seed, is_quiet_seed, is_running_seed, quiet,
+                    running, sample_scene)
 from .video import render_frames
 
 
@@ -65,11 +66,12 @@ class Batch:
 
 
 def sample_batch(seeds, seconds: float = DEFAULT_SECONDS, split: str | None = None, p_quiet: float = 0.0,
-                 p_running: float = 0.0) -> Batch:
+                 p_running: float = 0.0, p_connected: float = 0.0) -> Batch:
     """Render the scenes of ``seeds`` (training seeds only) and stack them; a share ``p_quiet``
     of the seeds (``is_quiet_seed``) renders the scene's ``quiet`` variant instead, a share
-    ``p_running`` of the others (``is_running_seed``) its ``running`` speech."""
-    for name, p in (("p_quiet", p_quiet), ("p_running", p_running)):
+    ``p_connected`` of the others (``is_connected_seed``) its ``connected`` speech and ``p_running`` of the
+    rest (``is_running_seed``) its ``running`` speech."""
+    for name, p in (("p_quiet", p_quiet), ("p_running", p_running), ("p_connected", p_connected)):
         if not 0.0 <= float(p) <= 1.0:
             raise ValueError(f"sample_batch: {name}={p} must be a share between 0 and 1")
     from .scene import is_heldout
@@ -79,7 +81,8 @@ def sample_batch(seeds, seconds: float = DEFAULT_SECONDS, split: str | None = No
                          "train on seeds below harmony.world.HELDOUT_START")
     scenes = [sample_scene(int(s), split, seconds) for s in seeds]
     is_quiet = np.array([is_quiet_seed(s, p_quiet) for s in seeds], bool)
-    clips = [render(quiet(sc) if q else running(sc) if is_running_seed(s, p_running) else sc)
+    clips = [render(quiet(sc) if q else connected(sc) if is_connected_seed(s, p_connected)
+                    else running(sc) if is_running_seed(s, p_running) else sc)
              for s, q, sc in zip(seeds, is_quiet, scenes)]
     n_ref = int(round(1.5 * clips[0].sample_rate))
     refs = np.zeros((len(clips), n_ref), np.float32)

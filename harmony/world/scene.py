@@ -51,6 +51,7 @@ class Voice:
     formant_scale: float  # vocal-tract scale (timbre): formant frequencies are multiplied by it
     brightness: float     # spectral tilt: higher = brighter timbre
     breathiness: float    # aspiration noise level
+    style: str = "syllables"  # which synthesiser speaks: "syllables" (audio.syllable) or "connected" (scene.connected)
 
     @property
     def pitch_word(self) -> str:
@@ -219,6 +220,8 @@ SPEECH_OPEN_FRAMES = (3, 5)     # a face's syllable: mouth open this many frames
 SPEECH_CLOSED_FRAMES = (2, 5)   # and shut this many before the next
 RUNNING_OPEN_FRAMES = (2, 3)    # running speech (`running`): shorter syllables...
 RUNNING_CLOSED_FRAMES = (1, 2)  # ...and shorter closures between them
+CONNECTED_OPEN_FRAMES = (2, 8)    # connected speech (`connected`): the vowels (long ones too)...
+CONNECTED_CLOSED_FRAMES = (1, 3)  # ...and the consonants between them
 
 
 def _lay_syllables(rng, num_frames: int, start: int, open_frames, closed_frames, limit: int | None = None):
@@ -318,6 +321,38 @@ def running(scene: Scene) -> Scene:
     q.face.intonation = [float(v) for v in rng.uniform(0.9, 1.1, size=len(onsets))]
     q.prompt, q.audio_caption = prompts.write_texts(q, np.random.default_rng([scene.seed, 99]))
     return q
+
+
+def connected(scene: Scene) -> Scene:
+    """``scene`` with its face speaking *connected* speech in a new voice from the second synthesiser
+    (``audio.connected_speech``, ``Voice.style == "connected"``): syllables open 2-8 frames, 1-3 frames
+    between them filled by the next syllable's consonant instead of silence, a wider range of voices
+    (pitch 70-300 Hz, vocal tract 0.72-1.3). The world's own voice says isolated syllables, and a model
+    trained on it alone does not follow another synthesiser's sentence (notebook Y12). Same look and
+    ambience; texts rewritten. A scene without a face is returned as it is. ``sample_batch(...,
+    p_connected=)`` mixes them in."""
+    q = copy.deepcopy(scene)
+    if q.face is None:
+        return q
+    rng = np.random.default_rng([scene.seed, 8888])
+    onsets, durations = _lay_syllables(rng, scene.num_frames, int(rng.integers(EDGE_FRAMES, EDGE_FRAMES + 6)),
+                                       CONNECTED_OPEN_FRAMES, CONNECTED_CLOSED_FRAMES)
+    q.face.onsets, q.face.durations = onsets, durations
+    q.face.syllables = [SYLLABLES[i] for i in rng.integers(0, len(SYLLABLES), size=len(onsets))]
+    q.face.intonation = [float(v) for v in rng.uniform(0.9, 1.1, size=len(onsets))]
+    f0 = float(np.exp(rng.uniform(np.log(70.0), np.log(300.0))))
+    q.face.voice = Voice(f0=f0, formant_scale=float(np.clip(0.78 + 0.4 * np.log(f0 / 70.0) / np.log(300 / 70.0)
+                                                            + rng.normal(0, 0.08), 0.72, 1.3)),
+                         brightness=float(rng.uniform(0.4, 1.8)), breathiness=float(rng.uniform(0.0, 0.2)),
+                         style="connected")
+    q.prompt, q.audio_caption = prompts.write_texts(q, np.random.default_rng([scene.seed, 99]))
+    return q
+
+
+def is_connected_seed(seed: int, p_connected: float) -> bool:
+    """Whether training seed ``seed`` renders its ``connected`` variant at share ``p_connected`` (a fixed
+    draw per seed; a quiet clip stays quiet, and connected comes before running)."""
+    return _drawn(seed, p_connected, 4444)
 
 
 def is_running_seed(seed: int, p_running: float) -> bool:
