@@ -82,6 +82,27 @@ def rise_conf(frames, w):
     return float(max(corr) - np.median(corr))
 
 
+def envelope_conf(frames, w, top=0.01):
+    """Z13: lip-sync as the picture's pixels following the voice's loudness envelope (not its onsets): each
+    pixel's brightness over the frames correlated with the frame log-rms at lags -8..8; a lag's score is the mean
+    |correlation| of its top 1 % of pixels (the mouth, wherever it is); confidence = the best lag's score minus
+    the median lag's. Returns (confidence, best lag in frames)."""
+    hop = int(sr // fps)
+    F = len(frames)
+    x = np.asarray(frames, np.float64).mean(-1).reshape(F, -1)
+    x = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    env = np.log(np.array([np.sqrt(np.mean(w[i * hop:(i + 1) * hop] ** 2)) for i in range(F)]) + 3e-3)
+    env = (env - env.mean()) / (env.std() + 1e-9)
+    k = max(1, int(top * x.shape[1]))
+    scores = []
+    for lag in range(-8, 9):  # picture at frame f against the voice at frame f + lag
+        a, b = x[max(0, -lag):F - max(0, lag)], env[max(0, lag):F - max(0, -lag)]
+        c = np.abs(b @ a) / len(b)
+        scores.append(np.sort(c)[-k:].mean())
+    scores = np.asarray(scores)
+    return float(scores.max() - np.median(scores)), int(np.argmax(scores)) - 8
+
+
 def oracle_frames(w, rule, index=0):
     """The speech control's face with its mouth laid on the voice itself (no model): opening on the metric's
     own audio events ("events", 3 frames each), on the voice's loud stretches (Z11's rule, "loud") or on a flite
@@ -115,17 +136,19 @@ if os.environ.get("ORACLE"):  # the metrics' ceiling: mouths laid on the voice, 
                 v_ev = detect_visual_events(frames, fps)
                 res.append([event_f1(detect_audio_events(x, sr, fps, num_frames=len(frames)), v_ev, 1 / fps + 1e-6)
                             for x in (w, w2)] + [av_offset(frames, fps, w, sr)[1], av_offset(frames, fps, w2, sr)[1],
-                                                 rise_conf(frames, w), rise_conf(frames, w2)])
+                                                 rise_conf(frames, w), rise_conf(frames, w2),
+                                                 envelope_conf(frames, w)[0], envelope_conf(frames, w2)[0]])
             r = np.mean(res, 0)
             print(f"{name:9} mouth on the voice's {rule:6}: F1 {r[0]:.2f} (other {r[1]:.2f}) | sync conf {r[2]:.2f} "
-                  f"(other {r[3]:.2f}) | loudness-rise conf {r[4]:.2f} (other {r[5]:.2f})", flush=True)
+                  f"(other {r[3]:.2f}) | loudness-rise conf {r[4]:.2f} (other {r[5]:.2f}) | envelope conf "
+                  f"{r[6]:.2f} (other {r[7]:.2f})", flush=True)
     sys.exit(0)
 for name, ws in drives:
     items = [(w, s) for w in ws for s in SEEDS]
     t0 = time.time()
     out = generate_batch(pipe, "A2V", [(base.prompt, base.audio_caption, "")] * len(items), [s for _, s in items],
                          driving_audio=[(w[None], sr) for w, _ in items])
-    f1, conf, off, f1_floor, conf_floor, rise, rise_floor = [], [], [], [], [], [], []
+    f1, conf, off, f1_floor, conf_floor, rise, rise_floor, env, env_floor = [], [], [], [], [], [], [], [], []
     for j, ((frames, _), (w, s)) in enumerate(zip(out, items)):
         a_ev = detect_audio_events(w, sr, fps, num_frames=len(frames))
         v_ev = detect_visual_events(frames, fps)
@@ -136,7 +159,10 @@ for name, ws in drives:
         f1_floor.append(event_f1(detect_audio_events(w2, sr, fps, num_frames=len(frames)), v_ev, 1 / fps + 1e-6))
         conf_floor.append(av_offset(frames, fps, w2, sr)[1])
         rise.append(rise_conf(frames, w)); rise_floor.append(rise_conf(frames, w2))
+        env.append(envelope_conf(frames, w)[0]); env_floor.append(envelope_conf(frames, w2)[0])
     print(f"{name:9} n={len(items):2} F1 mouth vs voice {np.mean(f1):.2f} (other clip's voice {np.mean(f1_floor):.2f}) | "
           f"sync conf {np.mean(conf):.2f} (other {np.mean(conf_floor):.2f}) | loudness-rise conf {np.mean(rise):.2f} "
-          f"(other {np.mean(rise_floor):.2f}) | |offset| {np.mean(off):.3f} s "
+          f"(other {np.mean(rise_floor):.2f}) | envelope conf {np.mean(env):.2f} (other {np.mean(env_floor):.2f}; "
+          f"above it in {int(np.sum(np.array(env) > np.array(env_floor)))}/{len(env)}) "
+          f"| |offset| {np.mean(off):.3f} s "
           f"| per clip F1 {' '.join(f'{x:.2f}' for x in f1)} ({time.time() - t0:.0f} s)", flush=True)
