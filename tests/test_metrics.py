@@ -145,6 +145,41 @@ def test_envelope_correlation_same_vs_different_timing():
     assert M.envelope_correlation(a, b, sr, 16) < 0.0
 
 
+def test_envelope_sync_on_a_hand_made_mouth():
+    """metrics.envelope_sync: a 2x2-pixel "mouth" whose brightness is the voice's own z-scored log level
+    correlates exactly 1 at its lag (the top 1 % of 256 pixels is two of its four), so the offset is that
+    lag and the confidence well above the same picture's against another voice; a still picture scores 0.
+    Fluent syllables (5 a second, 16 fps): the envelope is periodic too, so other lags score as well."""
+    sr, fps, F = 16000, 16, 32
+    hop = sr // fps
+    rng = np.random.default_rng(0)
+
+    def voice(frames_on):
+        w = np.zeros(F * hop)
+        for f, d in frames_on:
+            n = d * hop
+            w[f * hop:f * hop + n] += rng.uniform(0.05, 0.3) * np.sin(2 * np.pi * 180 * np.arange(n) / sr)
+        return w
+
+    syllables = [(f, int(rng.integers(1, 3))) for f in range(1, F - 2, 3)] + [(F - 1, 1)]
+    w = voice(syllables)
+    env = np.log(np.sqrt((w.reshape(F, hop) ** 2).mean(1)) + M.ENVELOPE_SILENCE)
+    env = (env - env.mean()) / env.std()
+
+    def picture(shift):  # the mouth shows the level of frame f - shift (shift > 0: the picture lags)
+        frames = np.full((F, 16, 16, 3), 0.5) + 0.01 * rng.standard_normal((F, 16, 16, 3))
+        frames[:, 6:8, 6:8, :] = 0.5 + 0.1 * np.roll(env, shift)[:, None, None, None]
+        return frames
+
+    offset, conf = M.envelope_sync(picture(0), fps, w, sr)
+    assert offset == 0.0 and conf > 0.3
+    offset, _ = M.envelope_sync(picture(2), fps, w, sr)
+    assert offset == -2 / fps  # the sound leads the picture by two frames: negative, as av_offset's sign
+    other = voice([(f + 1, 1) for f in range(0, F - 2, 4)])
+    assert M.envelope_sync(picture(0), fps, other, sr)[1] < conf - 0.3
+    assert M.envelope_sync(np.full((F, 16, 16, 3), 0.5), fps, w, sr)[1] == 0.0
+
+
 def test_psnr_and_first_frame_similarity_closed_form():
     img = np.full((64, 64, 3), 0.5, np.float32)
     assert M.psnr(img, img + 0.1) == pytest.approx(20.0, abs=1e-4)      # mse 0.01 -> 20 dB

@@ -16,7 +16,7 @@ torch.set_num_threads(2)
 from harmony.batch_generate import generate_batch
 from harmony.controls import speech_scene
 from harmony.media import read_audio, resample_audio
-from harmony.metrics import av_offset, detect_audio_events, detect_visual_events, event_f1
+from harmony.metrics import av_offset, detect_audio_events, detect_visual_events, envelope_sync, event_f1
 from harmony.pipeline import HarmonyPipeline
 from harmony.world import connected, render, running
 from harmony.world.video import render_frames
@@ -82,25 +82,10 @@ def rise_conf(frames, w):
     return float(max(corr) - np.median(corr))
 
 
-def envelope_conf(frames, w, top=0.01):
-    """Z13: lip-sync as the picture's pixels following the voice's loudness envelope (not its onsets): each
-    pixel's brightness over the frames correlated with the frame log-rms at lags -8..8; a lag's score is the mean
-    |correlation| of its top 1 % of pixels (the mouth, wherever it is); confidence = the best lag's score minus
-    the median lag's. Returns (confidence, best lag in frames)."""
-    hop = int(sr // fps)
-    F = len(frames)
-    x = np.asarray(frames, np.float64).mean(-1).reshape(F, -1)
-    x = (x - x.mean(0)) / (x.std(0) + 1e-6)
-    env = np.log(np.array([np.sqrt(np.mean(w[i * hop:(i + 1) * hop] ** 2)) for i in range(F)]) + 3e-3)
-    env = (env - env.mean()) / (env.std() + 1e-9)
-    k = max(1, int(top * x.shape[1]))
-    scores = []
-    for lag in range(-8, 9):  # picture at frame f against the voice at frame f + lag
-        a, b = x[max(0, -lag):F - max(0, lag)], env[max(0, lag):F - max(0, -lag)]
-        c = np.abs(b @ a) / len(b)
-        scores.append(np.sort(c)[-k:].mean())
-    scores = np.asarray(scores)
-    return float(scores.max() - np.median(scores)), int(np.argmax(scores)) - 8
+def envelope_conf(frames, w):
+    """Z13's envelope score, now harmony.metrics.envelope_sync: (confidence, best lag in frames)."""
+    offset, conf = envelope_sync(frames, fps, w, sr)
+    return conf, int(round(offset * fps))
 
 
 def oracle_frames(w, rule, index=0):
