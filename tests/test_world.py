@@ -175,6 +175,27 @@ def test_connected_speech_is_another_voice_with_consonants_between_vowels():
     assert connected(ambient) == ambient
 
 
+def test_connected_voice_is_rendered_by_the_second_synthesiser(monkeypatch):
+    """render: a face whose voice has style "connected" is spoken by audio.connected_speech (its
+    syllables at its onsets, then the reference voice's), a face of the world's own voice never is."""
+    from harmony.world import audio, connected
+
+    calls = []
+
+    def record(voice, syllables, onsets, durations, intonation, n, sr, fps, rng):
+        calls.append((list(syllables), list(onsets)))
+        return np.zeros(n)
+
+    monkeypatch.setattr(audio, "connected_speech", record)
+    scene = sample_scene(3, "speech", 3.0)
+    render(scene)
+    assert calls == []
+    conn = connected(scene)
+    render(conn)
+    assert calls[0] == (conn.face.syllables, conn.face.onsets)
+    assert calls[1][0] == conn.face.ref_syllables and len(calls) == 2
+
+
 def test_connected_speech_fills_each_gap_with_its_consonant():
     """audio.connected_speech on hand-laid syllables (vowels 3 frames, gaps 2): the gap before a nasal (m)
     or a lateral (l) is voiced and before s it hisses, at 15-60 % of the vowels' loudness, except for the odd

@@ -303,6 +303,25 @@ def quiet(scene: Scene) -> Scene:
     return q
 
 
+def _respoken(scene: Scene, salt: int, start_spread: int, open_frames, closed_frames, new_voice=None) -> Scene:
+    """``scene`` with its face's syllables laid again from ``[seed, salt]`` (the first within ``start_spread``
+    frames of ``EDGE_FRAMES``, then ``open_frames`` open and ``closed_frames`` shut), new syllables and
+    intonation, the voice ``new_voice(rng)`` where given (drawn after them), texts rewritten. No face: as is."""
+    q = copy.deepcopy(scene)
+    if q.face is None:
+        return q
+    rng = np.random.default_rng([scene.seed, salt])
+    start = int(rng.integers(EDGE_FRAMES, EDGE_FRAMES + start_spread))
+    onsets, durations = _lay_syllables(rng, scene.num_frames, start, open_frames, closed_frames)
+    q.face.onsets, q.face.durations = onsets, durations
+    q.face.syllables = [SYLLABLES[i] for i in rng.integers(0, len(SYLLABLES), size=len(onsets))]
+    q.face.intonation = [float(v) for v in rng.uniform(0.9, 1.1, size=len(onsets))]
+    if new_voice is not None:
+        q.face.voice = new_voice(rng)
+    q.prompt, q.audio_caption = prompts.write_texts(q, np.random.default_rng([scene.seed, 99]))
+    return q
+
+
 def running(scene: Scene) -> Scene:
     """``scene`` with its face speaking *running* speech: syllables back to back, each open
     ``RUNNING_OPEN_FRAMES`` and closed ``RUNNING_CLOSED_FRAMES`` before the next (3.2-5.3 a second at
@@ -310,17 +329,15 @@ def running(scene: Scene) -> Scene:
     second with the mouth shut ``SPEECH_CLOSED_FRAMES`` between them; a model trained on those alone does not
     follow a real sentence (notebook Y12). Same look, voice and ambience; texts rewritten. A scene
     without a face is returned as it is. ``sample_batch(..., p_running=)`` mixes them in."""
-    q = copy.deepcopy(scene)
-    if q.face is None:
-        return q
-    rng = np.random.default_rng([scene.seed, 7777])
-    onsets, durations = _lay_syllables(rng, scene.num_frames, int(rng.integers(EDGE_FRAMES, EDGE_FRAMES + 4)),
-                                       RUNNING_OPEN_FRAMES, RUNNING_CLOSED_FRAMES)
-    q.face.onsets, q.face.durations = onsets, durations
-    q.face.syllables = [SYLLABLES[i] for i in rng.integers(0, len(SYLLABLES), size=len(onsets))]
-    q.face.intonation = [float(v) for v in rng.uniform(0.9, 1.1, size=len(onsets))]
-    q.prompt, q.audio_caption = prompts.write_texts(q, np.random.default_rng([scene.seed, 99]))
-    return q
+    return _respoken(scene, 7777, 4, RUNNING_OPEN_FRAMES, RUNNING_CLOSED_FRAMES)
+
+
+def _connected_voice(rng) -> Voice:
+    """A voice of the second synthesiser: pitch 70-300 Hz, its vocal tract growing with it (0.72-1.3)."""
+    f0 = float(np.exp(rng.uniform(np.log(70.0), np.log(300.0))))
+    tract = 0.78 + 0.4 * np.log(f0 / 70.0) / np.log(300 / 70.0) + rng.normal(0, 0.08)
+    return Voice(f0=f0, formant_scale=float(np.clip(tract, 0.72, 1.3)), brightness=float(rng.uniform(0.4, 1.8)),
+                 breathiness=float(rng.uniform(0.0, 0.2)), style="connected")
 
 
 def connected(scene: Scene) -> Scene:
@@ -331,22 +348,7 @@ def connected(scene: Scene) -> Scene:
     trained on it alone does not follow another synthesiser's sentence (notebook Y12). Same look and
     ambience; texts rewritten. A scene without a face is returned as it is. ``sample_batch(...,
     p_connected=)`` mixes them in."""
-    q = copy.deepcopy(scene)
-    if q.face is None:
-        return q
-    rng = np.random.default_rng([scene.seed, 8888])
-    onsets, durations = _lay_syllables(rng, scene.num_frames, int(rng.integers(EDGE_FRAMES, EDGE_FRAMES + 6)),
-                                       CONNECTED_OPEN_FRAMES, CONNECTED_CLOSED_FRAMES)
-    q.face.onsets, q.face.durations = onsets, durations
-    q.face.syllables = [SYLLABLES[i] for i in rng.integers(0, len(SYLLABLES), size=len(onsets))]
-    q.face.intonation = [float(v) for v in rng.uniform(0.9, 1.1, size=len(onsets))]
-    f0 = float(np.exp(rng.uniform(np.log(70.0), np.log(300.0))))
-    q.face.voice = Voice(f0=f0, formant_scale=float(np.clip(0.78 + 0.4 * np.log(f0 / 70.0) / np.log(300 / 70.0)
-                                                            + rng.normal(0, 0.08), 0.72, 1.3)),
-                         brightness=float(rng.uniform(0.4, 1.8)), breathiness=float(rng.uniform(0.0, 0.2)),
-                         style="connected")
-    q.prompt, q.audio_caption = prompts.write_texts(q, np.random.default_rng([scene.seed, 99]))
-    return q
+    return _respoken(scene, 8888, 6, CONNECTED_OPEN_FRAMES, CONNECTED_CLOSED_FRAMES, _connected_voice)
 
 
 def is_connected_seed(seed: int, p_connected: float) -> bool:
