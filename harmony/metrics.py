@@ -10,6 +10,9 @@ Analytic detectors of the synthetic world (``harmony.world``):
 - ``av_offset(frames, fps, wave, sr, max_offset_s=0.5) -> (offset_s, confidence)``:
   SyncNet-style: the lag maximising the correlation of the two strengths
   (positive = audio late); confidence = peak minus median correlation.
+- ``envelope_sync(frames, fps, wave, sr) -> (offset_s, confidence)``: the pixels
+  that follow the sound's loudness envelope (lip-sync on fluent speech, where
+  the onset correlation of ``av_offset`` turns periodic).
 - ``detect_audio_events`` / ``detect_visual_events`` -> event times (s);
   ``event_f1(pred, gt, tol_s) -> float``, ``event_prf`` -> precision / recall / f1.
 - ``loud_onsets`` (absolute-threshold onsets: none for a steady sound),
