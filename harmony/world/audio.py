@@ -39,16 +39,19 @@ def _envelope(n, sr, attack_s, release_s):
     return env * np.clip((n / sr - t) / max(release_s, 1e-4), 0, 1)
 
 
+def _formant_response(f, formants, bandwidths, tilt):
+    """Gain at frequencies ``f`` (Hz) of three formants (centres ``formants[k]``, widths ``bandwidths[k]``,
+    each a number or an array that broadcasts with ``f``) over a spectral tilt; nothing below 60 Hz."""
+    g = 0.0
+    for fk, bk, ak in zip(formants, bandwidths, FORMANT_GAIN):
+        g = g + ak / (1.0 + ((f - fk) / (bk / 2)) ** 2)
+    return (g + 0.02) * (1.0 + f / 400.0) ** (-tilt) * (f > 60)
+
+
 def _vowel_gain(vowel, voice):
     fs = np.asarray(FORMANTS[vowel], np.float64) * voice.formant_scale
-
-    def gain(f):
-        g = np.zeros_like(f)
-        for fk, bk, ak in zip(fs, FORMANT_BANDWIDTH, FORMANT_GAIN):
-            g += ak / (1.0 + ((f - fk) / (bk * voice.formant_scale / 2)) ** 2)
-        tilt = (1.0 + f / 400.0) ** (-(1.6 - 0.5 * voice.brightness))
-        return (g + 0.02) * tilt * (f > 60)
-    return gain
+    widths = [b * voice.formant_scale for b in FORMANT_BANDWIDTH]
+    return lambda f: _formant_response(f, fs, widths, 1.6 - 0.5 * voice.brightness)
 
 
 def _pulse_train(f0_track: np.ndarray, sr: int) -> np.ndarray:
@@ -180,8 +183,10 @@ def render_ref_voice(scene, seconds: float = 1.5) -> np.ndarray | None:
         k = len(face.ref_syllables)
         wave += connected_speech(face.voice, face.ref_syllables, [2 + 5 * i for i in range(k)], [3] * k,
                                  [1.0 + 0.03 * (i % 2) for i in range(k)], len(wave), sr, scene.fps, rng)
-    for i, syl in enumerate(face.ref_syllables if face.voice.style != "connected" else []):
-        _mix_at(wave, syllable(syl, face.voice, 0.25, 1.0 + 0.03 * (i % 2), sr, rng), int((0.08 + 0.35 * i) * sr))
+    else:
+        for i, syl in enumerate(face.ref_syllables):
+            _mix_at(wave, syllable(syl, face.voice, 0.25, 1.0 + 0.03 * (i % 2), sr, rng),
+                    int((0.08 + 0.35 * i) * sr))
     peak = np.abs(wave).max()
     if peak > 0.95:
         wave *= 0.95 / peak
@@ -212,10 +217,7 @@ _HOP = 64  # control / STFT hop (4 ms at 16 kHz)
 
 def _formant_gains(freqs, tracks, bandwidths, tilt):
     """``[frames, bins]`` gains of three formants following ``tracks [frames, 3]`` (Hz), with a spectral tilt."""
-    g = np.zeros((len(tracks), len(freqs)))
-    for k in range(3):
-        g += FORMANT_GAIN[k] / (1.0 + ((freqs[None, :] - tracks[:, k:k + 1]) / (bandwidths[k] / 2)) ** 2)
-    return (g + 0.02) * ((1.0 + freqs / 400.0) ** (-tilt))[None, :] * (freqs > 60)[None, :]
+    return _formant_response(freqs[None, :], [tracks[:, k:k + 1] for k in range(3)], bandwidths, tilt)
 
 
 def _shaped(x, gains, sr):
